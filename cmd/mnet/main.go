@@ -1,0 +1,279 @@
+// Command mnet mounts the mnet filesystem: networking as files.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mnet-project/mnet/fs"
+	"github.com/mnet-project/mnet/netcore"
+)
+
+const usage = `mnet: networking as files
+
+Usage:
+  mnet mount [flags] MOUNTPOINT   serve mnet at MOUNTPOINT in the foreground (as root)
+  mnet umount MOUNTPOINT          unmount it; the daemon then exits
+  mnet help                       this text
+
+mount flags:
+  -v              debug log lines (port joins and leaves, and more)
+  --debug-fuse    log every FUSE request (very verbose)
+  --state PATH    where persistent networks are kept (default /var/lib/mnet/state.json;
+                  empty: keep nothing)
+
+The daemon stops on SIGINT, SIGTERM or umount: it unmounts, deletes what it
+created and exits 0. A stale mount left by a killed daemon is recovered by the
+next mount. Try:
+
+  mnet mount /mnt/mnet &
+  mkdir /mnt/mnet/ipn/lab
+  cat /mnt/mnet/ipn/lab/data &
+  echo hello > /mnt/mnet/ipn/lab/data
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "mount":
+		err = mountCmd(os.Args[2:])
+	case "umount", "unmount":
+		err = umountCmd(os.Args[2:])
+	case "help", "-h", "-help", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "mnet: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mnet: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func mountCmd(args []string) error {
+	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	verbose := fl.Bool("v", false, "")
+	debugFuse := fl.Bool("debug-fuse", false, "")
+	state := fl.String("state", "/var/lib/mnet/state.json", "")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Print(usage)
+			return err
+		}
+		return fmt.Errorf("mount: %v (see mnet help)", err)
+	}
+	if fl.NArg() != 1 {
+		return errors.New("mount: want exactly one MOUNTPOINT (see mnet help)")
+	}
+	level := slog.LevelInfo
+	if *verbose || *debugFuse {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	if os.Geteuid() != 0 {
+		return errors.New("mount: must run as root (it mounts for every user and creates interfaces)")
+	}
+	mp, err := filepath.Abs(fl.Arg(0))
+	if err != nil {
+		return err
+	}
+	if err := prepareMountpoint(mp, log); err != nil {
+		return err
+	}
+
+	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state})
+	if err != nil {
+		return err
+	}
+	server, err := fs.Mount(core, fs.Config{Mountpoint: mp, Log: log, Debug: *debugFuse})
+	if err != nil {
+		core.Close()
+		return fmt.Errorf("mount %s: %v", mp, err)
+	}
+	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid())
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	served := make(chan struct{})
+	go func() { server.Wait(); close(served) }()
+
+	select {
+	case sig := <-sigs:
+		log.Info("stopping", "signal", sig.String())
+		// Wake every blocked reader first, so their requests finish and
+		// the unmount is not refused for them.
+		core.Close()
+		if err := server.Unmount(); err != nil {
+			// Files still held open: detach the mount now; the kernel
+			// ends the connection when this process exits.
+			log.Info("files still open, detaching the mount", "err", err)
+			if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+				log.Error("detach failed", "mountpoint", mp, "err", err)
+			}
+		}
+	case <-served:
+		log.Info("unmounted from outside, stopping")
+		core.Close()
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// prepareMountpoint makes sure mp is a directory we can mount on: it creates
+// it if missing, recovers a stale mount (its daemon died: ENOTCONN) and
+// refuses a live one.
+func prepareMountpoint(mp string, log *slog.Logger) error {
+	var st unix.Stat_t
+	err := unix.Stat(mp, &st)
+	switch {
+	case errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED):
+		log.Info("recovering stale mount left by a dead daemon", "mountpoint", mp)
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("stale mount at %s: %v", mp, err)
+		}
+	case errors.Is(err, unix.ENOENT):
+		if err := os.MkdirAll(mp, 0o755); err != nil {
+			return err
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("mountpoint %s: %v", mp, err)
+	}
+	if fstype, ok := mountedAt(mp); ok && strings.HasPrefix(fstype, "fuse") {
+		return fmt.Errorf("%s is already mounted (%s); run mnet umount %s first", mp, fstype, mp)
+	}
+	if err := unix.Stat(mp, &st); err != nil {
+		return fmt.Errorf("mountpoint %s: %v", mp, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("mountpoint %s: not a directory", mp)
+	}
+	return nil
+}
+
+// mountedAt reports the filesystem type of the topmost mount at mp, if any.
+func mountedAt(mp string) (string, bool) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "", false
+	}
+	fstype, found := "", false
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		sep := -1
+		for i, x := range f {
+			if x == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
+			continue
+		}
+		if unescapeMountinfo(f[4]) == mp {
+			fstype, found = f[sep+1], true // later lines are mounted on top
+		}
+	}
+	return fstype, found
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v byte
+			ok := true
+			for _, c := range []byte(s[i+1 : i+4]) {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				v = v*8 + c - '0'
+			}
+			if ok {
+				b.WriteByte(v)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func umountCmd(args []string) error {
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Print(usage)
+		return nil
+	}
+	if len(args) != 1 {
+		return errors.New("umount: want exactly one MOUNTPOINT (see mnet help)")
+	}
+	mp, err := filepath.Abs(args[0])
+	if err != nil {
+		return err
+	}
+	fstype, ok := mountedAt(mp)
+	if !ok || fstype != "fuse.mnet" {
+		return fmt.Errorf("umount: %s is not an mnet mount", mp)
+	}
+	var st unix.Stat_t
+	statErr := unix.Stat(mp, &st)
+	err = unix.Unmount(mp, 0)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.EBUSY) {
+		if statErr != nil { // stale: the daemon is gone
+			return unix.Unmount(mp, unix.MNT_DETACH)
+		}
+		return fmt.Errorf("umount %s: %v", mp, err)
+	}
+	// Files are held open. Detach the mount, then end the FUSE connection
+	// so the daemon stops and the holders see ENOTCONN.
+	if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("umount %s: %v", mp, err)
+	}
+	if statErr == nil {
+		abortConnection(uint64(st.Dev))
+	}
+	return nil
+}
+
+// abortConnection ends the FUSE connection of device dev through fusectl,
+// mounting fusectl if needed.
+func abortConnection(dev uint64) {
+	const dir = "/sys/fs/fuse/connections"
+	path := fmt.Sprintf("%s/%d/abort", dir, unix.Minor(dev))
+	if _, err := os.Stat(path); err != nil {
+		_ = unix.Mount("fusectl", dir, "fusectl", 0, "")
+	}
+	if err := os.WriteFile(path, []byte("1"), 0); err != nil {
+		fmt.Fprintf(os.Stderr, "mnet: mount detached; ending the connection failed: %v\n", err)
+	}
+}

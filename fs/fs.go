@@ -1,0 +1,226 @@
+// Package fs serves a netcore tree over FUSE. It knows nothing of any
+// protocol family: it turns file operations into calls on netcore's Dir,
+// File and Handle interfaces, and netcore's errors into errnos.
+package fs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/mnet-project/mnet/netcore"
+)
+
+// node is one netcore node as a go-fuse inode.
+type node struct {
+	gofs.Inode
+	nc  netcore.Node
+	log *slog.Logger
+}
+
+var (
+	_ gofs.NodeGetattrer = (*node)(nil)
+	_ gofs.NodeSetattrer = (*node)(nil)
+	_ gofs.NodeLookuper  = (*node)(nil)
+	_ gofs.NodeReaddirer = (*node)(nil)
+	_ gofs.NodeMkdirer   = (*node)(nil)
+	_ gofs.NodeRmdirer   = (*node)(nil)
+	_ gofs.NodeCreater   = (*node)(nil)
+	_ gofs.NodeOpener    = (*node)(nil)
+	_ gofs.NodeAccesser  = (*node)(nil)
+)
+
+// errno maps a netcore error to the errno for the kernel. Errors that carry
+// no errno are bugs worth a log line; the caller sees EIO.
+func (n *node) errno(op string, err error) syscall.Errno { return toErrno(n.log, op, err) }
+
+func fillAttr(nc netcore.Node, a netcore.Attr, out *fuse.Attr) {
+	out.Ino = nc.ID()
+	out.Mode = a.Mode
+	out.Uid = a.Uid
+	out.Gid = a.Gid
+	out.Size = 0
+	out.Nlink = 1
+	if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		out.Nlink = 2
+	}
+	t := a.Mtime
+	if t.IsZero() {
+		t = time.Now()
+	}
+	out.SetTimes(&t, &t, &t)
+}
+
+func (n *node) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	fillAttr(n.nc, n.nc.Attr(credOf(ctx, false)), &out.Attr)
+	return 0
+}
+
+// Setattr handles chmod and chown on nodes that have an owner. Size changes
+// (O_TRUNC, truncate) and time changes (touch) are accepted and ignored:
+// these files have no stored content.
+func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	c := credOf(ctx, true)
+	_, modeSet := in.GetMode()
+	uid, uidSet := in.GetUID()
+	gid, gidSet := in.GetGID()
+	if modeSet || uidSet || gidSet {
+		owned, ok := n.nc.(netcore.Owned)
+		if !ok {
+			return syscall.EPERM
+		}
+		if uidSet || gidSet {
+			u, g := int64(-1), int64(-1)
+			if uidSet {
+				u = int64(uid)
+			}
+			if gidSet {
+				g = int64(gid)
+			}
+			if err := owned.Chown(c, u, g); err != nil {
+				return n.errno("chown", err)
+			}
+		}
+		if modeSet {
+			if err := owned.Chmod(c, in.Mode&07777); err != nil {
+				return n.errno("chmod", err)
+			}
+		}
+	}
+	fillAttr(n.nc, n.nc.Attr(c), &out.Attr)
+	return 0
+}
+
+func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
+	c := credOf(ctx, true)
+	if a, ok := n.nc.(netcore.Accesser); ok {
+		return n.errno("access", a.Access(c, mask))
+	}
+	a := n.nc.Attr(c)
+	return n.errno("access", netcore.ModeAccess(c, mask, a.Mode, a.Uid, a.Gid))
+}
+
+func (n *node) child(ctx context.Context, nc netcore.Node, out *fuse.EntryOut) *gofs.Inode {
+	a := nc.Attr(credOf(ctx, false))
+	fillAttr(nc, a, &out.Attr)
+	return n.NewInode(ctx, &node{nc: nc, log: n.log},
+		gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: nc.ID()})
+}
+
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	d, ok := n.nc.(netcore.Dir)
+	if !ok {
+		return nil, syscall.ENOTDIR
+	}
+	c, err := d.Lookup(credOf(ctx, false), name)
+	if err != nil {
+		return nil, n.errno("lookup", err)
+	}
+	return n.child(ctx, c, out), 0
+}
+
+func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	d, ok := n.nc.(netcore.Dir)
+	if !ok {
+		return nil, syscall.ENOTDIR
+	}
+	c := credOf(ctx, false)
+	var ents []fuse.DirEntry
+	for _, e := range d.List(c) {
+		ents = append(ents, fuse.DirEntry{Name: e.Name, Ino: e.Node.ID(), Mode: e.Node.Attr(c).Mode})
+	}
+	return gofs.NewListDirStream(ents), 0
+}
+
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	m, ok := n.nc.(netcore.Mkdirer)
+	if !ok {
+		return nil, syscall.EPERM
+	}
+	c, err := m.Mkdir(credOf(ctx, true), name, mode&07777)
+	if err != nil {
+		return nil, n.errno("mkdir", err)
+	}
+	return n.child(ctx, c, out), 0
+}
+
+func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	r, ok := n.nc.(netcore.Rmdirer)
+	if !ok {
+		return syscall.EPERM
+	}
+	return n.errno("rmdir", r.Rmdir(credOf(ctx, true), name))
+}
+
+// Create is reached only for names that do not exist: nothing here is made
+// by creating a file.
+func (n *node) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EPERM
+}
+
+// Open returns direct I/O handles: every read and write reaches netcore, one
+// system call to one request, and nothing is cached.
+func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	f, ok := n.nc.(netcore.File)
+	if !ok {
+		return nil, 0, syscall.EISDIR
+	}
+	h, err := f.Open(credOf(ctx, true), int(flags))
+	if err != nil {
+		return nil, 0, n.errno("open", err)
+	}
+	return &handle{h: h, log: n.log}, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// handle is one open file.
+type handle struct {
+	h   netcore.Handle
+	log *slog.Logger
+}
+
+var (
+	_ gofs.FileReader   = (*handle)(nil)
+	_ gofs.FileWriter   = (*handle)(nil)
+	_ gofs.FileReleaser = (*handle)(nil)
+	_ gofs.FileFlusher  = (*handle)(nil)
+)
+
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	n, err := h.h.Read(ctx, dest, off, requestFlags(ctx)&syscall.O_NONBLOCK != 0)
+	if err != nil {
+		return nil, toErrno(h.log, "read", err)
+	}
+	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	n, err := h.h.Write(ctx, data, off, requestFlags(ctx)&syscall.O_NONBLOCK != 0)
+	if err != nil {
+		return 0, toErrno(h.log, "write", err)
+	}
+	return uint32(n), 0
+}
+
+func (h *handle) Flush(context.Context) syscall.Errno { return 0 }
+
+func (h *handle) Release(context.Context) syscall.Errno {
+	h.h.Close()
+	return 0
+}
+
+func toErrno(log *slog.Logger, op string, err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	log.Error("operation failed", "op", op, "err", err)
+	return syscall.EIO
+}

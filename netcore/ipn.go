@@ -1,0 +1,435 @@
+package netcore
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+)
+
+func init() {
+	Register("ipn", func(env *Env) (Family, error) { return newIPN(env) })
+}
+
+// MaxNetworks bounds how many IPN networks may exist at once.
+const MaxNetworks = 4096
+
+type ipnFamily struct {
+	env   *Env
+	log   *slog.Logger
+	dir   *ipnDir
+	state *stateFile
+
+	mu   sync.Mutex
+	nets map[string]*Network
+}
+
+func newIPN(env *Env) (*ipnFamily, error) {
+	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network)}
+	f.dir = &ipnDir{id: NewID(), f: f, mtime: time.Now()}
+	f.state = &stateFile{path: env.StatePath}
+	saved, err := f.state.load()
+	if err != nil {
+		// A broken state file must not keep the daemon from serving.
+		f.log.Error("state file unreadable; starting without saved networks", "path", env.StatePath, "err", err)
+	}
+	for _, s := range saved {
+		if !validNetName(s.Name) {
+			continue
+		}
+		s.Settings.Persist = true
+		if err := checkSettings(s.Settings); err != nil {
+			f.log.Error("state file: bad settings, network skipped", "network", s.Name, "err", err)
+			continue
+		}
+		f.nets[s.Name] = newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
+		f.log.Info("network restored", "network", s.Name)
+	}
+	return f, nil
+}
+
+func (f *ipnFamily) Name() string { return "ipn" }
+func (f *ipnFamily) Description() string {
+	return "Inter Process Networking: hub and switch networks joined by files"
+}
+func (f *ipnFamily) Root() Dir { return f.dir }
+
+func (f *ipnFamily) Close() {
+	f.mu.Lock()
+	nets := make([]*Network, 0, len(f.nets))
+	for _, n := range f.nets {
+		nets = append(nets, n)
+	}
+	f.mu.Unlock()
+	for _, n := range nets {
+		n.shutdown()
+	}
+}
+
+// Network returns the network called name, or nil.
+func (f *ipnFamily) network(name string) *Network {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nets[name]
+}
+
+// saveState writes every persistent network to the state file.
+func (f *ipnFamily) saveState() {
+	f.mu.Lock()
+	var saved []savedNetwork
+	for _, n := range f.nets {
+		n.mu.Lock()
+		if n.set.Persist && !n.closed {
+			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set})
+		}
+		n.mu.Unlock()
+	}
+	f.mu.Unlock()
+	sort.Slice(saved, func(i, j int) bool { return saved[i].Name < saved[j].Name })
+	if err := f.state.save(saved); err != nil {
+		f.log.Error("cannot write state file", "path", f.state.path, "err", err)
+	}
+}
+
+// validNetName: 1–64 of [A-Za-z0-9._-], not starting with a dot.
+func validNetName(name string) bool {
+	if len(name) < 1 || len(name) > 64 || name[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ipnDir is the family directory, mode 1777: anyone may create a network.
+type ipnDir struct {
+	id    uint64
+	f     *ipnFamily
+	mtime time.Time
+}
+
+func (d *ipnDir) ID() uint64 { return d.id }
+
+func (d *ipnDir) Attr(*Cred) Attr {
+	return Attr{Mode: syscall.S_IFDIR | syscall.S_ISVTX | 0777, Mtime: d.mtime}
+}
+
+func (d *ipnDir) List(*Cred) []DirEntry {
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
+	ents := make([]DirEntry, 0, len(d.f.nets))
+	for name, n := range d.f.nets {
+		ents = append(ents, DirEntry{name, n.dir})
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
+	return ents
+}
+
+func (d *ipnDir) Lookup(_ *Cred, name string) (Node, error) {
+	if n := d.f.network(name); n != nil {
+		return n.dir, nil
+	}
+	return nil, syscall.ENOENT
+}
+
+func (d *ipnDir) Mkdir(c *Cred, name string, mode uint32) (Node, error) {
+	if !validNetName(name) {
+		d.f.log.Info("mkdir refused: bad network name", "name", name, "uid", c.Uid)
+		return nil, syscall.EINVAL
+	}
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
+	if _, ok := d.f.nets[name]; ok {
+		return nil, syscall.EEXIST
+	}
+	if len(d.f.nets) >= MaxNetworks {
+		return nil, syscall.ENOSPC
+	}
+	n := newNetwork(d.f, name, c.Uid, c.Gid, mode, DefaultSettings())
+	d.f.nets[name] = n
+	d.mtime = time.Now()
+	d.f.log.Info("network created", "network", name, "uid", c.Uid, "gid", c.Gid, "mode", Octal(n.mode))
+	return n.dir, nil
+}
+
+func (d *ipnDir) Rmdir(c *Cred, name string) error {
+	n := d.f.network(name)
+	if n == nil {
+		return syscall.ENOENT
+	}
+	if n.rights(c)&RightManage == 0 {
+		return syscall.EACCES
+	}
+	n.mu.Lock()
+	if n.filePorts() > 0 {
+		n.mu.Unlock()
+		return syscall.EBUSY
+	}
+	persist := n.set.Persist
+	n.closed = true // opens racing with us now fail
+	n.mu.Unlock()
+
+	d.f.mu.Lock()
+	delete(d.f.nets, name)
+	d.mtime = time.Now()
+	d.f.mu.Unlock()
+	n.shutdown()
+	if persist {
+		d.f.saveState()
+	}
+	d.f.log.Info("network removed", "network", name, "uid", c.Uid)
+	return nil
+}
+
+// Octal formats a mode for logs.
+type Octal uint32
+
+func (o Octal) String() string { return "0" + formatOctal(uint32(o)) }
+
+func formatOctal(v uint32) string {
+	if v < 8 {
+		return string(rune('0' + v))
+	}
+	return formatOctal(v/8) + string(rune('0'+v%8))
+}
+
+// netDir is ipn/NAME.
+type netDir struct {
+	id uint64
+	n  *Network
+}
+
+func (d *netDir) ID() uint64 { return d.id }
+
+func (d *netDir) Attr(*Cred) Attr {
+	n := d.n
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return Attr{Mode: syscall.S_IFDIR | n.mode, Uid: n.uid, Gid: n.gid, Mtime: n.mtime}
+}
+
+func (d *netDir) List(*Cred) []DirEntry {
+	n := d.n
+	return []DirEntry{{"ctl", n.ctl}, {"data", n.data}, {"pcap", n.pcap}, {"ports", n.ports}, {"stats", n.stats}}
+}
+
+func (d *netDir) Lookup(c *Cred, name string) (Node, error) {
+	for _, e := range d.List(c) {
+		if e.Name == name {
+			return e.Node, nil
+		}
+	}
+	return nil, syscall.ENOENT
+}
+
+// Chmod: the owner or root, as on any file.
+func (d *netDir) Chmod(c *Cred, mode uint32) error {
+	n := d.n
+	n.mu.Lock()
+	if !c.Root() && c.Uid != n.uid {
+		n.mu.Unlock()
+		return syscall.EPERM
+	}
+	n.mode = mode & 0777
+	n.mtime = time.Now()
+	persist := n.set.Persist
+	n.mu.Unlock()
+	n.fam.log.Info("network mode changed", "network", n.name, "mode", Octal(mode&0777), "uid", c.Uid)
+	if persist {
+		n.fam.saveState()
+	}
+	return nil
+}
+
+// Chown: root may give the network to anyone; the owner may only change
+// the group, to one of its own groups (chown(2) rules).
+func (d *netDir) Chown(c *Cred, uid, gid int64) error {
+	n := d.n
+	n.mu.Lock()
+	if !c.Root() {
+		if c.Uid != n.uid || (uid >= 0 && uint32(uid) != n.uid) || (gid >= 0 && !c.InGroup(uint32(gid))) {
+			n.mu.Unlock()
+			return syscall.EPERM
+		}
+	}
+	if uid >= 0 {
+		n.uid = uint32(uid)
+	}
+	if gid >= 0 {
+		n.gid = uint32(gid)
+	}
+	n.mtime = time.Now()
+	persist := n.set.Persist
+	n.mu.Unlock()
+	n.fam.log.Info("network owner changed", "network", n.name, "owner", uid, "group", gid, "uid", c.Uid)
+	if persist {
+		n.fam.saveState()
+	}
+	return nil
+}
+
+// netFile is one of the files in a network directory.
+type netFile struct {
+	id   uint64
+	n    *Network
+	kind string // data, ctl, ports, stats, pcap
+}
+
+func (f *netFile) ID() uint64 { return f.id }
+
+// Attr derives the file's mode from the network's: data shows the r and w
+// rights of each class, ctl shows w where x (manage) is held, and every file
+// is readable where any right is, so ls -l and test -r/-w tell the truth.
+func (f *netFile) Attr(*Cred) Attr {
+	n := f.n
+	n.mu.Lock()
+	mode, uid, gid, mtime := n.mode, n.uid, n.gid, n.mtime
+	n.mu.Unlock()
+	var perm uint32
+	for shift := 0; shift <= 6; shift += 3 {
+		class := mode >> shift & 7
+		var bits uint32
+		switch f.kind {
+		case "data":
+			bits = class & 6
+		case "ctl":
+			if class != 0 {
+				bits |= 4
+			}
+			if class&1 != 0 {
+				bits |= 2
+			}
+		default:
+			if class != 0 {
+				bits = 4
+			}
+		}
+		perm |= bits << shift
+	}
+	return Attr{Mode: syscall.S_IFREG | perm, Uid: uid, Gid: gid, Mtime: mtime}
+}
+
+func (f *netFile) Open(c *Cred, flags int) (Handle, error) {
+	n := f.n
+	r := n.rights(c)
+	acc := flags & syscall.O_ACCMODE
+	switch f.kind {
+	case "data":
+		return f.openData(c, r, acc)
+	case "ctl":
+		if r == 0 || (acc != syscall.O_RDONLY && r&RightManage == 0) {
+			return nil, syscall.EACCES
+		}
+		return &ctlHandle{n: n, cred: *c, write: acc != syscall.O_RDONLY}, nil
+	}
+	if r == 0 {
+		return nil, syscall.EACCES
+	}
+	if acc != syscall.O_RDONLY {
+		return nil, syscall.EACCES
+	}
+	switch f.kind {
+	case "ports":
+		return &textHandle{data: n.portsText()}, nil
+	case "stats":
+		return &textHandle{data: n.statsText()}, nil
+	case "pcap":
+		cp, err := n.startCapture()
+		if err != nil {
+			return nil, err
+		}
+		return &pcapHandle{n: n, c: cp}, nil
+	}
+	return nil, syscall.EINVAL
+}
+
+// openData joins the network. A caller holding only one of r and w gets a
+// port of that half even for O_RDWR (IPN's automatic shutdown).
+func (f *netFile) openData(c *Cred, r Rights, acc int) (Handle, error) {
+	wantRecv := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
+	wantSend := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
+	recv := wantRecv && r&RightRecv != 0
+	send := wantSend && r&RightSend != 0
+	if (wantRecv && !recv && acc != syscall.O_RDWR) || (wantSend && !send && acc != syscall.O_RDWR) || (!recv && !send) {
+		return nil, syscall.EACCES
+	}
+	p, err := f.n.Join(KindFile, c.Uid, c.Pid, "", recv, send)
+	if err != nil {
+		return nil, err
+	}
+	f.n.fam.log.Debug("port joined", "network", f.n.name, "port", p.id, "uid", c.Uid, "pid", c.Pid, "recv", recv, "send", send)
+	return &dataHandle{p: p}, nil
+}
+
+type dataHandle struct{ p *Port }
+
+func (h *dataHandle) Read(ctx context.Context, b []byte, _ int64, nonblock bool) (int, error) {
+	return h.p.Recv(ctx, b, nonblock)
+}
+
+func (h *dataHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bool) (int, error) {
+	if err := h.p.Send(ctx, b, nonblock); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (h *dataHandle) Close() {
+	h.p.Close()
+	h.p.net.fam.log.Debug("port left", "network", h.p.net.name, "port", h.p.id)
+}
+
+type pcapHandle struct {
+	n *Network
+	c *capture
+}
+
+func (h *pcapHandle) Read(ctx context.Context, b []byte, _ int64, nonblock bool) (int, error) {
+	return h.c.read(ctx, b, nonblock)
+}
+
+func (h *pcapHandle) Write(context.Context, []byte, int64, bool) (int, error) {
+	return 0, syscall.EBADF
+}
+
+func (h *pcapHandle) Close() { h.n.stopCapture(h.c) }
+
+// ctlHandle reads the settings (made afresh at offset 0) and applies
+// commands written to it.
+type ctlHandle struct {
+	n     *Network
+	cred  Cred // of the opener: rights are those of whoever opened ctl
+	write bool
+	mu    sync.Mutex
+	text  []byte
+}
+
+func (h *ctlHandle) Read(_ context.Context, b []byte, off int64, _ bool) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if off == 0 || h.text == nil {
+		h.text = h.n.ctlText()
+	}
+	if off >= int64(len(h.text)) {
+		return 0, nil
+	}
+	return copy(b, h.text[off:]), nil
+}
+
+func (h *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, error) {
+	if !h.write {
+		return 0, syscall.EBADF
+	}
+	if err := h.n.applyCtl(&h.cred, string(b)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (h *ctlHandle) Close() {}

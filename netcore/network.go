@@ -1,0 +1,363 @@
+package netcore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Delivery policies.
+const (
+	PolicyHub    = "hub"
+	PolicySwitch = "switch"
+)
+
+// Limits and defaults from SPEC.md.
+const (
+	DefaultMTU      = 65535
+	MinMTU          = 64
+	MaxMTU          = 65535
+	DefaultQlen     = 256
+	MaxQlen         = 65536
+	DefaultMaxPorts = 1024
+	MaxMaxPorts     = 65536
+	MaxDescr        = 128
+)
+
+// Settings are a network's ctl-visible configuration.
+type Settings struct {
+	Policy   string `json:"policy"`
+	MTU      int    `json:"mtu"`
+	Qlen     int    `json:"qlen"`
+	Lossless bool   `json:"lossless"`
+	MaxPorts int    `json:"maxports"`
+	Descr    string `json:"descr"`
+	Persist  bool   `json:"persist"`
+}
+
+// DefaultSettings are those of a new network.
+func DefaultSettings() Settings {
+	return Settings{Policy: PolicyHub, MTU: DefaultMTU, Qlen: DefaultQlen, MaxPorts: DefaultMaxPorts}
+}
+
+// Rights are IPN's rights on a network: receive, send, manage (r, w, x).
+type Rights uint32
+
+const (
+	RightManage Rights = 1
+	RightSend   Rights = 2
+	RightRecv   Rights = 4
+)
+
+// Network is one IPN network: ports, a delivery policy and counters.
+type Network struct {
+	name string
+	fam  *ipnFamily
+
+	dir                           *netDir
+	data, ctl, ports, stats, pcap *netFile
+
+	// mu guards everything below and serializes delivery, which keeps
+	// packet order and makes the lossless "room for all" check exact.
+	mu        sync.Mutex
+	uid, gid  uint32
+	mode      uint32
+	mtime     time.Time
+	set       Settings
+	lastError string
+	portList  []*Port
+	nextPort  int
+	closed    bool
+	fdb       fdb
+	targets   []*Port // scratch for send
+	captures  []*capture
+
+	packets, bytes, delivered, drops, pcapDrops uint64
+
+	// lossless mirrors set.Lossless for receivers, which do not take mu.
+	lossless atomic.Bool
+	// space is broadcast when a queue may have room again (lossless senders
+	// wait on it).
+	space notifier
+}
+
+func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings) *Network {
+	n := &Network{name: name, fam: fam, uid: uid, gid: gid, mode: mode & 0777,
+		mtime: time.Now(), set: set, nextPort: 1}
+	n.lossless.Store(set.Lossless)
+	n.fdb.init()
+	n.dir = &netDir{id: NewID(), n: n}
+	n.data = &netFile{id: NewID(), n: n, kind: "data"}
+	n.ctl = &netFile{id: NewID(), n: n, kind: "ctl"}
+	n.ports = &netFile{id: NewID(), n: n, kind: "ports"}
+	n.stats = &netFile{id: NewID(), n: n, kind: "stats"}
+	n.pcap = &netFile{id: NewID(), n: n, kind: "pcap"}
+	return n
+}
+
+// Name is the network's directory name.
+func (n *Network) Name() string { return n.name }
+
+// rights computes what c may do on this network: the class bits of the
+// mode, as IPN read the mode of its socket file; root holds every right.
+func (n *Network) rights(c *Cred) Rights {
+	n.mu.Lock()
+	mode, uid, gid := n.mode, n.uid, n.gid
+	n.mu.Unlock()
+	return rightsOf(c, mode, uid, gid)
+}
+
+func rightsOf(c *Cred, mode, uid, gid uint32) Rights {
+	switch {
+	case c.Root():
+		return RightRecv | RightSend | RightManage
+	case c.Uid == uid:
+		return Rights(mode >> 6 & 7)
+	case c.InGroup(gid):
+		return Rights(mode >> 3 & 7)
+	default:
+		return Rights(mode & 7)
+	}
+}
+
+// Join adds a port. It fails with EBUSY at maxports and ENOENT once the
+// network is gone.
+func (n *Network) Join(kind string, uid, pid uint32, name string, recv, send bool) (*Port, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, syscall.ENOENT
+	}
+	if len(n.portList) >= n.set.MaxPorts {
+		return nil, syscall.EBUSY
+	}
+	p := newPort(n, n.nextPort, kind, uid, pid, name, recv, send)
+	n.nextPort++
+	n.portList = append(n.portList, p)
+	return p, nil
+}
+
+func (n *Network) leave(p *Port) {
+	n.mu.Lock()
+	for i, q := range n.portList {
+		if q == p {
+			n.portList = append(n.portList[:i], n.portList[i+1:]...)
+			break
+		}
+	}
+	n.fdb.forget(p)
+	n.mu.Unlock()
+	p.shut()
+	n.space.broadcast() // a lossless sender may have been waiting for p
+}
+
+func (n *Network) send(ctx context.Context, from *Port, pkt []byte, nonblock bool) error {
+	if len(pkt) == 0 {
+		return nil
+	}
+	// The caller's buffer is reused after we return; the copy is shared,
+	// read-only, by every receiver and capture.
+	buf := make([]byte, len(pkt))
+	copy(buf, pkt)
+
+	n.mu.Lock()
+	for {
+		if n.closed {
+			n.mu.Unlock()
+			return syscall.EPIPE
+		}
+		if len(buf) > n.set.MTU {
+			n.mu.Unlock()
+			return syscall.EMSGSIZE
+		}
+		if n.set.Policy == PolicySwitch && len(buf) < ethHeaderLen {
+			n.mu.Unlock()
+			return syscall.EINVAL
+		}
+		n.route(from, buf)
+		if !n.set.Lossless {
+			break
+		}
+		space := n.space.wait()
+		if n.roomForAll() {
+			break
+		}
+		n.mu.Unlock()
+		if nonblock {
+			return syscall.EAGAIN
+		}
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return syscall.EINTR
+		}
+		n.mu.Lock()
+	}
+	n.deliver(from, buf)
+	n.mu.Unlock()
+	return nil
+}
+
+// route fills n.targets with the ports that should get buf.
+func (n *Network) route(from *Port, buf []byte) {
+	n.targets = n.targets[:0]
+	if n.set.Policy == PolicySwitch {
+		if to := n.fdb.route(from, buf, time.Now()); to != nil {
+			if to != from && to.recv {
+				n.targets = append(n.targets, to)
+			}
+			return
+		}
+	}
+	for _, p := range n.portList {
+		if p != from && p.recv {
+			n.targets = append(n.targets, p)
+		}
+	}
+}
+
+func (n *Network) roomForAll() bool {
+	for _, p := range n.targets {
+		if !p.room(n.set.Qlen) {
+			return false
+		}
+	}
+	return true
+}
+
+func (n *Network) deliver(from *Port, buf []byte) {
+	size := uint64(len(buf))
+	from.txPkts++
+	from.txBytes += size
+	n.packets++
+	n.bytes += size
+	for _, p := range n.targets {
+		if p.enqueue(buf, n.set.Qlen) {
+			p.rxPkts++
+			p.rxBytes += size
+			n.delivered++
+		} else {
+			p.drops++
+			n.drops++
+		}
+	}
+	if len(n.captures) > 0 {
+		now := time.Now()
+		for _, c := range n.captures {
+			if !c.add(now, buf) {
+				n.pcapDrops++
+			}
+		}
+	}
+}
+
+// filePorts counts ports opened through the data file.
+func (n *Network) filePorts() int {
+	c := 0
+	for _, p := range n.portList {
+		if p.kind == KindFile {
+			c++
+		}
+	}
+	return c
+}
+
+// shutdown closes every port and capture; blocked readers see end of file.
+func (n *Network) shutdown() {
+	n.mu.Lock()
+	n.closed = true
+	ports := n.portList
+	n.portList = nil
+	caps := n.captures
+	n.captures = nil
+	n.mu.Unlock()
+	for _, p := range ports {
+		p.shut()
+	}
+	for _, c := range caps {
+		c.shut()
+	}
+	n.space.broadcast()
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// ctlText is what reading ctl shows.
+func (n *Network) ctlText() []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var b strings.Builder
+	s := n.set
+	fmt.Fprintf(&b, "policy %s\nmtu %d\nqlen %d\nlossless %s\nmaxports %d\n",
+		s.Policy, s.MTU, s.Qlen, onOff(s.Lossless), s.MaxPorts)
+	if s.Descr == "" {
+		b.WriteString("descr\n")
+	} else {
+		fmt.Fprintf(&b, "descr %s\n", s.Descr)
+	}
+	fmt.Fprintf(&b, "persist %s\n", onOff(s.Persist))
+	for _, p := range n.portList {
+		if p.kind != KindFile {
+			fmt.Fprintf(&b, "%s %s\n", p.kind, p.name)
+		}
+	}
+	if n.lastError != "" {
+		fmt.Fprintf(&b, "last-error %s\n", n.lastError)
+	}
+	return []byte(b.String())
+}
+
+func (n *Network) portsText() []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("PORT KIND UID PID MODE RXPKTS RXBYTES TXPKTS TXBYTES DROPS NAME\n")
+	for _, p := range n.portList {
+		mode := ""
+		if p.recv {
+			mode += "r"
+		}
+		if p.send {
+			mode += "w"
+		}
+		if mode == "" {
+			mode = "-"
+		}
+		name := p.name
+		if name == "" {
+			name = "-"
+		}
+		fmt.Fprintf(&b, "%d %s %d %d %s %d %d %d %d %d %s\n", p.id, p.kind, p.uid, p.pid,
+			mode, p.rxPkts, p.rxBytes, p.txPkts, p.txBytes, p.drops, name)
+	}
+	return []byte(b.String())
+}
+
+func (n *Network) statsText() []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return fmt.Appendf(nil, "ports %d\npackets %d\nbytes %d\ndelivered %d\ndrops %d\npcap-drops %d\n",
+		len(n.portList), n.packets, n.bytes, n.delivered, n.drops, n.pcapDrops)
+}
+
+// Stats are the network's counters.
+type Stats struct {
+	Ports                                       int
+	Packets, Bytes, Delivered, Drops, PcapDrops uint64
+}
+
+// Stats returns the current counters.
+func (n *Network) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return Stats{len(n.portList), n.packets, n.bytes, n.delivered, n.drops, n.pcapDrops}
+}

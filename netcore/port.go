@@ -1,0 +1,185 @@
+package netcore
+
+import (
+	"context"
+	"sync"
+	"syscall"
+)
+
+// Port kinds, as the ports file shows them.
+const (
+	KindFile = "file"
+	KindTap  = "tap"
+	KindGrab = "grab"
+)
+
+// Port is one member of a network. Packets delivered to it wait in a
+// bounded receive queue until read.
+type Port struct {
+	net  *Network
+	id   int
+	kind string
+	uid  uint32
+	pid  uint32
+	name string
+	recv bool // receives packets (r right and opened for reading)
+	send bool // may send (w right and opened for writing)
+
+	// Counters, written by the sender that holds net.mu.
+	rxPkts, rxBytes, txPkts, txBytes, drops uint64
+
+	mu     sync.Mutex // guards the queue
+	ring   [][]byte
+	head   int
+	count  int
+	closed bool
+	ready  chan struct{} // one token: the queue may have become non-empty
+}
+
+func newPort(n *Network, id int, kind string, uid, pid uint32, name string, recv, send bool) *Port {
+	return &Port{net: n, id: id, kind: kind, uid: uid, pid: pid, name: name,
+		recv: recv, send: send, ready: make(chan struct{}, 1)}
+}
+
+// ID is the port's number within its network.
+func (p *Port) ID() int { return p.id }
+
+// CanRecv and CanSend say which halves the port has.
+func (p *Port) CanRecv() bool { return p.recv }
+func (p *Port) CanSend() bool { return p.send }
+
+// enqueue appends pkt unless the queue already holds qlen packets.
+func (p *Port) enqueue(pkt []byte, qlen int) bool {
+	p.mu.Lock()
+	if p.closed || p.count >= qlen {
+		p.mu.Unlock()
+		return false
+	}
+	if p.count == len(p.ring) {
+		p.grow(qlen)
+	}
+	p.ring[(p.head+p.count)%len(p.ring)] = pkt
+	p.count++
+	p.mu.Unlock()
+	p.wake()
+	return true
+}
+
+// grow doubles the ring, up to qlen: idle ports cost little memory.
+func (p *Port) grow(qlen int) {
+	size := max(2*len(p.ring), 8)
+	size = min(size, qlen)
+	ring := make([][]byte, size)
+	for i := 0; i < p.count; i++ {
+		ring[i] = p.ring[(p.head+i)%len(p.ring)]
+	}
+	p.ring, p.head = ring, 0
+}
+
+// room reports whether one more packet fits under qlen.
+func (p *Port) room(qlen int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed || p.count < qlen
+}
+
+func (p *Port) wake() {
+	select {
+	case p.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Recv copies the next packet into buf and returns its length; a packet
+// longer than buf is cut (datagram semantics). It blocks until a packet
+// arrives, ctx is done (EINTR, nothing dequeued) or the port is closed
+// (0, nil: end of file).
+func (p *Port) Recv(ctx context.Context, buf []byte, nonblock bool) (int, error) {
+	if !p.recv {
+		return 0, syscall.EBADF
+	}
+	for {
+		p.mu.Lock()
+		if p.count > 0 {
+			pkt := p.ring[p.head]
+			p.ring[p.head] = nil
+			p.head = (p.head + 1) % len(p.ring)
+			p.count--
+			more := p.count > 0
+			p.mu.Unlock()
+			if more {
+				p.wake() // another reader of this same port may be waiting
+			}
+			if p.net.lossless.Load() {
+				p.net.space.broadcast()
+			}
+			return copy(buf, pkt), nil
+		}
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			p.wake() // pass the news on to the next blocked reader
+			return 0, nil
+		}
+		if nonblock {
+			return 0, syscall.EAGAIN
+		}
+		select {
+		case <-p.ready:
+		case <-ctx.Done():
+			return 0, syscall.EINTR
+		}
+	}
+}
+
+// Send sends one packet into the network from this port.
+func (p *Port) Send(ctx context.Context, pkt []byte, nonblock bool) error {
+	if !p.send {
+		return syscall.EBADF
+	}
+	return p.net.send(ctx, p, pkt, nonblock)
+}
+
+// Close leaves the network; queued packets are discarded and blocked
+// readers see end of file.
+func (p *Port) Close() { p.net.leave(p) }
+
+func (p *Port) shut() {
+	p.mu.Lock()
+	p.closed = true
+	p.ring, p.count, p.head = nil, 0, 0
+	p.mu.Unlock()
+	p.wake()
+}
+
+func (p *Port) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.count
+}
+
+// notifier lets any number of goroutines wait for the next broadcast.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed by the next broadcast. Take it before
+// checking the condition, so a broadcast in between is not missed.
+func (w *notifier) wait() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
+}
+
+func (w *notifier) broadcast() {
+	w.mu.Lock()
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
+	}
+	w.mu.Unlock()
+}

@@ -1,0 +1,80 @@
+package netcore
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// savedNetwork is one persistent network in the state file.
+type savedNetwork struct {
+	Name     string   `json:"name"`
+	Uid      uint32   `json:"uid"`
+	Gid      uint32   `json:"gid"`
+	Mode     uint32   `json:"mode"`
+	Settings Settings `json:"settings"`
+}
+
+type stateDoc struct {
+	Networks []savedNetwork `json:"networks"`
+}
+
+// stateFile keeps persistent networks across daemon restarts. An empty path
+// disables it.
+type stateFile struct {
+	path string
+	mu   sync.Mutex
+}
+
+func (s *stateFile) load() ([]savedNetwork, error) {
+	if s.path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var doc stateDoc
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	return doc.Networks, nil
+}
+
+// save replaces the file atomically (write, fsync, rename).
+func (s *stateFile) save(nets []savedNetwork) error {
+	if s.path == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := json.MarshalIndent(stateDoc{Networks: nets}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(s.path), ".state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), s.path)
+}

@@ -1,0 +1,179 @@
+package netcore
+
+import (
+	"context"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The namespace a family exposes is a small tree of Dirs and Files, the way
+// Plan 9 devices expose themselves: the filesystem layer walks it and turns
+// file operations into these calls, knowing nothing of any family.
+
+// Cred is the identity of the process behind one file operation.
+type Cred struct {
+	Uid, Gid uint32
+	Pid      uint32
+	// Groups are the supplementary groups; nil when not known.
+	Groups []uint32
+}
+
+// Root reports whether the caller is the superuser.
+func (c *Cred) Root() bool { return c.Uid == 0 }
+
+// InGroup reports whether gid is the caller's primary or a supplementary group.
+func (c *Cred) InGroup(gid uint32) bool {
+	if c.Gid == gid {
+		return true
+	}
+	for _, g := range c.Groups {
+		if g == gid {
+			return true
+		}
+	}
+	return false
+}
+
+// Attr describes a node as one caller sees it.
+type Attr struct {
+	Mode  uint32 // syscall.S_IFDIR or S_IFREG plus permission bits
+	Uid   uint32
+	Gid   uint32
+	Mtime time.Time
+}
+
+// Node is anything in the tree. ID is stable for the node's lifetime and
+// never reused, so the filesystem can use it as an inode number.
+type Node interface {
+	ID() uint64
+	Attr(c *Cred) Attr
+}
+
+// DirEntry names one child of a directory.
+type DirEntry struct {
+	Name string
+	Node Node
+}
+
+// Dir is a directory.
+type Dir interface {
+	Node
+	Lookup(c *Cred, name string) (Node, error)
+	List(c *Cred) []DirEntry
+}
+
+// Mkdirer is a Dir whose children may be created by mkdir(2).
+type Mkdirer interface {
+	Mkdir(c *Cred, name string, mode uint32) (Node, error)
+}
+
+// Rmdirer is a Dir whose children may be removed by rmdir(2).
+type Rmdirer interface {
+	Rmdir(c *Cred, name string) error
+}
+
+// Owned is a node whose mode and owner may be changed (chmod, chown).
+// A negative uid or gid leaves that one unchanged.
+type Owned interface {
+	Chmod(c *Cred, mode uint32) error
+	Chown(c *Cred, uid, gid int64) error
+}
+
+// Accesser answers access(2) for a node. Nodes that do not implement it are
+// judged by their Attr mode bits as on any Unix file.
+type Accesser interface {
+	Access(c *Cred, mask uint32) error
+}
+
+// File is a regular file; every Open returns an independent Handle.
+type File interface {
+	Node
+	Open(c *Cred, flags int) (Handle, error)
+}
+
+// Handle is one open file. Read and Write block until done, ctx is
+// cancelled (the caller got a signal: return EINTR) or, with nonblock, return
+// EAGAIN at once instead of blocking. Offsets mean something only to files
+// with content at fixed offsets (ctl, stats); streams ignore them.
+type Handle interface {
+	Read(ctx context.Context, p []byte, off int64, nonblock bool) (int, error)
+	Write(ctx context.Context, p []byte, off int64, nonblock bool) (int, error)
+	Close()
+}
+
+var lastID atomic.Uint64
+
+func init() { lastID.Store(1) } // 1 is the root of the mount
+
+// NewID returns a fresh node ID.
+func NewID() uint64 { return lastID.Add(1) }
+
+// ModeAccess is the Unix check of mask (R_OK=4, W_OK=2, X_OK=1) against a
+// mode owned by uid:gid: one class applies, chosen owner, group, other.
+// Root may read and write anything and execute what anyone may.
+func ModeAccess(c *Cred, mask, mode, uid, gid uint32) error {
+	mask &= 7
+	if c.Root() {
+		if mask&1 != 0 && mode&0111 == 0 {
+			return syscall.EACCES
+		}
+		return nil
+	}
+	var bits uint32
+	switch {
+	case c.Uid == uid:
+		bits = mode >> 6 & 7
+	case c.InGroup(gid):
+		bits = mode >> 3 & 7
+	default:
+		bits = mode & 7
+	}
+	if bits&mask != mask {
+		return syscall.EACCES
+	}
+	return nil
+}
+
+// textFile is a read-only file whose content is made at open time, so one
+// open reads one consistent snapshot.
+type textFile struct {
+	id      uint64
+	attr    func(c *Cred) Attr
+	content func(c *Cred) []byte
+	open    func(c *Cred, flags int) error // extra check; nil allows any reader
+}
+
+func newTextFile(attr func(c *Cred) Attr, content func(c *Cred) []byte) *textFile {
+	return &textFile{id: NewID(), attr: attr, content: content}
+}
+
+func (f *textFile) ID() uint64        { return f.id }
+func (f *textFile) Attr(c *Cred) Attr { return f.attr(c) }
+
+func (f *textFile) Open(c *Cred, flags int) (Handle, error) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return nil, syscall.EACCES
+	}
+	if f.open != nil {
+		if err := f.open(c, flags); err != nil {
+			return nil, err
+		}
+	}
+	return &textHandle{data: f.content(c)}, nil
+}
+
+type textHandle struct{ data []byte }
+
+func (h *textHandle) Read(_ context.Context, p []byte, off int64, _ bool) (int, error) {
+	if off >= int64(len(h.data)) {
+		return 0, nil
+	}
+	return copy(p, h.data[off:]), nil
+}
+
+func (h *textHandle) Write(context.Context, []byte, int64, bool) (int, error) {
+	return 0, syscall.EBADF
+}
+
+func (h *textHandle) Close() {}
