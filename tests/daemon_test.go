@@ -1,0 +1,239 @@
+package tests
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// SIGTERM unmounts and exits 0, also while a reader is blocked and another
+// process holds a port open; the clients end and no mount is left.
+func TestSIGTERMLeavesNoMount(t *testing.T) {
+	d := startMnet(t)
+	net := d.mkNet(t, "term")
+	cat := exec.Command("cat", filepath.Join(net, "data"))
+	if err := cat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	holder := exec.Command("bash", "-c", "exec 3>"+filepath.Join(net, "data")+"; sleep 30")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	waitFor(t, "two ports", func() bool { return len(portRows(t, net)) == 2 })
+
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit after SIGTERM: %v, want status 0\n%s", err, d.log.String())
+	}
+	if isMounted(d.mp) {
+		t.Fatalf("%s still mounted after SIGTERM", d.mp)
+	}
+	catDone := make(chan error, 1)
+	go func() { catDone <- cat.Wait() }()
+	select {
+	case <-catDone:
+	case <-time.After(5 * time.Second):
+		cat.Process.Kill()
+		t.Fatal("a blocked cat did not end when mnet stopped")
+	}
+}
+
+// SIGINT works like SIGTERM.
+func TestSIGINTStops(t *testing.T) {
+	d := startMnet(t)
+	d.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("mnet did not stop on SIGINT")
+	}
+	if d.err != nil || isMounted(d.mp) {
+		t.Fatalf("after SIGINT: exit %v, mounted %v", d.err, isMounted(d.mp))
+	}
+}
+
+// `mnet umount` stops the daemon cleanly, also with a reader blocked.
+func TestUmountCommand(t *testing.T) {
+	d := startMnet(t)
+	net := d.mkNet(t, "um")
+	cat := exec.Command("cat", filepath.Join(net, "data"))
+	if err := cat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cat.Process.Kill(); cat.Wait() }()
+	waitFor(t, "cat to join", func() bool { return len(portRows(t, net)) == 1 })
+	if out, err := exec.Command(mnetBin, "umount", d.mp).CombinedOutput(); err != nil {
+		t.Fatalf("mnet umount: %v\n%s", err, out)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon still running after mnet umount")
+	}
+	if d.err != nil {
+		t.Errorf("daemon exit after umount: %v, want 0", d.err)
+	}
+	if isMounted(d.mp) {
+		t.Fatal("still mounted after mnet umount")
+	}
+}
+
+// A daemon killed with SIGKILL leaves a dead mount ("transport endpoint is
+// not connected"); the next mnet mount on it recovers without help.
+func TestStaleMountRecovered(t *testing.T) {
+	d := startMnet(t)
+	d.cmd.Process.Kill()
+	<-d.done
+	var st unix.Stat_t
+	if err := unix.Stat(d.mp, &st); !errors.Is(err, unix.ENOTCONN) {
+		t.Fatalf("after SIGKILL stat of the mount: %v, want ENOTCONN", err)
+	}
+	d2 := startMnetAt(t, d.mp, d.state)
+	d2.mkNet(t, "again")
+	if out := sh(t, "ls "+d2.path("ipn")); strings.TrimSpace(out) != "again" {
+		t.Fatalf("recovered mount lists %q", out)
+	}
+	if !strings.Contains(d2.log.String(), "stale") {
+		t.Errorf("recovery not logged:\n%s", d2.log.String())
+	}
+}
+
+// Mounting over a live mnet mount is refused, and the live one keeps working.
+func TestDoubleMountRefused(t *testing.T) {
+	d := startMnet(t)
+	out, err := exec.Command(mnetBin, "mount", "--state", "", d.mp).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already mounted") {
+		t.Fatalf("second mount: %v %s", err, out)
+	}
+	if _, err := os.Stat(d.path("families")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The root shows README, families and the registered families.
+func TestRootLayout(t *testing.T) {
+	d := startMnet(t)
+	ls := sh(t, "ls -l "+d.mp)
+	for _, want := range []string{"-r--r--r--", "README", "families", "drwxrwxrwt", "ipn"} {
+		if !strings.Contains(ls, want) {
+			t.Errorf("ls -l of the root lacks %q:\n%s", want, ls)
+		}
+	}
+	fam := readFile(t, d.path("families"))
+	if !strings.HasPrefix(fam, "ipn\t") {
+		t.Errorf("families: %q", fam)
+	}
+	if readme := readFile(t, d.path("README")); !strings.Contains(readme, "ipn/NAME/data") {
+		t.Errorf("README does not describe the layout:\n%s", readme)
+	}
+	// Nothing but networks may be created.
+	if err := os.Mkdir(d.path("other"), 0o755); !errors.Is(err, unix.EPERM) {
+		t.Errorf("mkdir at the root: %v, want EPERM", err)
+	}
+	if err := os.WriteFile(d.path("ipn", "file"), nil, 0o644); !errors.Is(err, unix.EPERM) {
+		t.Errorf("creating a file in ipn: %v, want EPERM", err)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	require(t)
+	out, err := exec.Command(mnetBin, "--help").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "mnet mount [flags] MOUNTPOINT") {
+		t.Fatalf("--help: %v\n%s", err, out)
+	}
+	out, err = exec.Command(mnetBin, "frobnicate").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "unknown command") {
+		t.Fatalf("unknown command: %v\n%s", err, out)
+	}
+}
+
+// tcpdump reads the pcap file while packets flow.
+func TestPcapWithTcpdump(t *testing.T) {
+	require(t, "tcpdump")
+	d := startMnet(t)
+	net := d.mkNet(t, "cap")
+	td := exec.Command("tcpdump", "-n", "-e", "-r", filepath.Join(net, "pcap"), "-c", "3")
+	out := &syncBuffer{}
+	td.Stdout = out
+	td.Stderr = out
+	if err := td.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- td.Wait() }()
+	defer td.Process.Kill()
+	w := openPort(t, net, unix.O_WRONLY)
+	// Send until tcpdump has seen three: it may open pcap after the first.
+	sent := 0
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("tcpdump: %v\n%s", err, out.String())
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			var pkts []string
+			for _, l := range lines {
+				if strings.Contains(l, "0a:0a:0a:0a:0a:0a > ff:ff:ff:ff:ff:ff") {
+					pkts = append(pkts, l)
+				}
+			}
+			if len(pkts) != 3 {
+				t.Fatalf("tcpdump printed %d packets, want 3:\n%s", len(pkts), out.String())
+			}
+			t.Logf("sent %d, tcpdump:\n%s", sent, out.String())
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if sent > 200 {
+			t.Fatalf("tcpdump saw fewer than 3 of %d packets:\n%s", sent, out.String())
+		}
+		if _, err := unix.Write(w, frame(0xff, 0x0a, fmt.Sprintf("packet %d", sent))); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+	}
+}
+
+// A network with persist on survives a restart, with its settings, owner
+// and mode; one without does not.
+func TestPersistAcrossRestart(t *testing.T) {
+	d := startMnet(t)
+	keep := d.mkNet(t, "keep")
+	d.mkNet(t, "gone")
+	mustCtl(t, keep, "mtu 1500\npolicy switch\ndescr kept across restarts\npersist on\n")
+	sh(t, "chmod 0751 "+keep+" && chown 1000:2000 "+keep)
+	if err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	d2 := startMnetAt(t, d.mp, d.state)
+	ls := strings.Fields(sh(t, "ls "+d2.path("ipn")))
+	if len(ls) != 1 || ls[0] != "keep" {
+		t.Fatalf("after restart ipn holds %v, want [keep]", ls)
+	}
+	c := readFile(t, d2.path("ipn", "keep", "ctl"))
+	for _, want := range []string{"mtu 1500\n", "policy switch\n", "descr kept across restarts\n", "persist on\n"} {
+		if !strings.Contains(c, want) {
+			t.Errorf("restored ctl lacks %q:\n%s", want, c)
+		}
+	}
+	if out := sh(t, "stat -c '%A %u %g' "+d2.path("ipn", "keep")); strings.TrimSpace(out) != "drwxr-x--x 1000 2000" {
+		t.Errorf("restored mode and owner: %s", out)
+	}
+	mustCtl(t, d2.path("ipn", "keep"), "persist off")
+	if err := d2.stop(); err != nil {
+		t.Fatal(err)
+	}
+	d3 := startMnetAt(t, d.mp, d.state)
+	if out := sh(t, "ls "+d3.path("ipn")); strings.TrimSpace(out) != "" {
+		t.Fatalf("persist off network came back: %q", out)
+	}
+}
