@@ -324,11 +324,19 @@ func TestLosslessBlocksSender(t *testing.T) {
 	w := openPort(t, net, unix.O_WRONLY)
 	unix.Write(w, []byte("a"))
 	unix.Write(w, []byte("b"))
-	unix.SetNonblock(w, true)
-	if _, err := unix.Write(w, []byte("x")); !errors.Is(err, unix.EAGAIN) {
-		t.Fatalf("non-blocking write to a full lossless network: %v, want EAGAIN", err)
+	// Without O_NONBLOCK honoured this write would hang: give it a
+	// deadline so the test fails instead.
+	nb := openPort(t, net, unix.O_WRONLY|unix.O_NONBLOCK)
+	nbErr := make(chan error, 1)
+	go func() { _, err := unix.Write(nb, []byte("x")); nbErr <- err }()
+	select {
+	case err := <-nbErr:
+		if !errors.Is(err, unix.EAGAIN) {
+			t.Fatalf("non-blocking write to a full lossless network: %v, want EAGAIN", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("non-blocking write to a full lossless network blocked")
 	}
-	unix.SetNonblock(w, false)
 
 	done := make(chan error, 1)
 	go func() { _, err := unix.Write(w, []byte("c")); done <- err }()
