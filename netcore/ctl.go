@@ -67,11 +67,18 @@ func (n *Network) applyCtl(c *Cred, text string) error {
 	if bad != nil {
 		n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", bad.reason, "errno", bad.errno.Error())
 	}
-	if persist && len(cmds) > 0 {
-		n.fam.saveState()
-	}
 	if bad != nil {
 		return bad.errno
+	}
+	if persist && len(cmds) > 0 {
+		// The settings apply either way; the caller learns that they
+		// will not survive a restart.
+		if err := n.fam.saveState(); err != nil {
+			n.mu.Lock()
+			n.lastError = "persist: cannot write the state file: " + err.Error()
+			n.mu.Unlock()
+			return syscall.EIO
+		}
 	}
 	return nil
 }

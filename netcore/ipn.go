@@ -24,6 +24,10 @@ type ipnFamily struct {
 
 	mu   sync.Mutex
 	nets map[string]*Network
+
+	// saveMu orders saves: the list a save builds is the one it writes, and
+	// a later save's list is never overwritten by an earlier one.
+	saveMu sync.Mutex
 }
 
 func newIPN(env *Env) (*ipnFamily, error) {
@@ -75,8 +79,11 @@ func (f *ipnFamily) network(name string) *Network {
 	return f.nets[name]
 }
 
-// saveState writes every persistent network to the state file.
-func (f *ipnFamily) saveState() {
+// saveState writes every persistent network to the state file. A failure
+// is logged and returned.
+func (f *ipnFamily) saveState() error {
+	f.saveMu.Lock()
+	defer f.saveMu.Unlock()
 	f.mu.Lock()
 	var saved []savedNetwork
 	for _, n := range f.nets {
@@ -88,9 +95,11 @@ func (f *ipnFamily) saveState() {
 	}
 	f.mu.Unlock()
 	sort.Slice(saved, func(i, j int) bool { return saved[i].Name < saved[j].Name })
-	if err := f.state.save(saved); err != nil {
+	err := f.state.save(saved)
+	if err != nil {
 		f.log.Error("cannot write state file", "path", f.state.path, "err", err)
 	}
+	return err
 }
 
 // validNetName: 1–64 of [A-Za-z0-9._-], not starting with a dot.
@@ -167,6 +176,10 @@ func (d *ipnDir) Rmdir(c *Cred, name string) error {
 		return syscall.EACCES
 	}
 	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return syscall.ENOENT // another rmdir got there first
+	}
 	if n.filePorts() > 0 {
 		n.mu.Unlock()
 		return syscall.EBUSY
@@ -176,7 +189,9 @@ func (d *ipnDir) Rmdir(c *Cred, name string) error {
 	n.mu.Unlock()
 
 	d.f.mu.Lock()
-	delete(d.f.nets, name)
+	if d.f.nets[name] == n {
+		delete(d.f.nets, name)
+	}
 	d.mtime = time.Now()
 	d.f.mu.Unlock()
 	n.shutdown()
@@ -413,6 +428,9 @@ type ctlHandle struct {
 func (h *ctlHandle) Read(_ context.Context, b []byte, off int64, _ bool) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
 	if off == 0 || h.text == nil {
 		h.text = h.n.ctlText()
 	}

@@ -166,6 +166,9 @@ func (f *textFile) Open(c *Cred, flags int) (Handle, error) {
 type textHandle struct{ data []byte }
 
 func (h *textHandle) Read(_ context.Context, p []byte, off int64, _ bool) (int, error) {
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
 	if off >= int64(len(h.data)) {
 		return 0, nil
 	}

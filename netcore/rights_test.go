@@ -1,0 +1,183 @@
+package netcore
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+)
+
+func TestRightsOf(t *testing.T) {
+	const uid, gid = 1000, 100
+	owner := &Cred{Uid: uid, Gid: 1000}
+	member := &Cred{Uid: 2000, Gid: gid}
+	supp := &Cred{Uid: 2001, Gid: 2001, Groups: []uint32{7, gid}}
+	other := &Cred{Uid: 3000, Gid: 3000, Groups: []uint32{7}}
+	root := &Cred{Uid: 0, Gid: 0}
+	for _, tc := range []struct {
+		name string
+		c    *Cred
+		mode uint32
+		want Rights
+	}{
+		{"owner class", owner, 0741, RightRecv | RightSend | RightManage},
+		{"owner r only", owner, 0477, RightRecv},
+		{"owner first match: no owner bits", owner, 0077, 0},
+		{"group class", member, 0741, RightRecv},
+		{"group w", member, 0721, RightSend},
+		{"group first match: no group bits", member, 0707, 0},
+		{"supplementary group", supp, 0751, RightRecv | RightManage},
+		{"other class", other, 0742, RightSend},
+		{"other none", other, 0770, 0},
+		{"root all on 000", root, 0, RightRecv | RightSend | RightManage},
+		{"root owner of nothing", root, 0700, RightRecv | RightSend | RightManage},
+	} {
+		if got := rightsOf(tc.c, tc.mode, uid, gid); got != tc.want {
+			t.Errorf("%s: rightsOf(mode %#o) = %03b, want %03b", tc.name, tc.mode, got, tc.want)
+		}
+	}
+	// Owner that is also in the group: the owner class applies alone.
+	both := &Cred{Uid: uid, Gid: gid}
+	if got := rightsOf(both, 0070, uid, gid); got != 0 {
+		t.Errorf("owner in group with mode 0070: %03b, want none (first match)", got)
+	}
+}
+
+func TestModeAccess(t *testing.T) {
+	const uid, gid = 1000, 100
+	owner := &Cred{Uid: uid, Gid: 1000}
+	member := &Cred{Uid: 2000, Gid: 2000, Groups: []uint32{gid}}
+	other := &Cred{Uid: 3000, Gid: 3000}
+	root := &Cred{}
+	for _, tc := range []struct {
+		name       string
+		c          *Cred
+		mask, mode uint32
+		ok         bool
+	}{
+		{"owner rw of 0600", owner, 6, 0600, true},
+		{"owner x of 0600", owner, 1, 0600, false},
+		{"owner r of 0077 (first match)", owner, 4, 0077, false},
+		{"member r of 0040", member, 4, 0040, true},
+		{"member w of 0040", member, 2, 0040, false},
+		{"member r of 0404 (first match)", member, 4, 0404, false},
+		{"other r of 0004", other, 4, 0004, true},
+		{"other rw of 0004", other, 6, 0004, false},
+		{"root rw of 0000", root, 6, 0000, true},
+		{"root x of 0100", root, 1, 0100, true},
+		{"root x of 0666", root, 1, 0666, false},
+		{"mask 0", other, 0, 0, true},
+	} {
+		err := ModeAccess(tc.c, tc.mask, tc.mode, uid, gid)
+		if tc.ok && err != nil || !tc.ok && !errors.Is(err, syscall.EACCES) {
+			t.Errorf("%s: ModeAccess = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+func TestOpenDataRights(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, ownerCred, "rights", 0777)
+	data := netFileOf(t, nd, "data")
+	chmod := func(mode uint32) {
+		t.Helper()
+		if err := netDirOf(nd).Chmod(ownerCred, mode); err != nil {
+			t.Fatalf("chmod %#o: %v", mode, err)
+		}
+	}
+	peer := openData(t, nd, rootCred, syscall.O_RDWR)
+	ctx := context.Background()
+
+	// Only w: O_RDONLY refused, O_RDWR gives a send-only port.
+	chmod(0200)
+	if _, err := data.Open(ownerCred, syscall.O_RDONLY); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("O_RDONLY without r: %v, want EACCES", err)
+	}
+	h, err := data.Open(ownerCred, syscall.O_RDWR)
+	if err != nil {
+		t.Fatalf("O_RDWR with w only: %v", err)
+	}
+	send(t, h, []byte("w-only"))
+	expectPkt(t, peer, []byte("w-only"), "peer")
+	send(t, peer, []byte("to-w-only"))
+	if _, err := h.Read(ctx, make([]byte, 100), 0, true); !errors.Is(err, syscall.EBADF) {
+		t.Errorf("read on the send-only half: %v, want EBADF", err)
+	}
+	if row := portRow(t, nd, portID(t, h)); row["MODE"] != "w" || row["RXPKTS"] != "0" {
+		t.Errorf("send-only port row %v", row)
+	}
+	h.Close()
+
+	// Only r: O_WRONLY refused, O_RDWR gives a receive-only port.
+	chmod(0400)
+	if _, err := data.Open(ownerCred, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("O_WRONLY without w: %v, want EACCES", err)
+	}
+	h, err = data.Open(ownerCred, syscall.O_RDWR)
+	if err != nil {
+		t.Fatalf("O_RDWR with r only: %v", err)
+	}
+	if _, err := h.Write(ctx, []byte("x"), 0, false); !errors.Is(err, syscall.EBADF) {
+		t.Errorf("write on the receive-only half: %v, want EBADF", err)
+	}
+	send(t, peer, []byte("to-r-only"))
+	expectPkt(t, h, []byte("to-r-only"), "receive-only port")
+	h.Close()
+
+	// No right: EACCES for every mode.
+	chmod(0100)
+	for _, fl := range []int{syscall.O_RDONLY, syscall.O_WRONLY, syscall.O_RDWR} {
+		if _, err := data.Open(ownerCred, fl); !errors.Is(err, syscall.EACCES) {
+			t.Errorf("open %#o with no r/w: %v, want EACCES", fl, err)
+		}
+	}
+
+	// Group via a supplementary group; O_TRUNC|O_APPEND are ignored.
+	chmod(0060)
+	member := &Cred{Uid: 5000, Gid: 5000, Groups: []uint32{ownerCred.Gid}}
+	h, err = data.Open(member, syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_APPEND)
+	if err != nil {
+		t.Fatalf("group member via supplementary group: %v", err)
+	}
+	h.Close()
+	if _, err := data.Open(&Cred{Uid: 6000, Gid: 6000}, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("other with mode 0060: %v, want EACCES", err)
+	}
+	// Root holds every right.
+	chmod(0)
+	h, err = data.Open(rootCred, syscall.O_RDWR)
+	if err != nil {
+		t.Fatalf("root on mode 000: %v", err)
+	}
+	h.Close()
+}
+
+func TestChmodChown(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, ownerCred, "own", 0750)
+	o := netDirOf(nd)
+	stranger := &Cred{Uid: 4000, Gid: 4000}
+	if err := o.Chmod(stranger, 0777); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chmod by a stranger: %v, want EPERM", err)
+	}
+	if err := o.Chown(ownerCred, 4000, -1); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("owner giving away the network: %v, want EPERM", err)
+	}
+	if err := o.Chown(rootCred, 4000, 4000); err != nil {
+		t.Fatalf("chown by root: %v", err)
+	}
+	a := nd.Attr(rootCred)
+	if a.Uid != 4000 || a.Gid != 4000 || a.Mode&0777 != 0750 || a.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		t.Fatalf("attr after chown: %+v", a)
+	}
+	// The data file shows r/w per class, ctl w where x is held.
+	if m := netFileOf(t, nd, "data").Attr(rootCred).Mode & 0777; m != 0640 {
+		t.Errorf("data mode %#o for network mode 0750, want 0640", m)
+	}
+	if m := netFileOf(t, nd, "ctl").Attr(rootCred).Mode & 0777; m != 0660 {
+		t.Errorf("ctl mode %#o for network mode 0750, want 0660 (group has x)", m)
+	}
+	if m := netFileOf(t, nd, "stats").Attr(rootCred).Mode & 0777; m != 0440 {
+		t.Errorf("stats mode %#o for network mode 0750, want 0440", m)
+	}
+}
