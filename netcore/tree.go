@@ -111,11 +111,12 @@ func NewID() uint64 { return lastID.Add(1) }
 
 // ModeAccess is the Unix check of mask (R_OK=4, W_OK=2, X_OK=1) against a
 // mode owned by uid:gid: one class applies, chosen owner, group, other.
-// Root may read and write anything and execute what anyone may.
+// Root may read and write anything, search any directory and execute what
+// anyone may.
 func ModeAccess(c *Cred, mask, mode, uid, gid uint32) error {
 	mask &= 7
 	if c.Root() {
-		if mask&1 != 0 && mode&0111 == 0 {
+		if mask&1 != 0 && mode&syscall.S_IFMT != syscall.S_IFDIR && mode&0111 == 0 {
 			return syscall.EACCES
 		}
 		return nil

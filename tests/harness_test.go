@@ -225,6 +225,11 @@ func shAs(t *testing.T, c *cred, timeout time.Duration, script string) (string, 
 		cmd = exec.CommandContext(ctx, "setpriv", fmt.Sprintf("--reuid=%d", c.uid),
 			fmt.Sprintf("--regid=%d", c.gid), groups, "bash", "-c", script)
 	}
+	// On timeout kill the whole process group: a blocked child (a cat)
+	// would otherwise keep the output pipe, and this call, open.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
 		return string(out), fmt.Errorf("timed out after %v: %w", timeout, ctx.Err())
