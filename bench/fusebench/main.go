@@ -12,6 +12,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -40,6 +41,7 @@ var (
 	mnetBin   = flag.String("mnet", "/tmp/mnet", "mnet binary (go build -o /tmp/mnet ./cmd/mnet)")
 	dur       = flag.Duration("d", 3*time.Second, "measuring time of each scenario")
 	rbuf      = flag.Int("rbuf", 65536, "read(2) buffer size, i.e. the largest packet a reader takes (mnet's mtu)")
+	rounds    = flag.Int("n", 1, "rounds: each scenario runs n times, interleaved, and the median is shown")
 	serveBare = flag.String("serve-bare", "", "internal: serve the bare relay at this directory until SIGTERM")
 )
 
@@ -89,13 +91,23 @@ func cleanup() {
 	cleanups = nil
 }
 
-type row struct {
+// scenario is one line of the table; it is measured once per round.
+type scenario struct {
 	name     string
+	mnet     bool
+	drop     bool // bare relay: data-drop
 	size     int
 	readers  int
+	lossless bool
+	latency  bool // also measure the write→read latency
+	results  []result
+	bare     *scenario // the bare relay scenario to compare with
+	same     *scenario // the bare relay that treats a full queue as this does
+}
+
+type result struct {
 	t        tput
-	p50, p99 time.Duration // 0: not measured
-	bare     *row          // the bare relay row to compare with
+	p50, p99 time.Duration
 }
 
 func run() error {
@@ -131,112 +143,185 @@ func run() error {
 		return err
 	}
 
-	var rows []*row
-	bareData := filepath.Join(bareMnt, "data")
-	bareRows := map[int]*row{}
+	// mnet is compared with the bare relay as the FUSE ceiling; mnet 1→1
+	// with lossless off also with the bare relay that drops (footer).
+	var scs []*scenario
+	bareOf, dropOf := map[int]*scenario{}, map[int]*scenario{}
+	add := func(sc *scenario) *scenario { scs = append(scs, sc); return sc }
 	for _, size := range []int{64, 1500} {
-		r := &row{name: "bare relay 1→1", size: size, readers: 1}
-		if r.t, err = throughput(bareData, "", size, 1); err != nil {
-			return fmt.Errorf("%s %d B: %v", r.name, size, err)
-		}
-		if r.p50, r.p99, err = latency(bareData, size); err != nil {
-			return fmt.Errorf("%s %d B latency: %v", r.name, size, err)
-		}
-		rows, bareRows[size] = append(rows, r), r
+		bareOf[size] = add(&scenario{name: "bare relay 1→1", size: size, readers: 1, latency: true})
+	}
+	for _, size := range []int{64, 1500} {
+		dropOf[size] = add(&scenario{name: "bare-drop 1→1", drop: true, size: size, readers: 1})
+	}
+	for _, size := range []int{64, 1500} {
+		add(&scenario{name: "mnet 1→1", mnet: true, size: size, readers: 1, latency: true, bare: bareOf[size], same: dropOf[size]})
+	}
+	for _, size := range []int{64, 1500} {
+		add(&scenario{name: "mnet 1→4", mnet: true, size: size, readers: 4})
+	}
+	// With one packet in flight lossless changes nothing: no latency here.
+	for _, size := range []int{64, 1500} {
+		add(&scenario{name: "mnet 1→1 lossless", mnet: true, size: size, readers: 1, lossless: true, bare: bareOf[size]})
 	}
 
 	nets := 0
-	for _, sc := range []struct {
-		name     string
-		readers  int
-		lossless bool
-	}{{"mnet 1→1", 1, false}, {"mnet 1→4", 4, false}, {"mnet 1→1 lossless", 1, true}} {
-		for _, size := range []int{64, 1500} {
-			// A fresh network for each scenario: its stats are ours alone.
-			nets++
-			dir := filepath.Join(mnetMnt, "ipn", fmt.Sprintf("bench%d", nets))
-			if err := os.Mkdir(dir, 0o777); err != nil {
-				return err
+	for round := range *rounds {
+		for _, sc := range scs {
+			data, stats, pid := filepath.Join(bareMnt, "data"), "", bare.cmd.Process.Pid
+			if sc.drop {
+				data = filepath.Join(bareMnt, "data-drop")
 			}
-			if sc.lossless {
-				if err := os.WriteFile(filepath.Join(dir, "ctl"), []byte("lossless on\n"), 0); err != nil {
+			if sc.mnet {
+				// A fresh network for each run: its stats are ours alone.
+				nets++
+				dir := filepath.Join(mnetMnt, "ipn", fmt.Sprintf("bench%d", nets))
+				if err := os.Mkdir(dir, 0o777); err != nil {
 					return err
 				}
+				if sc.lossless {
+					if err := os.WriteFile(filepath.Join(dir, "ctl"), []byte("lossless on\n"), 0); err != nil {
+						return err
+					}
+				}
+				data, stats, pid = filepath.Join(dir, "data"), filepath.Join(dir, "stats"), mnetd.cmd.Process.Pid
 			}
-			r := &row{name: sc.name, size: size, readers: sc.readers}
-			data := filepath.Join(dir, "data")
-			if r.t, err = throughput(data, filepath.Join(dir, "stats"), size, sc.readers); err != nil {
-				return fmt.Errorf("%s %d B: %v", r.name, size, err)
+			var r result
+			if r.t, err = throughput(data, stats, pid, sc.size, sc.readers); err != nil {
+				return fmt.Errorf("round %d, %s %d B: %v", round+1, sc.name, sc.size, err)
 			}
-			if sc.readers == 1 && !sc.lossless { // one packet in flight: lossless changes nothing
-				if r.p50, r.p99, err = latency(data, size); err != nil {
-					return fmt.Errorf("%s %d B latency: %v", r.name, size, err)
+			if sc.latency {
+				if r.p50, r.p99, err = latency(data, sc.size); err != nil {
+					return fmt.Errorf("round %d, %s %d B latency: %v", round+1, sc.name, sc.size, err)
 				}
 			}
-			if sc.readers == 1 {
-				r.bare = bareRows[size]
-			}
-			rows = append(rows, r)
+			sc.results = append(sc.results, r)
 		}
 	}
 	mnetOK, bareOK := mnetd.stop(), bare.stop()
-	printTable(rows)
+	printTable(scs)
 	if !mnetOK || !bareOK {
 		return errors.New("a daemon did not stop cleanly (see above)")
 	}
 	return nil
 }
 
-func printTable(rows []*row) {
+// median returns the result with the median delivered rate, and the
+// median p50 and p99 over the rounds.
+func (sc *scenario) median() (r result, p50, p99 time.Duration) {
+	rs := slices.Clone(sc.results)
+	slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.t.delivered(), b.t.delivered()) })
+	var l50, l99 []time.Duration
+	for _, x := range rs {
+		l50, l99 = append(l50, x.p50), append(l99, x.p99)
+	}
+	slices.Sort(l50)
+	slices.Sort(l99)
+	return rs[len(rs)/2], l50[len(l50)/2], l99[len(l99)/2]
+}
+
+// ratio is the median delivered rate of sc over that of b.
+func (sc *scenario) ratio(b *scenario) float64 {
+	m, _, _ := sc.median()
+	mb, _, _ := b.median()
+	return m.t.delivered() / mb.t.delivered()
+}
+
+func printTable(scs []*scenario) {
 	var uts unix.Utsname
 	unix.Uname(&uts)
-	fmt.Printf("fusebench: %d CPUs, Linux %s, %s, %v per scenario (+%v warm-up), read buffer %d B\n\n",
-		runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), runtime.Version(), *dur, warmup, *rbuf)
-	fmt.Printf("%-18s %5s %10s %12s %12s %8s %9s %8s %8s %8s\n",
-		"scenario", "size", "sent/s", "rx/s/reader", "delivered/s", "Mbit/s", "drops/s", "p50", "p99", "vs bare")
-	for _, r := range rows {
+	fmt.Printf("fusebench: %d CPUs, Linux %s, %s, %v per scenario (+%v warm-up), read buffer %d B, %d round(s)\n\n",
+		runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), runtime.Version(), *dur, warmup, *rbuf, *rounds)
+	fmt.Printf("%-17s %4s %7s %7s %7s %6s %7s %7s %7s %6s %6s %5s",
+		"scenario", "size", "sent/s", "rx/s/r", "deliv/s", "Mbit/s", "drops/s", "p50", "p99", "srvCPU", "cliCPU", "/bare")
+	if *rounds > 1 {
+		fmt.Printf("  deliv/s min..max")
+	}
+	fmt.Println()
+	for _, sc := range scs {
+		r, p50, p99 := sc.median()
 		t := r.t
-		var total uint64
-		for _, n := range t.rx {
-			total += n
-		}
-		deliv := float64(total) / t.secs
+		deliv := t.delivered()
 		drops, lat50, lat99, ratio := "-", "-", "-", "-"
 		if t.drops >= 0 {
 			drops = fmt.Sprintf("%.0f", float64(t.drops)/t.secs)
 		}
-		if r.p50 > 0 {
-			lat50, lat99 = fmtDur(r.p50), fmtDur(r.p99)
+		if sc.latency {
+			lat50, lat99 = fmtDur(p50), fmtDur(p99)
 		}
-		if r.bare != nil {
-			bare := float64(r.bare.t.rx[0]) / r.bare.t.secs
-			ratio = fmt.Sprintf("%.2f", deliv/bare)
+		if sc.bare != nil {
+			ratio = fmt.Sprintf("%.2f", sc.ratio(sc.bare))
 		}
-		fmt.Printf("%-18s %5d %10.0f %12.0f %12.0f %8.1f %9s %8s %8s %8s\n",
-			r.name, r.size, float64(t.sent)/t.secs, deliv/float64(len(t.rx)), deliv,
-			deliv*float64(r.size)*8/1e6, drops, lat50, lat99, ratio)
+		perPkt := func(cpu float64) float64 { return cpu / (deliv * t.secs) * 1e6 }
+		fmt.Printf("%-17s %4d %7.0f %7.0f %7.0f %6.1f %7s %7s %7s %6.1f %6.1f %5s",
+			sc.name, sc.size, float64(t.sent)/t.secs, deliv/float64(len(t.rx)), deliv,
+			deliv*float64(sc.size)*8/1e6, drops, lat50, lat99, perPkt(t.srvCPU), perPkt(t.cliCPU), ratio)
+		if len(sc.results) > 1 {
+			lo, hi := math.Inf(1), 0.0
+			for _, x := range sc.results {
+				lo, hi = min(lo, x.t.delivered()), max(hi, x.t.delivered())
+			}
+			fmt.Printf("  %.0f..%.0f", lo, hi)
+		}
+		fmt.Println()
 	}
 	fmt.Println()
-	for _, r := range rows {
-		if len(r.t.rx) > 1 {
+	for _, sc := range scs {
+		if sc.readers > 1 {
+			r, _, _ := sc.median()
 			var each []string
 			for _, n := range r.t.rx {
 				each = append(each, fmt.Sprintf("%.0f", float64(n)/r.t.secs))
 			}
-			fmt.Printf("%s %d B: rx/s of each reader: %s\n", r.name, r.size, strings.Join(each, " "))
+			fmt.Printf("%s %d B: rx/s of each reader: %s\n", sc.name, sc.size, strings.Join(each, " "))
 		}
-		if r.name == "mnet 1→1" && r.size == 64 && r.bare != nil {
-			ratio := float64(r.t.rx[0]) / r.t.secs / (float64(r.bare.t.rx[0]) / r.bare.t.secs)
+	}
+	for _, sc := range scs {
+		if sc.name == "mnet 1→1" && sc.size == 64 {
 			verdict := "met"
-			if ratio < 0.8 {
+			if sc.ratio(sc.bare) < 0.8 {
 				verdict = "NOT met"
 			}
-			fmt.Printf("target mnet/bare >= 0.80 for 1→1 64 B: %.2f, %s\n", ratio, verdict)
+			fmt.Printf("target mnet/bare >= 0.80 for 1→1 64 B: %.2f, %s", sc.ratio(sc.bare), verdict)
+			if len(sc.results) > 1 {
+				fmt.Printf(" (round by round:")
+				for i := range sc.results {
+					fmt.Printf(" %.2f", sc.results[i].t.delivered()/sc.bare.results[i].t.delivered())
+				}
+				fmt.Printf(")")
+			}
+			fmt.Println()
+		}
+	}
+	for _, sc := range scs {
+		if sc.same != nil && sc.same != sc.bare {
+			fmt.Printf("%s %d B over %s %d B (both drop when the queue is full): %.2f\n",
+				sc.name, sc.size, sc.same.name, sc.same.size, sc.ratio(sc.same))
 		}
 	}
 }
 
 func fmtDur(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d)/1e3) }
+
+// openData opens data nreaders times for reading, then once for writing.
+func openData(data string, nreaders int) ([]int, error) {
+	var fds []int
+	for i := range nreaders + 1 {
+		mode := unix.O_RDONLY
+		if i == nreaders {
+			mode = unix.O_WRONLY
+		}
+		fd, err := unix.Open(data, mode|unix.O_CLOEXEC, 0)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, fmt.Errorf("open %s: %v", data, err)
+		}
+		fds = append(fds, fd)
+	}
+	return fds, nil
+}
 
 // tput is what one throughput window counted.
 type tput struct {
@@ -244,6 +329,18 @@ type tput struct {
 	sent  uint64   // write(2)s completed
 	rx    []uint64 // packets each reader received
 	drops int64    // the network's drops (stats file); -1 if there is none
+	// CPU time (user+system) the server daemon and this process (the
+	// readers and the writer) used in the window, in seconds.
+	srvCPU, cliCPU float64
+}
+
+// delivered is the packets per second the readers received, all together.
+func (t tput) delivered() float64 {
+	var n uint64
+	for _, x := range t.rx {
+		n += x
+	}
+	return float64(n) / t.secs
 }
 
 // throughput runs one writer, writing size-byte packets as fast as it can,
@@ -253,25 +350,12 @@ type tput struct {
 // reads, the writer poking with small packets until all have. Each
 // goroutine closes its own descriptors, so a stuck one can never touch a
 // reused descriptor number after we have given up on it.
-func throughput(data, stats string, size, nreaders int) (tput, error) {
-	rfds := make([]int, 0, nreaders)
-	for range nreaders {
-		fd, err := unix.Open(data, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			for _, fd := range rfds {
-				unix.Close(fd)
-			}
-			return tput{}, fmt.Errorf("open for reading: %v", err)
-		}
-		rfds = append(rfds, fd)
-	}
-	wfd, err := unix.Open(data, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+func throughput(data, stats string, srvPid, size, nreaders int) (tput, error) {
+	fds, err := openData(data, nreaders)
 	if err != nil {
-		for _, fd := range rfds {
-			unix.Close(fd)
-		}
-		return tput{}, fmt.Errorf("open for writing: %v", err)
+		return tput{}, err
 	}
+	rfds, wfd := fds[:nreaders], fds[nreaders]
 
 	var (
 		stop, writerDone atomic.Bool
@@ -328,7 +412,16 @@ func throughput(data, stats string, size, nreaders int) (tput, error) {
 	finished := make(chan struct{})
 	go func() { wg.Wait(); close(finished) }()
 
-	snap := func() (time.Time, uint64, []uint64, int64) {
+	type snapshot struct {
+		t              time.Time
+		sent           uint64
+		rx             []uint64
+		drops          int64
+		srvCPU, cliCPU float64
+	}
+	snap := func() snapshot {
+		var ru unix.Rusage
+		unix.Getrusage(unix.RUSAGE_SELF, &ru)
 		now, s := time.Now(), sent.Load()
 		r := make([]uint64, nreaders)
 		for i := range rx {
@@ -336,14 +429,15 @@ func throughput(data, stats string, size, nreaders int) (tput, error) {
 		}
 		d := int64(-1)
 		if stats != "" {
-			d = int64(readStat(stats, "drops"))
+			d = readStat(stats, "drops")
 		}
-		return now, s, r, d
+		return snapshot{now, s, r, d, procCPU(srvPid),
+			time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()}
 	}
 	time.Sleep(warmup)
-	t0, s0, r0, d0 := snap()
+	s0 := snap()
 	time.Sleep(*dur)
-	t1, s1, r1, d1 := snap()
+	s1 := snap()
 	stop.Store(true)
 	select {
 	case <-finished:
@@ -354,32 +448,57 @@ func throughput(data, stats string, size, nreaders int) (tput, error) {
 	if err := <-errs; err != nil {
 		return tput{}, err
 	}
-	t := tput{secs: t1.Sub(t0).Seconds(), sent: s1 - s0, drops: d1 - d0}
-	for i := range r1 {
-		t.rx = append(t.rx, r1[i]-r0[i])
+	t := tput{secs: s1.t.Sub(s0.t).Seconds(), sent: s1.sent - s0.sent, drops: -1,
+		srvCPU: s1.srvCPU - s0.srvCPU, cliCPU: s1.cliCPU - s0.cliCPU}
+	for i := range s1.rx {
+		t.rx = append(t.rx, s1.rx[i]-s0.rx[i])
 	}
-	if stats != "" && (d0 < 0 || d1 < 0) {
-		return t, errors.New("cannot read drops from " + stats)
+	if stats != "" {
+		if s0.drops < 0 || s1.drops < 0 {
+			return t, errors.New("cannot read drops from " + stats)
+		}
+		t.drops = s1.drops - s0.drops
 	}
 	return t, nil
 }
 
 // readStat returns the value of one "key N" line of an mnet stats file, or
-// -1 (as uint64 max, which callers turn into -1) if it cannot be read.
-func readStat(path, key string) uint64 {
+// -1 if it cannot be read.
+func readStat(path, key string) int64 {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return math.MaxUint64
+		return -1
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, key+" "); ok {
-			if n, err := strconv.ParseUint(v, 10, 63); err == nil {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 				return n
 			}
 		}
 	}
-	return math.MaxUint64
+	return -1
 }
+
+// procCPU returns the user+system CPU seconds process pid has used so far,
+// from /proc/PID/stat (in clock ticks: 100 a second on Linux), or 0.
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := strings.Cut(string(b), ") ") // the command may hold spaces
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseUint(f[11], 10, 64) // fields 14 and 15 of stat(5)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return float64(ut+st) / 100
+}
+
+// latencyMagic marks latency packets (bytes 16..23), so that packets a
+// throughput run left in the bare relay's single channel are skipped.
+const latencyMagic = 0x68636e6562657375
 
 // latency measures the write→read latency with timestamps in the payload
 // and exactly one packet in flight: the writer puts a sequence number and
@@ -393,17 +512,14 @@ func readStat(path, key string) uint64 {
 // interval. (A ping-pong through two ports would measure the same path,
 // twice per sample, plus a second wake-up.) Both ends use one clock in one
 // process, so there is no clock skew. The first 1% of samples is warm-up.
+// Packet layout: sequence number, send time (ns since base), magic.
 func latency(data string, size int) (p50, p99 time.Duration, err error) {
-	size = max(size, 16)
-	rfd, err := unix.Open(data, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	size = max(size, 24)
+	fds, err := openData(data, 1)
 	if err != nil {
-		return 0, 0, fmt.Errorf("open for reading: %v", err)
+		return 0, 0, err
 	}
-	wfd, err := unix.Open(data, unix.O_WRONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		unix.Close(rfd)
-		return 0, 0, fmt.Errorf("open for writing: %v", err)
-	}
+	rfd, wfd := fds[0], fds[1]
 	defer unix.Close(wfd)
 
 	base := time.Now()
@@ -420,9 +536,12 @@ func latency(data string, size int) (p50, p99 time.Duration, err error) {
 			if err == unix.EINTR {
 				continue
 			}
-			if err != nil || n < 16 {
+			if err != nil || n == 0 {
 				readerDone <- fmt.Errorf("reader: read returned %d, %v", n, err)
 				return
+			}
+			if n < 24 || binary.LittleEndian.Uint64(buf[16:]) != latencyMagic {
+				continue // left in the bare relay's channel by a throughput run
 			}
 			seq := binary.LittleEndian.Uint64(buf)
 			if seq == math.MaxUint64 {
@@ -437,6 +556,7 @@ func latency(data string, size int) (p50, p99 time.Duration, err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	pkt := make([]byte, size)
+	binary.LittleEndian.PutUint64(pkt[16:], latencyMagic)
 	timer := time.NewTimer(time.Hour)
 	send := func(seq uint64) error {
 		binary.LittleEndian.PutUint64(pkt, seq)
@@ -574,16 +694,18 @@ func mounted(mnt string) bool {
 	return false
 }
 
-// The bare relay: one file, data, whose Write hands a copy of each write to
-// a buffered channel (blocking while 256 packets wait) and whose Read takes
-// one packet from it. It does what a FUSE packet relay cannot avoid (one
-// WRITE and one READ request, a copy out of go-fuse's buffer, a goroutine
-// hand-off) and nothing else.
+// The bare relay: a file, data, whose Write hands a copy of each write to a
+// buffered channel (blocking while 256 packets wait) and whose Read takes one
+// packet from it. It does what a FUSE packet relay cannot avoid (one WRITE
+// and one READ request, a copy out of go-fuse's buffer, a goroutine
+// hand-off) and nothing else. data-drop is the same but drops a packet that
+// finds the channel full, as mnet does with lossless off.
 type relayDir struct{ gofs.Inode }
 
 type relayFile struct {
 	gofs.Inode
-	ch chan []byte
+	ch   chan []byte
+	drop bool
 }
 
 var (
@@ -595,8 +717,11 @@ var (
 )
 
 func (d *relayDir) OnAdd(ctx context.Context) {
-	f := &relayFile{ch: make(chan []byte, 256)}
-	d.AddChild("data", d.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+	for _, drop := range []bool{false, true} {
+		f := &relayFile{ch: make(chan []byte, 256), drop: drop}
+		name := map[bool]string{false: "data", true: "data-drop"}[drop]
+		d.AddChild(name, d.NewPersistentInode(ctx, f, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+	}
 }
 
 func (f *relayFile) Open(context.Context, uint32) (gofs.FileHandle, uint32, syscall.Errno) {
@@ -611,6 +736,13 @@ func (f *relayFile) Getattr(_ context.Context, _ gofs.FileHandle, out *fuse.Attr
 func (f *relayFile) Write(ctx context.Context, _ gofs.FileHandle, data []byte, _ int64) (uint32, syscall.Errno) {
 	pkt := make([]byte, len(data)) // go-fuse reuses data once we return
 	copy(pkt, data)
+	if f.drop {
+		select {
+		case f.ch <- pkt:
+		default:
+		}
+		return uint32(len(data)), 0
+	}
 	select {
 	case f.ch <- pkt:
 		return uint32(len(data)), 0
