@@ -7,6 +7,8 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
@@ -53,41 +55,54 @@ func groupsOf(pid uint32) []uint32 {
 
 // The file handle API of go-fuse does not pass a READ or WRITE request's
 // file flags, which is where O_NONBLOCK set by fcntl(2) after open shows up.
-// rawFS records them per request, keyed by the request's cancel channel,
-// which the handle finds again in its fuse.Context.
+// rawFS records the flags of non-blocking requests, keyed by the request's
+// cancel channel, which the handle finds again in its fuse.Context. Blocking
+// requests, the common case, cost one atomic load.
 type rawFS struct {
 	fuse.RawFileSystem
 }
 
-var inflightFlags sync.Map // <-chan struct{} -> uint32
+var (
+	nonblockRequests sync.Map // <-chan struct{} -> struct{}
+	nonblockInflight atomic.Int64
+)
+
+func markNonblock(cancel <-chan struct{}, flags uint32) (done func()) {
+	if flags&syscall.O_NONBLOCK == 0 {
+		return func() {}
+	}
+	nonblockInflight.Add(1)
+	nonblockRequests.Store(cancel, struct{}{})
+	return func() {
+		nonblockRequests.Delete(cancel)
+		nonblockInflight.Add(-1)
+	}
+}
 
 func (r rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	inflightFlags.Store(cancel, in.Flags)
-	defer inflightFlags.Delete(cancel)
+	defer markNonblock(cancel, in.Flags)()
 	return r.RawFileSystem.Read(cancel, in, buf)
 }
 
 func (r rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	inflightFlags.Store(cancel, in.Flags)
-	defer inflightFlags.Delete(cancel)
+	defer markNonblock(cancel, in.Flags)()
 	return r.RawFileSystem.Write(cancel, in, data)
 }
 
 func (r rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
-	inflightFlags.Store(cancel, in.Flags)
-	defer inflightFlags.Delete(cancel)
+	defer markNonblock(cancel, in.Flags)()
 	return r.RawFileSystem.Writev(cancel, in, data)
 }
 
-// requestFlags returns the open flags of the READ or WRITE behind ctx.
-func requestFlags(ctx context.Context) uint32 {
+// nonblocking reports whether the READ or WRITE behind ctx has O_NONBLOCK.
+func nonblocking(ctx context.Context) bool {
+	if nonblockInflight.Load() == 0 {
+		return false
+	}
 	fc, ok := ctx.(*fuse.Context)
 	if !ok {
-		return 0
+		return false
 	}
-	v, ok := inflightFlags.Load(fc.Cancel)
-	if !ok {
-		return 0
-	}
-	return v.(uint32)
+	_, ok = nonblockRequests.Load(fc.Cancel)
+	return ok
 }

@@ -191,7 +191,7 @@ var (
 )
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := h.h.Read(ctx, dest, off, requestFlags(ctx)&syscall.O_NONBLOCK != 0)
+	n, err := h.h.Read(ctx, dest, off, nonblocking(ctx))
 	if err != nil {
 		return nil, toErrno(h.log, "read", err)
 	}
@@ -199,7 +199,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n, err := h.h.Write(ctx, data, off, requestFlags(ctx)&syscall.O_NONBLOCK != 0)
+	n, err := h.h.Write(ctx, data, off, nonblocking(ctx))
 	if err != nil {
 		return 0, toErrno(h.log, "write", err)
 	}
