@@ -101,8 +101,8 @@ type scenario struct {
 	lossless bool
 	latency  bool // also measure the write→read latency
 	results  []result
-	bare     *scenario // the bare relay scenario to compare with
-	same     *scenario // the bare relay that treats a full queue as this does
+	bare     *scenario // the bare relay that treats a full queue as this does (/bare)
+	same     *scenario // the other bare relay, for the unlike ratio in the footer
 }
 
 type result struct {
@@ -143,8 +143,13 @@ func run() error {
 		return err
 	}
 
-	// mnet is compared with the bare relay as the FUSE ceiling; mnet 1→1
-	// with lossless off also with the bare relay that drops (footer).
+	// Each mnet row's /bare is its ratio to the bare relay with the same
+	// full-queue behaviour: lossless off against the relay that drops,
+	// lossless on against the relay that blocks. With lossless off the
+	// writer never waits, and the CPU it spends on packets that are then
+	// dropped is taken from the reader on a small machine; comparing that
+	// with a relay that blocks the writer would measure the policy, not
+	// mnet. That unlike ratio is printed too (footer).
 	var scs []*scenario
 	bareOf, dropOf := map[int]*scenario{}, map[int]*scenario{}
 	add := func(sc *scenario) *scenario { scs = append(scs, sc); return sc }
@@ -155,7 +160,7 @@ func run() error {
 		dropOf[size] = add(&scenario{name: "bare-drop 1→1", drop: true, size: size, readers: 1})
 	}
 	for _, size := range []int{64, 1500} {
-		add(&scenario{name: "mnet 1→1", mnet: true, size: size, readers: 1, latency: true, bare: bareOf[size], same: dropOf[size]})
+		add(&scenario{name: "mnet 1→1", mnet: true, size: size, readers: 1, latency: true, bare: dropOf[size], same: bareOf[size]})
 	}
 	for _, size := range []int{64, 1500} {
 		add(&scenario{name: "mnet 1→4", mnet: true, size: size, readers: 4})
@@ -276,13 +281,14 @@ func printTable(scs []*scenario) {
 			fmt.Printf("%s %d B: rx/s of each reader: %s\n", sc.name, sc.size, strings.Join(each, " "))
 		}
 	}
+	// The target: mnet >= 0.80 of the bare relay for 1→1, 64 B.
 	for _, sc := range scs {
-		if sc.name == "mnet 1→1" && sc.size == 64 {
+		if (sc.name == "mnet 1→1" || sc.name == "mnet 1→1 lossless") && sc.size == 64 {
 			verdict := "met"
 			if sc.ratio(sc.bare) < 0.8 {
 				verdict = "NOT met"
 			}
-			fmt.Printf("target mnet/bare >= 0.80 for 1→1 64 B: %.2f, %s", sc.ratio(sc.bare), verdict)
+			fmt.Printf("target >= 0.80: %s 64 B over %s 64 B: %.2f, %s", sc.name, sc.bare.name, sc.ratio(sc.bare), verdict)
 			if len(sc.results) > 1 {
 				fmt.Printf(" (round by round:")
 				for i := range sc.results {
@@ -295,7 +301,7 @@ func printTable(scs []*scenario) {
 	}
 	for _, sc := range scs {
 		if sc.same != nil && sc.same != sc.bare {
-			fmt.Printf("%s %d B over %s %d B (both drop when the queue is full): %.2f\n",
+			fmt.Printf("unlike for unlike: %s %d B (drops when full) over %s %d B (blocks when full): %.2f\n",
 				sc.name, sc.size, sc.same.name, sc.same.size, sc.ratio(sc.same))
 		}
 	}
