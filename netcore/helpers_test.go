@@ -196,7 +196,7 @@ func portID(t *testing.T, h Handle) int {
 	if !ok {
 		t.Fatalf("data handle is a %T", h)
 	}
-	return dh.p.ID()
+	return dh.p.id
 }
 
 func send(t *testing.T, h Handle, pkt []byte) {

@@ -2,6 +2,7 @@ package netcore
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -72,7 +73,7 @@ func (f *ipnFamily) Close() {
 	}
 }
 
-// Network returns the network called name, or nil.
+// network returns the network called name, or nil.
 func (f *ipnFamily) network(name string) *Network {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -163,7 +164,7 @@ func (d *ipnDir) Mkdir(c *Cred, name string, mode uint32) (Node, error) {
 	n := newNetwork(d.f, name, c.Uid, c.Gid, mode, DefaultSettings())
 	d.f.nets[name] = n
 	d.mtime = time.Now()
-	d.f.log.Info("network created", "network", name, "uid", c.Uid, "gid", c.Gid, "mode", Octal(n.mode))
+	d.f.log.Info("network created", "network", name, "uid", c.Uid, "gid", c.Gid, "mode", octal(n.mode))
 	return n.dir, nil
 }
 
@@ -202,17 +203,8 @@ func (d *ipnDir) Rmdir(c *Cred, name string) error {
 	return nil
 }
 
-// Octal formats a mode for logs.
-type Octal uint32
-
-func (o Octal) String() string { return "0" + formatOctal(uint32(o)) }
-
-func formatOctal(v uint32) string {
-	if v < 8 {
-		return string(rune('0' + v))
-	}
-	return formatOctal(v/8) + string(rune('0'+v%8))
-}
+// octal formats a mode for logs.
+func octal(mode uint32) string { return fmt.Sprintf("%04o", mode) }
 
 // netDir is ipn/NAME.
 type netDir struct {
@@ -255,7 +247,7 @@ func (d *netDir) Chmod(c *Cred, mode uint32) error {
 	n.mtime = time.Now()
 	persist := n.set.Persist
 	n.mu.Unlock()
-	n.fam.log.Info("network mode changed", "network", n.name, "mode", Octal(mode&0777), "uid", c.Uid)
+	n.fam.log.Info("network mode changed", "network", n.name, "mode", octal(mode&0777), "uid", c.Uid)
 	if persist {
 		n.fam.saveState()
 	}

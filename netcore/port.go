@@ -41,13 +41,6 @@ func newPort(n *Network, id int, kind string, uid, pid uint32, name string, recv
 		recv: recv, send: send, ready: make(chan struct{}, 1)}
 }
 
-// ID is the port's number within its network.
-func (p *Port) ID() int { return p.id }
-
-// CanRecv and CanSend say which halves the port has.
-func (p *Port) CanRecv() bool { return p.recv }
-func (p *Port) CanSend() bool { return p.send }
-
 // enqueue appends pkt unless the queue already holds qlen packets.
 func (p *Port) enqueue(pkt []byte, qlen int) bool {
 	p.mu.Lock()
@@ -150,12 +143,6 @@ func (p *Port) shut() {
 	p.ring, p.count, p.head = nil, 0, 0
 	p.mu.Unlock()
 	p.wake()
-}
-
-func (p *Port) queued() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.count
 }
 
 // notifier lets any number of goroutines wait for the next broadcast.

@@ -142,7 +142,6 @@ type textFile struct {
 	id      uint64
 	attr    func(c *Cred) Attr
 	content func(c *Cred) []byte
-	open    func(c *Cred, flags int) error // extra check; nil allows any reader
 }
 
 func newTextFile(attr func(c *Cred) Attr, content func(c *Cred) []byte) *textFile {
@@ -155,11 +154,6 @@ func (f *textFile) Attr(c *Cred) Attr { return f.attr(c) }
 func (f *textFile) Open(c *Cred, flags int) (Handle, error) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, syscall.EACCES
-	}
-	if f.open != nil {
-		if err := f.open(c, flags); err != nil {
-			return nil, err
-		}
 	}
 	return &textHandle{data: f.content(c)}, nil
 }
