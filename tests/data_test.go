@@ -482,6 +482,10 @@ func TestKilledClientLeaves(t *testing.T) {
 	cmd.Process.Kill()
 	cmd.Wait()
 	waitFor(t, "killed cat's port to leave", func() bool { return len(portRows(t, net)) == 0 })
+	// -v (startMnet passes it) logs joins and leaves.
+	if log := d.log.String(); !strings.Contains(log, `msg="port joined"`) || !strings.Contains(log, `msg="port left"`) {
+		t.Errorf("-v log lacks port joined/left lines:\n%s", log)
+	}
 	r := openPort(t, net, unix.O_RDONLY)
 	sh(t, "echo alive > "+filepath.Join(net, "data"))
 	if p, err := readTimeout(r, 2*time.Second); err != nil || string(p) != "alive\n" {
