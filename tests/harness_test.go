@@ -214,6 +214,7 @@ func shAs(t *testing.T, c *cred, timeout time.Duration, script string) (string, 
 	if c == nil {
 		cmd = exec.CommandContext(ctx, "bash", "-c", script)
 	} else {
+		require(t, "setpriv")
 		groups := "--clear-groups"
 		if len(c.groups) > 0 {
 			var gs []string
