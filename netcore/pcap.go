@@ -19,6 +19,9 @@ const (
 	captureMaxRecords = 4096
 	captureMaxBytes   = 8 << 20
 	pcapSnaplen       = MaxMTU
+	// MaxCaptures bounds the readers of one network's pcap file, so their
+	// backlogs bound the memory captures can hold.
+	MaxCaptures = 64
 )
 
 type captureRecord struct {
@@ -120,7 +123,7 @@ func (c *capture) read(ctx context.Context, p []byte, nonblock bool) (int, error
 	}
 }
 
-// StartCapture adds a capture reader to the network.
+// startCapture adds a capture reader to the network.
 func (n *Network) startCapture() (*capture, error) {
 	c, err := newCapture()
 	if err != nil {
@@ -130,6 +133,9 @@ func (n *Network) startCapture() (*capture, error) {
 	defer n.mu.Unlock()
 	if n.closed {
 		return nil, syscall.ENOENT
+	}
+	if len(n.captures) >= MaxCaptures {
+		return nil, syscall.EBUSY
 	}
 	n.captures = append(n.captures, c)
 	return c, nil

@@ -133,3 +133,30 @@ func TestPcapEndsOnRmdir(t *testing.T) {
 		t.Fatalf("pcap read after rmdir = %d, %v; want end of file", r.n, r.err)
 	}
 }
+
+// The readers of one pcap file are bounded, and a closed one frees its slot.
+func TestPcapReadersBounded(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "many", 0777)
+	f := netFileOf(t, nd, "pcap")
+	var hs []Handle
+	for range MaxCaptures {
+		h, err := f.Open(rootCred, syscall.O_RDONLY)
+		if err != nil {
+			t.Fatalf("pcap reader %d: %v", len(hs)+1, err)
+		}
+		hs = append(hs, h)
+	}
+	if _, err := f.Open(rootCred, syscall.O_RDONLY); err != syscall.EBUSY {
+		t.Fatalf("pcap reader %d: %v, want EBUSY", MaxCaptures+1, err)
+	}
+	hs[0].Close()
+	h, err := f.Open(rootCred, syscall.O_RDONLY)
+	if err != nil {
+		t.Fatalf("after a close: %v", err)
+	}
+	h.Close()
+	for _, h := range hs[1:] {
+		h.Close()
+	}
+}

@@ -143,6 +143,16 @@ func TestRootLayout(t *testing.T) {
 	}
 }
 
+// mnet mount refuses to run as another user than root, with a reason.
+func TestMountNeedsRoot(t *testing.T) {
+	require(t, "setpriv")
+	dir := mountDir(t)
+	out, err := shAs(t, &cred{uid: 1000, gid: 1000}, 10*time.Second, mnetBin+" mount --state '' "+dir+"/mnt")
+	if err == nil || !strings.Contains(out, "must run as root") {
+		t.Fatalf("mount as uid 1000: %v %s", err, out)
+	}
+}
+
 func TestHelp(t *testing.T) {
 	require(t)
 	out, err := exec.Command(mnetBin, "--help").CombinedOutput()

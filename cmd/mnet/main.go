@@ -148,6 +148,10 @@ func prepareMountpoint(mp string, log *slog.Logger) error {
 	err := unix.Stat(mp, &st)
 	switch {
 	case errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED):
+		// Only a dead mnet is ours to clear away.
+		if fstype, _ := mountedAt(mp); fstype != "fuse.mnet" {
+			return fmt.Errorf("%s is a dead mount of %s, not of mnet; unmount it yourself", mp, fstype)
+		}
 		log.Info("recovering stale mount left by a dead daemon", "mountpoint", mp)
 		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
 			return fmt.Errorf("stale mount at %s: %v", mp, err)
