@@ -37,11 +37,14 @@ func newIPN(env *Env) (*ipnFamily, error) {
 	f.state = &stateFile{path: env.StatePath}
 	saved, err := f.state.load()
 	if err != nil {
-		// A broken state file must not keep the daemon from serving.
-		f.log.Error("state file unreadable; starting without saved networks", "path", env.StatePath, "err", err)
+		// A broken state file must not keep the daemon from serving, nor
+		// be overwritten by the next save: it is moved aside for a person.
+		aside := f.state.moveAside()
+		f.log.Error("state file unreadable; starting without saved networks", "path", env.StatePath, "err", err, "moved-to", aside)
 	}
 	for _, s := range saved {
 		if !validNetName(s.Name) {
+			f.log.Error("state file: bad network name, skipped", "network", s.Name)
 			continue
 		}
 		s.Settings.Persist = true
@@ -121,12 +124,14 @@ func validNetName(name string) bool {
 type ipnDir struct {
 	id    uint64
 	f     *ipnFamily
-	mtime time.Time
+	mtime time.Time // guarded by f.mu
 }
 
 func (d *ipnDir) ID() uint64 { return d.id }
 
 func (d *ipnDir) Attr(*Cred) Attr {
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
 	return Attr{Mode: syscall.S_IFDIR | syscall.S_ISVTX | 0777, Mtime: d.mtime}
 }
 

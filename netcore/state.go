@@ -3,9 +3,11 @@ package netcore
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // savedNetwork is one persistent network in the state file.
@@ -77,4 +79,14 @@ func (s *stateFile) save(nets []savedNetwork) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), s.path)
+}
+
+// moveAside renames an unreadable state file out of the way and returns its
+// new name ("" if it could not be moved).
+func (s *stateFile) moveAside() string {
+	aside := fmt.Sprintf("%s.broken-%s", s.path, time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(s.path, aside); err != nil {
+		return ""
+	}
+	return aside
 }

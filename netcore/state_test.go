@@ -125,15 +125,21 @@ func TestBrokenStateFileStillServes(t *testing.T) {
 	}
 	c := newTestCore(t, path)
 	mkNet(t, c, ownerCred, "fresh", 0777)
+	// The broken file is kept for a person to look at, not overwritten.
+	aside, _ := filepath.Glob(path + ".broken-*")
+	if len(aside) != 1 {
+		t.Fatalf("broken state file not moved aside: %v", aside)
+	}
+	if b, _ := os.ReadFile(aside[0]); string(b) != "{not json" {
+		t.Fatalf("moved-aside file holds %q", b)
+	}
 }
 
-// TestConcurrentSavesKeepLatestState exposes a race in ipnFamily.saveState:
-// the list of persistent networks is snapshotted under f.mu/n.mu, but the
-// locks are released before stateFile.save takes its own mutex, so two
-// concurrent saves can reach the file in the opposite order of their
-// snapshots and the older (stale) snapshot overwrites the newer one. The
-// race is timing-dependent: the test repeats concurrent "persist on/off"
-// rounds for up to a second and fails on the first stale state file.
+// TestConcurrentSavesKeepLatestState: concurrent saves must reach the file
+// in the order of their snapshots, or an older list of persistent networks
+// overwrites a newer one. The race is timing-dependent: the test repeats
+// concurrent "persist on/off" rounds for up to a second and fails on the
+// first stale state file.
 func TestConcurrentSavesKeepLatestState(t *testing.T) {
 	dir := t.TempDir()
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
@@ -176,10 +182,8 @@ func TestConcurrentSavesKeepLatestState(t *testing.T) {
 			want = nets
 		}
 		if got := savedNames(t, path); len(got) != want {
-			t.Fatalf("BUG (ipn.go saveState): round %d: after every concurrent \"persist %s\" returned, "+
-				"the state file lists %d persistent networks, want %d: a stale snapshot was written last. "+
-				"Fix: hold one mutex across snapshot and write (e.g. take f.state.mu, or a family-level "+
-				"save mutex, before collecting the networks in saveState).",
+			t.Fatalf("round %d: after every concurrent \"persist %s\" returned, "+
+				"the state file lists %d persistent networks, want %d: a stale snapshot was written last",
 				round, onOff(on), len(got), want)
 		}
 	}
