@@ -30,7 +30,14 @@ func TestMain(m *testing.M) {
 	}
 	os.Chmod(dir, 0o755)
 	mnetBin = filepath.Join(dir, "mnet")
-	if out, err := exec.Command("go", "build", "-o", mnetBin, "../cmd/mnet").CombinedOutput(); err != nil {
+	// The daemon is built with the race detector where cgo allows, so the
+	// end-to-end tests also look for data races in the FUSE layer; the log
+	// check in startMnet fails a test that provoked one.
+	args := []string{"build", "-o", mnetBin}
+	if out, _ := exec.Command("go", "env", "CGO_ENABLED").Output(); strings.TrimSpace(string(out)) == "1" {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, "../cmd/mnet")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building mnet: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -132,6 +139,8 @@ func startMnetAt(t *testing.T, mp, state string, args ...string) *daemon {
 	full := append([]string{"mount", "-v", "--state", state}, args...)
 	full = append(full, mp)
 	d.cmd = exec.Command(mnetBin, full...)
+	// A race-enabled daemon would otherwise sleep a second on exit.
+	d.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
 	if err := d.cmd.Start(); err != nil {
@@ -140,6 +149,9 @@ func startMnetAt(t *testing.T, mp, state string, args ...string) *daemon {
 	go func() { d.err = d.cmd.Wait(); close(d.done) }()
 	t.Cleanup(func() {
 		d.stop()
+		if strings.Contains(d.log.String(), "DATA RACE") {
+			t.Error("the daemon reported a data race")
+		}
 		if t.Failed() {
 			t.Logf("mnet log:\n%s", d.log.String())
 		}
