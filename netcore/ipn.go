@@ -179,6 +179,7 @@ func (d *ipnDir) Rmdir(c *Cred, name string) error {
 		return syscall.ENOENT
 	}
 	if n.rights(c)&RightManage == 0 {
+		d.f.log.Info("rmdir refused: no manage right", "network", name, "uid", c.Uid)
 		return syscall.EACCES
 	}
 	n.mu.Lock()
@@ -186,8 +187,9 @@ func (d *ipnDir) Rmdir(c *Cred, name string) error {
 		n.mu.Unlock()
 		return syscall.ENOENT // another rmdir got there first
 	}
-	if n.filePorts() > 0 {
+	if ports := n.filePorts(); ports > 0 {
 		n.mu.Unlock()
+		d.f.log.Info("rmdir refused: ports open", "network", name, "uid", c.Uid, "ports", ports)
 		return syscall.EBUSY
 	}
 	persist := n.set.Persist
@@ -246,6 +248,7 @@ func (d *netDir) Chmod(c *Cred, mode uint32) error {
 	n.mu.Lock()
 	if !c.Root() && c.Uid != n.uid {
 		n.mu.Unlock()
+		n.fam.log.Info("chmod refused: not the owner", "network", n.name, "uid", c.Uid)
 		return syscall.EPERM
 	}
 	n.mode = mode & 0777
@@ -267,6 +270,7 @@ func (d *netDir) Chown(c *Cred, uid, gid int64) error {
 	if !c.Root() {
 		if c.Uid != n.uid || (uid >= 0 && uint32(uid) != n.uid) || (gid >= 0 && !c.InGroup(uint32(gid))) {
 			n.mu.Unlock()
+			n.fam.log.Info("chown refused", "network", n.name, "uid", c.Uid, "owner", uid, "group", gid)
 			return syscall.EPERM
 		}
 	}
@@ -327,7 +331,17 @@ func (f *netFile) Attr(*Cred) Attr {
 	return Attr{Mode: syscall.S_IFREG | perm, Uid: uid, Gid: gid, Mtime: mtime}
 }
 
+// Open opens the file for c; a refusal is logged with who asked for what.
 func (f *netFile) Open(c *Cred, flags int) (Handle, error) {
+	h, err := f.open(c, flags)
+	if err != nil {
+		f.n.fam.log.Info("open refused", "network", f.n.name, "file", f.kind, "uid", c.Uid, "pid", c.Pid,
+			"flags", fmt.Sprintf("%#x", flags), "err", err.Error())
+	}
+	return h, err
+}
+
+func (f *netFile) open(c *Cred, flags int) (Handle, error) {
 	n := f.n
 	r := n.rights(c)
 	acc := flags & syscall.O_ACCMODE

@@ -78,6 +78,9 @@ type Network struct {
 
 	packets, bytes, delivered, drops, pcapDrops uint64
 
+	rejects      int       // refused packets not yet logged
+	rejectLogged time.Time // when the last "packet refused" line was logged
+
 	// lossless mirrors set.Lossless for receivers, which do not take mu.
 	lossless atomic.Bool
 	// space is broadcast when a queue may have room again (lossless senders
@@ -171,10 +174,12 @@ func (n *Network) send(ctx context.Context, from *Port, pkt []byte, nonblock boo
 			return syscall.EPIPE
 		}
 		if len(buf) > n.set.MTU {
+			n.logReject(from, "longer than the mtu", len(buf))
 			n.mu.Unlock()
 			return syscall.EMSGSIZE
 		}
 		if n.set.Policy == PolicySwitch && len(buf) < ethHeaderLen {
+			n.logReject(from, "shorter than an Ethernet header", len(buf))
 			n.mu.Unlock()
 			return syscall.EINVAL
 		}
@@ -200,6 +205,20 @@ func (n *Network) send(ctx context.Context, from *Port, pkt []byte, nonblock boo
 	n.deliver(from, buf)
 	n.mu.Unlock()
 	return nil
+}
+
+// logReject logs a refused packet, at most once a second per network (a
+// sender in a loop must not flood the log); the line says how many were
+// refused since the last one. Called with n.mu held.
+func (n *Network) logReject(from *Port, why string, size int) {
+	n.rejects++
+	now := time.Now()
+	if now.Sub(n.rejectLogged) < time.Second {
+		return
+	}
+	n.fam.log.Info("packet refused", "network", n.name, "port", from.id, "uid", from.uid, "pid", from.pid,
+		"why", why, "size", size, "refused", n.rejects)
+	n.rejects, n.rejectLogged = 0, now
 }
 
 // route fills n.targets with the ports that should get buf.

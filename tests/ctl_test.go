@@ -30,6 +30,9 @@ func TestNetworkNames(t *testing.T) {
 	if err == nil || !strings.Contains(out, "Invalid argument") {
 		t.Errorf("shell mkdir of a bad name: %v %s", err, out)
 	}
+	if !strings.Contains(d.log.String(), "bad network name") {
+		t.Errorf("a refused mkdir left no log line")
+	}
 	// The mkdir mode after umask is the network's mode.
 	sh(t, "umask 027; mkdir "+d.path("ipn", "masked"))
 	if out := sh(t, "stat -c %a "+d.path("ipn", "masked")); strings.TrimSpace(out) != "750" {
@@ -75,6 +78,9 @@ func TestCtlSettingsAndErrors(t *testing.T) {
 		if i < 0 || !strings.Contains(got[i:], c.why) {
 			t.Errorf("after %q ctl shows no last-error about %s:\n%s", c.cmd, c.why, got)
 		}
+	}
+	if !strings.Contains(d.log.String(), `msg="ctl refused"`) {
+		t.Errorf("refused ctl commands left no log line")
 	}
 	// The failed multi-line write changed nothing, mtu included.
 	if !strings.Contains(readFile(t, filepath.Join(net, "ctl")), "mtu 9000\n") {

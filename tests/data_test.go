@@ -151,6 +151,9 @@ func TestMTUAndEMSGSIZE(t *testing.T) {
 	if got := keyValue(t, filepath.Join(net, "stats"), "packets"); got != "1" {
 		t.Errorf("stats packets = %s, want 1", got)
 	}
+	if !strings.Contains(d.log.String(), `msg="packet refused"`) {
+		t.Errorf("an oversized packet left no log line")
+	}
 }
 
 // O_NONBLOCK at open and set later with fcntl both give EAGAIN.
