@@ -433,22 +433,16 @@ type ctlHandle struct {
 	cred  Cred // of the opener: rights are those of whoever opened ctl
 	write bool
 	mu    sync.Mutex
-	text  []byte
+	text  textHandle
 }
 
-func (h *ctlHandle) Read(_ context.Context, b []byte, off int64, _ bool) (int, error) {
+func (h *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if off < 0 {
-		return 0, syscall.EINVAL
+	if off == 0 || h.text.data == nil {
+		h.text.data = h.n.ctlText()
 	}
-	if off == 0 || h.text == nil {
-		h.text = h.n.ctlText()
-	}
-	if off >= int64(len(h.text)) {
-		return 0, nil
-	}
-	return copy(b, h.text[off:]), nil
+	return h.text.Read(ctx, b, off, nonblock)
 }
 
 func (h *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, error) {
