@@ -286,6 +286,40 @@ func TestCloseEndsBlockedRead(t *testing.T) {
 	}
 }
 
+// After the core closes, a sender learns the network is gone.
+func TestWriteAfterCloseIsEPIPE(t *testing.T) {
+	c, err := New(Env{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := mkNet(t, c, rootCred, "gone", 0777)
+	w := openData(t, nd, rootCred, syscall.O_WRONLY)
+	c.Close()
+	if _, err := w.Write(context.Background(), []byte("late"), 0, false); err != syscall.EPIPE {
+		t.Fatalf("write after Close: %v, want EPIPE", err)
+	}
+}
+
+// The number of networks is bounded: mkdir beyond it is ENOSPC.
+func TestMaxNetworks(t *testing.T) {
+	c := newTestCore(t, "")
+	m := ipnRoot(t, c).(Mkdirer)
+	for i := range MaxNetworks {
+		if _, err := m.Mkdir(rootCred, fmt.Sprintf("n%d", i), 0755); err != nil {
+			t.Fatalf("network %d: %v", i+1, err)
+		}
+	}
+	if _, err := m.Mkdir(rootCred, "one-too-many", 0755); err != syscall.ENOSPC {
+		t.Fatalf("network %d: %v, want ENOSPC", MaxNetworks+1, err)
+	}
+	if err := ipnRoot(t, c).(Rmdirer).Rmdir(rootCred, "n0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Mkdir(rootCred, "one-too-many", 0755); err != nil {
+		t.Fatalf("after an rmdir: %v", err)
+	}
+}
+
 func TestMaxPorts(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, rootCred, "mp", 0777)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -186,5 +187,25 @@ func TestConcurrentSavesKeepLatestState(t *testing.T) {
 				"the state file lists %d persistent networks, want %d: a stale snapshot was written last",
 				round, onOff(on), len(got), want)
 		}
+	}
+}
+
+// persist on with a state file that cannot be written fails the ctl write
+// with EIO and says why in last-error; the settings still apply.
+func TestPersistUnwritableStateFile(t *testing.T) {
+	blocker := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A regular file where the state directory should be: even root
+	// cannot create the state file under it.
+	c := newTestCore(t, filepath.Join(blocker, "state.json"))
+	nd := mkNet(t, c, rootCred, "p", 0777)
+	if err := ctl(t, nd, rootCred, "mtu 1500\npersist on\n"); err != syscall.EIO {
+		t.Fatalf("persist on with an unwritable state file: %v, want EIO", err)
+	}
+	text := readAll(t, nd, "ctl")
+	if !strings.Contains(text, "mtu 1500\n") || !strings.Contains(text, "last-error persist: cannot write the state file") {
+		t.Fatalf("ctl after the failed save:\n%s", text)
 	}
 }
