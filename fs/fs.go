@@ -170,7 +170,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if !ok {
 		return nil, 0, syscall.EISDIR
 	}
-	h, err := f.Open(credOf(ctx, true), int(flags))
+	h, err := f.Open(ctx, credOf(ctx, true), int(flags))
 	if err != nil {
 		return nil, 0, n.errno("open", err)
 	}

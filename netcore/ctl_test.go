@@ -171,11 +171,11 @@ func TestCtlRights(t *testing.T) {
 	ctlFile := netFileOf(t, nd, "ctl")
 	group := &Cred{Uid: 2000, Gid: 1000}
 	other := &Cred{Uid: 3000, Gid: 3000}
-	if _, err := ctlFile.Open(group, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
+	if _, err := ctlFile.Open(context.Background(), group, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("open ctl for writing without x: %v, want EACCES", err)
 	}
 	for _, cr := range []*Cred{group, other, ownerCred} {
-		h, err := ctlFile.Open(cr, syscall.O_RDONLY)
+		h, err := ctlFile.Open(context.Background(), cr, syscall.O_RDONLY)
 		if err != nil {
 			t.Errorf("uid %d: open ctl for reading: %v", cr.Uid, err)
 			continue
@@ -192,7 +192,7 @@ func TestCtlRights(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"ctl", "ports", "stats", "pcap"} {
-		if h, err := netFileOf(t, nd, name).Open(other, syscall.O_RDONLY); !errors.Is(err, syscall.EACCES) {
+		if h, err := netFileOf(t, nd, name).Open(context.Background(), other, syscall.O_RDONLY); !errors.Is(err, syscall.EACCES) {
 			if h != nil {
 				h.Close()
 			}

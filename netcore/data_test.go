@@ -252,7 +252,7 @@ func TestLosslessSenderUnblocksWhenReceiverLeaves(t *testing.T) {
 	mustCtl(t, nd, "qlen 1\nlossless on\n")
 	a := openData(t, nd, rootCred, syscall.O_WRONLY)
 	f, _ := nd.Lookup(rootCred, "data")
-	b, err := f.(File).Open(rootCred, syscall.O_RDONLY)
+	b, err := f.(File).Open(context.Background(), rootCred, syscall.O_RDONLY)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestMaxPorts(t *testing.T) {
 	mustCtl(t, nd, "maxports 2\n")
 	openData(t, nd, rootCred, syscall.O_RDWR)
 	openData(t, nd, rootCred, syscall.O_RDWR)
-	if h, err := netFileOf(t, nd, "data").Open(rootCred, syscall.O_RDWR); !errors.Is(err, syscall.EBUSY) {
+	if h, err := netFileOf(t, nd, "data").Open(context.Background(), rootCred, syscall.O_RDWR); !errors.Is(err, syscall.EBUSY) {
 		if h != nil {
 			h.Close()
 		}
@@ -339,7 +339,7 @@ func TestRmdir(t *testing.T) {
 	ipn := ipnRoot(t, c)
 	nd := mkNet(t, c, ownerCred, "gone", 0750)
 	rm := ipn.(Rmdirer)
-	h, err := netFileOf(t, nd, "data").Open(ownerCred, syscall.O_RDWR)
+	h, err := netFileOf(t, nd, "data").Open(context.Background(), ownerCred, syscall.O_RDWR)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +367,7 @@ func TestRmdir(t *testing.T) {
 		t.Fatalf("second rmdir: %v, want ENOENT", err)
 	}
 	// Opening data of the removed network through a stale node fails.
-	if h, err := netFileOf(t, nd, "data").Open(ownerCred, syscall.O_RDWR); err == nil {
+	if h, err := netFileOf(t, nd, "data").Open(context.Background(), ownerCred, syscall.O_RDWR); err == nil {
 		h.Close()
 		t.Fatal("open of a removed network's data succeeded")
 	}

@@ -79,7 +79,7 @@ func netFileOf(t *testing.T, nd Dir, name string) File {
 
 func openFile(t *testing.T, nd Dir, name string, cred *Cred, flags int) Handle {
 	t.Helper()
-	h, err := netFileOf(t, nd, name).Open(cred, flags)
+	h, err := netFileOf(t, nd, name).Open(context.Background(), cred, flags)
 	if err != nil {
 		t.Fatalf("Open(%s, %#o) as uid %d: %v", name, flags, cred.Uid, err)
 	}
@@ -95,7 +95,7 @@ func openData(t *testing.T, nd Dir, cred *Cred, flags int) Handle {
 // ctl writes text to ctl as cred and returns the write's error.
 func ctl(t *testing.T, nd Dir, cred *Cred, text string) error {
 	t.Helper()
-	h, err := netFileOf(t, nd, "ctl").Open(cred, syscall.O_WRONLY)
+	h, err := netFileOf(t, nd, "ctl").Open(context.Background(), cred, syscall.O_WRONLY)
 	if err != nil {
 		t.Fatalf("Open(ctl, O_WRONLY) as uid %d: %v", cred.Uid, err)
 	}
@@ -117,7 +117,7 @@ func mustCtl(t *testing.T, nd Dir, text string) {
 // readAll reads a text file (ctl, ports, stats) to its end.
 func readAll(t *testing.T, nd Dir, name string) string {
 	t.Helper()
-	h, err := netFileOf(t, nd, name).Open(rootCred, syscall.O_RDONLY)
+	h, err := netFileOf(t, nd, name).Open(context.Background(), rootCred, syscall.O_RDONLY)
 	if err != nil {
 		t.Fatalf("Open(%s): %v", name, err)
 	}

@@ -332,7 +332,7 @@ func (f *netFile) Attr(*Cred) Attr {
 }
 
 // Open opens the file for c; a refusal is logged with who asked for what.
-func (f *netFile) Open(c *Cred, flags int) (Handle, error) {
+func (f *netFile) Open(ctx context.Context, c *Cred, flags int) (Handle, error) {
 	h, err := f.open(c, flags)
 	if err != nil {
 		f.n.fam.log.Info("open refused", "network", f.n.name, "file", f.kind, "uid", c.Uid, "pid", c.Pid,

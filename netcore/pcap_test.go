@@ -30,7 +30,7 @@ func TestPcapStream(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, rootCred, "cap", 0777)
 	ph := openFile(t, nd, "pcap", ownerCred, syscall.O_RDONLY)
-	if _, err := netFileOf(t, nd, "pcap").Open(rootCred, syscall.O_RDWR); err == nil {
+	if _, err := netFileOf(t, nd, "pcap").Open(context.Background(), rootCred, syscall.O_RDWR); err == nil {
 		t.Error("pcap opened for writing")
 	}
 	a := openData(t, nd, rootCred, syscall.O_RDWR)
@@ -141,17 +141,17 @@ func TestPcapReadersBounded(t *testing.T) {
 	f := netFileOf(t, nd, "pcap")
 	var hs []Handle
 	for range MaxCaptures {
-		h, err := f.Open(rootCred, syscall.O_RDONLY)
+		h, err := f.Open(context.Background(), rootCred, syscall.O_RDONLY)
 		if err != nil {
 			t.Fatalf("pcap reader %d: %v", len(hs)+1, err)
 		}
 		hs = append(hs, h)
 	}
-	if _, err := f.Open(rootCred, syscall.O_RDONLY); err != syscall.EBUSY {
+	if _, err := f.Open(context.Background(), rootCred, syscall.O_RDONLY); err != syscall.EBUSY {
 		t.Fatalf("pcap reader %d: %v, want EBUSY", MaxCaptures+1, err)
 	}
 	hs[0].Close()
-	h, err := f.Open(rootCred, syscall.O_RDONLY)
+	h, err := f.Open(context.Background(), rootCred, syscall.O_RDONLY)
 	if err != nil {
 		t.Fatalf("after a close: %v", err)
 	}

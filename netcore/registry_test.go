@@ -62,7 +62,7 @@ func TestRootListing(t *testing.T) {
 	if !ok {
 		t.Fatalf("README is a %T, not a File", node)
 	}
-	h, err := f.Open(ownerCred, syscall.O_RDONLY)
+	h, err := f.Open(context.Background(), ownerCred, syscall.O_RDONLY)
 	if err != nil {
 		t.Fatalf("Open(README): %v", err)
 	}
@@ -70,7 +70,7 @@ func TestRootListing(t *testing.T) {
 	if txt := readHandle(t, h); !strings.Contains(txt, "ipn/") {
 		t.Errorf("README does not mention ipn/:\n%s", txt)
 	}
-	if _, err := f.Open(rootCred, syscall.O_WRONLY); err == nil {
+	if _, err := f.Open(context.Background(), rootCred, syscall.O_WRONLY); err == nil {
 		t.Error("README opened for writing")
 	}
 }
@@ -81,7 +81,7 @@ func TestFamiliesFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := node.(File).Open(ownerCred, syscall.O_RDONLY)
+	h, err := node.(File).Open(context.Background(), ownerCred, syscall.O_RDONLY)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,10 +90,10 @@ func TestOpenDataRights(t *testing.T) {
 
 	// Only w: O_RDONLY refused, O_RDWR gives a send-only port.
 	chmod(0200)
-	if _, err := data.Open(ownerCred, syscall.O_RDONLY); !errors.Is(err, syscall.EACCES) {
+	if _, err := data.Open(context.Background(), ownerCred, syscall.O_RDONLY); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("O_RDONLY without r: %v, want EACCES", err)
 	}
-	h, err := data.Open(ownerCred, syscall.O_RDWR)
+	h, err := data.Open(context.Background(), ownerCred, syscall.O_RDWR)
 	if err != nil {
 		t.Fatalf("O_RDWR with w only: %v", err)
 	}
@@ -110,10 +110,10 @@ func TestOpenDataRights(t *testing.T) {
 
 	// Only r: O_WRONLY refused, O_RDWR gives a receive-only port.
 	chmod(0400)
-	if _, err := data.Open(ownerCred, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
+	if _, err := data.Open(context.Background(), ownerCred, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("O_WRONLY without w: %v, want EACCES", err)
 	}
-	h, err = data.Open(ownerCred, syscall.O_RDWR)
+	h, err = data.Open(context.Background(), ownerCred, syscall.O_RDWR)
 	if err != nil {
 		t.Fatalf("O_RDWR with r only: %v", err)
 	}
@@ -127,7 +127,7 @@ func TestOpenDataRights(t *testing.T) {
 	// No right: EACCES for every mode.
 	chmod(0100)
 	for _, fl := range []int{syscall.O_RDONLY, syscall.O_WRONLY, syscall.O_RDWR} {
-		if _, err := data.Open(ownerCred, fl); !errors.Is(err, syscall.EACCES) {
+		if _, err := data.Open(context.Background(), ownerCred, fl); !errors.Is(err, syscall.EACCES) {
 			t.Errorf("open %#o with no r/w: %v, want EACCES", fl, err)
 		}
 	}
@@ -135,17 +135,17 @@ func TestOpenDataRights(t *testing.T) {
 	// Group via a supplementary group; O_TRUNC|O_APPEND are ignored.
 	chmod(0060)
 	member := &Cred{Uid: 5000, Gid: 5000, Groups: []uint32{ownerCred.Gid}}
-	h, err = data.Open(member, syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_APPEND)
+	h, err = data.Open(context.Background(), member, syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_APPEND)
 	if err != nil {
 		t.Fatalf("group member via supplementary group: %v", err)
 	}
 	h.Close()
-	if _, err := data.Open(&Cred{Uid: 6000, Gid: 6000}, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
+	if _, err := data.Open(context.Background(), &Cred{Uid: 6000, Gid: 6000}, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("other with mode 0060: %v, want EACCES", err)
 	}
 	// Root holds every right.
 	chmod(0)
-	h, err = data.Open(rootCred, syscall.O_RDWR)
+	h, err = data.Open(context.Background(), rootCred, syscall.O_RDWR)
 	if err != nil {
 		t.Fatalf("root on mode 000: %v", err)
 	}

@@ -165,7 +165,7 @@ func TestConcurrentSavesKeepLatestState(t *testing.T) {
 		for _, nd := range nds {
 			wg.Go(func() {
 				<-start
-				h, err := nd.n.ctl.Open(rootCred, syscall.O_WRONLY)
+				h, err := nd.n.ctl.Open(context.Background(), rootCred, syscall.O_WRONLY)
 				if err != nil {
 					t.Error(err)
 					return

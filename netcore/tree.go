@@ -89,7 +89,7 @@ type Accesser interface {
 // File is a regular file; every Open returns an independent Handle.
 type File interface {
 	Node
-	Open(c *Cred, flags int) (Handle, error)
+	Open(ctx context.Context, c *Cred, flags int) (Handle, error)
 }
 
 // Handle is one open file. Read and Write block until done, ctx is
@@ -151,7 +151,7 @@ func newTextFile(attr func(c *Cred) Attr, content func(c *Cred) []byte) *textFil
 func (f *textFile) ID() uint64        { return f.id }
 func (f *textFile) Attr(c *Cred) Attr { return f.attr(c) }
 
-func (f *textFile) Open(c *Cred, flags int) (Handle, error) {
+func (f *textFile) Open(ctx context.Context, c *Cred, flags int) (Handle, error) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, syscall.EACCES
 	}
