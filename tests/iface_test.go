@@ -1,0 +1,1125 @@
+package tests
+
+// End-to-end tests of SPEC "ctl" words tap, grab and detach: real TAP
+// devices, veth pairs and network namespaces made with ip(8), traffic with
+// ping, nc and tcpdump. Every name carries a per-test tag, so parallel runs
+// and leftovers of killed runs never collide, and everything a test made is
+// removed at its cleanup, also when it fails. Addresses are 198.18.0.0/15,
+// used only inside the tests' own namespaces.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ifEnv is the interfaces and namespaces of one test. newIfEnv must be
+// called before startMnet: its cleanup then runs after the daemon stopped.
+type ifEnv struct {
+	t     *testing.T
+	tag   string
+	nss   []string
+	links []string
+}
+
+var ifSeq atomic.Uint32
+
+func newIfEnv(t *testing.T, tools ...string) *ifEnv {
+	t.Helper()
+	require(t, append([]string{"ip"}, tools...)...)
+	// "m" and 5 hex digits: names of 6 + a few characters, well under
+	// IFNAMSIZ, unique per test and per run.
+	n := (uint32(os.Getpid())<<8 ^ ifSeq.Add(1)<<4 ^ mrand.Uint32()) & 0xfffff
+	e := &ifEnv{t: t, tag: fmt.Sprintf("m%05x", n)}
+	t.Cleanup(e.cleanup)
+	return e
+}
+
+// name is an interface name of this test: the tag and s.
+func (e *ifEnv) name(s string) string {
+	n := e.tag + s
+	if len(n) > 15 {
+		e.t.Fatalf("interface name %q too long", n)
+	}
+	return n
+}
+
+// netns creates a namespace with lo up and returns its name.
+func (e *ifEnv) netns(s string) string {
+	e.t.Helper()
+	ns := "mnet-" + e.tag + "-" + s
+	e.nss = append(e.nss, ns)
+	sh(e.t, fmt.Sprintf("ip netns add %s && ip -n %s link set lo up", ns, ns))
+	return ns
+}
+
+// link registers an interface of the daemon's namespace for deletion at
+// cleanup (TAPs mnet should have deleted itself, for one).
+func (e *ifEnv) link(name string) string {
+	e.links = append(e.links, name)
+	return name
+}
+
+// veth creates the pair a (left in the daemon's namespace, up) and b.
+func (e *ifEnv) veth(a, b string) {
+	e.t.Helper()
+	e.link(a)
+	sh(e.t, fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s up", a, b, a))
+}
+
+// persistentTap creates a TAP the way an administrator would, outside mnet.
+func (e *ifEnv) persistentTap(name string) {
+	e.t.Helper()
+	e.link(name)
+	sh(e.t, fmt.Sprintf("ip tuntap add dev %s mode tap", name))
+}
+
+// cleanup deletes the namespaces (and with them every interface inside)
+// and the registered links, and any other link carrying the tag.
+func (e *ifEnv) cleanup() {
+	for _, ns := range e.nss {
+		exec.Command("ip", "netns", "del", ns).Run()
+	}
+	for _, l := range e.links {
+		if linkExists("", l) {
+			exec.Command("ip", "link", "del", l).Run()
+		}
+	}
+	out, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if strings.HasPrefix(name, e.tag) {
+			exec.Command("ip", "link", "del", name).Run()
+		}
+	}
+}
+
+// inNS prefixes a command with `ip netns exec NS` unless ns is "" (the
+// daemon's namespace).
+func inNS(ns, cmd string) string {
+	if ns == "" {
+		return cmd
+	}
+	return "ip netns exec " + ns + " " + cmd
+}
+
+func ipN(ns string) string {
+	if ns == "" {
+		return "ip"
+	}
+	return "ip -n " + ns
+}
+
+// linkExists reports whether interface name exists in ns.
+func linkExists(ns, name string) bool {
+	args := []string{"link", "show", "dev", name}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	return exec.Command("ip", args...).Run() == nil
+}
+
+// linkLine is `ip -o link show dev NAME` in ns.
+func linkLine(t *testing.T, ns, name string) string {
+	t.Helper()
+	return sh(t, ipN(ns)+" -o link show dev "+name)
+}
+
+// linkMTU and linkMAC read an interface's MTU and MAC address.
+func linkMTU(t *testing.T, ns, name string) int {
+	t.Helper()
+	f := strings.Fields(linkLine(t, ns, name))
+	for i := range f {
+		if f[i] == "mtu" && i+1 < len(f) {
+			n, err := strconv.Atoi(f[i+1])
+			if err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("no mtu for %s in %q", name, linkLine(t, ns, name))
+	return 0
+}
+
+func linkMAC(t *testing.T, ns, name string) []byte {
+	t.Helper()
+	f := strings.Fields(linkLine(t, ns, name))
+	for i := range f {
+		if f[i] == "link/ether" && i+1 < len(f) {
+			var mac []byte
+			for _, h := range strings.Split(f[i+1], ":") {
+				b, err := strconv.ParseUint(h, 16, 8)
+				if err != nil {
+					t.Fatalf("bad MAC %q", f[i+1])
+				}
+				mac = append(mac, byte(b))
+			}
+			return mac
+		}
+	}
+	t.Fatalf("no MAC for %s", name)
+	return nil
+}
+
+// linkFlags returns the <...> flags of an interface.
+func linkFlags(t *testing.T, ns, name string) []string {
+	t.Helper()
+	l := linkLine(t, ns, name)
+	i, j := strings.Index(l, "<"), strings.Index(l, ">")
+	if i < 0 || j < i {
+		t.Fatalf("no flags in %q", l)
+	}
+	return strings.Split(l[i+1:j], ",")
+}
+
+func hasFlag(flags []string, f string) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// intoNS moves an interface of the daemon's namespace into ns, gives it
+// addr/24 and brings it up.
+func intoNS(t *testing.T, ifname, ns, addr string) {
+	t.Helper()
+	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s addr add %s/24 dev %s && ip -n %s link set %s up",
+		ifname, ns, ns, addr, ifname, ns, ifname))
+}
+
+// addrUp gives an interface already in ns addr/24 and brings it up.
+func addrUp(t *testing.T, ifname, ns, addr string) {
+	t.Helper()
+	sh(t, fmt.Sprintf("%s addr add %s/24 dev %s && %s link set %s up", ipN(ns), addr, ifname, ipN(ns), ifname))
+}
+
+// ping checks that ns reaches addr. A fresh path may lose its first
+// packets to ARP and links coming up, so a failed round is retried.
+func ping(t *testing.T, ns, addr string) {
+	t.Helper()
+	var out string
+	var err error
+	for range 5 {
+		out, err = shAs(t, nil, 20*time.Second, inNS(ns, "ping -n -c 2 -W 2 "+addr))
+		if err == nil {
+			return
+		}
+	}
+	t.Fatalf("ping from %s to %s: %v\n%s", ns, addr, err, out)
+}
+
+// attachRow returns the ports row whose NAME is ifname, or nil.
+func attachRow(t *testing.T, net, ifname string) []string {
+	t.Helper()
+	for _, r := range portRows(t, net) {
+		if len(r) == 11 && r[10] == ifname {
+			return r
+		}
+	}
+	return nil
+}
+
+// wantAttachRow checks the ports row of an attachment: KIND, UID 0, PID 0,
+// MODE rw, NAME the interface.
+func wantAttachRow(t *testing.T, net, kind, ifname string) []string {
+	t.Helper()
+	r := attachRow(t, net, ifname)
+	if r == nil {
+		t.Fatalf("ports has no row for %s:\n%s", ifname, readFile(t, filepath.Join(net, "ports")))
+	}
+	if r[1] != kind || r[2] != "0" || r[3] != "0" || r[4] != "rw" {
+		t.Errorf("ports row of %s: %v, want KIND %s UID 0 PID 0 MODE rw", ifname, r, kind)
+	}
+	return r
+}
+
+// ctlLines returns the lines of ctl.
+func ctlLines(t *testing.T, net string) []string {
+	t.Helper()
+	return strings.Split(strings.TrimSuffix(readFile(t, filepath.Join(net, "ctl")), "\n"), "\n")
+}
+
+func hasLine(lines []string, l string) bool {
+	for _, x := range lines {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+// lastError returns the text of ctl's last-error line, "" if none.
+func lastError(t *testing.T, net string) string {
+	t.Helper()
+	for _, l := range ctlLines(t, net) {
+		if v, ok := strings.CutPrefix(l, "last-error "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// ctlFails checks that a ctl write fails with errno and leaves a last-error
+// naming the interface (or, without one, the command).
+func ctlFails(t *testing.T, net, cmd string, errno unix.Errno) {
+	t.Helper()
+	err := ctl(net, cmd)
+	if !errors.Is(err, errno) {
+		t.Errorf("ctl %q: %v, want %v (%s)", cmd, err, errno, unix.ErrnoName(errno))
+		return
+	}
+	f := strings.Fields(cmd)
+	want := f[0]
+	if len(f) > 1 {
+		want = f[1]
+	}
+	if le := lastError(t, net); !strings.Contains(le, want) {
+		t.Errorf("after ctl %q: last-error %q does not mention %q", cmd, le, want)
+	}
+}
+
+// testFrame is a broadcast frame of size bytes with the local
+// experimental ethertype 0x88b5, from 02:6d:6e:65:74:01.
+func testFrame(size int) []byte {
+	f := make([]byte, max(size, 60))
+	copy(f, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0x6d, 0x6e, 0x65, 0x74, 0x01, 0x88, 0xb5})
+	copy(f[14:], "mnet iface test frame")
+	return f
+}
+
+const testFrameSrc = "02:6d:6e:65:74:01 > ff:ff:ff:ff:ff:ff"
+
+// frameComesOut writes test frames to the data port fd until tcpdump on
+// ifname (in ns) has captured one: what a file port sends leaves through
+// the interface.
+func frameComesOut(t *testing.T, fd int, ns, ifname string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	td := exec.CommandContext(ctx, "bash", "-c", inNS(ns, "tcpdump -n -e -l -i "+ifname+" -c 1 ether proto 0x88b5"))
+	td.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	td.Cancel = func() error { return syscall.Kill(-td.Process.Pid, syscall.SIGKILL) }
+	td.WaitDelay = 2 * time.Second
+	out := &syncBuffer{}
+	td.Stdout, td.Stderr = out, out
+	if err := td.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- td.Wait() }()
+	frame := testFrame(60)
+	for {
+		select {
+		case err := <-done:
+			if err != nil || !strings.Contains(out.String(), testFrameSrc) {
+				t.Fatalf("tcpdump on %s (%s) did not see the frame written to data: %v\n%s", ifname, ns, err, out.String())
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		// Write only once tcpdump listens: earlier frames are lost anyway.
+		if strings.Contains(out.String(), "listening on") {
+			if _, err := unix.Write(fd, frame); err != nil {
+				t.Fatalf("write to data: %v", err)
+			}
+		}
+	}
+}
+
+// arpComesIn makes ns ask for target's MAC (ping of an absent address)
+// and reads the data port fd until that ARP request arrives, sent from
+// the MAC of ifname in ns: what the interface sends enters the network.
+func arpComesIn(t *testing.T, fd int, ns, ifname, target string) {
+	t.Helper()
+	mac := linkMAC(t, ns, ifname)
+	ip := ip4(t, target)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pinger := exec.CommandContext(ctx, "bash", "-c", inNS(ns, "bash -c 'for i in $(seq 60); do ping -n -c 1 -W 1 "+target+"; done' >/dev/null 2>&1"))
+	pinger.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pinger.Cancel = func() error { return syscall.Kill(-pinger.Process.Pid, syscall.SIGKILL) }
+	pinger.WaitDelay = 2 * time.Second
+	if err := pinger.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	defer func() { cancel(); pinger.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	var seen []string
+	for time.Now().Before(deadline) {
+		p, err := readTimeout(fd, time.Second)
+		if errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("read data: %v", err)
+		}
+		if len(seen) < 20 {
+			seen = append(seen, fmt.Sprintf("%d bytes %x", len(p), p[:min(len(p), 42)]))
+		}
+		if len(p) >= 42 && p[12] == 0x08 && p[13] == 0x06 && p[21] == 1 && bytes.Equal(p[38:42], ip) {
+			if !bytes.Equal(p[6:12], mac) {
+				t.Errorf("ARP request for %s from MAC %x, want %s's %x", target, p[6:12], ifname, mac)
+			}
+			return
+		}
+	}
+	t.Fatalf("no ARP request for %s from %s reached data; read:\n%s", target, ifname, strings.Join(seen, "\n"))
+}
+
+func ip4(t *testing.T, s string) []byte {
+	t.Helper()
+	var b []byte
+	for _, p := range strings.Split(s, ".") {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			t.Fatalf("bad address %q", s)
+		}
+		b = append(b, byte(n))
+	}
+	return b
+}
+
+// randomFile writes size random bytes to a new file and returns its path
+// and SHA-256.
+func randomFile(t *testing.T, size int) (string, [32]byte) {
+	t.Helper()
+	b := make([]byte, size)
+	rand.Read(b)
+	p := filepath.Join(t.TempDir(), "payload")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p, sha256.Sum256(b)
+}
+
+// tcpTransfer sends file from fromNS to addr:port in toNS over one TCP
+// connection (nc) and checks that exactly its bytes arrived.
+func tcpTransfer(t *testing.T, fromNS, toNS, addr string, port int, file string, sum [32]byte) {
+	t.Helper()
+	recv := filepath.Join(t.TempDir(), "received")
+	script := fmt.Sprintf(`set -e
+ip netns exec %[2]s timeout 100 nc -l %[3]s %[4]d > %[5]s &
+srv=$!
+for i in $(seq 400); do ip netns exec %[2]s ss -ltnH | grep -q ':%[4]d ' && break; sleep 0.05; done
+ip netns exec %[1]s timeout 100 nc -N %[3]s %[4]d < %[6]s
+wait $srv
+`, fromNS, toNS, addr, port, recv, file)
+	out, err := shAs(t, nil, 120*time.Second, script)
+	got, rerr := os.ReadFile(recv)
+	st, _ := os.Stat(file)
+	if err != nil || rerr != nil {
+		t.Errorf("TCP %s -> %s (%s:%d): %v %v, %d of %d bytes arrived\n%s", fromNS, toNS, addr, port, err, rerr, len(got), st.Size(), out)
+		return
+	}
+	if sha256.Sum256(got) != sum {
+		t.Errorf("TCP %s -> %s (%s:%d): %d bytes arrived (sent %d), content differs", fromNS, toNS, addr, port, len(got), st.Size())
+	}
+}
+
+// tapInNS attaches a new TAP to net, checks it, and moves it into a new
+// namespace with addr. It returns the namespace.
+func (e *ifEnv) tapInNS(net, ifname, nsName, addr string) string {
+	t := e.t
+	t.Helper()
+	e.link(ifname)
+	mustCtl(t, net, "tap "+ifname)
+	ns := e.netns(nsName)
+	intoNS(t, ifname, ns, addr)
+	return ns
+}
+
+// Two namespaces, each holding one TAP of one switch network, ping each
+// other both ways, and the ICMP shows in `tcpdump -r pcap`. The TAPs are
+// created in the daemon's namespace, up, MTU 1500; ports and ctl list them.
+func TestTapPingBetweenNamespaces(t *testing.T) {
+	e := newIfEnv(t, "ping", "tcpdump")
+	d := startMnet(t)
+	net := d.mkNet(t, "sw")
+	mustCtl(t, net, "policy switch")
+	a, b := e.link(e.name("a")), e.link(e.name("b"))
+	mustCtl(t, net, "tap "+a)
+	mustCtl(t, net, "tap "+b)
+
+	for _, ifn := range []string{a, b} {
+		if !linkExists("", ifn) {
+			t.Fatalf("tap %s: no such interface in the daemon's namespace", ifn)
+		}
+		if fl := linkFlags(t, "", ifn); !hasFlag(fl, "UP") {
+			t.Errorf("tap %s is not up: %v", ifn, fl)
+		}
+		if mtu := linkMTU(t, "", ifn); mtu != 1500 {
+			t.Errorf("tap %s has mtu %d, want 1500", ifn, mtu)
+		}
+		if det := sh(t, "ip -d link show dev "+ifn); !strings.Contains(det, "tun type tap") {
+			t.Errorf("%s is not a TAP:\n%s", ifn, det)
+		}
+		wantAttachRow(t, net, "tap", ifn)
+	}
+	lines := ctlLines(t, net)
+	if !hasLine(lines, "tap "+a) || !hasLine(lines, "tap "+b) {
+		t.Errorf("ctl does not list both taps:\n%s", strings.Join(lines, "\n"))
+	}
+	// Attachments come after the settings.
+	for i, l := range lines {
+		if strings.HasPrefix(l, "tap ") && i < 7 {
+			t.Errorf("ctl line %d %q comes before the settings:\n%s", i, l, strings.Join(lines, "\n"))
+		}
+	}
+
+	ns1, ns2 := e.netns("1"), e.netns("2")
+	intoNS(t, a, ns1, "198.18.0.1")
+	intoNS(t, b, ns2, "198.18.0.2")
+
+	td := exec.Command("tcpdump", "-n", "-l", "-r", filepath.Join(net, "pcap"), "-c", "4", "icmp")
+	tdOut := &syncBuffer{}
+	td.Stdout, td.Stderr = tdOut, tdOut
+	if err := td.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tdDone := make(chan error, 1)
+	go func() { tdDone <- td.Wait() }()
+	defer td.Process.Kill()
+
+	ping(t, ns1, "198.18.0.2")
+	ping(t, ns2, "198.18.0.1")
+	// tcpdump may have opened pcap after the first pings: ping until it
+	// has its four ICMP packets.
+	for i := 0; ; i++ {
+		var err error
+		select {
+		case err = <-tdDone:
+		case <-time.After(100 * time.Millisecond):
+			if i == 20 {
+				t.Fatalf("tcpdump -r pcap saw fewer than 4 ICMP packets in 20 rounds of ping:\n%s", tdOut.String())
+			}
+			ping(t, ns1, "198.18.0.2")
+			continue
+		}
+		if err != nil {
+			t.Fatalf("tcpdump -r pcap: %v\n%s", err, tdOut.String())
+		}
+		break
+	}
+	if out := tdOut.String(); !strings.Contains(out, "ICMP echo request") || !strings.Contains(out, "ICMP echo reply") ||
+		!strings.Contains(out, "198.18.0.") {
+		t.Errorf("tcpdump -r pcap shows no ICMP echo request and reply between the namespaces:\n%s", out)
+	}
+	for _, ifn := range []string{a, b} {
+		r := wantAttachRow(t, net, "tap", ifn)
+		if r[5] == "0" || r[7] == "0" {
+			t.Errorf("ports row of %s after pings counts no traffic: %v", ifn, r)
+		}
+	}
+	if keyValue(t, filepath.Join(net, "stats"), "packets") == "0" {
+		t.Errorf("stats count no packets after pings:\n%s", readFile(t, filepath.Join(net, "stats")))
+	}
+}
+
+// A third namespace joins through `grab` of the daemon-side end of a veth
+// pair and reaches the TAP namespaces, both ways; detach leaves the veth.
+func TestGrabVethJoinsNetwork(t *testing.T) {
+	e := newIfEnv(t, "ping")
+	d := startMnet(t)
+	net := d.mkNet(t, "sw")
+	mustCtl(t, net, "policy switch")
+	ns1 := e.tapInNS(net, e.name("a"), "1", "198.18.0.1")
+	ns2 := e.tapInNS(net, e.name("b"), "2", "198.18.0.2")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	ns3 := e.netns("3")
+	intoNS(t, gp, ns3, "198.18.0.3")
+	mustCtl(t, net, "grab "+g)
+	wantAttachRow(t, net, "grab", g)
+	if !hasLine(ctlLines(t, net), "grab "+g) {
+		t.Errorf("ctl does not list grab %s:\n%s", g, readFile(t, filepath.Join(net, "ctl")))
+	}
+	ping(t, ns3, "198.18.0.1")
+	ping(t, ns3, "198.18.0.2")
+	ping(t, ns1, "198.18.0.3")
+	ping(t, ns2, "198.18.0.3")
+	ping(t, ns1, "198.18.0.2")
+	r := wantAttachRow(t, net, "grab", g)
+	if r[5] == "0" || r[7] == "0" {
+		t.Errorf("ports row of %s after pings counts no traffic: %v", g, r)
+	}
+	// The grabbed interface is promiscuous while grabbed, and only then.
+	if fl := linkFlags(t, "", g); !hasFlag(fl, "PROMISC") {
+		t.Errorf("%s is not promiscuous while grabbed: %v", g, fl)
+	}
+
+	mustCtl(t, net, "detach "+g)
+	if attachRow(t, net, g) != nil {
+		t.Errorf("detach %s left its port:\n%s", g, readFile(t, filepath.Join(net, "ports")))
+	}
+	if hasLine(ctlLines(t, net), "grab "+g) {
+		t.Errorf("ctl still lists grab %s after detach", g)
+	}
+	if !linkExists("", g) {
+		t.Fatalf("detach of a grabbed interface deleted it")
+	}
+	if fl := linkFlags(t, "", g); hasFlag(fl, "PROMISC") {
+		t.Errorf("%s still promiscuous after detach: %v", g, fl)
+	}
+	if out, err := shAs(t, nil, 20*time.Second, inNS(ns3, "ping -n -c 2 -W 1 198.18.0.1")); err == nil {
+		t.Errorf("ns3 still reaches ns1 after detach %s:\n%s", g, out)
+	}
+	// It can be grabbed again and works again.
+	mustCtl(t, net, "grab "+g)
+	ping(t, ns3, "198.18.0.1")
+}
+
+// detach removes the port; a TAP mnet created goes away with it, a TAP it
+// took over (made with `ip tuntap add`) stays. Detaching what is not
+// attached to this network is ENODEV.
+func TestTapDetach(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "n")
+	other := d.mkNet(t, "other")
+	a := e.link(e.name("a"))
+	mustCtl(t, net, "tap "+a)
+	wantAttachRow(t, net, "tap", a)
+	mustCtl(t, net, "detach "+a)
+	if attachRow(t, net, a) != nil || len(portRows(t, net)) != 0 {
+		t.Errorf("detach %s left a port:\n%s", a, readFile(t, filepath.Join(net, "ports")))
+	}
+	if hasLine(ctlLines(t, net), "tap "+a) {
+		t.Errorf("ctl still lists tap %s after detach", a)
+	}
+	waitFor(t, "the detached TAP "+a+" to be deleted", func() bool { return !linkExists("", a) })
+	ctlFails(t, net, "detach "+a, unix.ENODEV)
+
+	// A TAP made outside mnet is taken over, and kept on detach.
+	p := e.name("p")
+	e.persistentTap(p)
+	mustCtl(t, net, "tap "+p)
+	wantAttachRow(t, net, "tap", p)
+	if !hasLine(ctlLines(t, net), "tap "+p) {
+		t.Errorf("ctl does not list the taken-over tap %s", p)
+	}
+	ctlFails(t, other, "detach "+p, unix.ENODEV) // attached elsewhere
+	if attachRow(t, net, p) == nil {
+		t.Fatalf("a refused detach on another network removed the port")
+	}
+	mustCtl(t, net, "detach "+p)
+	if attachRow(t, net, p) != nil {
+		t.Errorf("detach %s left its port", p)
+	}
+	if !linkExists("", p) {
+		t.Errorf("detach deleted %s, a TAP that mnet did not create", p)
+	}
+	// Taken over again, after detach: nothing of the first attachment
+	// is left holding it.
+	mustCtl(t, net, "tap "+p)
+	wantAttachRow(t, net, "tap", p)
+	ctlFails(t, net, "detach "+e.name("none"), unix.ENODEV)
+}
+
+// Failures: every one has its errno, sets last-error and leaves no port
+// and no interface behind.
+func TestIfaceCtlErrors(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	n1 := d.mkNet(t, "n1")
+	n2 := d.mkNet(t, "n2")
+	tp := e.link(e.name("t"))
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	v, vp := e.name("v"), e.name("vp")
+	e.veth(v, vp)
+	mustCtl(t, n1, "tap "+tp)
+	mustCtl(t, n1, "grab "+g)
+
+	long := e.tag + strings.Repeat("x", 16-len(e.tag)) // 16 bytes
+	for _, c := range []struct {
+		net   string
+		cmd   string
+		errno unix.Errno
+	}{
+		// Syntax.
+		{n2, "tap", unix.EINVAL},
+		{n2, "tap " + long, unix.EINVAL},
+		{n2, "tap " + e.tag + "/x", unix.EINVAL},
+		{n2, "tap " + e.tag + " x", unix.EINVAL},
+		{n2, "tap " + e.tag + "\tx", unix.EINVAL},
+		{n2, "tap " + e.tag + ":x", unix.EINVAL},
+		{n2, "tap ..", unix.EINVAL},
+		{n2, "grab", unix.EINVAL},
+		{n2, "grab " + long, unix.EINVAL},
+		{n2, "grab " + e.tag + "/x", unix.EINVAL},
+		{n2, "detach", unix.EINVAL},
+		{n2, "grab lo", unix.EINVAL},
+		// Missing interfaces.
+		{n2, "grab " + e.name("none"), unix.ENODEV},
+		{n2, "detach " + e.name("none"), unix.ENODEV},
+		{n2, "detach " + tp, unix.ENODEV},
+		{n2, "detach " + g, unix.ENODEV},
+		// Names in use.
+		{n2, "tap " + v, unix.EEXIST},  // exists, not a TAP
+		{n2, "tap " + tp, unix.EEXIST}, // tapped by n1
+		{n2, "grab " + tp, unix.EEXIST},
+		{n2, "tap " + g, unix.EEXIST}, // grabbed by n1
+		{n2, "grab " + g, unix.EBUSY},
+		{n1, "grab " + g, unix.EBUSY},
+	} {
+		ctlFails(t, c.net, c.cmd, c.errno)
+	}
+	if rows := portRows(t, n2); len(rows) != 0 {
+		t.Errorf("failed commands left ports on n2: %v", rows)
+	}
+	if rows := portRows(t, n1); len(rows) != 2 {
+		t.Errorf("n1 should hold exactly its tap and grab: %v", rows)
+	}
+	for _, l := range ctlLines(t, n2) {
+		if strings.HasPrefix(l, "tap ") || strings.HasPrefix(l, "grab ") {
+			t.Errorf("n2's ctl lists an attachment after failures: %q", l)
+		}
+	}
+	// A write whose last line fails attaches nothing of its first.
+	x := e.link(e.name("x"))
+	if err := ctl(n2, "tap "+x+"\ngrab "+e.name("none")+"\n"); !errors.Is(err, unix.ENODEV) {
+		t.Errorf("tap then grab of a missing interface in one write: %v, want ENODEV", err)
+	}
+	if attachRow(t, n2, x) != nil {
+		t.Errorf("a failed write attached its first line's tap %s", x)
+	}
+	if linkExists("", x) {
+		t.Errorf("a failed write left the interface %s of its first line", x)
+	}
+	// No stray interface: failed taps created nothing.
+	out := sh(t, "ip -o link show")
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if strings.HasPrefix(name, e.tag) && name != tp && name != g && name != v {
+			t.Errorf("interface %s exists after failed commands", name)
+		}
+	}
+	if !strings.Contains(d.log.String(), `msg="ctl refused"`) {
+		t.Errorf("refused interface commands left no log line")
+	}
+	// The attachments of n1 still work: the grab still receives.
+	ns := e.netns("g")
+	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", gp, ns, ns, gp))
+	fd := openPort(t, n1, unix.O_RDWR)
+	frameComesOut(t, fd, ns, gp)
+}
+
+// A caller with the manage right but not root gets EPERM for tap, grab
+// and detach, with last-error set, and nothing is attached or created.
+func TestTapGrabNeedRoot(t *testing.T) {
+	e := newIfEnv(t, "setpriv")
+	d := startMnet(t)
+	owner := &cred{1000, 1000, nil}
+	net := d.path("ipn", "mine")
+	if out, err := shAs(t, owner, 15*time.Second, "mkdir -m 0755 "+net); err != nil {
+		t.Fatalf("mkdir as uid 1000: %v\n%s", err, out)
+	}
+	open := d.mkNet(t, "open") // root's, mode 0777: everyone manages it
+	sh(t, "chmod 0777 "+open)
+	x := e.link(e.name("x"))
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	for _, c := range []struct {
+		who *cred
+		net string
+	}{{owner, net}, {&cred{1002, 1002, nil}, open}} {
+		// The caller does hold the manage right.
+		if out, err := shAs(t, c.who, 15*time.Second, "echo 'descr managed' > "+filepath.Join(c.net, "ctl")); err != nil {
+			t.Fatalf("descr as uid %d: %v\n%s", c.who.uid, err, out)
+		}
+		for _, cmd := range []string{"tap " + x, "grab " + g} {
+			out, err := shAs(t, c.who, 15*time.Second, "echo '"+cmd+"' > "+filepath.Join(c.net, "ctl"))
+			if err == nil || !strings.Contains(out, rightsEPERM) {
+				t.Errorf("uid %d: %q: %v %s, want %q", c.who.uid, cmd, err, out, rightsEPERM)
+			}
+			if le := lastError(t, c.net); le == "" {
+				t.Errorf("uid %d: %q left no last-error", c.who.uid, cmd)
+			}
+		}
+		if rows := portRows(t, c.net); len(rows) != 0 {
+			t.Errorf("refused commands left ports: %v", rows)
+		}
+		if linkExists("", x) {
+			t.Errorf("a refused tap created %s", x)
+		}
+	}
+	// Root attaches; the owner cannot detach.
+	mustCtl(t, net, "grab "+g)
+	out, err := shAs(t, owner, 15*time.Second, "echo 'detach "+g+"' > "+filepath.Join(net, "ctl"))
+	if err == nil || !strings.Contains(out, rightsEPERM) {
+		t.Errorf("uid 1000: detach %s: %v %s, want %q", g, err, out, rightsEPERM)
+	}
+	if attachRow(t, net, g) == nil {
+		t.Errorf("a refused detach removed the port of %s", g)
+	}
+	// The owner sees the attachment in ctl.
+	out, err = shAs(t, owner, 15*time.Second, "cat "+filepath.Join(net, "ctl"))
+	if err != nil || !strings.Contains(out, "grab "+g+"\n") {
+		t.Errorf("uid 1000 reading ctl: %v\n%s", err, out)
+	}
+}
+
+// The MTU of a created TAP is min(1500, network mtu - 14).
+func TestTapMTU(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	for _, c := range []struct {
+		mtu  int
+		want int
+	}{{65535, 1500}, {9000, 1500}, {1514, 1500}, {1000, 986}} {
+		net := d.mkNet(t, fmt.Sprint("m", c.mtu))
+		mustCtl(t, net, fmt.Sprint("mtu ", c.mtu))
+		ifn := e.link(e.name(fmt.Sprint(c.mtu)))
+		mustCtl(t, net, "tap "+ifn)
+		if got := linkMTU(t, "", ifn); got != c.want {
+			t.Errorf("tap on a network of mtu %d: interface mtu %d, want %d", c.mtu, got, c.want)
+		}
+	}
+}
+
+// File ports and TAP ports exchange frames: a frame written to data comes
+// out of the TAP inside its namespace, and what the namespace sends (an
+// ARP request) is read from data. The same for a taken-over TAP.
+func TestTapExchangesWithFilePorts(t *testing.T) {
+	e := newIfEnv(t, "ping", "tcpdump")
+	d := startMnet(t)
+	net := d.mkNet(t, "hub")
+	ns := e.tapInNS(net, e.name("a"), "1", "198.18.1.1")
+	fd := openPort(t, net, unix.O_RDWR)
+	frameComesOut(t, fd, ns, e.name("a"))
+	arpComesIn(t, fd, ns, e.name("a"), "198.18.1.77")
+	r := wantAttachRow(t, net, "tap", e.name("a"))
+	if r[5] == "0" || r[7] == "0" {
+		t.Errorf("ports row of the tap after the exchange: %v, want RX and TX counted", r)
+	}
+
+	p := e.name("p")
+	e.persistentTap(p)
+	mustCtl(t, net, "tap "+p)
+	ns2 := e.netns("2")
+	intoNS(t, p, ns2, "198.18.2.1")
+	frameComesOut(t, fd, ns2, p)
+	arpComesIn(t, fd, ns2, p, "198.18.2.77")
+
+	// And through a grabbed veth.
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	ns3 := e.netns("3")
+	intoNS(t, gp, ns3, "198.18.3.1")
+	mustCtl(t, net, "grab "+g)
+	frameComesOut(t, fd, ns3, gp)
+	arpComesIn(t, fd, ns3, gp, "198.18.3.77")
+}
+
+// After SIGTERM no TAP that mnet created remains, in the daemon's
+// namespace or moved into another; taken-over TAPs and grabbed interfaces
+// stay.
+func TestTapGoneAfterSIGTERM(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "n")
+	a := e.link(e.name("a"))
+	mustCtl(t, net, "tap "+a)
+	b := e.name("b")
+	ns := e.tapInNS(net, b, "1", "198.18.0.2")
+	p := e.name("p")
+	e.persistentTap(p)
+	mustCtl(t, net, "tap "+p)
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	mustCtl(t, net, "grab "+g)
+	// A second network's TAP, and one held while a file port is open.
+	net2 := d.mkNet(t, "n2")
+	c := e.link(e.name("c"))
+	mustCtl(t, net2, "tap "+c)
+	openPort(t, net2, unix.O_RDWR)
+
+	if !linkExists("", a) || !linkExists(ns, b) || !linkExists("", c) {
+		t.Fatalf("TAPs missing before SIGTERM")
+	}
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit after SIGTERM: %v, want 0", err)
+	}
+	for _, l := range []struct{ ns, name string }{{"", a}, {ns, b}, {"", c}} {
+		if linkExists(l.ns, l.name) {
+			t.Errorf("TAP %s (namespace %q) still exists after SIGTERM", l.name, l.ns)
+		}
+	}
+	if !linkExists("", p) {
+		t.Errorf("the taken-over TAP %s was deleted on exit", p)
+	}
+	if !linkExists("", g) {
+		t.Errorf("the grabbed veth %s was deleted on exit", g)
+	}
+}
+
+// rmdir of a network detaches its interfaces and deletes the TAPs mnet
+// created; a grabbed interface is free again afterwards.
+func TestTapRmdirDeletes(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "n")
+	a := e.link(e.name("a"))
+	mustCtl(t, net, "tap "+a)
+	b := e.name("b")
+	ns := e.tapInNS(net, b, "1", "198.18.0.2")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	mustCtl(t, net, "grab "+g)
+	if err := os.Remove(net); err != nil {
+		t.Fatalf("rmdir of a network with attachments and no file port: %v", err)
+	}
+	waitFor(t, "the TAPs of a removed network to be deleted", func() bool {
+		return !linkExists("", a) && !linkExists(ns, b)
+	})
+	if !linkExists("", g) {
+		t.Fatalf("rmdir deleted the grabbed veth %s", g)
+	}
+	n2 := d.mkNet(t, "n2")
+	mustCtl(t, n2, "grab "+g)
+	mustCtl(t, n2, "tap "+a) // the name is free again
+	wantAttachRow(t, n2, "tap", a)
+}
+
+// A persist network keeps its attachments across a clean restart: the
+// TAP stays while the daemon is down and is taken over again, the grab
+// comes back. A TAP of a network without persist goes.
+func TestTapPersistAcrossRestart(t *testing.T) {
+	e := newIfEnv(t, "tcpdump")
+	d := startMnet(t)
+	net := d.mkNet(t, "keep")
+	mustCtl(t, net, "policy switch\npersist on")
+	a := e.link(e.name("a"))
+	mustCtl(t, net, "tap "+a)
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	mustCtl(t, net, "grab "+g)
+	tmp := d.mkNet(t, "tmp")
+	b := e.link(e.name("b"))
+	mustCtl(t, tmp, "tap "+b)
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit: %v", err)
+	}
+	if !linkExists("", a) {
+		t.Errorf("the TAP %s of a persist network was deleted on a clean exit", a)
+	}
+	if linkExists("", b) {
+		t.Errorf("the TAP %s of a network without persist survived the exit", b)
+	}
+	st, err := os.ReadFile(d.state)
+	if err != nil || !bytes.Contains(st, []byte(a)) || !bytes.Contains(st, []byte(g)) {
+		t.Errorf("state file does not record the attachments (%v):\n%s", err, st)
+	}
+
+	d2 := startMnetAt(t, d.mp, d.state)
+	lines := ctlLines(t, net)
+	if !hasLine(lines, "tap "+a) || !hasLine(lines, "grab "+g) {
+		t.Fatalf("after restart ctl does not list the attachments:\n%s", strings.Join(lines, "\n"))
+	}
+	wantAttachRow(t, net, "tap", a)
+	wantAttachRow(t, net, "grab", g)
+	if _, err := os.Stat(d2.path("ipn", "tmp")); err == nil {
+		t.Errorf("the network without persist came back")
+	}
+	// The re-attached interfaces carry frames.
+	fd := openPort(t, net, unix.O_RDWR)
+	frameComesOut(t, fd, "", a)
+	ns := e.netns("g")
+	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", gp, ns, ns, gp))
+	frameComesOut(t, fd, ns, gp)
+}
+
+// TCP streams between namespaces: TAP to TAP (IFF_VNET_HDR, TSO on), and
+// TAP to the grabbed veth and back, where large segments must be cut in
+// software. Every byte arrives, in order.
+func TestTapTCPStreams(t *testing.T) {
+	e := newIfEnv(t, "nc", "ethtool", "ping")
+	d := startMnet(t)
+	net := d.mkNet(t, "sw")
+	mustCtl(t, net, "policy switch")
+	ns1 := e.tapInNS(net, e.name("a"), "1", "198.18.0.1")
+	ns2 := e.tapInNS(net, e.name("b"), "2", "198.18.0.2")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	ns3 := e.netns("3")
+	intoNS(t, gp, ns3, "198.18.0.3")
+	mustCtl(t, net, "grab "+g)
+	if out := sh(t, inNS(ns1, "ethtool -k "+e.name("a"))); !strings.Contains(out, "tcp-segmentation-offload: on") {
+		t.Errorf("TSO is not on for the TAP:\n%s", out)
+	}
+	ping(t, ns1, "198.18.0.2")
+	ping(t, ns1, "198.18.0.3")
+	file, sum := randomFile(t, 8<<20)
+	tcpTransfer(t, ns1, ns2, "198.18.0.2", 5001, file, sum)
+	tcpTransfer(t, ns2, ns1, "198.18.0.1", 5002, file, sum)
+	tcpTransfer(t, ns1, ns3, "198.18.0.3", 5003, file, sum)
+	tcpTransfer(t, ns3, ns1, "198.18.0.1", 5004, file, sum)
+	for _, ifn := range []string{e.name("a"), e.name("b"), g} {
+		r := attachRow(t, net, ifn)
+		t.Logf("ports row after the streams: %v", r)
+	}
+}
+
+// A file port reading a network that carries a TCP stream between TAPs
+// gets frames no longer than the network's mtu: TSO segments are cut for
+// it. With a reader that lost nothing, it saw every byte of the stream.
+func TestTapSegmentsForFilePorts(t *testing.T) {
+	for _, mtu := range []int{1514, 65535} {
+		t.Run(fmt.Sprint("mtu", mtu), func(t *testing.T) {
+			e := newIfEnv(t, "nc", "ping")
+			d := startMnet(t)
+			net := d.mkNet(t, "hub")
+			mustCtl(t, net, fmt.Sprintf("mtu %d\nqlen 65536", mtu))
+			ns1 := e.tapInNS(net, e.name("a"), "1", "198.18.0.1")
+			ns2 := e.tapInNS(net, e.name("b"), "2", "198.18.0.2")
+			ping(t, ns1, "198.18.0.2")
+			fd := openPort(t, net, unix.O_RDONLY)
+			var (
+				mu       sync.Mutex
+				frames   int
+				longest  int
+				tooLong  int
+				payload  int64
+				stop     atomic.Bool
+				readDone = make(chan error, 1)
+			)
+			go func() {
+				for !stop.Load() {
+					p, err := readTimeout(fd, 200*time.Millisecond)
+					if errors.Is(err, unix.EAGAIN) {
+						continue
+					}
+					if err != nil {
+						readDone <- err
+						return
+					}
+					mu.Lock()
+					frames++
+					longest = max(longest, len(p))
+					if len(p) > mtu {
+						tooLong++
+					}
+					payload += tcpPayloadTo(p, 5001)
+					mu.Unlock()
+				}
+				readDone <- nil
+			}()
+			const size = 4 << 20
+			file, sum := randomFile(t, size)
+			tcpTransfer(t, ns1, ns2, "198.18.0.2", 5001, file, sum)
+			// Let the reader drain its queue.
+			var last int
+			for {
+				time.Sleep(500 * time.Millisecond)
+				mu.Lock()
+				n := frames
+				mu.Unlock()
+				if n == last {
+					break
+				}
+				last = n
+			}
+			stop.Store(true)
+			if err := <-readDone; err != nil {
+				t.Fatalf("read data: %v", err)
+			}
+			row := portRows(t, net)
+			var drops string
+			for _, r := range row {
+				if r[1] == "file" {
+					drops = r[9]
+				}
+			}
+			t.Logf("reader: %d frames, longest %d, TCP payload %d; ports %v", frames, longest, payload, row)
+			if frames == 0 {
+				t.Fatalf("the file port received nothing of the stream")
+			}
+			if tooLong > 0 {
+				t.Errorf("the file port received %d frames longer than mtu %d (longest %d)", tooLong, mtu, longest)
+			}
+			if drops == "0" && payload < size {
+				t.Errorf("the file port dropped nothing but saw only %d of %d stream bytes", payload, size)
+			}
+		})
+	}
+}
+
+// tcpPayloadTo returns the TCP payload length of an Ethernet/IPv4/TCP
+// frame to dport, or 0.
+func tcpPayloadTo(p []byte, dport int) int64 {
+	if len(p) < 14+20+20 || p[12] != 0x08 || p[13] != 0x00 || p[14+9] != 6 {
+		return 0
+	}
+	ihl := int(p[14]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(p[16:18]))
+	if len(p) < 14+ihl+20 {
+		return 0
+	}
+	tcp := p[14+ihl:]
+	if int(binary.BigEndian.Uint16(tcp[2:4])) != dport {
+		return 0
+	}
+	doff := int(tcp[12]>>4) * 4
+	if total-ihl-doff < 0 {
+		return 0
+	}
+	return int64(total - ihl - doff)
+}
+
+// Frames larger than what a port can take are drops for that port; the
+// port keeps working. A 9000-byte frame cannot leave through a veth of
+// mtu 1500, and a frame of the largest size never wedges a TAP.
+func TestGrabDropsOversizedFrames(t *testing.T) {
+	e := newIfEnv(t, "tcpdump", "ping")
+	d := startMnet(t)
+	net := d.mkNet(t, "big")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	ns3 := e.netns("3")
+	intoNS(t, gp, ns3, "198.18.0.3")
+	mustCtl(t, net, "grab "+g)
+	ns1 := e.tapInNS(net, e.name("a"), "1", "198.18.0.1")
+	fd := openPort(t, net, unix.O_RDWR)
+	if _, err := unix.Write(fd, testFrame(9000)); err != nil {
+		t.Fatalf("write of a 9000-byte frame: %v", err)
+	}
+	waitFor(t, "the oversized frame to be counted as a drop of "+g, func() bool {
+		r := attachRow(t, net, g)
+		return r != nil && r[9] != "0"
+	})
+	if _, err := unix.Write(fd, testFrame(65535)); err != nil {
+		t.Fatalf("write of a 65535-byte frame: %v", err)
+	}
+	frameComesOut(t, fd, ns3, gp)
+	frameComesOut(t, fd, ns1, e.name("a"))
+	ping(t, ns1, "198.18.0.3")
+	ping(t, ns3, "198.18.0.1")
+}
