@@ -702,6 +702,7 @@ func TestIfaceCtlErrors(t *testing.T) {
 		{n2, "tap " + g, unix.EEXIST}, // grabbed by n1
 		{n2, "grab " + g, unix.EBUSY},
 		{n1, "grab " + g, unix.EBUSY},
+		{n1, "tap " + tp, unix.EEXIST}, // already attached here
 	} {
 		ctlFails(t, c.net, c.cmd, c.errno)
 	}
@@ -911,6 +912,19 @@ func TestTapRmdirDeletes(t *testing.T) {
 	g, gp := e.name("g"), e.name("gp")
 	e.veth(g, gp)
 	mustCtl(t, net, "grab "+g)
+	// While a file port is open, rmdir is EBUSY and the attachments stay.
+	fd, err := unix.Open(filepath.Join(net, "data"), unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(net); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("rmdir with a file port open: %v, want EBUSY", err)
+	}
+	unix.Close(fd)
+	if !linkExists("", a) || attachRow(t, net, a) == nil || attachRow(t, net, g) == nil {
+		t.Fatalf("a refused rmdir detached interfaces:\n%s", readFile(t, filepath.Join(net, "ports")))
+	}
+	waitFor(t, "the file port to leave", func() bool { return len(portRows(t, net)) == 3 })
 	if err := os.Remove(net); err != nil {
 		t.Fatalf("rmdir of a network with attachments and no file port: %v", err)
 	}
@@ -1139,4 +1153,110 @@ func TestGrabDropsOversizedFrames(t *testing.T) {
 	frameComesOut(t, fd, ns1, e.name("a"))
 	ping(t, ns1, "198.18.0.3")
 	ping(t, ns3, "198.18.0.1")
+}
+
+// A daemon killed with SIGKILL cannot clean up, but the TAPs it created
+// are not persistent: they go with its file descriptors, also from another
+// namespace. The next daemon recovers the mount and can create them again.
+func TestTapGoneAfterSIGKILL(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "n")
+	a := e.link(e.name("a"))
+	mustCtl(t, net, "tap "+a)
+	b := e.name("b")
+	ns := e.tapInNS(net, b, "1", "198.18.0.2")
+	d.cmd.Process.Kill()
+	<-d.done
+	waitFor(t, "the TAPs of a killed daemon to go", func() bool {
+		return !linkExists("", a) && !linkExists(ns, b)
+	})
+	d2 := startMnetAt(t, d.mp, d.state)
+	n2 := d2.mkNet(t, "n")
+	mustCtl(t, n2, "tap "+a)
+	wantAttachRow(t, n2, "tap", a)
+}
+
+// A grabbed interface does not see its own transmissions: a frame the
+// network sends out through it does not come back in as if it had been
+// received (which would loop it back to its sender and to every port).
+func TestGrabIgnoresOwnTransmissions(t *testing.T) {
+	e := newIfEnv(t, "tcpdump")
+	d := startMnet(t)
+	net := d.mkNet(t, "hub")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	ns := e.netns("1")
+	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", gp, ns, ns, gp))
+	mustCtl(t, net, "grab "+g)
+	w := openPort(t, net, unix.O_RDWR)
+	r := openPort(t, net, unix.O_RDONLY)
+	frameComesOut(t, w, ns, gp) // the grab works: frames leave through it
+	before := attachRow(t, net, g)
+	// Every frame w sent reached r once from w. Any frame from the test
+	// source MAC that r reads more often than w wrote it came back in
+	// through the grab.
+	var sent int
+	for _, row := range portRows(t, net) {
+		if row[1] == "file" && row[4] == "rw" {
+			sent, _ = strconv.Atoi(row[7])
+		}
+	}
+	if _, err := unix.Write(w, testFrame(60)); err != nil {
+		t.Fatal(err)
+	}
+	sent++
+	got := 0
+	for {
+		p, err := readTimeout(r, 2*time.Second)
+		if errors.Is(err, unix.EAGAIN) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.HasPrefix(p, testFrame(60)[:14]) {
+			got++
+		}
+	}
+	if got != sent {
+		t.Errorf("a reader got %d test frames for %d written: the grab fed its own transmissions back", got, sent)
+	}
+	after := attachRow(t, net, g)
+	t.Logf("grab row before %v after %v", before, after)
+}
+
+// A persist network comes back after a restart even when its interfaces
+// changed while the daemon was down: a TAP deleted meanwhile is created
+// again, a grabbed interface that is gone is reported, not fatal.
+func TestTapPersistInterfacesGoneWhileDown(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "keep")
+	mustCtl(t, net, "persist on")
+	a := e.link(e.name("a"))
+	mustCtl(t, net, "tap "+a)
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	mustCtl(t, net, "grab "+g)
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit: %v", err)
+	}
+	sh(t, "ip link del "+a+" && ip link del "+g)
+	d2 := startMnetAt(t, d.mp, d.state)
+	if _, err := os.Stat(net); err != nil {
+		t.Fatalf("the persist network did not come back: %v", err)
+	}
+	if !hasLine(ctlLines(t, net), "tap "+a) || !linkExists("", a) {
+		t.Errorf("the deleted TAP %s was not created again:\n%s", a, readFile(t, filepath.Join(net, "ctl")))
+	}
+	if attachRow(t, net, g) != nil {
+		t.Errorf("a port for the missing interface %s:\n%s", g, readFile(t, filepath.Join(net, "ports")))
+	}
+	if !strings.Contains(d2.log.String(), g) {
+		t.Errorf("the missing interface %s is not in the log", g)
+	}
+	// The network works: a file port and the TAP exchange frames.
+	fd := openPort(t, net, unix.O_RDWR)
+	frameComesOut(t, fd, "", a)
 }
