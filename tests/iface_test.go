@@ -986,6 +986,9 @@ func TestTapPersistAcrossRestart(t *testing.T) {
 	ns := e.netns("g")
 	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", gp, ns, ns, gp))
 	frameComesOut(t, fd, ns, gp)
+	// Detaching the TAP mnet created, taken over at restart, deletes it.
+	mustCtl(t, net, "detach "+a)
+	waitFor(t, "the persist network's TAP to be deleted on detach", func() bool { return !linkExists("", a) })
 }
 
 // TCP streams between namespaces: TAP to TAP (IFF_VNET_HDR, TSO on), and
@@ -1008,6 +1011,7 @@ func TestTapTCPStreams(t *testing.T) {
 	}
 	ping(t, ns1, "198.18.0.2")
 	ping(t, ns1, "198.18.0.3")
+	pc := readPcap(t, net)
 	file, sum := randomFile(t, 8<<20)
 	tcpTransfer(t, ns1, ns2, "198.18.0.2", 5001, file, sum)
 	tcpTransfer(t, ns2, ns1, "198.18.0.1", 5002, file, sum)
@@ -1017,6 +1021,81 @@ func TestTapTCPStreams(t *testing.T) {
 		r := attachRow(t, net, ifn)
 		t.Logf("ports row after the streams: %v", r)
 	}
+	// The offload is used: the sending TAP's frames average more than a
+	// wire frame (each 64 KiB segment counts once).
+	r := attachRow(t, net, e.name("a"))
+	pkts, _ := strconv.Atoi(r[7])
+	byts, _ := strconv.Atoi(r[8])
+	if pkts == 0 || byts/pkts <= 1514 {
+		t.Errorf("TAP %s sent %d bytes in %d frames: no TSO segment crossed the network", e.name("a"), byts, pkts)
+	}
+	// pcap shows the wire: segments, none longer than an Ethernet frame
+	// of the interfaces' MTU 1500.
+	n, longest := pc.stats()
+	t.Logf("pcap: %d records, longest %d", n, longest)
+	if n == 0 {
+		t.Errorf("pcap recorded nothing of the streams")
+	}
+	if longest > 1514 {
+		t.Errorf("pcap recorded a frame of %d bytes: TSO segments must be cut for pcap", longest)
+	}
+}
+
+// pcapReader reads a network's pcap in the background until the daemon
+// ends it, and keeps the record count and the longest original length.
+type pcapReader struct {
+	mu      sync.Mutex
+	records int
+	longest int
+}
+
+func (p *pcapReader) stats() (int, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.records, p.longest
+}
+
+func readPcap(t *testing.T, net string) *pcapReader {
+	t.Helper()
+	// A raw descriptor: os.File would register the FUSE file with the
+	// netpoller, and poll on mnet files always reports ready (README).
+	fd, err := unix.Open(filepath.Join(net, "pcap"), unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pcapReader{}
+	go func() {
+		defer unix.Close(fd)
+		var buf []byte
+		chunk := make([]byte, 1<<20)
+		hdr := false
+		for {
+			n, err := unix.Read(fd, chunk)
+			if n < 0 {
+				n = 0
+			}
+			buf = append(buf, chunk[:n]...)
+			if !hdr && len(buf) >= 24 {
+				buf, hdr = buf[24:], true
+			}
+			for hdr && len(buf) >= 16 {
+				incl := int(binary.LittleEndian.Uint32(buf[8:12]))
+				orig := int(binary.LittleEndian.Uint32(buf[12:16]))
+				if len(buf) < 16+incl {
+					break
+				}
+				buf = buf[16+incl:]
+				p.mu.Lock()
+				p.records++
+				p.longest = max(p.longest, orig)
+				p.mu.Unlock()
+			}
+			if err != nil || n == 0 {
+				return
+			}
+		}
+	}()
+	return p
 }
 
 // A file port reading a network that carries a TCP stream between TAPs
@@ -1033,6 +1112,7 @@ func TestTapSegmentsForFilePorts(t *testing.T) {
 			ns2 := e.tapInNS(net, e.name("b"), "2", "198.18.0.2")
 			ping(t, ns1, "198.18.0.2")
 			fd := openPort(t, net, unix.O_RDONLY)
+			pc := readPcap(t, net)
 			var (
 				mu       sync.Mutex
 				frames   int
@@ -1098,6 +1178,9 @@ func TestTapSegmentsForFilePorts(t *testing.T) {
 			}
 			if drops == "0" && payload < size {
 				t.Errorf("the file port dropped nothing but saw only %d of %d stream bytes", payload, size)
+			}
+			if n, longest := pc.stats(); n == 0 || longest > min(mtu, 1514) {
+				t.Errorf("pcap: %d records, longest %d; want segments of at most %d bytes", n, longest, min(mtu, 1514))
 			}
 		})
 	}
@@ -1259,4 +1342,87 @@ func TestTapPersistInterfacesGoneWhileDown(t *testing.T) {
 	// The network works: a file port and the TAP exchange frames.
 	fd := openPort(t, net, unix.O_RDWR)
 	frameComesOut(t, fd, "", a)
+}
+
+// An interface that disappears (ip link del) is detached by itself; one
+// taken down stays attached and works again when brought up.
+func TestIfaceDeletedOrDown(t *testing.T) {
+	e := newIfEnv(t, "tcpdump")
+	d := startMnet(t)
+	net := d.mkNet(t, "n")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	ns := e.netns("1")
+	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", gp, ns, ns, gp))
+	mustCtl(t, net, "grab "+g)
+	a := e.link(e.name("a"))
+	mustCtl(t, net, "tap "+a)
+	fd := openPort(t, net, unix.O_RDWR)
+
+	sh(t, "ip link set "+g+" down")
+	if attachRow(t, net, g) == nil {
+		t.Fatalf("an interface taken down was detached")
+	}
+	sh(t, "ip link set "+g+" up")
+	frameComesOut(t, fd, ns, gp)
+
+	sh(t, "ip link del "+a)
+	waitFor(t, "the deleted TAP's port to go", func() bool { return attachRow(t, net, a) == nil })
+	sh(t, "ip link del "+g)
+	waitFor(t, "the deleted veth's port to go", func() bool { return attachRow(t, net, g) == nil })
+	for _, l := range ctlLines(t, net) {
+		if strings.HasPrefix(l, "tap ") || strings.HasPrefix(l, "grab ") {
+			t.Errorf("ctl lists %q after its interface was deleted", l)
+		}
+	}
+	if !strings.Contains(d.log.String(), a) || !strings.Contains(d.log.String(), g) {
+		t.Errorf("the vanished interfaces are not logged")
+	}
+	// The names are free again, and the network still works.
+	mustCtl(t, net, "tap "+a)
+	frameComesOut(t, fd, "", a)
+}
+
+// A TAP held open by another program cannot be taken over: EBUSY. Here
+// the other program is a second mnet daemon.
+func TestTapHeldElsewhereBusy(t *testing.T) {
+	e := newIfEnv(t)
+	d1 := startMnet(t)
+	d2 := startMnet(t)
+	n1 := d1.mkNet(t, "n")
+	n2 := d2.mkNet(t, "n")
+	a := e.link(e.name("a"))
+	mustCtl(t, n1, "tap "+a)
+	ctlFails(t, n2, "tap "+a, unix.EBUSY)
+	if len(portRows(t, n2)) != 0 {
+		t.Errorf("a refused tap left a port")
+	}
+	if !linkExists("", a) || attachRow(t, n1, a) == nil {
+		t.Fatalf("the other daemon's refused tap disturbed the holder")
+	}
+	// Once the first lets go (and deletes it), the second creates it.
+	mustCtl(t, n1, "detach "+a)
+	waitFor(t, "the TAP to be deleted", func() bool { return !linkExists("", a) })
+	mustCtl(t, n2, "tap "+a)
+	wantAttachRow(t, n2, "tap", a)
+}
+
+// Attachments count toward maxports.
+func TestIfaceMaxports(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "n")
+	mustCtl(t, net, "maxports 2")
+	a, b, c := e.link(e.name("a")), e.link(e.name("b")), e.link(e.name("c"))
+	mustCtl(t, net, "tap "+a)
+	mustCtl(t, net, "tap "+b)
+	ctlFails(t, net, "tap "+c, unix.EBUSY)
+	if linkExists("", c) {
+		t.Errorf("a tap refused for maxports left its interface %s", c)
+	}
+	if _, err := unix.Open(filepath.Join(net, "data"), unix.O_RDWR, 0); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("open of data with two attachments and maxports 2: %v, want EBUSY", err)
+	}
+	mustCtl(t, net, "detach "+b)
+	openPort(t, net, unix.O_RDWR)
 }
