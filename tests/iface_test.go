@@ -995,7 +995,7 @@ func TestTapPersistAcrossRestart(t *testing.T) {
 // TAP to the grabbed veth and back, where large segments must be cut in
 // software. Every byte arrives, in order.
 func TestTapTCPStreams(t *testing.T) {
-	e := newIfEnv(t, "nc", "ethtool", "ping")
+	e := newIfEnv(t, "nc", "ping")
 	d := startMnet(t)
 	net := d.mkNet(t, "sw")
 	mustCtl(t, net, "policy switch")
@@ -1006,8 +1006,12 @@ func TestTapTCPStreams(t *testing.T) {
 	ns3 := e.netns("3")
 	intoNS(t, gp, ns3, "198.18.0.3")
 	mustCtl(t, net, "grab "+g)
-	if out := sh(t, inNS(ns1, "ethtool -k "+e.name("a"))); !strings.Contains(out, "tcp-segmentation-offload: on") {
-		t.Errorf("TSO is not on for the TAP:\n%s", out)
+	// The ports counters below prove TSO in use; ethtool, where present,
+	// shows it switched on.
+	if _, err := exec.LookPath("ethtool"); err == nil {
+		if out := sh(t, inNS(ns1, "ethtool -k "+e.name("a"))); !strings.Contains(out, "tcp-segmentation-offload: on") {
+			t.Errorf("TSO is not on for the TAP:\n%s", out)
+		}
 	}
 	ping(t, ns1, "198.18.0.2")
 	ping(t, ns1, "198.18.0.3")
