@@ -1430,3 +1430,73 @@ func TestIfaceMaxports(t *testing.T) {
 	mustCtl(t, net, "detach "+b)
 	openPort(t, net, unix.O_RDWR)
 }
+
+// Jumbo frames from a TAP whose MTU is larger than the network's mtu, or
+// than the MTU of the TAP they go to, are dropped and counted; they never
+// wedge a port: small frames pass before and after.
+func TestTapJumboFramesDropped(t *testing.T) {
+	e := newIfEnv(t, "ping")
+	d := startMnet(t)
+	net := d.mkNet(t, "hub")
+	mustCtl(t, net, "mtu 1514")
+	j := e.name("j")
+	e.persistentTap(j)
+	sh(t, "ip link set "+j+" mtu 9000")
+	mustCtl(t, net, "tap "+j)
+	ns1 := e.netns("1")
+	intoNS(t, j, ns1, "198.18.0.1")
+	ns2 := e.tapInNS(net, e.name("b"), "2", "198.18.0.2")
+	ping(t, ns1, "198.18.0.2")
+	// 8000 bytes of ICMP: one 8042-byte frame, over the network's mtu.
+	if out, err := shAs(t, nil, 20*time.Second, inNS(ns1, "ping -n -c 2 -W 1 -s 8000 198.18.0.2")); err == nil {
+		t.Errorf("an 8042-byte frame crossed a network of mtu 1514:\n%s", out)
+	}
+	ping(t, ns1, "198.18.0.2")
+	t.Logf("after jumbo pings, mtu 1514: %v", portRows(t, net))
+	// With room in the network, the TAP of MTU 1500 cannot take it: a
+	// drop for that port.
+	mustCtl(t, net, "mtu 65535")
+	before := attachRow(t, net, e.name("b"))
+	if out, err := shAs(t, nil, 20*time.Second, inNS(ns1, "ping -n -c 2 -W 1 -s 8000 198.18.0.2")); err == nil {
+		t.Errorf("an 8042-byte frame went into a TAP of MTU 1500:\n%s", out)
+	}
+	after := attachRow(t, net, e.name("b"))
+	if after[9] == before[9] {
+		t.Errorf("jumbo frames to a TAP of MTU 1500 not counted as its drops: before %v after %v", before, after)
+	}
+	ping(t, ns1, "198.18.0.2")
+	ping(t, ns2, "198.18.0.1")
+}
+
+// Under lossless on a TAP's frames wait for a file port that does not
+// read; when that port closes, traffic flows again, and a daemon whose
+// TAP is blocked so still stops on SIGTERM.
+func TestTapLosslessBlockedReader(t *testing.T) {
+	e := newIfEnv(t, "ping")
+	d := startMnet(t)
+	net := d.mkNet(t, "hub")
+	mustCtl(t, net, "lossless on\nqlen 1")
+	ns1 := e.tapInNS(net, e.name("a"), "1", "198.18.0.1")
+	ns2 := e.tapInNS(net, e.name("b"), "2", "198.18.0.2")
+	ping(t, ns1, "198.18.0.2")
+	fd, err := unix.Open(filepath.Join(net, "data"), unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill its queue; pings now wait for it (and may all be lost).
+	shAs(t, nil, 20*time.Second, inNS(ns1, "ping -n -c 3 -i 0.2 -W 1 198.18.0.2"))
+	unix.Close(fd)
+	ping(t, ns1, "198.18.0.2")
+	ping(t, ns2, "198.18.0.1")
+
+	// Blocked again, then SIGTERM.
+	fd2 := openPort(t, net, unix.O_RDONLY)
+	_ = fd2
+	shAs(t, nil, 20*time.Second, inNS(ns1, "ping -n -c 3 -i 0.2 -W 1 198.18.0.2"))
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit with a TAP blocked on a lossless reader: %v", err)
+	}
+	if linkExists(ns1, e.name("a")) || linkExists(ns2, e.name("b")) {
+		t.Errorf("TAPs left after SIGTERM")
+	}
+}
