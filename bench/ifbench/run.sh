@@ -23,7 +23,10 @@ usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-s SETUPS
   -r ROUNDS   rounds; each round measures every setup once, in turn (default 3)
   -P STREAMS  parallel TCP streams per iperf3 run (iperf3 -P) (default 1)
   -c PINGS    pings per RTT measurement, 50 ms apart (default 20)
-  -s SETUPS   which setups, a subset of "mnet vde bridge" (default all three)
+  -s SETUPS   which setups, in this order (default "mnet vde bridge"); also
+              relay: bench/ifbench/taprelay -vnet, a bare Go TAP-to-TAP relay
+                with virtio-net headers and TSO, as mnet opens its TAPs;
+              relay-plain: the same without offloads (frames <= MTU, as vde)
   -k          keep the temporary directory (logs, iperf3 JSON) at the end
 
 Output: one line per run, then a Markdown table (median Gbit/s over the
@@ -57,7 +60,7 @@ for v in DUR ROUNDS STREAMS PINGS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "ifbench: $v must be a positive integer, not '${!v}'" >&2; exit 2; }
 done
 for s in $SETUPS; do
-	case $s in mnet | vde | bridge) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge)" >&2; exit 2 ;; esac
+	case $s in mnet | vde | bridge | relay | relay-plain) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge, relay, relay-plain)" >&2; exit 2 ;; esac
 done
 
 die() { echo "ifbench: $*" >&2; exit 1; }
@@ -82,6 +85,9 @@ declare -A NSA NSB IFA IFB
 NSA[mnet]=$P-ma NSB[mnet]=$P-mb IFA[mnet]=${P}ma IFB[mnet]=${P}mb
 NSA[vde]=$P-va NSB[vde]=$P-vb IFA[vde]=${P}va IFB[vde]=${P}vb
 NSA[bridge]=$P-ca NSB[bridge]=$P-cb IFA[bridge]=${P}ca IFB[bridge]=${P}cb
+NSA[relay]=$P-ra NSB[relay]=$P-rb IFA[relay]=${P}ra IFB[relay]=${P}rb
+NSA[relay-plain]=$P-pa NSB[relay-plain]=$P-pb IFA[relay-plain]=${P}pa IFB[relay-plain]=${P}pb
+declare -A RELAY_PID
 NSBR=$P-cs # the bridge and the host ends of the veths live here
 BR=${P}br
 MP=$TMP/mnt
@@ -113,7 +119,10 @@ cleanup() {
 	fi
 	for ns in "${CREATED_NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
 	# TAPs left in the root namespace (a setup that failed before moving them).
-	for s in mnet vde; do
+	for s in "${!RELAY_PID[@]}"; do
+		kill -TERM "${RELAY_PID[$s]}" 2>/dev/null && wait "${RELAY_PID[$s]}" 2>/dev/null
+	done
+	for s in mnet vde relay relay-plain; do
 		for i in "${IFA[$s]}" "${IFB[$s]}"; do ip link del "$i" 2>/dev/null; done
 	done
 	if ((rc != 0)) && [[ -s $TMP/mnet.log ]]; then
@@ -193,6 +202,24 @@ setup_vde() {
 	joinpair vde
 }
 
+buildrelay() {
+	[[ -x $TMP/taprelay ]] && return
+	command -v go >/dev/null || die "go is needed to build bench/ifbench/taprelay"
+	(cd "$REPO" && go build -o "$TMP/taprelay" ./bench/ifbench/taprelay)
+}
+
+# setup_relay SETUP [-vnet]
+setup_relay() {
+	local s=$1
+	shift
+	buildrelay
+	"$TMP/taprelay" "$@" "${IFA[$s]}" "${IFB[$s]}" 2>"$TMP/$s.log" &
+	RELAY_PID[$s]=$!
+	waitfor 5 ip link show "${IFB[$s]}" >/dev/null || die "taprelay created no tap ${IFB[$s]}: $(cat "$TMP/$s.log")"
+	joinpair "$s"
+}
+setup_relay-plain() { setup_relay relay-plain; }
+
 setup_bridge() {
 	addns "$NSBR"
 	addns "${NSA[bridge]}"
@@ -226,6 +253,7 @@ switchpid() {
 	case $1 in
 	mnet) echo "$MNET_PID" ;;
 	vde) cat "$VDE_PIDFILE" ;;
+	relay*) echo "${RELAY_PID[$1]}" ;;
 	*) echo "" ;;
 	esac
 }
@@ -263,7 +291,7 @@ cpu = int(ticks) / int(hz) / (float(end) - float(start)) * 100 if pid else float
 print(f"{r}\t{s}\t{gbps:.3f}\t{retr}\t{rtt}\t{cpu:.0f}")
 EOF
 	tail -n 1 "$TMP/results.tsv" | awk -F'\t' '{
-		printf "round %s  %-6s  %7.3f Gbit/s  retr %6s  rtt %s ms  switch CPU %s\n", $1, $2, $3, $4, $5, ($6 == "nan" ? "(kernel)" : $6 "%") }'
+		printf "round %s  %-11s  %7.3f Gbit/s  retr %6s  rtt %s ms  switch CPU %s\n", $1, $2, $3, $4, $5, ($6 == "nan" ? "(kernel)" : $6 "%") }'
 }
 
 # ---- setup -------------------------------------------------------------------
@@ -271,7 +299,10 @@ EOF
 log "ifbench: ${DUR} s per iperf3 run (+1 s warm-up), $ROUNDS rounds, $STREAMS stream(s), setups: $SETUPS"
 log "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), kernel $(uname -r); iperf3 client, server and switch share them"
 for s in $SETUPS; do
-	"setup_$s"
+	case $s in
+	relay) setup_relay relay -vnet ;;
+	*) "setup_$s" ;;
+	esac
 done
 for s in $SETUPS; do
 	ip netns exec "${NSB[$s]}" iperf3 -s -D -B 198.18.0.2 --pidfile "$TMP/iperf-$s.pid"
@@ -311,7 +342,8 @@ python3 - "$TMP/results.tsv" "$DUR" "$ROUNDS" "$STREAMS" "$(nproc)" <<'EOF'
 import statistics as st, sys
 path, dur, rounds, streams, ncpu = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
-names = {"mnet": "mnet switch, 2 TAP ports", "vde": "vde_switch, 2 tap ports", "bridge": "Linux bridge, 2 veth pairs"}
+names = {"mnet": "mnet switch, 2 TAP ports", "vde": "vde_switch, 2 tap ports", "bridge": "Linux bridge, 2 veth pairs",
+         "relay": "bare Go TAP relay, vnet hdr + TSO", "relay-plain": "bare Go TAP relay, no offloads"}
 res = {}
 for r, s, g, retr, rtt, cpu in rows:
     d = res.setdefault(s, {"g": [], "retr": [], "rtt": [], "cpu": []})
@@ -325,7 +357,7 @@ print("| setup | Gbit/s (median) | min..max | retransmits (median) | ping RTT av
 print("|---|---|---|---|---|---|")
 med = {}
 rtt = {}
-for s in ("mnet", "vde", "bridge"):
+for s in ("mnet", "vde", "bridge", "relay", "relay-plain"):
     if s not in res: continue
     d = res[s]
     med[s] = st.median(d["g"]); rtt[s] = st.mean(d["rtt"])
@@ -333,7 +365,7 @@ for s in ("mnet", "vde", "bridge"):
     print(f"| {names[s]} | {med[s]:.2f} | {min(d['g']):.2f}..{max(d['g']):.2f} | {st.median(d['retr']):.0f} | {rtt[s]*1000:.0f} µs | {cpu} |")
 if "mnet" in med:
     print()
-    for o, label in (("vde", "vde_switch"), ("bridge", "the bridge")):
+    for o, label in (("vde", "vde_switch"), ("bridge", "the bridge"), ("relay", "the bare relay (vnet hdr + TSO)")):
         if o in med and med[o] > 0:
             per = [m / v for m, v in zip(res["mnet"]["g"], res[o]["g"]) if v > 0]
             print(f"- mnet / {label}: **{med['mnet']/med[o]:.2f}×** throughput "
