@@ -14,7 +14,7 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-s SETUPS] [-k]
+usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-s SETUPS] [-p] [-k]
 
   -m MNET     mnet binary to benchmark (default: go build -o TMP/mnet ./cmd/mnet
               from this repository)
@@ -27,6 +27,8 @@ usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-s SETUPS
               relay: bench/ifbench/taprelay -vnet, a bare Go TAP-to-TAP relay
                 with virtio-net headers and TSO, as mnet opens its TAPs;
               relay-plain: the same without offloads (frames <= MTU, as vde)
+  -p          profile mnet with perf record -g during its last iperf3 run and
+              print the top of perf report (perf.data is kept in TMP with -k)
   -k          keep the temporary directory (logs, iperf3 JSON) at the end
 
 Output: one line per run, then a Markdown table (median Gbit/s over the
@@ -41,7 +43,8 @@ STREAMS=1
 PINGS=20
 SETUPS="mnet vde bridge"
 KEEP=0
-while getopts 'm:t:r:P:c:s:kh' opt; do
+PROFILE=0
+while getopts 'm:t:r:P:c:s:pkh' opt; do
 	case $opt in
 	m) MNET=$OPTARG ;;
 	t) DUR=$OPTARG ;;
@@ -50,6 +53,7 @@ while getopts 'm:t:r:P:c:s:kh' opt; do
 	c) PINGS=$OPTARG ;;
 	s) SETUPS=$OPTARG ;;
 	k) KEEP=1 ;;
+	p) PROFILE=1 ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -71,6 +75,7 @@ has() { [[ " $SETUPS " == *" $1 "* ]]; }
 missing=()
 for c in ip iperf3 ping python3 mountpoint; do command -v "$c" >/dev/null || missing+=("$c"); done
 if has vde; then command -v vde_switch >/dev/null || missing+=(vde_switch); fi
+if ((PROFILE)); then command -v perf >/dev/null || missing+=(perf); fi
 ((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (apt-get install -y iproute2 iperf3 iputils-ping vde2 python3 util-linux)"
 [[ -c /dev/net/tun ]] || die "/dev/net/tun is missing"
 
@@ -274,12 +279,20 @@ measure() {
 	local pid t0 t1 start end
 	pid=$(switchpid "$s")
 	t0=$(cputicks "$pid")
+	local perfpid=""
+	if ((PROFILE)) && [[ $s == mnet && $r == "$ROUNDS" ]]; then
+		# Skip iperf3's warm-up second; stop before its end.
+		perf record -q -F 999 -g -p "$pid" -o "$TMP/perf.data" -- sleep "$((DUR > 2 ? DUR - 1 : 1))" \
+			>"$TMP/perf.log" 2>&1 &
+		perfpid=$!
+	fi
 	start=$(date +%s.%N)
 	if ! ip netns exec "$nsa" iperf3 -c 198.18.0.2 -t "$DUR" -O 1 -P "$STREAMS" -J >"$j" 2>&1; then
 		die "$s: iperf3 failed: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("error","?"))' "$j" 2>/dev/null || tail -n 3 "$j")"
 	fi
 	end=$(date +%s.%N)
 	t1=$(cputicks "$pid")
+	if [[ -n $perfpid ]]; then wait "$perfpid" || log "perf record failed: $(cat "$TMP/perf.log")"; fi
 	python3 - "$s" "$r" "$j" "$rtt" "$((t1 - t0))" "$(getconf CLK_TCK)" "$start" "$end" "$pid" >>"$TMP/results.tsv" <<'EOF'
 import json, sys
 s, r, path, rtt, ticks, hz, start, end, pid = sys.argv[1:]
@@ -334,6 +347,15 @@ if [[ -n $MNET_PID ]]; then
 		if [[ $side == A ]]; then ns=${NSA[mnet]} dev=${IFA[mnet]}; else ns=${NSB[mnet]} dev=${IFB[mnet]}; fi
 		ip -n "$ns" -s link show "$dev" | sed 's/^/#   /' >&2
 	done
+fi
+
+if ((PROFILE)) && [[ -s $TMP/perf.data ]]; then
+	log "mnet's profile in its last run (perf report --no-children, self time):"
+	perf report -i "$TMP/perf.data" --no-children --sort comm,dso,sym --percent-limit 1 --stdio -g none 2>/dev/null |
+		grep -v '^#' | grep -v '^$' | head -n 40 | sed 's/^/#   /' >&2
+	log "by syscall-level entry points (children, top 25):"
+	perf report -i "$TMP/perf.data" --children --sort sym --percent-limit 3 --stdio -g none 2>/dev/null |
+		grep -v '^#' | grep -v '^$' | head -n 25 | sed 's/^/#   /' >&2
 fi
 
 # ---- summary -----------------------------------------------------------------
