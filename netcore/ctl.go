@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/mnet-project/mnet/tap"
 )
 
 // ctlError is a failed ctl command: the errno for the write and the reason
@@ -25,6 +27,10 @@ func ctlErr(errno syscall.Errno, format string, args ...any) *ctlError {
 type ctlCommand struct {
 	line  string
 	apply func(n *Network) *ctlError // called with n.mu held
+	// attach is set for tap and grab: the interface is opened before
+	// anything is applied. detach names the interface of a detach.
+	attach *ifaceAttach
+	detach string
 }
 
 // applyCtl runs the commands in text, one per line. Every line is checked
@@ -46,12 +52,40 @@ func (n *Network) applyCtl(c *Cred, text string) error {
 		}
 		cmds = append(cmds, cmd)
 	}
+	// Interfaces are opened first, outside the network's lock (they take
+	// system calls); a failure closes the ones opened so far.
+	var attached []*Port
+	var detached []*Port
+	if bad == nil {
+		for _, cmd := range cmds {
+			if cmd.attach == nil {
+				continue
+			}
+			if bad = cmd.attach.open(n); bad != nil {
+				break
+			}
+		}
+	}
 	n.mu.Lock()
 	wasPersist := n.set.Persist
 	if bad == nil {
+		bad = n.checkIfacesLocked(cmds)
+	}
+	if bad == nil {
 		for _, cmd := range cmds {
-			if err := cmd.apply(n); err != nil {
-				bad = err
+			switch {
+			case cmd.attach != nil:
+				attached = append(attached, n.attachLocked(cmd.attach))
+			case cmd.detach != "":
+				p := n.ifacePort(cmd.detach)
+				n.detachLocked(p)
+				detached = append(detached, p)
+			default:
+				if err := cmd.apply(n); err != nil {
+					bad = err
+				}
+			}
+			if bad != nil {
 				break
 			}
 			n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
@@ -64,6 +98,17 @@ func (n *Network) applyCtl(c *Cred, text string) error {
 	n.lossless.Store(n.set.Lossless)
 	n.mu.Unlock()
 	n.space.broadcast() // qlen or lossless may have changed what senders wait for
+	for _, cmd := range cmds {
+		if cmd.attach != nil {
+			cmd.attach.abort(n) // opened but not applied: a later line failed
+		}
+	}
+	for _, p := range attached {
+		go p.pump()
+	}
+	for _, p := range detached {
+		n.release(p, false)
+	}
 	if bad != nil {
 		n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", bad.reason, "errno", bad.errno.Error())
 	}
@@ -160,11 +205,53 @@ func parseCtl(c *Cred, line string) (ctlCommand, *ctlError) {
 		if arg == "" {
 			return cmd, ctlErr(syscall.EINVAL, "%s: missing interface name", word)
 		}
-		return cmd, ctlErr(syscall.EOPNOTSUPP, "%s: interfaces are not supported yet", word)
+		if err := tap.CheckName(arg); err != nil {
+			return cmd, ctlErr(syscall.EINVAL, "%s: %v", word, err)
+		}
+		if word == "detach" {
+			cmd.detach = arg
+		} else {
+			cmd.attach = &ifaceAttach{kind: word, name: arg}
+		}
 	default:
 		return cmd, ctlErr(syscall.EINVAL, "unknown command %q", word)
 	}
 	return cmd, nil
+}
+
+// checkIfacesLocked checks what only the network's current ports can
+// tell, so that a write fails before anything of it is applied: each
+// detach names an interface attached here (or by an earlier line), and the
+// interfaces fit under maxports.
+func (n *Network) checkIfacesLocked(cmds []ctlCommand) *ctlError {
+	attached := map[string]bool{}
+	for _, p := range n.portList {
+		if p.dev != nil {
+			attached[p.name] = true
+		}
+	}
+	ports, maxPorts := len(n.portList), n.set.MaxPorts
+	for _, cmd := range cmds {
+		switch {
+		case cmd.attach != nil:
+			ports++
+			attached[cmd.attach.name] = true
+			if ports > maxPorts {
+				return ctlErr(syscall.EBUSY, "%s: the network has maxports (%d) ports", cmd.line, maxPorts)
+			}
+		case cmd.detach != "":
+			if !attached[cmd.detach] {
+				return ctlErr(syscall.ENODEV, "detach %s: not attached to this network", cmd.detach)
+			}
+			delete(attached, cmd.detach)
+			ports--
+		case strings.HasPrefix(cmd.line, "maxports"):
+			if v, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(cmd.line, "maxports"))); err == nil {
+				maxPorts = v
+			}
+		}
+	}
+	return nil
 }
 
 // checkSettings validates settings read from the state file.

@@ -25,6 +25,8 @@ type ipnFamily struct {
 
 	mu   sync.Mutex
 	nets map[string]*Network
+	// ifaces are the interfaces attached to any network, by name.
+	ifaces map[string]ifaceClaim
 
 	// saveMu orders saves: the list a save builds is the one it writes, and
 	// a later save's list is never overwritten by an earlier one.
@@ -32,7 +34,8 @@ type ipnFamily struct {
 }
 
 func newIPN(env *Env) (*ipnFamily, error) {
-	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network)}
+	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
+		ifaces: make(map[string]ifaceClaim)}
 	f.dir = &ipnDir{id: NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
 	saved, err := f.state.load()
@@ -52,8 +55,10 @@ func newIPN(env *Env) (*ipnFamily, error) {
 			f.log.Error("state file: bad settings, network skipped", "network", s.Name, "err", err)
 			continue
 		}
-		f.nets[s.Name] = newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
+		n := newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
+		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
+		n.restoreIfaces(s.Ifaces)
 	}
 	return f, nil
 }
@@ -72,7 +77,7 @@ func (f *ipnFamily) Close() {
 	}
 	f.mu.Unlock()
 	for _, n := range nets {
-		n.shutdown()
+		n.shutdown(true)
 	}
 }
 
@@ -93,7 +98,8 @@ func (f *ipnFamily) saveState() error {
 	for _, n := range f.nets {
 		n.mu.Lock()
 		if n.set.Persist && !n.closed {
-			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set})
+			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set,
+				Ifaces: n.savedIfacesLocked()})
 		}
 		n.mu.Unlock()
 	}
@@ -202,7 +208,7 @@ func (d *ipnDir) Rmdir(c *Cred, name string) error {
 	}
 	d.mtime = time.Now()
 	d.f.mu.Unlock()
-	n.shutdown()
+	n.shutdown(false)
 	if persist {
 		d.f.saveState()
 	}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mnet-project/mnet/tap"
 )
 
 // Delivery policies.
@@ -76,7 +78,10 @@ type Network struct {
 	targets   []*Port // scratch for send
 	captures  []*capture
 
-	packets, bytes, delivered, drops, pcapDrops uint64
+	packets, bytes, pcapDrops uint64
+	// delivered and drops are also counted by interface writes, which
+	// run without mu.
+	delivered, drops atomic.Uint64
 
 	rejects      int       // refused packets not yet logged
 	rejectLogged time.Time // when the last "packet refused" line was logged
@@ -158,32 +163,50 @@ func (n *Network) leave(p *Port) {
 	n.space.broadcast() // a lossless sender may have been waiting for p
 }
 
+// send sends one packet written to a file port. The caller's buffer is
+// reused after we return: the copy, with room for a virtio-net header in
+// front for interfaces, is shared read-only by every receiver and capture.
 func (n *Network) send(ctx context.Context, from *Port, pkt []byte, nonblock bool) error {
 	if len(pkt) == 0 {
 		return nil
 	}
-	// The caller's buffer is reused after we return; the copy is shared,
-	// read-only, by every receiver and capture.
-	buf := make([]byte, len(pkt))
-	copy(buf, pkt)
+	raw := make([]byte, tap.VnetHdrLen+len(pkt))
+	copy(raw[tap.VnetHdrLen:], pkt)
+	return n.transmit(ctx, from, raw, true, nonblock)
+}
 
+// transmit sends raw, a virtio-net header and a frame, into the network.
+// owned says raw may be kept (a file port's copy); an interface's read
+// buffer is not, and is copied only for receivers that queue it. Frames to
+// interfaces are written after the mutex is released, so the network is
+// not held across system calls, and a frame with offloads (a TCP segment
+// of up to 64 KiB, a checksum left to fill in) crosses to them as it came;
+// file ports and captures get it segmented in software.
+func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, nonblock bool) error {
+	hdr := tap.DecodeVnetHdr(raw)
+	frame := raw[tap.VnetHdrLen:]
+	plain := hdr.Plain()
 	n.mu.Lock()
 	for {
 		if n.closed {
 			n.mu.Unlock()
 			return syscall.EPIPE
 		}
-		if len(buf) > n.set.MTU {
-			n.logReject(from, "longer than the mtu", len(buf))
+		size := len(frame)
+		if !plain {
+			size = tap.SegmentLen(hdr, frame)
+		}
+		if size > n.set.MTU {
+			n.logReject(from, "longer than the mtu", size)
 			n.mu.Unlock()
 			return syscall.EMSGSIZE
 		}
-		if n.set.Policy == PolicySwitch && len(buf) < ethHeaderLen {
-			n.logReject(from, "shorter than an Ethernet header", len(buf))
+		if n.set.Policy == PolicySwitch && len(frame) < ethHeaderLen {
+			n.logReject(from, "shorter than an Ethernet header", len(frame))
 			n.mu.Unlock()
 			return syscall.EINVAL
 		}
-		n.route(from, buf)
+		n.route(from, frame)
 		if !n.set.Lossless {
 			break
 		}
@@ -202,9 +225,86 @@ func (n *Network) send(ctx context.Context, from *Port, pkt []byte, nonblock boo
 		}
 		n.mu.Lock()
 	}
-	n.deliver(from, buf)
+
+	from.txPkts.Add(1)
+	from.txBytes.Add(uint64(len(frame)))
+	n.packets++
+	n.bytes += uint64(len(frame))
+	var ifaceBuf [8]*Port
+	ifaces := ifaceBuf[:0]
+	var frames [][]byte // what queues and captures get; made on first need
+	queued := func() [][]byte {
+		if frames != nil {
+			return frames
+		}
+		switch {
+		case !plain:
+			segs, err := tap.Segment(hdr, frame)
+			if err != nil {
+				n.logReject(from, "offload that cannot be done in software", len(frame))
+			}
+			frames = segs
+		case owned:
+			frames = [][]byte{frame}
+		default:
+			frames = [][]byte{append([]byte(nil), frame...)}
+		}
+		if frames == nil {
+			frames = [][]byte{}
+		}
+		return frames
+	}
+	for _, p := range n.targets {
+		if p.dev != nil {
+			ifaces = append(ifaces, p)
+			continue
+		}
+		for _, f := range queued() {
+			if p.enqueue(f, n.set.Qlen) {
+				p.rxPkts.Add(1)
+				p.rxBytes.Add(uint64(len(f)))
+				n.delivered.Add(1)
+			} else {
+				p.drops.Add(1)
+				n.drops.Add(1)
+			}
+		}
+	}
+	if len(n.captures) > 0 {
+		now := time.Now()
+		for _, f := range queued() {
+			for _, c := range n.captures {
+				if !c.add(now, f) {
+					n.pcapDrops++
+				}
+			}
+		}
+	}
 	n.mu.Unlock()
+
+	for _, p := range ifaces {
+		n.writeIface(p, raw, len(frame), plain)
+	}
 	return nil
+}
+
+// writeIface writes one frame out of an interface port. A frame the
+// interface cannot take (longer than its MTU allows, or refused by the
+// kernel) is a drop for that port.
+func (n *Network) writeIface(p *Port, raw []byte, size int, plain bool) {
+	if plain && size > p.dev.MTU()+ethHeaderLen+vlanTagLen {
+		p.drops.Add(1)
+		n.drops.Add(1)
+		return
+	}
+	if _, err := p.dev.Write(raw); err != nil {
+		p.drops.Add(1)
+		n.drops.Add(1)
+		return
+	}
+	p.rxPkts.Add(1)
+	p.rxBytes.Add(uint64(size))
+	n.delivered.Add(1)
 }
 
 // logReject logs a refused packet, at most once a second per network (a
@@ -248,32 +348,6 @@ func (n *Network) roomForAll() bool {
 	return true
 }
 
-func (n *Network) deliver(from *Port, buf []byte) {
-	size := uint64(len(buf))
-	from.txPkts++
-	from.txBytes += size
-	n.packets++
-	n.bytes += size
-	for _, p := range n.targets {
-		if p.enqueue(buf, n.set.Qlen) {
-			p.rxPkts++
-			p.rxBytes += size
-			n.delivered++
-		} else {
-			p.drops++
-			n.drops++
-		}
-	}
-	if len(n.captures) > 0 {
-		now := time.Now()
-		for _, c := range n.captures {
-			if !c.add(now, buf) {
-				n.pcapDrops++
-			}
-		}
-	}
-}
-
 // filePorts counts ports opened through the data file.
 func (n *Network) filePorts() int {
 	c := 0
@@ -286,16 +360,23 @@ func (n *Network) filePorts() int {
 }
 
 // shutdown closes every port and capture; blocked readers see end of file.
-func (n *Network) shutdown() {
+// Interfaces are let go; at daemon exit (exiting) the TAPs mnet created for
+// a persistent network stay, for the next daemon to take over.
+func (n *Network) shutdown(exiting bool) {
 	n.mu.Lock()
 	n.closed = true
 	ports := n.portList
 	n.portList = nil
 	caps := n.captures
 	n.captures = nil
+	keep := exiting && n.set.Persist
 	n.mu.Unlock()
 	for _, p := range ports {
-		p.shut()
+		if p.dev != nil {
+			n.release(p, keep)
+		} else {
+			p.shut()
+		}
 	}
 	for _, c := range caps {
 		c.shut()
@@ -356,7 +437,7 @@ func (n *Network) portsText() []byte {
 			name = "-"
 		}
 		fmt.Fprintf(&b, "%d %s %d %d %s %d %d %d %d %d %s\n", p.id, p.kind, p.uid, p.pid,
-			mode, p.rxPkts, p.rxBytes, p.txPkts, p.txBytes, p.drops, name)
+			mode, p.rxPkts.Load(), p.rxBytes.Load(), p.txPkts.Load(), p.txBytes.Load(), p.drops.Load(), name)
 	}
 	return []byte(b.String())
 }
@@ -365,7 +446,7 @@ func (n *Network) statsText() []byte {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return fmt.Appendf(nil, "ports %d\npackets %d\nbytes %d\ndelivered %d\ndrops %d\npcap-drops %d\n",
-		len(n.portList), n.packets, n.bytes, n.delivered, n.drops, n.pcapDrops)
+		len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops)
 }
 
 // Stats are the network's counters.
@@ -378,5 +459,5 @@ type Stats struct {
 func (n *Network) Stats() Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Stats{len(n.portList), n.packets, n.bytes, n.delivered, n.drops, n.pcapDrops}
+	return Stats{len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops}
 }

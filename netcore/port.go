@@ -3,7 +3,10 @@ package netcore
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"syscall"
+
+	"github.com/mnet-project/mnet/tap"
 )
 
 // Port kinds, as the ports file shows them.
@@ -25,8 +28,16 @@ type Port struct {
 	recv bool // receives packets (r right and opened for reading)
 	send bool // may send (w right and opened for writing)
 
-	// Counters, written by the sender that holds net.mu.
-	rxPkts, rxBytes, txPkts, txBytes, drops uint64
+	// Counters. Interface ports count what they write after the
+	// network's mutex is released, so these are atomic.
+	rxPkts, rxBytes, txPkts, txBytes, drops atomic.Uint64
+
+	// Interface ports (tap, grab) only.
+	dev     tap.Device
+	created bool // mnet created the TAP: it is deleted when detached
+	// stop is closed when the port leaves: it ends the pump's waits.
+	stop     chan struct{}
+	pumpDone chan struct{} // closed when the pump has stopped reading dev
 
 	mu     sync.Mutex // guards the queue
 	ring   [][]byte
@@ -69,8 +80,12 @@ func (p *Port) grow(qlen int) {
 	p.ring, p.head = ring, 0
 }
 
-// room reports whether one more packet fits under qlen.
+// room reports whether one more packet fits under qlen. Interfaces take
+// every frame at once: they are written, not queued.
 func (p *Port) room(qlen int) bool {
+	if p.dev != nil {
+		return true
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.closed || p.count < qlen

@@ -17,6 +17,17 @@ type savedNetwork struct {
 	Gid      uint32   `json:"gid"`
 	Mode     uint32   `json:"mode"`
 	Settings Settings `json:"settings"`
+	// Ifaces are the attached interfaces, in the order they were attached.
+	Ifaces []savedIface `json:"ifaces,omitempty"`
+}
+
+// savedIface is one attachment of a persistent network.
+type savedIface struct {
+	Kind string `json:"kind"` // tap or grab
+	Name string `json:"name"`
+	// Created: mnet created this TAP, so it deletes it when detached, also
+	// after a restart has taken the TAP over.
+	Created bool `json:"created,omitempty"`
 }
 
 type stateDoc struct {

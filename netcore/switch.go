@@ -4,6 +4,7 @@ import "time"
 
 const (
 	ethHeaderLen = 14
+	vlanTagLen   = 4
 	// fdbAge is how long a learned address stays valid without traffic.
 	fdbAge = 300 * time.Second
 	// fdbMax bounds the table; when full, new addresses are not learned and

@@ -1,0 +1,277 @@
+package tap
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// VnetHdrLen is the size of struct virtio_net_hdr, which precedes every
+// frame read from or written to a Device.
+const VnetHdrLen = 10
+
+// Flags and GSO types of struct virtio_net_hdr (linux/virtio_net.h).
+const (
+	VnetFlagNeedsCsum = 1 // checksum from CsumStart to the end goes at CsumStart+CsumOffset
+	VnetFlagDataValid = 2 // the checksum was checked already
+
+	GSONone  = 0
+	GSOTCPv4 = 1
+	GSOUDP   = 3 // UFO: IP fragmentation, never enabled here
+	GSOTCPv6 = 4
+	GSOUDPL4 = 5
+	GSOECN   = 0x80
+)
+
+// VnetHdr is struct virtio_net_hdr. TAP devices and packet sockets use it
+// in the host's byte order (legacy virtio).
+type VnetHdr struct {
+	Flags      uint8
+	GSOType    uint8
+	HdrLen     uint16
+	GSOSize    uint16
+	CsumStart  uint16
+	CsumOffset uint16
+}
+
+// DecodeVnetHdr reads the header at the front of b (at least VnetHdrLen bytes).
+func DecodeVnetHdr(b []byte) VnetHdr {
+	_ = b[VnetHdrLen-1]
+	e := binary.NativeEndian
+	return VnetHdr{Flags: b[0], GSOType: b[1], HdrLen: e.Uint16(b[2:]), GSOSize: e.Uint16(b[4:]),
+		CsumStart: e.Uint16(b[6:]), CsumOffset: e.Uint16(b[8:])}
+}
+
+// Encode writes h at the front of b.
+func (h VnetHdr) Encode(b []byte) {
+	_ = b[VnetHdrLen-1]
+	e := binary.NativeEndian
+	b[0], b[1] = h.Flags, h.GSOType
+	e.PutUint16(b[2:], h.HdrLen)
+	e.PutUint16(b[4:], h.GSOSize)
+	e.PutUint16(b[6:], h.CsumStart)
+	e.PutUint16(b[8:], h.CsumOffset)
+}
+
+// Plain reports whether the frame is already what a wire would carry: no
+// segment to cut and no checksum to fill in.
+func (h VnetHdr) Plain() bool {
+	return h.GSOType&^GSOECN == GSONone && h.Flags&VnetFlagNeedsCsum == 0
+}
+
+// ErrBadOffload is returned by Segment for a frame whose offload request it
+// cannot carry out (unknown GSO type, headers that do not parse).
+var ErrBadOffload = errors.New("frame with an offload that cannot be done in software")
+
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	etherTypeVLAN = 0x8100
+	protoTCP      = 6
+	protoUDP      = 17
+)
+
+// Segment returns frame as frames a plain Ethernet receiver can take: the
+// checksum the sender left to us filled in and a GSO segment cut into
+// frames of at most GSOSize payload bytes each, as the kernel's software
+// GSO would. The frames returned are new; frame is not changed.
+func Segment(h VnetHdr, frame []byte) ([][]byte, error) {
+	switch h.GSOType &^ GSOECN {
+	case GSONone:
+		out := append([]byte(nil), frame...)
+		if h.Flags&VnetFlagNeedsCsum != 0 {
+			if err := finishChecksum(out, int(h.CsumStart), int(h.CsumOffset)); err != nil {
+				return nil, err
+			}
+		}
+		return [][]byte{out}, nil
+	case GSOTCPv4, GSOTCPv6, GSOUDPL4:
+		return segment(h, frame)
+	}
+	return nil, ErrBadOffload
+}
+
+// finishChecksum completes a partial checksum: the field holds the
+// pseudo-header sum, and the ones' complement sum from start covers it.
+func finishChecksum(b []byte, start, offset int) error {
+	field := start + offset
+	if start >= len(b) || field+2 > len(b) {
+		return ErrBadOffload
+	}
+	sum := checksum(b[start:], 0)
+	binary.BigEndian.PutUint16(b[field:], ^fold(sum))
+	return nil
+}
+
+// layout locates the network and transport headers of an Ethernet frame.
+type layout struct {
+	l3, l4, payload int
+	v6              bool
+	proto           byte
+}
+
+func parseLayout(frame []byte) (layout, error) {
+	var lo layout
+	if len(frame) < 14 {
+		return lo, ErrBadOffload
+	}
+	et := binary.BigEndian.Uint16(frame[12:])
+	lo.l3 = 14
+	if et == etherTypeVLAN {
+		if len(frame) < 18 {
+			return lo, ErrBadOffload
+		}
+		et = binary.BigEndian.Uint16(frame[16:])
+		lo.l3 = 18
+	}
+	switch et {
+	case etherTypeIPv4:
+		if len(frame) < lo.l3+20 {
+			return lo, ErrBadOffload
+		}
+		ihl := int(frame[lo.l3]&0x0f) * 4
+		if ihl < 20 || len(frame) < lo.l3+ihl {
+			return lo, ErrBadOffload
+		}
+		lo.l4, lo.proto = lo.l3+ihl, frame[lo.l3+9]
+	case etherTypeIPv6:
+		// Extension headers are not walked: the kernel's TSO does not emit
+		// them, and a frame with one fails the protocol check below.
+		if len(frame) < lo.l3+40 {
+			return lo, ErrBadOffload
+		}
+		lo.v6, lo.l4, lo.proto = true, lo.l3+40, frame[lo.l3+6]
+	default:
+		return lo, ErrBadOffload
+	}
+	switch lo.proto {
+	case protoTCP:
+		if len(frame) < lo.l4+20 {
+			return lo, ErrBadOffload
+		}
+		lo.payload = lo.l4 + int(frame[lo.l4+12]>>4)*4
+	case protoUDP:
+		lo.payload = lo.l4 + 8
+	default:
+		return lo, ErrBadOffload
+	}
+	if lo.payload > len(frame) || lo.payload < lo.l4+8 {
+		return lo, ErrBadOffload
+	}
+	return lo, nil
+}
+
+func segment(h VnetHdr, frame []byte) ([][]byte, error) {
+	lo, err := parseLayout(frame)
+	if err != nil {
+		return nil, err
+	}
+	gso := h.GSOType &^ GSOECN
+	wantProto := byte(protoTCP)
+	if gso == GSOUDPL4 {
+		wantProto = protoUDP
+	}
+	if lo.proto != wantProto || (gso == GSOTCPv4 && lo.v6) || (gso == GSOTCPv6 && !lo.v6) || h.GSOSize == 0 {
+		return nil, ErrBadOffload
+	}
+	mss := int(h.GSOSize)
+	payload := frame[lo.payload:]
+	count := max(1, (len(payload)+mss-1)/mss)
+	out := make([][]byte, 0, count)
+	var seq uint32
+	var ipID uint16
+	if lo.proto == protoTCP {
+		seq = binary.BigEndian.Uint32(frame[lo.l4+4:])
+	}
+	if !lo.v6 {
+		ipID = binary.BigEndian.Uint16(frame[lo.l3+4:])
+	}
+	for i := 0; i < count; i++ {
+		start := i * mss
+		end := min(start+mss, len(payload))
+		seg := make([]byte, lo.payload+end-start)
+		copy(seg, frame[:lo.payload])
+		copy(seg[lo.payload:], payload[start:end])
+		l3len := len(seg) - lo.l3
+		if lo.v6 {
+			binary.BigEndian.PutUint16(seg[lo.l3+4:], uint16(l3len-40))
+		} else {
+			binary.BigEndian.PutUint16(seg[lo.l3+2:], uint16(l3len))
+			binary.BigEndian.PutUint16(seg[lo.l3+4:], ipID+uint16(i))
+			seg[lo.l3+10], seg[lo.l3+11] = 0, 0
+			binary.BigEndian.PutUint16(seg[lo.l3+10:], ^fold(checksum(seg[lo.l3:lo.l4], 0)))
+		}
+		l4len := len(seg) - lo.l4
+		var csumAt int
+		if lo.proto == protoTCP {
+			binary.BigEndian.PutUint32(seg[lo.l4+4:], seq+uint32(start))
+			const fin, psh, cwr = 0x01, 0x08, 0x80
+			if i != count-1 {
+				seg[lo.l4+13] &^= fin | psh
+			}
+			if i != 0 {
+				seg[lo.l4+13] &^= cwr
+			}
+			csumAt = lo.l4 + 16
+		} else {
+			binary.BigEndian.PutUint16(seg[lo.l4+4:], uint16(l4len))
+			csumAt = lo.l4 + 6
+		}
+		seg[csumAt], seg[csumAt+1] = 0, 0
+		sum := checksum(seg[lo.l4:], pseudoHeaderSum(seg, lo, l4len))
+		c := ^fold(sum)
+		if c == 0 && lo.proto == protoUDP {
+			c = 0xffff // 0 means "no checksum" in UDP
+		}
+		binary.BigEndian.PutUint16(seg[csumAt:], c)
+		out = append(out, seg)
+	}
+	return out, nil
+}
+
+func pseudoHeaderSum(frame []byte, lo layout, l4len int) uint64 {
+	var sum uint64
+	if lo.v6 {
+		sum = checksum(frame[lo.l3+8:lo.l3+40], 0) // source and destination
+	} else {
+		sum = checksum(frame[lo.l3+12:lo.l3+20], 0)
+	}
+	return sum + uint64(lo.proto) + uint64(l4len)
+}
+
+// checksum adds b to the ones' complement sum as big-endian 16-bit words.
+func checksum(b []byte, sum uint64) uint64 {
+	for len(b) >= 8 {
+		v := binary.BigEndian.Uint64(b)
+		sum += v>>48 + v>>32&0xffff + v>>16&0xffff + v&0xffff
+		b = b[8:]
+	}
+	for len(b) >= 2 {
+		sum += uint64(binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		sum += uint64(b[0]) << 8
+	}
+	return sum
+}
+
+func fold(sum uint64) uint16 {
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return uint16(sum)
+}
+
+// SegmentLen is the length of the longest frame Segment would make of
+// frame: for a GSO frame its headers plus GSOSize, otherwise the frame's
+// own length.
+func SegmentLen(h VnetHdr, frame []byte) int {
+	if h.GSOType&^GSOECN == GSONone || h.GSOSize == 0 {
+		return len(frame)
+	}
+	lo, err := parseLayout(frame)
+	if err != nil {
+		return len(frame)
+	}
+	return min(len(frame), lo.payload+int(h.GSOSize))
+}
