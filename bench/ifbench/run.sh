@@ -310,7 +310,7 @@ EOF
 # ---- setup -------------------------------------------------------------------
 
 log "ifbench: ${DUR} s per iperf3 run (+1 s warm-up), $ROUNDS rounds, $STREAMS stream(s), setups: $SETUPS"
-log "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), kernel $(uname -r); iperf3 client, server and switch share them"
+log "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), kernel $(uname -r); iperf3 client, server and switch share them; load average $(cut -d" " -f1-3 /proc/loadavg)"
 for s in $SETUPS; do
 	case $s in
 	relay) setup_relay relay -vnet ;;
