@@ -272,8 +272,10 @@ cputicks() {
 # measure SETUP ROUND: ping then iperf3 from A to B; appends a results line.
 measure() {
 	local s=$1 r=$2 nsa=${NSA[$1]} j=$TMP/iperf-$1-$2.json pingout
-	pingout=$(ip netns exec "$nsa" ping -c "$PINGS" -i 0.05 -q 198.18.0.2) ||
+	pingout=$(ip netns exec "$nsa" ping -c "$PINGS" -i 0.05 -n 198.18.0.2) ||
 		die "$s: ping failed: $pingout"
+	# every reply's RTT in ms, for the summary's median
+	sed -n 's/.* time=\([0-9.]*\) ms$/\1/p' <<<"$pingout" | sed "s/^/$s\t/" >>"$TMP/rtts.tsv"
 	local rtt
 	rtt=$(awk -F'[/ =]+' '/^(rtt|round-trip)/ { print $7 }' <<<"$pingout")
 	local pid t0 t1 start end
@@ -304,7 +306,7 @@ cpu = int(ticks) / int(hz) / (float(end) - float(start)) * 100 if pid else float
 print(f"{r}\t{s}\t{gbps:.3f}\t{retr}\t{rtt}\t{cpu:.0f}")
 EOF
 	tail -n 1 "$TMP/results.tsv" | awk -F'\t' '{
-		printf "round %s  %-11s  %7.3f Gbit/s  retr %6s  rtt %s ms  switch CPU %s\n", $1, $2, $3, $4, $5, ($6 == "nan" ? "(kernel)" : $6 "%") }'
+		printf "round %s  %-11s  %7.3f Gbit/s  retr %6s  rtt avg %s ms  switch CPU %s\n", $1, $2, $3, $4, $5, ($6 == "nan" ? "(kernel)" : $6 "%") }'
 }
 
 # ---- setup -------------------------------------------------------------------
@@ -333,6 +335,7 @@ if [[ -n $MNET_PID ]]; then log "mnet: $MNET (pid $MNET_PID), log $TMP/mnet.log"
 # ---- rounds ------------------------------------------------------------------
 
 : >"$TMP/results.tsv"
+: >"$TMP/rtts.tsv"
 for r in $(seq "$ROUNDS"); do
 	for s in $SETUPS; do
 		measure "$s" "$r"
@@ -360,9 +363,14 @@ fi
 
 # ---- summary -----------------------------------------------------------------
 
-python3 - "$TMP/results.tsv" "$DUR" "$ROUNDS" "$STREAMS" "$(nproc)" <<'EOF'
+python3 - "$TMP/results.tsv" "$TMP/rtts.tsv" "$DUR" "$ROUNDS" "$STREAMS" "$(nproc)" "$PINGS" <<'EOF'
 import statistics as st, sys
-path, dur, rounds, streams, ncpu = sys.argv[1:]
+path, rttpath, dur, rounds, streams, ncpu, pings = sys.argv[1:]
+allrtt = {}
+for l in open(rttpath):
+    if l.strip():
+        k, v = l.split("\t")
+        allrtt.setdefault(k, []).append(float(v))
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 names = {"mnet": "mnet switch, 2 TAP ports", "vde": "vde_switch, 2 tap ports", "bridge": "Linux bridge, 2 veth pairs",
          "relay": "bare Go TAP relay, vnet hdr + TSO", "relay-plain": "bare Go TAP relay, no offloads"}
@@ -373,25 +381,26 @@ for r, s, g, retr, rtt, cpu in rows:
     if cpu != "nan": d["cpu"].append(float(cpu))
 print()
 print(f"iperf3 TCP, {streams} stream(s), {dur} s per run, median of {rounds} interleaved rounds; "
-      f"{ncpu} CPUs shared by the iperf3 client, the server and the switch.")
+      f"{ncpu} CPUs shared by the iperf3 client, the server and the switch. "
+      f"RTT: {pings} pings 50 ms apart before each iperf3 run, median and mean of all of them.")
 print()
-print("| setup | Gbit/s (median) | min..max | retransmits (median) | ping RTT avg | switch CPU |")
-print("|---|---|---|---|---|---|")
+print("| setup | Gbit/s (median) | min..max | retransmits (median) | ping RTT median | ping RTT mean | switch CPU |")
+print("|---|---|---|---|---|---|---|")
 med = {}
 rtt = {}
 for s in ("mnet", "vde", "bridge", "relay", "relay-plain"):
     if s not in res: continue
     d = res[s]
-    med[s] = st.median(d["g"]); rtt[s] = st.mean(d["rtt"])
+    med[s] = st.median(d["g"]); rtt[s] = st.median(allrtt[s]); mean = st.mean(allrtt[s])
     cpu = f"{st.median(d['cpu']):.0f}%" if d["cpu"] else "(kernel)"
-    print(f"| {names[s]} | {med[s]:.2f} | {min(d['g']):.2f}..{max(d['g']):.2f} | {st.median(d['retr']):.0f} | {rtt[s]*1000:.0f} µs | {cpu} |")
+    print(f"| {names[s]} | {med[s]:.2f} | {min(d['g']):.2f}..{max(d['g']):.2f} | {st.median(d['retr']):.0f} | {rtt[s]*1000:.0f} µs | {mean*1000:.0f} µs | {cpu} |")
 if "mnet" in med:
     print()
     for o, label in (("vde", "vde_switch"), ("bridge", "the bridge"), ("relay", "the bare relay (vnet hdr + TSO)")):
         if o in med and med[o] > 0:
             per = [m / v for m, v in zip(res["mnet"]["g"], res[o]["g"]) if v > 0]
             print(f"- mnet / {label}: **{med['mnet']/med[o]:.2f}×** throughput "
-                  f"(rounds {min(per):.2f}–{max(per):.2f}), RTT {rtt['mnet']/rtt[o]:.2f}×")
+                  f"(rounds {min(per):.2f}–{max(per):.2f}), median RTT {rtt['mnet']/rtt[o]:.2f}×")
     if "vde" in med and med["vde"] > 0:
         ok = med["mnet"] >= 3 * med["vde"]
         print(f"- target mnet ≥ 3× vde_switch: {'met' if ok else 'NOT met'}")
