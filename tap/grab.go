@@ -49,6 +49,11 @@ func Grab(name string) (*Grabbed, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Up first: binding to an interface that is down leaves ENETDOWN
+	// pending on the socket, which the first write would get.
+	if err := Up(name); err != nil {
+		return nil, err
+	}
 	// Protocol 0 receives nothing until bind names the interface and
 	// ETH_P_ALL, so no frame of another interface slips in between.
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
@@ -76,9 +81,6 @@ func Grab(name string) (*Grabbed, error) {
 	// so the interface leaves promiscuous mode when we let go.
 	mreq := &unix.PacketMreq{Ifindex: int32(index), Type: unix.PACKET_MR_PROMISC}
 	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, mreq); err != nil {
-		return fail(err)
-	}
-	if err := Up(name); err != nil {
 		return fail(err)
 	}
 	return &Grabbed{name: name, index: index, mtu: mtu, file: os.NewFile(uintptr(fd), "packet:"+name)}, nil

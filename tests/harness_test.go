@@ -184,8 +184,15 @@ func (d *daemon) stop() error {
 	case <-d.done:
 	case <-time.After(10 * time.Second):
 		d.t.Errorf("mnet did not stop within 10s of SIGTERM")
-		d.cmd.Process.Kill()
-		<-d.done
+		// SIGQUIT makes the Go runtime print every goroutine to the
+		// log, which the failing test then shows.
+		d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.done:
+		case <-time.After(2 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.done
+		}
 	}
 	return d.err
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -124,12 +125,33 @@ func mountCmd(args []string) error {
 		// Wake every blocked reader first, so their requests finish and
 		// the unmount is not refused for them.
 		core.Close()
-		if err := server.Unmount(); err != nil {
-			// Files still held open: detach the mount now; the kernel
-			// ends the connection when this process exits.
-			log.Info("files still open, detaching the mount", "err", err)
-			if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
-				log.Error("detach failed", "mountpoint", mp, "err", err)
+		var st unix.Stat_t
+		statErr := unix.Stat(mp, &st)
+		unmounted := make(chan error, 1)
+		go func() { unmounted <- server.Unmount() }()
+		select {
+		case err := <-unmounted:
+			if err != nil {
+				// Files still held open: detach the mount now; the
+				// kernel ends the connection when this process exits.
+				log.Info("files still open, detaching the mount", "err", err)
+				if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+					log.Error("detach failed", "mountpoint", mp, "err", err)
+				}
+			}
+		case <-time.After(unmountGrace):
+			// The mount is gone here, but a copy of it lives on in a
+			// mount namespace made while it was mounted (ip netns exec,
+			// unshare -m), so the kernel keeps the connection and the
+			// server never hears the end. End the connection ourselves.
+			log.Warn("mount still held by another mount namespace; ending the FUSE connection")
+			if statErr == nil {
+				abortConnection(uint64(st.Dev))
+			}
+			select {
+			case <-unmounted:
+			case <-time.After(unmountGrace):
+				log.Error("FUSE connection did not end; exiting anyway")
 			}
 		}
 	case <-served:
@@ -229,6 +251,10 @@ func unescapeMountinfo(s string) string {
 	}
 	return b.String()
 }
+
+// unmountGrace is how long a stop waits for the kernel to end the FUSE
+// connection after unmounting before it ends the connection itself.
+const unmountGrace = 3 * time.Second
 
 func umountCmd(args []string) error {
 	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {

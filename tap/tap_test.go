@@ -1,0 +1,245 @@
+package tap
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// needRoot stops a test that must create interfaces: a skip with a reason
+// on a developer's machine, a failure in CI (CI=true), where it must run.
+func needRoot(t *testing.T) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		missing = append(missing, "/dev/net/tun")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		missing = append(missing, "ip (iproute2)")
+	}
+	if len(missing) == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("needs %v (CI=true: prerequisites must be present)", missing)
+	}
+	t.Skipf("needs %v", missing)
+}
+
+// ifname returns a name unique to this test run.
+func ifname(tag string) string { return fmt.Sprintf("mt%s%d", tag, os.Getpid()%100000) }
+
+func run(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, out)
+	}
+}
+
+func delLink(name string) { exec.Command("ip", "link", "del", name).Run() }
+
+func TestOpenTapCreatesAndDeletes(t *testing.T) {
+	needRoot(t)
+	name := ifname("c")
+	t.Cleanup(func() { delLink(name) })
+	tp, err := OpenTap(name, 1400)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tp.Created() || tp.MTU() != 1400 || tp.Name() != name {
+		t.Errorf("created=%v mtu=%d name=%s", tp.Created(), tp.MTU(), tp.Name())
+	}
+	if isTap, err := IsTap(name); !isTap || err != nil {
+		t.Errorf("IsTap = %v, %v", isTap, err)
+	}
+	// A second open while the first holds it: EBUSY, as the kernel says.
+	if _, err := OpenTap(name, 0); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("second OpenTap: %v, want EBUSY", err)
+	}
+	tp.Close()
+	if Exists(name) {
+		t.Error("a created TAP survived Close")
+	}
+}
+
+func TestOpenTapTakesOverPersistentTap(t *testing.T) {
+	needRoot(t)
+	name := ifname("p")
+	run(t, "ip", "tuntap", "add", "dev", name, "mode", "tap")
+	t.Cleanup(func() { delLink(name) })
+	tp, err := OpenTap(name, 1400)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp.Created() || tp.MTU() != 1500 {
+		t.Errorf("taken over: created=%v mtu=%d (its own MTU stays)", tp.Created(), tp.MTU())
+	}
+	tp.Close()
+	if !Exists(name) {
+		t.Error("closing a TAP we did not create deleted it")
+	}
+}
+
+func TestOpenTapPersist(t *testing.T) {
+	needRoot(t)
+	name := ifname("k")
+	t.Cleanup(func() { delLink(name) })
+	tp, err := OpenTap(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.SetPersist(true); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+	if !Exists(name) {
+		t.Fatal("a persistent TAP went away with its descriptor")
+	}
+	tp, err = OpenTap(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.SetPersist(false)
+	tp.Close()
+	if Exists(name) {
+		t.Error("TAP made non-persistent survived Close")
+	}
+}
+
+func TestOpenTapRefuses(t *testing.T) {
+	needRoot(t)
+	veth := ifname("v")
+	run(t, "ip", "link", "add", veth, "type", "veth", "peer", "name", veth+"p")
+	t.Cleanup(func() { delLink(veth) })
+	if _, err := OpenTap(veth, 0); !errors.Is(err, ErrNotTap) {
+		t.Errorf("OpenTap of a veth: %v, want ErrNotTap", err)
+	}
+	for _, bad := range []string{"", "a/b", "a b", "sixteen-chars-xx", "..", "x:y"} {
+		if _, err := OpenTap(bad, 0); !errors.Is(err, unix.EINVAL) {
+			t.Errorf("OpenTap(%q): %v, want EINVAL", bad, err)
+		}
+	}
+}
+
+func TestGrabRefuses(t *testing.T) {
+	needRoot(t)
+	if _, err := Grab("lo"); !errors.Is(err, ErrLoopback) {
+		t.Errorf("Grab(lo): %v, want ErrLoopback", err)
+	}
+	if _, err := Grab(ifname("none")); !errors.Is(err, unix.ENODEV) {
+		t.Errorf("Grab of a missing interface: %v, want ENODEV", err)
+	}
+	if _, err := Grab("bad/name"); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("Grab(bad/name): %v, want EINVAL", err)
+	}
+}
+
+// Two grabbed ends of a veth pair: a frame written to one comes out of the
+// other, and the writer does not read its own frame back.
+func TestGrabVethPair(t *testing.T) {
+	needRoot(t)
+	a, b := ifname("a"), ifname("b")
+	run(t, "ip", "link", "add", a, "type", "veth", "peer", "name", b)
+	t.Cleanup(func() { delLink(a) })
+	ga, err := Grab(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ga.Close()
+	gb, err := Grab(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gb.Close()
+	frame := make([]byte, VnetHdrLen+60)
+	copy(frame[VnetHdrLen:], []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5}) // local experimental ethertype
+	copy(frame[VnetHdrLen+14:], "mnet tap test")
+
+	got := make(chan []byte, 4)
+	reader := func(d Device) {
+		buf := make([]byte, 2048)
+		for {
+			n, err := d.Read(buf)
+			if err != nil {
+				return
+			}
+			if bytes.Contains(buf[:n], []byte("mnet tap test")) {
+				got <- append([]byte(d.Name()+":"), buf[VnetHdrLen:n]...)
+			}
+		}
+	}
+	go reader(ga)
+	go reader(gb)
+	// The interfaces were just brought up; IPv6 may still be settling, so
+	// write until the frame shows up.
+	deadline := time.After(10 * time.Second)
+	for {
+		if _, err := ga.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-got:
+			if !bytes.HasPrefix(m, []byte(b+":")) {
+				t.Fatalf("frame read back on %s, want only on %s", m[:bytes.IndexByte(m, ':')], b)
+			}
+			if !bytes.Equal(m[len(b)+1:], frame[VnetHdrLen:]) {
+				t.Fatalf("frame changed on the way: %x", m)
+			}
+			// Give a read-back on a time to show up before we conclude.
+			select {
+			case m := <-got:
+				if bytes.HasPrefix(m, []byte(a+":")) {
+					t.Fatal("the writer saw its own frame")
+				}
+			case <-time.After(200 * time.Millisecond):
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("frame never arrived at the peer")
+		}
+	}
+}
+
+// Close wakes a blocked Read, and the TAP is gone when Close returns with
+// the reader out.
+func TestCloseWakesReader(t *testing.T) {
+	needRoot(t)
+	name := ifname("w")
+	t.Cleanup(func() { delLink(name) })
+	tp, err := OpenTap(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		buf := make([]byte, 70000)
+		for {
+			// Frames the kernel sends on a new interface (IPv6 router
+			// solicitations) may come first.
+			if _, err := tp.Read(buf); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	tp.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not wake the reader")
+	}
+	if Exists(name) {
+		t.Error("TAP still there")
+	}
+}
