@@ -26,6 +26,7 @@ type Grabbed struct {
 	index int
 	mtu   int
 	file  *os.File
+	raw   rawFile
 
 	mu     sync.Mutex
 	closed bool
@@ -83,7 +84,13 @@ func Grab(name string) (*Grabbed, error) {
 	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, mreq); err != nil {
 		return fail(err)
 	}
-	return &Grabbed{name: name, index: index, mtu: mtu, file: os.NewFile(uintptr(fd), "packet:"+name)}, nil
+	file := os.NewFile(uintptr(fd), "packet:"+name)
+	rc, err := file.SyscallConn()
+	if err != nil {
+		file.Close()
+		return nil, err
+	}
+	return &Grabbed{name: name, index: index, mtu: mtu, file: file, raw: rawFile{rc}}, nil
 }
 
 func isLoopback(name string) bool {
@@ -111,10 +118,10 @@ func (g *Grabbed) MTU() int { return g.mtu }
 
 // Read returns the next frame the interface received. ENETDOWN means the
 // interface went down or away: the caller decides whether to go on.
-func (g *Grabbed) Read(p []byte) (int, error) { return g.file.Read(p) }
+func (g *Grabbed) Read(p []byte) (int, error) { return g.raw.read(p) }
 
 // Write sends one frame out of the interface.
-func (g *Grabbed) Write(p []byte) (int, error) { return g.file.Write(p) }
+func (g *Grabbed) Write(p []byte) (int, error) { return g.raw.write(p) }
 
 // Close lets the interface go.
 func (g *Grabbed) Close() error {

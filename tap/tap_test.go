@@ -227,6 +227,9 @@ func TestCloseWakesReader(t *testing.T) {
 			// Frames the kernel sends on a new interface (IPv6 router
 			// solicitations) may come first.
 			if _, err := tp.Read(buf); err != nil {
+				if !errors.Is(err, os.ErrClosed) {
+					t.Errorf("Read after Close: %v, want os.ErrClosed", err)
+				}
 				done <- err
 				return
 			}

@@ -21,6 +21,7 @@ type Tap struct {
 	mtu     int
 	created bool
 	file    *os.File // non-blocking, so Close wakes a blocked Read
+	raw     rawFile
 
 	mu     sync.Mutex
 	closed bool
@@ -85,6 +86,12 @@ func OpenTap(name string, mtu int) (*Tap, error) {
 		return fail("bring up", err)
 	}
 	t.file = os.NewFile(uintptr(fd), "/dev/net/tun:"+name)
+	rc, err := t.file.SyscallConn()
+	if err != nil {
+		t.file.Close()
+		return nil, err
+	}
+	t.raw = rawFile{rc}
 	return t, nil
 }
 
@@ -98,8 +105,11 @@ func (t *Tap) MTU() int { return t.mtu }
 // taking over an existing one).
 func (t *Tap) Created() bool { return t.created }
 
-func (t *Tap) Read(p []byte) (int, error)  { return t.file.Read(p) }
-func (t *Tap) Write(p []byte) (int, error) { return t.file.Write(p) }
+// Read returns the next frame the interface sent, header first.
+func (t *Tap) Read(p []byte) (int, error) { return t.raw.read(p) }
+
+// Write hands one frame, header first, to the interface as received.
+func (t *Tap) Write(p []byte) (int, error) { return t.raw.write(p) }
 
 // SetPersist marks the interface persistent (it outlives the device being
 // closed, as `ip tuntap add` makes it) or not.

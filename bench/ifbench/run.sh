@@ -1,0 +1,407 @@
+#!/usr/bin/env bash
+# ifbench: iperf3 TCP throughput and ping RTT between two network namespaces
+# joined by
+#   (a) mnet: an IPN network with `policy switch` and two TAP ports,
+#   (b) Debian's vde_switch with two tap ports (vde_switch -t A -t B),
+#   (c) a Linux bridge over two veth pairs,
+# all set up once, then measured in interleaved rounds (a, b, c, a, b, c, ...)
+# so that drift on the machine hits every setup alike. See bench/README.md.
+#
+# Run as root from anywhere:   bench/ifbench/run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS]
+# Needs: iperf3, vde2 (vde_switch), iproute2 (ip), iputils-ping, python3, go
+# (only to build mnet when -m is not given).
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-s SETUPS] [-p] [-k]
+
+  -m MNET     mnet binary to benchmark (default: go build -o TMP/mnet ./cmd/mnet
+              from this repository)
+  -t SECS     seconds of each iperf3 run, after 1 s of warm-up that is not
+              counted (iperf3 -O 1) (default 10)
+  -r ROUNDS   rounds; each round measures every setup once, in turn (default 3)
+  -P STREAMS  parallel TCP streams per iperf3 run (iperf3 -P) (default 1)
+  -c PINGS    pings per RTT measurement, 50 ms apart (default 20)
+  -s SETUPS   which setups, in this order (default "mnet vde bridge"); also
+              relay: bench/ifbench/taprelay -vnet, a bare Go TAP-to-TAP relay
+                with virtio-net headers and TSO, as mnet opens its TAPs;
+              relay-plain: the same without offloads (frames <= MTU, as vde)
+  -p          profile mnet with perf record -g during its last iperf3 run and
+              print the top of perf report (perf.data is kept in TMP with -k)
+  -k          keep the temporary directory (logs, iperf3 JSON) at the end
+
+Output: one line per run, then a Markdown table (median Gbit/s over the
+rounds, mean ping RTT) with mnet's ratios to vde_switch and to the bridge.
+EOF
+}
+
+MNET=""
+DUR=10
+ROUNDS=3
+STREAMS=1
+PINGS=20
+SETUPS="mnet vde bridge"
+KEEP=0
+PROFILE=0
+while getopts 'm:t:r:P:c:s:pkh' opt; do
+	case $opt in
+	m) MNET=$OPTARG ;;
+	t) DUR=$OPTARG ;;
+	r) ROUNDS=$OPTARG ;;
+	P) STREAMS=$OPTARG ;;
+	c) PINGS=$OPTARG ;;
+	s) SETUPS=$OPTARG ;;
+	k) KEEP=1 ;;
+	p) PROFILE=1 ;;
+	h) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+shift $((OPTIND - 1))
+[[ $# -eq 0 ]] || { usage >&2; exit 2; }
+for v in DUR ROUNDS STREAMS PINGS; do
+	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "ifbench: $v must be a positive integer, not '${!v}'" >&2; exit 2; }
+done
+for s in $SETUPS; do
+	case $s in mnet | vde | bridge | relay | relay-plain) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge, relay, relay-plain)" >&2; exit 2 ;; esac
+done
+
+die() { echo "ifbench: $*" >&2; exit 1; }
+log() { echo "# $*" >&2; }
+has() { [[ " $SETUPS " == *" $1 "* ]]; }
+
+[[ $EUID -eq 0 ]] || die "must run as root (namespaces, TAP devices, a FUSE mount)"
+missing=()
+for c in ip iperf3 ping python3 mountpoint; do command -v "$c" >/dev/null || missing+=("$c"); done
+if has vde; then command -v vde_switch >/dev/null || missing+=(vde_switch); fi
+if ((PROFILE)); then command -v perf >/dev/null || missing+=(perf); fi
+((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (apt-get install -y iproute2 iperf3 iputils-ping vde2 python3 util-linux)"
+[[ -c /dev/net/tun ]] || die "/dev/net/tun is missing"
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+TMP=$(mktemp -d /tmp/ifbench.XXXXXX)
+ID=$$
+P="ib$ID" # prefix of every name this run creates; with a pid < 2^22, names stay <= 15 chars
+
+# Per setup: the two namespaces, the interface each sees, and its pid to
+# watch for CPU use (the switch process; none for the bridge).
+declare -A NSA NSB IFA IFB
+NSA[mnet]=$P-ma NSB[mnet]=$P-mb IFA[mnet]=${P}ma IFB[mnet]=${P}mb
+NSA[vde]=$P-va NSB[vde]=$P-vb IFA[vde]=${P}va IFB[vde]=${P}vb
+NSA[bridge]=$P-ca NSB[bridge]=$P-cb IFA[bridge]=${P}ca IFB[bridge]=${P}cb
+NSA[relay]=$P-ra NSB[relay]=$P-rb IFA[relay]=${P}ra IFB[relay]=${P}rb
+NSA[relay-plain]=$P-pa NSB[relay-plain]=$P-pb IFA[relay-plain]=${P}pa IFB[relay-plain]=${P}pb
+declare -A RELAY_PID
+NSBR=$P-cs # the bridge and the host ends of the veths live here
+BR=${P}br
+MP=$TMP/mnt
+NET=ifbench
+MNET_PID=""
+VDE_PIDFILE=$TMP/vde.pid
+CREATED_NS=()
+
+cleanup() {
+	local rc=$?
+	set +e
+	trap - EXIT INT TERM
+	for f in "$TMP"/iperf-*.pid; do
+		[[ -s $f ]] && kill "$(cat "$f")" 2>/dev/null
+	done
+	if [[ -n $MNET_PID ]] && kill -0 "$MNET_PID" 2>/dev/null; then
+		kill -TERM "$MNET_PID"
+		for _ in $(seq 50); do kill -0 "$MNET_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$MNET_PID" 2>/dev/null
+		wait "$MNET_PID" 2>/dev/null
+	fi
+	mountpoint -q "$MP" 2>/dev/null && umount -l "$MP"
+	if [[ -s $VDE_PIDFILE ]]; then
+		local vp
+		vp=$(cat "$VDE_PIDFILE")
+		kill -TERM "$vp" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$vp" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$vp" 2>/dev/null
+	fi
+	for ns in "${CREATED_NS[@]}"; do ip netns del "$ns" 2>/dev/null; done
+	# TAPs left in the root namespace (a setup that failed before moving them).
+	for s in "${!RELAY_PID[@]}"; do
+		kill -TERM "${RELAY_PID[$s]}" 2>/dev/null && wait "${RELAY_PID[$s]}" 2>/dev/null
+	done
+	for s in mnet vde relay relay-plain; do
+		for i in "${IFA[$s]}" "${IFB[$s]}"; do ip link del "$i" 2>/dev/null; done
+	done
+	if ((rc != 0)) && [[ -s $TMP/mnet.log ]]; then
+		echo "ifbench: failed; the end of mnet's log:" >&2
+		tail -n 20 "$TMP/mnet.log" >&2
+	fi
+	if ((KEEP || rc != 0)); then
+		echo "ifbench: logs kept in $TMP" >&2
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+addns() { ip netns add "$1"; CREATED_NS+=("$1"); ip -n "$1" link set lo up; }
+
+# ifup NS IF ADDR: give IF its address in NS and bring it up.
+ifup() {
+	ip -n "$1" addr add "$3/24" dev "$2"
+	ip -n "$1" link set "$2" up
+}
+
+# waitfor SECS CMD...: poll CMD every 0.1 s until it succeeds.
+waitfor() {
+	local n=$(($1 * 10)); shift
+	until "$@" 2>/dev/null; do
+		((--n > 0)) || return 1
+		sleep 0.1
+	done
+}
+
+# joinpair SETUP: move the two interfaces (already in the root namespace)
+# into the setup's namespaces and configure them.
+joinpair() {
+	local s=$1
+	addns "${NSA[$s]}"
+	addns "${NSB[$s]}"
+	ip link set "${IFA[$s]}" netns "${NSA[$s]}"
+	ip link set "${IFB[$s]}" netns "${NSB[$s]}"
+	ifup "${NSA[$s]}" "${IFA[$s]}" 198.18.0.1
+	ifup "${NSB[$s]}" "${IFB[$s]}" 198.18.0.2
+}
+
+setup_mnet() {
+	if [[ -z $MNET ]]; then
+		command -v go >/dev/null || die "go is needed to build mnet (or pass -m MNET)"
+		log "building mnet from $REPO"
+		(cd "$REPO" && go build -o "$TMP/mnet" ./cmd/mnet)
+		MNET=$TMP/mnet
+	fi
+	[[ -x $MNET ]] || die "$MNET is not an executable"
+	mkdir -p "$MP"
+	"$MNET" mount --state '' "$MP" >"$TMP/mnet.log" 2>&1 &
+	MNET_PID=$!
+	waitfor 10 mountpoint -q "$MP" || die "mnet did not mount $MP within 10 s"
+	local d=$MP/ipn/$NET
+	mkdir "$d"
+	echo 'policy switch' >"$d/ctl"
+	local i
+	for i in "${IFA[mnet]}" "${IFB[mnet]}"; do
+		if ! echo "tap $i" >"$d/ctl"; then
+			die "mnet refused 'tap $i' ($(grep '^last-error' "$d/ctl" || true)); does this mnet support TAPs (issue 3)?"
+		fi
+	done
+	joinpair mnet
+}
+
+setup_vde() {
+	vde_switch -d -p "$VDE_PIDFILE" -s "$TMP/vde.ctl" -M "$TMP/vde.mgmt" \
+		-f /dev/null -t "${IFA[vde]}" -t "${IFB[vde]}" >"$TMP/vde.log" 2>&1 ||
+		die "vde_switch failed: $(cat "$TMP/vde.log")"
+	waitfor 5 test -s "$VDE_PIDFILE" || die "vde_switch wrote no pid file"
+	waitfor 5 ip link show "${IFB[vde]}" >/dev/null || die "vde_switch created no tap ${IFB[vde]}"
+	joinpair vde
+}
+
+buildrelay() {
+	[[ -x $TMP/taprelay ]] && return
+	command -v go >/dev/null || die "go is needed to build bench/ifbench/taprelay"
+	(cd "$REPO" && go build -o "$TMP/taprelay" ./bench/ifbench/taprelay)
+}
+
+# setup_relay SETUP [-vnet]
+setup_relay() {
+	local s=$1
+	shift
+	buildrelay
+	"$TMP/taprelay" "$@" "${IFA[$s]}" "${IFB[$s]}" 2>"$TMP/$s.log" &
+	RELAY_PID[$s]=$!
+	waitfor 5 ip link show "${IFB[$s]}" >/dev/null || die "taprelay created no tap ${IFB[$s]}: $(cat "$TMP/$s.log")"
+	joinpair "$s"
+}
+setup_relay-plain() { setup_relay relay-plain; }
+
+setup_bridge() {
+	addns "$NSBR"
+	addns "${NSA[bridge]}"
+	addns "${NSB[bridge]}"
+	ip -n "$NSBR" link add "$BR" type bridge
+	ip -n "$NSBR" link set "$BR" up
+	local s=bridge side
+	for side in a b; do
+		local ns host=${P}h$side dev
+		if [[ $side == a ]]; then ns=${NSA[$s]} dev=${IFA[$s]}; else ns=${NSB[$s]} dev=${IFB[$s]}; fi
+		ip -n "$NSBR" link add "$host" type veth peer name "$dev" netns "$ns"
+		ip -n "$NSBR" link set "$host" master "$BR"
+		ip -n "$NSBR" link set "$host" up
+	done
+	ifup "${NSA[$s]}" "${IFA[$s]}" 198.18.0.1
+	ifup "${NSB[$s]}" "${IFB[$s]}" 198.18.0.2
+}
+
+# offloads SETUP: the offloads that decide how big a frame crosses the link.
+offloads() {
+	local s=$1 out
+	out=$(ip netns exec "${NSA[$s]}" ethtool -k "${IFA[$s]}" 2>/dev/null) || { echo "?"; return; }
+	awk -F': ' '/^(tcp-segmentation-offload|generic-segmentation-offload|tx-checksumming|scatter-gather):/ {
+		sub(/ \[fixed\]/, "", $2); printf "%s%s=%s", sep, $1, $2; sep=" " }' <<<"$out" |
+		sed -e 's/tcp-segmentation-offload/tso/' -e 's/generic-segmentation-offload/gso/' \
+			-e 's/tx-checksumming/tx-csum/' -e 's/scatter-gather/sg/'
+}
+
+# switchpid SETUP: the process that forwards the frames, if any.
+switchpid() {
+	case $1 in
+	mnet) echo "$MNET_PID" ;;
+	vde) cat "$VDE_PIDFILE" ;;
+	relay*) echo "${RELAY_PID[$1]}" ;;
+	*) echo "" ;;
+	esac
+}
+
+# cputicks PID: user+system clock ticks of PID and its threads so far.
+cputicks() {
+	[[ -n $1 ]] || { echo 0; return; }
+	awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+# measure SETUP ROUND: ping then iperf3 from A to B; appends a results line.
+measure() {
+	local s=$1 r=$2 nsa=${NSA[$1]} j=$TMP/iperf-$1-$2.json pingout
+	pingout=$(ip netns exec "$nsa" ping -c "$PINGS" -i 0.05 -n 198.18.0.2) ||
+		die "$s: ping failed: $pingout"
+	# every reply's RTT in ms, for the summary's median
+	sed -n 's/.* time=\([0-9.]*\) ms$/\1/p' <<<"$pingout" | sed "s/^/$s\t/" >>"$TMP/rtts.tsv"
+	local rtt
+	rtt=$(awk -F'[/ =]+' '/^(rtt|round-trip)/ { print $7 }' <<<"$pingout")
+	local pid t0 t1 start end
+	pid=$(switchpid "$s")
+	t0=$(cputicks "$pid")
+	local perfpid=""
+	if ((PROFILE)) && [[ $s == mnet && $r == "$ROUNDS" ]]; then
+		# Skip iperf3's warm-up second; stop before its end.
+		perf record -q -F 999 -g -p "$pid" -o "$TMP/perf.data" -- sleep "$((DUR > 2 ? DUR - 1 : 1))" \
+			>"$TMP/perf.log" 2>&1 &
+		perfpid=$!
+	fi
+	start=$(date +%s.%N)
+	if ! ip netns exec "$nsa" iperf3 -c 198.18.0.2 -t "$DUR" -O 1 -P "$STREAMS" -J >"$j" 2>&1; then
+		die "$s: iperf3 failed: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("error","?"))' "$j" 2>/dev/null || tail -n 3 "$j")"
+	fi
+	end=$(date +%s.%N)
+	t1=$(cputicks "$pid")
+	if [[ -n $perfpid ]]; then wait "$perfpid" || log "perf record failed: $(cat "$TMP/perf.log")"; fi
+	python3 - "$s" "$r" "$j" "$rtt" "$((t1 - t0))" "$(getconf CLK_TCK)" "$start" "$end" "$pid" >>"$TMP/results.tsv" <<'EOF'
+import json, sys
+s, r, path, rtt, ticks, hz, start, end, pid = sys.argv[1:]
+end_ = json.load(open(path))["end"]
+gbps = end_["sum_received"]["bits_per_second"] / 1e9
+retr = end_["sum_sent"].get("retransmits", 0)
+# the switch's CPU over the whole iperf3 run (including its 1 s warm-up)
+cpu = int(ticks) / int(hz) / (float(end) - float(start)) * 100 if pid else float("nan")
+print(f"{r}\t{s}\t{gbps:.3f}\t{retr}\t{rtt}\t{cpu:.0f}")
+EOF
+	tail -n 1 "$TMP/results.tsv" | awk -F'\t' '{
+		printf "round %s  %-11s  %7.3f Gbit/s  retr %6s  rtt avg %s ms  switch CPU %s\n", $1, $2, $3, $4, $5, ($6 == "nan" ? "(kernel)" : $6 "%") }'
+}
+
+# ---- setup -------------------------------------------------------------------
+
+log "ifbench: ${DUR} s per iperf3 run (+1 s warm-up), $ROUNDS rounds, $STREAMS stream(s), setups: $SETUPS"
+log "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), kernel $(uname -r); iperf3 client, server and switch share them; load average $(cut -d" " -f1-3 /proc/loadavg)"
+for s in $SETUPS; do
+	case $s in
+	relay) setup_relay relay -vnet ;;
+	*) "setup_$s" ;;
+	esac
+done
+for s in $SETUPS; do
+	ip netns exec "${NSB[$s]}" iperf3 -s -D -B 198.18.0.2 --pidfile "$TMP/iperf-$s.pid"
+done
+for s in $SETUPS; do
+	# Wait for the server and for the path (the first frames also fill
+	# the switches' address tables and the ARP caches).
+	waitfor 10 ip netns exec "${NSA[$s]}" ping -c 1 -W 1 198.18.0.2 >/dev/null ||
+		die "$s: no ping through the setup after 10 s"
+	waitfor 10 test -s "$TMP/iperf-$s.pid" || die "$s: iperf3 server did not start"
+	log "$s: ${IFA[$s]} mtu $(ip -n "${NSA[$s]}" -o link show "${IFA[$s]}" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p'), $(offloads "$s")"
+done
+if [[ -n $MNET_PID ]]; then log "mnet: $MNET (pid $MNET_PID), log $TMP/mnet.log"; fi
+
+# ---- rounds ------------------------------------------------------------------
+
+: >"$TMP/results.tsv"
+: >"$TMP/rtts.tsv"
+for r in $(seq "$ROUNDS"); do
+	for s in $SETUPS; do
+		measure "$s" "$r"
+	done
+done
+
+if [[ -n $MNET_PID ]]; then
+	log "mnet counters after the runs:"
+	sed 's/^/#   /' "$MP/ipn/$NET/stats" >&2
+	sed 's/^/#   /' "$MP/ipn/$NET/ports" >&2
+	for side in A B; do
+		if [[ $side == A ]]; then ns=${NSA[mnet]} dev=${IFA[mnet]}; else ns=${NSB[mnet]} dev=${IFB[mnet]}; fi
+		ip -n "$ns" -s link show "$dev" | sed 's/^/#   /' >&2
+	done
+fi
+
+if ((PROFILE)) && [[ -s $TMP/perf.data ]]; then
+	log "mnet's profile in its last run (perf report --no-children, self time):"
+	perf report -i "$TMP/perf.data" --no-children --sort comm,dso,sym --percent-limit 1 --stdio -g none 2>/dev/null |
+		grep -v '^#' | grep -v '^$' | head -n 40 | sed 's/^/#   /' >&2
+	log "by syscall-level entry points (children, top 25):"
+	perf report -i "$TMP/perf.data" --children --sort sym --percent-limit 3 --stdio -g none 2>/dev/null |
+		grep -v '^#' | grep -v '^$' | head -n 25 | sed 's/^/#   /' >&2
+fi
+
+# ---- summary -----------------------------------------------------------------
+
+python3 - "$TMP/results.tsv" "$TMP/rtts.tsv" "$DUR" "$ROUNDS" "$STREAMS" "$(nproc)" "$PINGS" <<'EOF'
+import statistics as st, sys
+path, rttpath, dur, rounds, streams, ncpu, pings = sys.argv[1:]
+allrtt = {}
+for l in open(rttpath):
+    if l.strip():
+        k, v = l.split("\t")
+        allrtt.setdefault(k, []).append(float(v))
+rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
+names = {"mnet": "mnet switch, 2 TAP ports", "vde": "vde_switch, 2 tap ports", "bridge": "Linux bridge, 2 veth pairs",
+         "relay": "bare Go TAP relay, vnet hdr + TSO", "relay-plain": "bare Go TAP relay, no offloads"}
+res = {}
+for r, s, g, retr, rtt, cpu in rows:
+    d = res.setdefault(s, {"g": [], "retr": [], "rtt": [], "cpu": []})
+    d["g"].append(float(g)); d["retr"].append(int(retr)); d["rtt"].append(float(rtt))
+    if cpu != "nan": d["cpu"].append(float(cpu))
+print()
+print(f"iperf3 TCP, {streams} stream(s), {dur} s per run, median of {rounds} interleaved rounds; "
+      f"{ncpu} CPUs shared by the iperf3 client, the server and the switch. "
+      f"RTT: {pings} pings 50 ms apart before each iperf3 run, median and mean of all of them.")
+print()
+print("| setup | Gbit/s (median) | min..max | retransmits (median) | ping RTT median | ping RTT mean | switch CPU |")
+print("|---|---|---|---|---|---|---|")
+med = {}
+rtt = {}
+for s in ("mnet", "vde", "bridge", "relay", "relay-plain"):
+    if s not in res: continue
+    d = res[s]
+    med[s] = st.median(d["g"]); rtt[s] = st.median(allrtt[s]); mean = st.mean(allrtt[s])
+    cpu = f"{st.median(d['cpu']):.0f}%" if d["cpu"] else "(kernel)"
+    print(f"| {names[s]} | {med[s]:.2f} | {min(d['g']):.2f}..{max(d['g']):.2f} | {st.median(d['retr']):.0f} | {rtt[s]*1000:.0f} µs | {mean*1000:.0f} µs | {cpu} |")
+if "mnet" in med:
+    print()
+    for o, label in (("vde", "vde_switch"), ("bridge", "the bridge"), ("relay", "the bare relay (vnet hdr + TSO)")):
+        if o in med and med[o] > 0:
+            per = [m / v for m, v in zip(res["mnet"]["g"], res[o]["g"]) if v > 0]
+            print(f"- mnet / {label}: **{med['mnet']/med[o]:.2f}×** throughput "
+                  f"(rounds {min(per):.2f}–{max(per):.2f}), median RTT {rtt['mnet']/rtt[o]:.2f}×")
+    if "vde" in med and med["vde"] > 0:
+        ok = med["mnet"] >= 3 * med["vde"]
+        print(f"- target mnet ≥ 3× vde_switch: {'met' if ok else 'NOT met'}")
+EOF
