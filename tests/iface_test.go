@@ -44,6 +44,12 @@ var ifSeq atomic.Uint32
 func newIfEnv(t *testing.T, tools ...string) *ifEnv {
 	t.Helper()
 	require(t, append([]string{"ip"}, tools...)...)
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		if inCI {
+			t.Fatal("needs /dev/net/tun (CI=true: prerequisites must be installed)")
+		}
+		t.Skip("needs /dev/net/tun")
+	}
 	// "m" and 5 hex digits: names of 6 + a few characters, well under
 	// IFNAMSIZ, unique per test and per run.
 	n := (uint32(os.Getpid())<<8 ^ ifSeq.Add(1)<<4 ^ mrand.Uint32()) & 0xfffff
@@ -1498,5 +1504,30 @@ func TestTapLosslessBlockedReader(t *testing.T) {
 	}
 	if linkExists(ns1, e.name("a")) || linkExists(ns2, e.name("b")) {
 		t.Errorf("TAPs left after SIGTERM")
+	}
+}
+
+// `mnet umount` cleans up like SIGTERM: the TAPs mnet created are gone.
+func TestTapGoneAfterUmount(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "n")
+	a := e.link(e.name("a"))
+	mustCtl(t, net, "tap "+a)
+	b := e.name("b")
+	ns := e.tapInNS(net, b, "1", "198.18.0.2")
+	if out, err := exec.Command(mnetBin, "umount", d.mp).CombinedOutput(); err != nil {
+		t.Fatalf("mnet umount: %v\n%s", err, out)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon still running after mnet umount")
+	}
+	if d.err != nil {
+		t.Errorf("daemon exit after umount: %v, want 0", d.err)
+	}
+	if linkExists("", a) || linkExists(ns, b) {
+		t.Errorf("TAPs left after mnet umount: %s %v, %s (in %s) %v", a, linkExists("", a), b, ns, linkExists(ns, b))
 	}
 }
