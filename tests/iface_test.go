@@ -718,6 +718,11 @@ func TestIfaceCtlErrors(t *testing.T) {
 	if rows := portRows(t, n1); len(rows) != 2 {
 		t.Errorf("n1 should hold exactly its tap and grab: %v", rows)
 	}
+	// ctl of n1: the seven settings, the attachments in the order they
+	// were made, then last-error.
+	if l := ctlLines(t, n1); len(l) != 10 || l[7] != "tap "+tp || l[8] != "grab "+g || !strings.HasPrefix(l[9], "last-error ") {
+		t.Errorf("ctl of n1:\n%s\nwant settings, tap %s, grab %s, last-error", strings.Join(l, "\n"), tp, g)
+	}
 	for _, l := range ctlLines(t, n2) {
 		if strings.HasPrefix(l, "tap ") || strings.HasPrefix(l, "grab ") {
 			t.Errorf("n2's ctl lists an attachment after failures: %q", l)
@@ -1531,5 +1536,97 @@ func TestTapGoneAfterUmount(t *testing.T) {
 	}
 	if linkExists("", a) || linkExists(ns, b) {
 		t.Errorf("TAPs left after mnet umount: %s %v, %s (in %s) %v", a, linkExists("", a), b, ns, linkExists(ns, b))
+	}
+}
+
+// linkLocal waits until ifname in ns has a usable (no longer tentative)
+// IPv6 link-local address and returns it.
+func linkLocal(t *testing.T, ns, ifname string) string {
+	t.Helper()
+	var addr string
+	waitFor(t, "an IPv6 link-local address on "+ifname, func() bool {
+		out, err := exec.Command("ip", "-n", ns, "-6", "-o", "addr", "show", "dev", ifname, "scope", "link").Output()
+		if err != nil || strings.Contains(string(out), "tentative") {
+			return false
+		}
+		f := strings.Fields(string(out))
+		for i := range f {
+			if f[i] == "inet6" && i+1 < len(f) {
+				addr, _, _ = strings.Cut(f[i+1], "/")
+				return true
+			}
+		}
+		return false
+	})
+	return addr
+}
+
+// tcp6Transfer is tcpTransfer over IPv6 link-local addresses: to addr on
+// the link of fromIf.
+func tcp6Transfer(t *testing.T, fromNS, fromIf, toNS, addr string, port int, file string, sum [32]byte) {
+	t.Helper()
+	recv := filepath.Join(t.TempDir(), "received")
+	script := fmt.Sprintf(`set -e
+ip netns exec %[2]s timeout 100 nc -6 -l %[4]d > %[5]s &
+srv=$!
+for i in $(seq 400); do ip netns exec %[2]s ss -6 -ltnH | grep -q ':%[4]d ' && break; sleep 0.05; done
+ip netns exec %[1]s timeout 100 nc -6 -N %[3]s%%%[7]s %[4]d < %[6]s
+wait $srv
+`, fromNS, toNS, addr, port, recv, file, fromIf)
+	out, err := shAs(t, nil, 120*time.Second, script)
+	got, rerr := os.ReadFile(recv)
+	if err != nil || rerr != nil {
+		t.Errorf("TCP/IPv6 %s -> %s (%s:%d): %v %v, %d bytes arrived\n%s", fromNS, toNS, addr, port, err, rerr, len(got), out)
+		return
+	}
+	if sha256.Sum256(got) != sum {
+		t.Errorf("TCP/IPv6 %s -> %s: %d bytes arrived, content differs", fromNS, toNS, len(got))
+	}
+}
+
+// TCP over IPv6 (TSO6) between TAPs, to and from a grabbed veth, with a
+// file port reading: every byte arrives, and the reader gets wire frames.
+func TestTapTCPStreamsIPv6(t *testing.T) {
+	e := newIfEnv(t, "nc")
+	d := startMnet(t)
+	net := d.mkNet(t, "hub")
+	mustCtl(t, net, "qlen 65536")
+	a, b := e.name("a"), e.name("b")
+	ns1 := e.tapInNS(net, a, "1", "198.18.0.1")
+	ns2 := e.tapInNS(net, b, "2", "198.18.0.2")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	ns3 := e.netns("3")
+	intoNS(t, gp, ns3, "198.18.0.3")
+	mustCtl(t, net, "grab "+g)
+	ll1, ll2, ll3 := linkLocal(t, ns1, a), linkLocal(t, ns2, b), linkLocal(t, ns3, gp)
+	fd := openPort(t, net, unix.O_RDONLY)
+	var longest atomic.Int64
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			p, err := readTimeout(fd, 200*time.Millisecond)
+			if err == nil && int64(len(p)) > longest.Load() {
+				longest.Store(int64(len(p)))
+			}
+		}
+	}()
+	file, sum := randomFile(t, 4<<20)
+	tcp6Transfer(t, ns1, a, ns2, ll2, 5001, file, sum)
+	tcp6Transfer(t, ns3, gp, ns1, ll1, 5002, file, sum)
+	tcp6Transfer(t, ns1, a, ns3, ll3, 5003, file, sum)
+	stop.Store(true)
+	<-done
+	if l := longest.Load(); l == 0 || l > 1514 {
+		t.Errorf("the file port's longest frame during IPv6 streams: %d bytes, want wire frames (1..1514)", l)
+	}
+	r := attachRow(t, net, a)
+	pkts, _ := strconv.Atoi(r[7])
+	byts, _ := strconv.Atoi(r[8])
+	t.Logf("TAP %s sent %d bytes in %d frames; ports %v", a, byts, pkts, portRows(t, net))
+	if pkts == 0 || byts/pkts <= 1514 {
+		t.Errorf("TAP %s sent %d bytes in %d frames: no TSO6 segment crossed the network", a, byts, pkts)
 	}
 }
