@@ -660,6 +660,12 @@ func TestTapDetach(t *testing.T) {
 	mustCtl(t, net, "tap "+p)
 	wantAttachRow(t, net, "tap", p)
 	ctlFails(t, net, "detach "+e.name("none"), unix.ENODEV)
+
+	// A created TAP moved into another namespace is deleted there too.
+	b := e.name("b")
+	ns := e.tapInNS(net, b, "1", "198.18.0.2")
+	mustCtl(t, net, "detach "+b)
+	waitFor(t, "the detached TAP to be deleted from its namespace", func() bool { return !linkExists(ns, b) })
 }
 
 // Failures: every one has its errno, sets last-error and leaves no port
@@ -1629,4 +1635,38 @@ func TestTapTCPStreamsIPv6(t *testing.T) {
 	if pkts == 0 || byts/pkts <= 1514 {
 		t.Errorf("TAP %s sent %d bytes in %d frames: no TSO6 segment crossed the network", a, byts, pkts)
 	}
+}
+
+// README: the TAPs of a persist network are left in place at a clean exit
+// "so their addresses and namespaces survive a restart". A TAP moved into
+// a namespace, with an address there, carries traffic again after the
+// restart, and no second interface of its name appears in the daemon's
+// namespace.
+func TestTapPersistInNamespaceAcrossRestart(t *testing.T) {
+	e := newIfEnv(t, "ping")
+	d := startMnet(t)
+	net := d.mkNet(t, "keep")
+	mustCtl(t, net, "policy switch\npersist on")
+	a, b := e.name("a"), e.name("b")
+	ns1 := e.tapInNS(net, a, "1", "198.18.0.1")
+	ns2 := e.tapInNS(net, b, "2", "198.18.0.2")
+	ping(t, ns1, "198.18.0.2")
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit: %v", err)
+	}
+	if !linkExists(ns1, a) || !linkExists(ns2, b) {
+		t.Fatalf("the persist network's TAPs did not stay in their namespaces")
+	}
+	d2 := startMnetAt(t, d.mp, d.state)
+	_ = d2
+	if linkExists("", a) || linkExists("", b) {
+		t.Errorf("after restart a new TAP %s or %s appeared in the daemon's namespace: %s",
+			a, b, sh(t, "ip -br link"))
+	}
+	lines := ctlLines(t, net)
+	if !hasLine(lines, "tap "+a) || !hasLine(lines, "tap "+b) {
+		t.Errorf("after restart ctl does not list the TAPs:\n%s", strings.Join(lines, "\n"))
+	}
+	ping(t, ns1, "198.18.0.2")
+	ping(t, ns2, "198.18.0.1")
 }
