@@ -1670,3 +1670,95 @@ func TestTapPersistInNamespaceAcrossRestart(t *testing.T) {
 	ping(t, ns1, "198.18.0.2")
 	ping(t, ns2, "198.18.0.1")
 }
+
+// A grabbed interface moved into another namespace is gone from the
+// daemon's: like a deleted one, it is detached by itself, and the network
+// goes on working.
+func TestGrabMovedAway(t *testing.T) {
+	e := newIfEnv(t, "tcpdump")
+	d := startMnet(t)
+	net := d.mkNet(t, "n")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	mustCtl(t, net, "grab "+g)
+	a := e.link(e.name("a"))
+	mustCtl(t, net, "tap "+a)
+	ns := e.netns("1")
+	sh(t, fmt.Sprintf("ip link set %s netns %s", g, ns))
+	waitFor(t, "the moved interface's port to go", func() bool { return attachRow(t, net, g) == nil })
+	fd := openPort(t, net, unix.O_RDWR)
+	frameComesOut(t, fd, "", a)
+	if !strings.Contains(d.log.String(), g) {
+		t.Errorf("the moved interface's detach is not logged")
+	}
+}
+
+// Detach, attach, rmdir and SIGTERM while frames flood through TAPs, a
+// grab and a file port: no wedge, no race, nothing left behind.
+func TestIfaceChangesUnderLoad(t *testing.T) {
+	e := newIfEnv(t, "ping")
+	d := startMnet(t)
+	net := d.mkNet(t, "sw")
+	mustCtl(t, net, "policy switch")
+	a, b := e.name("a"), e.name("b")
+	ns1 := e.tapInNS(net, a, "1", "198.18.0.1")
+	ns2 := e.tapInNS(net, b, "2", "198.18.0.2")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	ns3 := e.netns("3")
+	intoNS(t, gp, ns3, "198.18.0.3")
+	mustCtl(t, net, "grab "+g)
+	ping(t, ns1, "198.18.0.2")
+	ping(t, ns3, "198.18.0.1")
+	openPort(t, net, unix.O_RDONLY) // a reader that never reads: its queue overflows
+	flood := func(ns, to string) *exec.Cmd {
+		c := exec.Command("ip", "netns", "exec", ns, "ping", "-f", "-q", "-w", "60", "-s", "1400", to)
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Kill(-c.Process.Pid, syscall.SIGKILL); c.Wait() })
+		return c
+	}
+	flood(ns1, "198.18.0.2")
+	flood(ns2, "198.18.0.1")
+	flood(ns3, "198.18.0.1")
+	flood(ns1, "198.18.0.3")
+	waitFor(t, "traffic", func() bool {
+		r := attachRow(t, net, g)
+		n, _ := strconv.Atoi(r[5])
+		return n > 1000
+	})
+	x := e.link(e.name("x"))
+	for range 10 {
+		mustCtl(t, net, "detach "+g)
+		mustCtl(t, net, "tap "+x)
+		mustCtl(t, net, "grab "+g)
+		mustCtl(t, net, "detach "+x)
+	}
+	mustCtl(t, net, "detach "+b)
+	waitFor(t, "the detached TAP to be deleted", func() bool { return !linkExists(ns2, b) })
+	// A second network under load, removed while it carries traffic.
+	n2 := d.mkNet(t, "n2")
+	c, cp := e.name("c"), e.name("cp")
+	e.veth(c, cp)
+	ns4 := e.netns("4")
+	intoNS(t, cp, ns4, "198.18.1.4")
+	y := e.name("y")
+	ns5 := e.tapInNS(n2, y, "5", "198.18.1.5")
+	mustCtl(t, n2, "grab "+c)
+	ping(t, ns4, "198.18.1.5")
+	flood(ns4, "198.18.1.5")
+	flood(ns5, "198.18.1.4")
+	if err := os.Remove(n2); err != nil {
+		t.Fatalf("rmdir under load: %v", err)
+	}
+	waitFor(t, "the removed network's TAP to be deleted", func() bool { return !linkExists(ns5, y) })
+	ping(t, ns3, "198.18.0.1")
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit under load: %v", err)
+	}
+	if linkExists(ns1, a) || linkExists("", x) {
+		t.Errorf("TAPs left after SIGTERM under load")
+	}
+}
