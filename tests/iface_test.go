@@ -1762,3 +1762,66 @@ func TestIfaceChangesUnderLoad(t *testing.T) {
 		t.Errorf("TAPs left after SIGTERM under load")
 	}
 }
+
+// Persistence follows the attachments: a detach is saved, persist off and
+// rmdir let the TAPs go at exit, and a TAP taken over from outside mnet
+// is still not mnet's to delete after a restart.
+func TestTapPersistBookkeeping(t *testing.T) {
+	e := newIfEnv(t)
+	d := startMnet(t)
+	keep := d.mkNet(t, "keep")
+	mustCtl(t, keep, "persist on")
+	a := e.link(e.name("a"))
+	mustCtl(t, keep, "tap "+a)
+	p := e.name("p")
+	e.persistentTap(p)
+	mustCtl(t, keep, "tap "+p)
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	mustCtl(t, keep, "grab "+g)
+	mustCtl(t, keep, "detach "+g)
+
+	off := d.mkNet(t, "off")
+	mustCtl(t, off, "persist on")
+	b := e.link(e.name("b"))
+	mustCtl(t, off, "tap "+b)
+	mustCtl(t, off, "persist off")
+
+	gone := d.mkNet(t, "gone")
+	mustCtl(t, gone, "persist on")
+	c := e.link(e.name("c"))
+	mustCtl(t, gone, "tap "+c)
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the removed persist network's TAP to go", func() bool { return !linkExists("", c) })
+
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit: %v", err)
+	}
+	if linkExists("", b) {
+		t.Errorf("TAP %s of a network switched to persist off survived the exit", b)
+	}
+	if !linkExists("", a) || !linkExists("", p) {
+		t.Fatalf("the persist network's TAPs did not stay")
+	}
+	d2 := startMnetAt(t, d.mp, d.state)
+	lines := ctlLines(t, keep)
+	if !hasLine(lines, "tap "+a) || !hasLine(lines, "tap "+p) || hasLine(lines, "grab "+g) {
+		t.Errorf("after restart ctl shows:\n%s\nwant tap %s and tap %s, no grab %s (detached before exit)", strings.Join(lines, "\n"), a, p, g)
+	}
+	for _, name := range []string{"off", "gone"} {
+		if _, err := os.Stat(d2.path("ipn", name)); err == nil {
+			t.Errorf("network %s came back", name)
+		}
+	}
+	if linkExists("", c) || linkExists("", b) {
+		t.Errorf("a TAP of a network that is not kept exists after restart")
+	}
+	mustCtl(t, keep, "detach "+p)
+	if !linkExists("", p) {
+		t.Errorf("after a restart, detach deleted %s, a TAP made outside mnet", p)
+	}
+	mustCtl(t, keep, "detach "+a)
+	waitFor(t, "mnet's own TAP to be deleted on detach", func() bool { return !linkExists("", a) })
+}
