@@ -339,9 +339,15 @@ const testFrameSrc = "02:6d:6e:65:74:01 > ff:ff:ff:ff:ff:ff"
 // the interface.
 func frameComesOut(t *testing.T, fd int, ns, ifname string) {
 	t.Helper()
+	sizedFrameComesOut(t, fd, ns, ifname, 60)
+}
+
+// sizedFrameComesOut is frameComesOut with frames of size bytes.
+func sizedFrameComesOut(t *testing.T, fd int, ns, ifname string, size int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	td := exec.CommandContext(ctx, "bash", "-c", inNS(ns, "tcpdump -n -e -l -i "+ifname+" -c 1 ether proto 0x88b5"))
+	td := exec.CommandContext(ctx, "bash", "-c", inNS(ns, fmt.Sprintf("tcpdump -n -e -l -i %s -c 1 ether proto 0x88b5 and greater %d", ifname, size)))
 	td.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	td.Cancel = func() error { return syscall.Kill(-td.Process.Pid, syscall.SIGKILL) }
 	td.WaitDelay = 2 * time.Second
@@ -352,7 +358,7 @@ func frameComesOut(t *testing.T, fd int, ns, ifname string) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- td.Wait() }()
-	frame := testFrame(60)
+	frame := testFrame(size)
 	for {
 		select {
 		case err := <-done:
@@ -1824,4 +1830,32 @@ func TestTapPersistBookkeeping(t *testing.T) {
 	}
 	mustCtl(t, keep, "detach "+a)
 	waitFor(t, "mnet's own TAP to be deleted on detach", func() bool { return !linkExists("", a) })
+}
+
+// The largest frame an interface of MTU 1500 takes is 1514 bytes (plus a
+// VLAN tag): one of 1514 leaves through a TAP and a grabbed veth, one of
+// 1600 is a drop for each of them.
+func TestIfaceFrameSizeLimits(t *testing.T) {
+	e := newIfEnv(t, "tcpdump")
+	d := startMnet(t)
+	net := d.mkNet(t, "hub")
+	a := e.name("a")
+	nsA := e.tapInNS(net, a, "1", "198.18.0.1")
+	g, gp := e.name("g"), e.name("gp")
+	e.veth(g, gp)
+	nsG := e.netns("2")
+	intoNS(t, gp, nsG, "198.18.0.2")
+	mustCtl(t, net, "grab "+g)
+	fd := openPort(t, net, unix.O_RDWR)
+	sizedFrameComesOut(t, fd, nsA, a, 1514)
+	sizedFrameComesOut(t, fd, nsG, gp, 1514)
+	ra, rg := attachRow(t, net, a), attachRow(t, net, g)
+	if _, err := unix.Write(fd, testFrame(1600)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a 1600-byte frame to be a drop of both interfaces", func() bool {
+		return attachRow(t, net, a)[9] != ra[9] && attachRow(t, net, g)[9] != rg[9]
+	})
+	sizedFrameComesOut(t, fd, nsA, a, 1514)
+	sizedFrameComesOut(t, fd, nsG, gp, 1514)
 }
