@@ -1686,7 +1686,12 @@ func TestGrabMovedAway(t *testing.T) {
 	net := d.mkNet(t, "n")
 	g, gp := e.name("g"), e.name("gp")
 	e.veth(g, gp)
+	// grab brings a down interface up (README).
+	sh(t, "ip link set "+g+" down")
 	mustCtl(t, net, "grab "+g)
+	if fl := linkFlags(t, "", g); !hasFlag(fl, "UP") {
+		t.Errorf("grab did not bring %s up: %v", g, fl)
+	}
 	a := e.link(e.name("a"))
 	mustCtl(t, net, "tap "+a)
 	ns := e.netns("1")
