@@ -232,12 +232,6 @@ func intoNS(t *testing.T, ifname, ns, addr string) {
 		ifname, ns, ns, addr, ifname, ns, ifname))
 }
 
-// addrUp gives an interface already in ns addr/24 and brings it up.
-func addrUp(t *testing.T, ifname, ns, addr string) {
-	t.Helper()
-	sh(t, fmt.Sprintf("%s addr add %s/24 dev %s && %s link set %s up", ipN(ns), addr, ifname, ipN(ns), ifname))
-}
-
 // ping checks that ns reaches addr. A fresh path may lose its first
 // packets to ARP and links coming up, so a failed round is retried.
 func ping(t *testing.T, ns, addr string) {
@@ -1515,8 +1509,7 @@ func TestTapLosslessBlockedReader(t *testing.T) {
 	ping(t, ns2, "198.18.0.1")
 
 	// Blocked again, then SIGTERM.
-	fd2 := openPort(t, net, unix.O_RDONLY)
-	_ = fd2
+	openPort(t, net, unix.O_RDONLY)
 	shAs(t, nil, 20*time.Second, inNS(ns1, "ping -n -c 3 -i 0.2 -W 1 198.18.0.2"))
 	if err := d.stop(); err != nil {
 		t.Fatalf("mnet exit with a TAP blocked on a lossless reader: %v", err)
@@ -1663,8 +1656,7 @@ func TestTapPersistInNamespaceAcrossRestart(t *testing.T) {
 	if !linkExists(ns1, a) || !linkExists(ns2, b) {
 		t.Fatalf("the persist network's TAPs did not stay in their namespaces")
 	}
-	d2 := startMnetAt(t, d.mp, d.state)
-	_ = d2
+	startMnetAt(t, d.mp, d.state)
 	if linkExists("", a) || linkExists("", b) {
 		t.Errorf("after restart a new TAP %s or %s appeared in the daemon's namespace: %s",
 			a, b, sh(t, "ip -br link"))
