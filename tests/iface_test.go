@@ -526,8 +526,28 @@ func TestTapPingBetweenNamespaces(t *testing.T) {
 	go func() { tdDone <- td.Wait() }()
 	defer td.Process.Kill()
 
+	// A file port on the switch: it hears the ARP broadcasts, but the
+	// echo requests and replies go only to the TAP that learned the
+	// destination's MAC.
+	listener := openPort(t, net, unix.O_RDONLY)
 	ping(t, ns1, "198.18.0.2")
 	ping(t, ns2, "198.18.0.1")
+	var arps, icmps int
+	for {
+		p, err := readTimeout(listener, 500*time.Millisecond)
+		if err != nil {
+			break
+		}
+		switch {
+		case len(p) >= 14 && p[12] == 0x08 && p[13] == 0x06:
+			arps++
+		case len(p) >= 34 && p[12] == 0x08 && p[13] == 0x00 && p[23] == 1:
+			icmps++
+		}
+	}
+	if arps == 0 || icmps != 0 {
+		t.Errorf("a file port on the switch got %d ARP and %d ICMP frames, want some ARP (flooded) and no ICMP (unicast to learned ports)", arps, icmps)
+	}
 	// tcpdump may have opened pcap after the first pings: ping until it
 	// has its four ICMP packets.
 	for i := 0; ; i++ {
