@@ -1876,3 +1876,42 @@ func TestIfaceFrameSizeLimits(t *testing.T) {
 	sizedFrameComesOut(t, fd, nsA, a, 1514)
 	sizedFrameComesOut(t, fd, nsG, gp, 1514)
 }
+
+// A TAP whose frames wait for a lossless reader that does not read can
+// still be detached, and its network removed; neither hangs.
+func TestTapDetachWhileBlockedLossless(t *testing.T) {
+	e := newIfEnv(t, "ping")
+	d := startMnet(t)
+	net := d.mkNet(t, "hub")
+	mustCtl(t, net, "lossless on\nqlen 1")
+	a, b := e.name("a"), e.name("b")
+	ns1 := e.tapInNS(net, a, "1", "198.18.0.1")
+	e.tapInNS(net, b, "2", "198.18.0.2")
+	ping(t, ns1, "198.18.0.2")
+	fd, err := unix.Open(filepath.Join(net, "data"), unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	defer func() {
+		if !closed {
+			unix.Close(fd)
+		}
+	}()
+	// Frames from both TAPs now wait for fd.
+	shAs(t, nil, 20*time.Second, inNS(ns1, "ping -n -c 5 -i 0.2 -W 1 198.18.0.2"))
+	for _, cmd := range []string{"detach " + a, "detach " + b} {
+		if out, err := shAs(t, nil, 20*time.Second, "echo '"+cmd+"' > "+filepath.Join(net, "ctl")); err != nil {
+			t.Fatalf("%s while its frames wait for a lossless reader: %v\n%s", cmd, err, out)
+		}
+	}
+	if rows := portRows(t, net); len(rows) != 1 {
+		t.Errorf("ports after detaching both TAPs: %v", rows)
+	}
+	unix.Close(fd)
+	closed = true
+	waitFor(t, "the reader to leave", func() bool { return len(portRows(t, net)) == 0 })
+	if err := os.Remove(net); err != nil {
+		t.Errorf("rmdir: %v", err)
+	}
+}
