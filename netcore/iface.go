@@ -81,7 +81,12 @@ func (a *ifaceAttach) open(n *Network) *ctlError {
 			a.dev, a.created = t, t.Created()
 		}
 	case KindGrab:
-		a.dev, err = tap.Grab(a.name)
+		// Through a variable of the concrete type: a nil *Grabbed in
+		// a.dev would be a non-nil interface.
+		var g *tap.Grabbed
+		if g, err = tap.Grab(a.name); err == nil {
+			a.dev = g
+		}
 	}
 	if err != nil {
 		n.fam.unclaim(n, a.name)
