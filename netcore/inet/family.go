@@ -84,8 +84,9 @@ func (f *Family) Close() {
 	}
 }
 
-// reserve counts a socket about to be opened against MaxSockets.
-func (f *Family) reserve() error {
+// reserve counts a socket about to be opened as pf against MaxSockets;
+// from now on pf's HOST and PORT are listed.
+func (f *Family) reserve(pf *portFile) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -95,25 +96,26 @@ func (f *Family) reserve() error {
 		return syscall.ENFILE
 	}
 	f.reserved++
+	pf.host.proto.remember(pf.host.h.name, pf.port)
 	return nil
 }
 
-func (f *Family) unreserve() {
+// unreserve undoes reserve: the open failed, or the file was closed.
+func (f *Family) unreserve(pf *portFile) {
 	f.mu.Lock()
 	f.reserved--
+	pf.host.proto.forget(pf.host.h.name, pf.port)
 	f.mu.Unlock()
 }
 
-// adopt makes s the open file pf: listed, closed by Close, and released
-// (with l, if it came from a listener) when the file is closed.
+// adopt makes s the open file pf: closed by Close, and released (with l,
+// if it came from a listener) when the file is closed.
 func (f *Family) adopt(s *sock, pf *portFile, l *listener) error {
-	proto, hostName, port := pf.host.proto, pf.host.h.name, pf.port
 	s.onClose = func() {
 		f.mu.Lock()
 		delete(f.socks, s)
-		f.reserved--
-		proto.forget(hostName, port)
 		f.mu.Unlock()
+		f.unreserve(pf)
 		if l != nil {
 			f.unlisten(l, false)
 		}
@@ -121,15 +123,11 @@ func (f *Family) adopt(s *sock, pf *portFile, l *listener) error {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
+		s.onClose()
 		s.conn.Close()
-		f.unreserve()
-		if l != nil {
-			f.unlisten(l, false)
-		}
 		return syscall.ECONNABORTED
 	}
 	f.socks[s] = struct{}{}
-	proto.remember(hostName, port)
 	f.mu.Unlock()
 	return nil
 }
@@ -242,7 +240,8 @@ func (d *protoDir) List(*netcore.Cred) []netcore.DirEntry {
 	return ents
 }
 
-// remember and forget count the open files of HOST/PORT; f.mu is held.
+// remember and forget count the open files of HOST/PORT, and the opens
+// still connecting or accepting; f.mu is held.
 func (d *protoDir) remember(hostName string, port uint16) {
 	ports := d.opened[hostName]
 	if ports == nil {

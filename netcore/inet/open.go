@@ -50,7 +50,7 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 			return nil, err
 		}
 	}
-	if err := f.reserve(); err != nil {
+	if err := f.reserve(pf); err != nil {
 		return nil, err
 	}
 	var (
@@ -75,7 +75,7 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 		s, err = f.dialUDP(ctx, h, pf.port)
 	}
 	if err != nil {
-		f.unreserve()
+		f.unreserve(pf)
 		if ctx.Err() != nil {
 			return nil, syscall.EINTR
 		}
