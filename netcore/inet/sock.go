@@ -62,7 +62,9 @@ func (s *sock) Read(ctx context.Context, p []byte, _ int64, nonblock bool) (int,
 		from unix.Sockaddr
 		rerr error
 	)
-	recv := func(fd uintptr) bool {
+	// recv returns false to wait in the poller when nothing is there
+	// and wait is set.
+	recv := func(fd uintptr, wait bool) bool {
 		for {
 			if s.bound {
 				n, from, rerr = unix.Recvfrom(int(fd), p, unix.MSG_DONTWAIT)
@@ -70,17 +72,17 @@ func (s *sock) Read(ctx context.Context, p []byte, _ int64, nonblock bool) (int,
 				n, rerr = unix.Read(int(fd), p)
 			}
 			if rerr != unix.EINTR {
-				return rerr != unix.EAGAIN || nonblock
+				return rerr != unix.EAGAIN || !wait
 			}
 		}
 	}
-	var err error
-	if nonblock {
-		// Control takes no read lock: a non-blocking read never waits
-		// behind a blocked one.
-		err = s.rc.Control(func(fd uintptr) { recv(fd) })
-	} else {
-		err = s.rd.do(ctx, func() error { return s.rc.Read(recv) })
+	// First one try without waiting: most reads of a busy socket find a
+	// datagram, and skip the poller and the interrupter (whose
+	// context.AfterFunc costs a goroutine on a FUSE request's context).
+	// Control takes no read lock, so it never waits behind a blocked read.
+	err := s.rc.Control(func(fd uintptr) { recv(fd, false) })
+	if err == nil && rerr == unix.EAGAIN && !nonblock {
+		err = s.rd.do(ctx, func() error { return s.rc.Read(func(fd uintptr) bool { return recv(fd, true) }) })
 	}
 	if err != nil {
 		if errors.Is(err, net.ErrClosed) {
@@ -117,17 +119,14 @@ func (s *sock) Write(ctx context.Context, p []byte, _ int64, nonblock bool) (int
 	}
 	sent := 0
 	var werr error
-	send := func(fd uintptr) bool {
+	// send returns false to wait in the poller for room when wait is set.
+	send := func(fd uintptr, wait bool) bool {
 		for {
 			n, err := unix.SendmsgN(int(fd), p[sent:], nil, to, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
 			switch {
 			case err == unix.EINTR:
 				continue
-			case err == unix.EAGAIN:
-				if nonblock {
-					werr = err
-					return true
-				}
+			case err == unix.EAGAIN && wait:
 				return false
 			case err != nil:
 				werr = err
@@ -139,11 +138,11 @@ func (s *sock) Write(ctx context.Context, p []byte, _ int64, nonblock bool) (int
 			}
 		}
 	}
-	var err error
-	if nonblock {
-		err = s.rc.Control(func(fd uintptr) { send(fd) })
-	} else {
-		err = s.wr.do(ctx, func() error { return s.rc.Write(send) })
+	// As in Read: one try without waiting first.
+	err := s.rc.Control(func(fd uintptr) { send(fd, false) })
+	if err == nil && werr == unix.EAGAIN && !nonblock {
+		werr = nil
+		err = s.wr.do(ctx, func() error { return s.rc.Write(func(fd uintptr) bool { return send(fd, true) }) })
 	}
 	if sent > 0 {
 		return sent, nil
