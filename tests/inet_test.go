@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -738,4 +739,57 @@ func TestInetReadmeTCPClient(t *testing.T) {
 		t.Fatalf("client printed %q", out)
 	}
 	srv.waitOutput(t, "GET / HTTP/1.0\r\n\r\n")
+}
+
+// A TCP file is a full-duplex byte stream: 4 MiB written through it to a
+// socat echo server come back intact, read concurrently on the same open
+// file, over IPv4 and IPv6.
+func TestInetTCPStreamThroughSocatEcho(t *testing.T) {
+	for _, v := range ipvs {
+		t.Run(v.name, func(t *testing.T) {
+			requireInet(t, v.family == "inet6", "socat")
+			d := startMnet(t)
+			port := freePort(t, v.tcp)
+			listen := fmt.Sprintf("TCP4-LISTEN:%d,bind=127.0.0.1,reuseaddr", port)
+			if v.family == "inet6" {
+				listen = fmt.Sprintf("TCP6-LISTEN:%d,bind=[::1],reuseaddr", port)
+			}
+			startProc(t, "socat", listen, "PIPE")
+			waitSocket(t, "tl", port, false)
+
+			fd := openInet(t, d.path(v.family, "tcp", v.loopback, strconv.Itoa(port)), unix.O_RDWR)
+			want := make([]byte, 4<<20)
+			for i := range want {
+				want[i] = byte(i*7 + i>>12)
+			}
+			werr := make(chan error, 1)
+			go func() {
+				for off := 0; off < len(want); {
+					n, err := unix.Write(fd, want[off:min(off+100_000, len(want))])
+					if err != nil {
+						werr <- err
+						return
+					}
+					off += n
+				}
+				werr <- nil
+			}()
+			got := make([]byte, 0, len(want))
+			buf := make([]byte, 1<<16)
+			deadline := time.Now().Add(20 * time.Second)
+			for len(got) < len(want) && time.Now().Before(deadline) {
+				n, err := readBlocking(t, fd, buf)
+				if err != nil || n == 0 {
+					t.Fatalf("read after %d bytes: %d %v", len(got), n, err)
+				}
+				got = append(got, buf[:n]...)
+			}
+			if err := <-werr; err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("echoed stream differs (%d bytes back of %d)", len(got), len(want))
+			}
+		})
+	}
 }
