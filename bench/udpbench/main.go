@@ -88,6 +88,13 @@ func run() error {
 	defer unix.Close(sink.fd)
 	go sink.drain()
 	file := filepath.Join(mnt, "inet", "udp", "127.0.0.1", strconv.Itoa(sink.port))
+	// The FUSE write round trip alone: an IPN network with no other port
+	// drops every packet, so a write there costs the request and nothing
+	// more.
+	if err := os.Mkdir(filepath.Join(mnt, "ipn", "udpbench"), 0o700); err != nil {
+		return err
+	}
+	ipnData := filepath.Join(mnt, "ipn", "udpbench", "data")
 	fmt.Printf("udpbench: %d round(s) of %v per scenario, sink 127.0.0.1:%d, %d CPUs\n",
 		*rounds, *dur, sink.port, runtime.NumCPU())
 
@@ -95,11 +102,14 @@ func run() error {
 	key := func(kind string, size int) string { return fmt.Sprintf("%s/%d", kind, size) }
 	for r := range *rounds {
 		for _, size := range szs {
-			for _, kind := range []string{"socket", "mnet"} {
+			for _, kind := range []string{"socket", "mnet", "ipn"} {
 				var fd int
-				if kind == "mnet" {
+				switch kind {
+				case "mnet":
 					fd, err = unix.Open(file, unix.O_WRONLY, 0)
-				} else {
+				case "ipn":
+					fd, err = unix.Open(ipnData, unix.O_WRONLY, 0)
+				default:
 					fd, err = plainSocket(sink.port)
 				}
 				if err != nil {
@@ -115,7 +125,7 @@ func run() error {
 			}
 		}
 	}
-	fmt.Printf("\n| path | size | sent/s | received/s | mnet/socket (sent) | rounds |\n|---|---|---|---|---|---|\n")
+	fmt.Printf("\n| path | size | written/s | received/s | over plain socket | rounds |\n|---|---|---|---|---|---|\n")
 	for _, size := range szs {
 		sock := median(res[key("socket", size)])
 		m := median(res[key("mnet", size)])
@@ -125,6 +135,9 @@ func run() error {
 		}
 		fmt.Printf("| plain socket | %d | %.0f | %.0f | | |\n", size, sock.sent, sock.recv)
 		fmt.Printf("| inet/udp file | %d | %.0f | %.0f | **%.3f** | %s |\n", size, m.sent, m.recv, m.sent/sock.sent, strings.Join(ratios, " "))
+		ip := median(res[key("ipn", size)])
+		fmt.Printf("| ipn data, no receiver (FUSE write alone) | %d | %.0f | | %.3f | |\n", size, ip.sent, ip.sent/sock.sent)
+		fmt.Printf("| inet/udp file over FUSE write alone | %d | | | %.3f | |\n", size, m.sent/ip.sent)
 	}
 	if !d.stop() {
 		return errors.New("mnet did not exit 0")
