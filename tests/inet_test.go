@@ -107,6 +107,10 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	p := &proc{cmd: exec.Command(name, args...), out: &syncBuffer{}}
 	p.cmd.Stdout = p.out
 	p.cmd.Stderr = p.out
+	// Its own process group, killed whole at cleanup: a shell's children
+	// (dd blocked in read) would otherwise keep the output pipe open.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.WaitDelay = 2 * time.Second
 	in, err := p.cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +120,7 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		p.cmd.Process.Kill()
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		p.cmd.Wait()
 		if t.Failed() {
 			t.Logf("%s %v output:\n%s", name, args, p.out.String())
@@ -792,4 +796,16 @@ func TestInetTCPStreamThroughSocatEcho(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A HOST name is resolved at open: inet/tcp/localhost/PORT reaches a
+// server on 127.0.0.1.
+func TestInetNameResolved(t *testing.T) {
+	requireInet(t, false)
+	d := startMnet(t)
+	port := freePort(t, "tcp4")
+	nc := startProc(t, "nc", "-l", "127.0.0.1", strconv.Itoa(port))
+	waitSocket(t, "tl", port, false)
+	sh(t, fmt.Sprintf("echo by name > %s", d.path("inet", "tcp", "localhost", strconv.Itoa(port))))
+	nc.waitOutput(t, "by name\n")
 }

@@ -318,3 +318,14 @@ func TestCloseWakesBlocked(t *testing.T) {
 		t.Errorf("open after Close: %v", err)
 	}
 }
+
+// Resolver failures carry an errno: no such name is EHOSTUNREACH, a
+// resolver that does not answer ETIMEDOUT.
+func TestResolverErrno(t *testing.T) {
+	if err := errnoOf(&net.DNSError{Err: "no such host", IsNotFound: true}); err != syscall.EHOSTUNREACH {
+		t.Errorf("not found: %v", err)
+	}
+	if err := errnoOf(&net.DNSError{Err: "timeout", IsTimeout: true}); err != syscall.ETIMEDOUT {
+		t.Errorf("timeout: %v", err)
+	}
+}

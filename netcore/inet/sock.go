@@ -156,6 +156,10 @@ func (s *sock) Write(ctx context.Context, p []byte, _ int64, nonblock bool) (int
 	return 0, werr
 }
 
+// Stream tells the filesystem that the file has no position: reads and
+// writes on one descriptor never wait for each other.
+func (s *sock) Stream() bool { return true }
+
 // Close closes the socket at once: the peer sees it go, ss no longer shows it.
 func (s *sock) Close() {
 	s.closeOnce.Do(func() {
