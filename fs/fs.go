@@ -174,7 +174,11 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if err != nil {
 		return nil, 0, n.errno("open", err)
 	}
-	return &handle{h: h, log: n.log}, fuse.FOPEN_DIRECT_IO, 0
+	flags = fuse.FOPEN_DIRECT_IO
+	if s, ok := h.(netcore.Streamer); ok && s.Stream() {
+		flags |= fuse.FOPEN_STREAM
+	}
+	return &handle{h: h, log: n.log}, flags, 0
 }
 
 // handle is one open file.

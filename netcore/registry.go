@@ -157,10 +157,18 @@ const rootReadme = `mnet: networking as files
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
+  inet/udp/HOST/PORT    each open() is a UDP socket connected to HOST:PORT: write one datagram, read one reply
+  inet/udp/0.0.0.0/PORT each open() binds PORT: read datagrams from anyone, write back to the last sender
+  inet/tcp/HOST/PORT    each open() connects to HOST:PORT; the file is the byte stream
+  inet/tcp/0.0.0.0/PORT each open() accepts one connection on PORT
+  inet6/                the same for IPv6: inet6/udp/::1/PORT, wildcard ::
+                        HOST: an address or a name; ls lists HOSTs and PORTs with open files
 
 Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage.
+inet ports below net.ipv4.ip_unprivileged_port_start are bound only by root.
 Example:
   mkdir /mnt/mnet/ipn/lab
   cat /mnt/mnet/ipn/lab/data &
   echo hello > /mnt/mnet/ipn/lab/data
+  exec 3<>/mnt/mnet/inet/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\r\n\r\n' >&3; cat <&3
 `

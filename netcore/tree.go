@@ -102,6 +102,16 @@ type Handle interface {
 	Close()
 }
 
+// Streamer is a Handle that is a stream with no file position, such as a
+// socket. The filesystem opens it as one (FUSE's FOPEN_STREAM): lseek and
+// pread are ESPIPE, and the kernel no longer serializes reads and writes of
+// a shared descriptor on its position, so a read blocked on the handle
+// never holds up a write on the same descriptor from another thread or
+// process.
+type Streamer interface {
+	Stream() bool
+}
+
 var lastID atomic.Uint64
 
 func init() { lastID.Store(1) } // 1 is the root of the mount

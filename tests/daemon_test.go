@@ -122,17 +122,28 @@ func TestDoubleMountRefused(t *testing.T) {
 func TestRootLayout(t *testing.T) {
 	d := startMnet(t)
 	ls := sh(t, "ls -l "+d.mp)
-	for _, want := range []string{"-r--r--r--", "README", "families", "drwxrwxrwt", "ipn"} {
+	for _, want := range []string{"-r--r--r--", "README", "families", "drwxrwxrwt", "ipn", "dr-xr-xr-x", "inet", "inet6"} {
 		if !strings.Contains(ls, want) {
 			t.Errorf("ls -l of the root lacks %q:\n%s", want, ls)
 		}
 	}
 	fam := readFile(t, d.path("families"))
-	if !strings.HasPrefix(fam, "ipn\t") {
+	var names []string
+	for line := range strings.Lines(fam) {
+		name, descr, ok := strings.Cut(line, "\t")
+		if !ok || strings.TrimSpace(descr) == "" {
+			t.Errorf("families line %q: want NAME<TAB>description", line)
+		}
+		names = append(names, name)
+	}
+	if strings.Join(names, " ") != "inet inet6 ipn" {
 		t.Errorf("families: %q", fam)
 	}
-	if readme := readFile(t, d.path("README")); !strings.Contains(readme, "ipn/NAME/data") {
-		t.Errorf("README does not describe the layout:\n%s", readme)
+	readme := readFile(t, d.path("README"))
+	for _, want := range []string{"ipn/NAME/data", "inet/udp/HOST/PORT", "inet6/"} {
+		if !strings.Contains(readme, want) {
+			t.Errorf("README does not describe %s:\n%s", want, readme)
+		}
 	}
 	// Nothing but networks may be created.
 	if err := os.Mkdir(d.path("other"), 0o755); !errors.Is(err, unix.EPERM) {

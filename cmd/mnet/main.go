@@ -18,6 +18,7 @@ import (
 
 	"github.com/mnet-project/mnet/fs"
 	"github.com/mnet-project/mnet/netcore"
+	_ "github.com/mnet-project/mnet/netcore/inet" // the inet and inet6 families
 )
 
 const usage = `mnet: networking as files

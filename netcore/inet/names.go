@@ -1,0 +1,99 @@
+package inet
+
+import (
+	"net/netip"
+	"strings"
+	"syscall"
+)
+
+// version is what differs between inet and inet6.
+type version struct {
+	family   string // directory name: inet or inet6
+	ip       string // resolver network: ip4 or ip6
+	udp, tcp string // Go network names: udp4 or udp6, tcp4 or tcp6
+	descr    string
+}
+
+var (
+	v4 = &version{family: "inet", ip: "ip4", udp: "udp4", tcp: "tcp4",
+		descr: "IPv4 through kernel sockets: udp/HOST/PORT and tcp/HOST/PORT"}
+	v6 = &version{family: "inet6", ip: "ip6", udp: "udp6", tcp: "tcp6",
+		descr: "IPv6 through kernel sockets: udp/HOST/PORT and tcp/HOST/PORT"}
+)
+
+// host is a parsed HOST name: an address literal of the family, or a name
+// to resolve in it at open time.
+type host struct {
+	name string
+	addr netip.Addr // valid for a literal
+}
+
+// literal reports whether the host is an address, not a name.
+func (h host) literal() bool { return h.addr.IsValid() }
+
+// wildcard reports whether the host is the local wildcard (0.0.0.0, ::):
+// opening it binds (UDP) or listens (TCP) instead of connecting.
+func (h host) wildcard() bool { return h.addr.IsValid() && h.addr.IsUnspecified() }
+
+// parseHost checks name as a HOST of family v without resolving it: an
+// address literal of v, or a host name. An address of the other family, a
+// numeric name that is no address (1.2.3, 127.0.0.01) and anything that is
+// not a host name is EINVAL.
+func (v *version) parseHost(name string) (host, error) {
+	if a, err := netip.ParseAddr(name); err == nil {
+		if v == v4 && !a.Is4() || v == v6 && (!a.Is6() || a.Is4In6()) {
+			return host{}, syscall.EINVAL
+		}
+		return host{name: name, addr: a}, nil
+	}
+	if !validHostName(name) {
+		return host{}, syscall.EINVAL
+	}
+	return host{name: name}, nil
+}
+
+// validHostName: dot-separated labels of letters, digits, '-' and '_', none
+// empty, starting or ending with '-', at most 63 bytes each and 253 in all;
+// an optional final dot. The last label may not be all digits, so that
+// every numeric name is an address literal or refused, never sent to a
+// resolver that reads "1.2.3" as 1.2.0.3.
+func validHostName(name string) bool {
+	name = strings.TrimSuffix(name, ".")
+	if len(name) == 0 || len(name) > 253 {
+		return false
+	}
+	labels := strings.Split(name, ".")
+	for _, l := range labels {
+		if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
+}
+
+// parsePort reads a PORT name: decimal 1..65535 without sign or leading
+// zeros, so every port has exactly one name. Anything else is EINVAL.
+func parsePort(name string) (uint16, error) {
+	if len(name) == 0 || len(name) > 5 || name[0] == '0' {
+		return 0, syscall.EINVAL
+	}
+	n := 0
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c < '0' || c > '9' {
+			return 0, syscall.EINVAL
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n > 65535 {
+		return 0, syscall.EINVAL
+	}
+	return uint16(n), nil
+}
