@@ -58,6 +58,7 @@ func (f *ipnFamily) unclaim(n *Network, name string) {
 // ifaceAttach is one tap or grab command between its check and its apply.
 type ifaceAttach struct {
 	kind, name string
+	netns      string // a TAP's namespace when restored; "" is the daemon's
 	dev        tap.Device
 	created    bool
 }
@@ -77,7 +78,7 @@ func (a *ifaceAttach) open(n *Network) *ctlError {
 	switch a.kind {
 	case KindTap:
 		var t *tap.Tap
-		if t, err = tap.OpenTap(a.name, max(mtu, 68)); err == nil {
+		if t, err = tap.OpenTapIn(a.netns, a.name, max(mtu, 68)); err == nil {
 			a.dev, a.created = t, t.Created()
 		}
 	case KindGrab:
@@ -248,9 +249,19 @@ func (n *Network) detachGone(p *Port) {
 func (n *Network) savedIfacesLocked() []savedIface {
 	var out []savedIface
 	for _, p := range n.portList {
-		if p.dev != nil {
-			out = append(out, savedIface{Kind: p.kind, Name: p.name, Created: p.created})
+		if p.dev == nil {
+			continue
 		}
+		s := savedIface{Kind: p.kind, Name: p.name, Created: p.created}
+		if t, ok := p.dev.(*tap.Tap); ok {
+			ns, err := t.Netns()
+			if err != nil {
+				n.fam.log.Warn("cannot tell where the TAP is; a restart looks for it in the daemon's namespace",
+					"network", n.name, "interface", p.name, "err", err)
+			}
+			s.Netns = ns
+		}
+		out = append(out, s)
 	}
 	return out
 }
@@ -265,6 +276,14 @@ func (n *Network) restoreIfaces(saved []savedIface) {
 			continue
 		}
 		a := &ifaceAttach{kind: s.Kind, name: s.Name}
+		if s.Kind == KindTap && s.Netns != "" {
+			if _, err := os.Stat(s.Netns); err == nil {
+				a.netns = s.Netns
+			} else {
+				n.fam.log.Warn("the TAP's network namespace is gone; creating it in the daemon's",
+					"network", n.name, "interface", s.Name, "netns", s.Netns)
+			}
+		}
 		if err := a.open(n); err != nil {
 			n.fam.log.Error("cannot restore attachment", "network", n.name, "err", err.reason)
 			continue

@@ -72,10 +72,20 @@ func (f *ipnFamily) Root() Dir { return f.dir }
 func (f *ipnFamily) Close() {
 	f.mu.Lock()
 	nets := make([]*Network, 0, len(f.nets))
+	persist := false
 	for _, n := range f.nets {
 		nets = append(nets, n)
+		n.mu.Lock()
+		persist = persist || n.set.Persist && !n.closed
+		n.mu.Unlock()
 	}
 	f.mu.Unlock()
+	if persist {
+		// Once more, for where the TAPs are now: moved into other
+		// namespaces since they were attached, they are looked for there
+		// at the next start.
+		f.saveState()
+	}
 	for _, n := range nets {
 		n.shutdown(true)
 	}

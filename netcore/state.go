@@ -28,6 +28,9 @@ type savedIface struct {
 	// Created: mnet created this TAP, so it deletes it when detached, also
 	// after a restart has taken the TAP over.
 	Created bool `json:"created,omitempty"`
+	// Netns is the named network namespace (/run/netns/NS) a TAP was in
+	// when the state was saved, where a restart looks for it.
+	Netns string `json:"netns,omitempty"`
 }
 
 type stateDoc struct {

@@ -246,3 +246,39 @@ func TestCloseWakesReader(t *testing.T) {
 		t.Error("TAP still there")
 	}
 }
+
+// A TAP moved into a named namespace is found there: Netns names it, and
+// OpenTapIn takes the persistent TAP over in that namespace.
+func TestNetnsAndOpenTapIn(t *testing.T) {
+	needRoot(t)
+	name, ns := ifname("n"), ifname("ns")
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	tp, err := OpenTap(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if where, err := tp.Netns(); where != "" || err != nil {
+		t.Errorf("Netns in our own namespace = %q, %v", where, err)
+	}
+	run(t, "ip", "link", "set", name, "netns", ns)
+	where, err := tp.Netns()
+	if want := NetnsDir + "/" + ns; where != want || err != nil {
+		t.Fatalf("Netns after the move = %q, %v; want %q", where, err, want)
+	}
+	tp.SetPersist(true)
+	tp.Close()
+	tp, err = OpenTapIn(where, name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tp.Created() || Exists(name) {
+		t.Errorf("OpenTapIn created=%v, or the TAP appeared in our namespace", tp.Created())
+	}
+	tp.SetPersist(false)
+	tp.Close()
+	if out, _ := exec.Command("ip", "-n", ns, "link", "show", name).CombinedOutput(); bytes.Contains(out, []byte(name+":")) {
+		t.Errorf("TAP still in %s after Close:\n%s", ns, out)
+	}
+}

@@ -1,0 +1,101 @@
+package tap
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+)
+
+// NetnsDir is where `ip netns` keeps named network namespaces.
+const NetnsDir = "/run/netns"
+
+// ErrUnnamedNetns is returned by Netns when the TAP is in a network
+// namespace that has no name under NetnsDir (a container's, say).
+var ErrUnnamedNetns = errors.New("the TAP is in a network namespace with no name under " + NetnsDir)
+
+// Netns tells where the TAP is now: "" in the daemon's own network
+// namespace, else the path of its named namespace under NetnsDir (the
+// user may have moved it with `ip link set NAME netns NS`).
+func (t *Tap) Netns() (string, error) {
+	var nsfd int
+	var err error
+	if cerr := t.raw.rc.Control(func(fd uintptr) { nsfd, err = unix.IoctlRetInt(int(fd), unix.TUNGETDEVNETNS) }); cerr != nil {
+		return "", os.ErrClosed
+	}
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(nsfd)
+	var where, self unix.Stat_t
+	if err := unix.Fstat(nsfd, &where); err != nil {
+		return "", err
+	}
+	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
+		return "", err
+	}
+	if sameFile(&where, &self) {
+		return "", nil
+	}
+	ents, _ := os.ReadDir(NetnsDir)
+	for _, e := range ents {
+		p := filepath.Join(NetnsDir, e.Name())
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && sameFile(&st, &where) {
+			return p, nil
+		}
+	}
+	return "", ErrUnnamedNetns
+}
+
+func sameFile(a, b *unix.Stat_t) bool { return a.Dev == b.Dev && a.Ino == b.Ino }
+
+// OpenTapIn is OpenTap inside the network namespace at path netns ("" is
+// the daemon's own): it takes over a TAP left there, or creates one
+// there. The device works from any thread once opened.
+func OpenTapIn(netns, name string, mtu int) (*Tap, error) {
+	if netns == "" {
+		return OpenTap(name, mtu)
+	}
+	target, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(target)
+	type result struct {
+		t   *Tap
+		err error
+	}
+	done := make(chan result, 1)
+	// A thread of its own, locked while it is in the other namespace; if
+	// it cannot get back, it stays locked and dies with the goroutine.
+	go func() {
+		runtime.LockOSThread()
+		self, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{nil, err}
+			return
+		}
+		defer unix.Close(self)
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			done <- result{nil, err}
+			return
+		}
+		t, err := OpenTap(name, mtu)
+		if rerr := unix.Setns(self, unix.CLONE_NEWNET); rerr != nil {
+			if t != nil {
+				t.Close()
+			}
+			done <- result{nil, rerr}
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- result{t, err}
+	}()
+	r := <-done
+	return r.t, r.err
+}
