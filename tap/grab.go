@@ -2,8 +2,6 @@ package tap
 
 import (
 	"errors"
-	"os"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,11 +23,7 @@ type Grabbed struct {
 	name  string
 	index int
 	mtu   int
-	file  *os.File
-	raw   rawFile
-
-	mu     sync.Mutex
-	closed bool
+	f     *frameFile
 }
 
 // Grab attaches the existing interface name and brings it up. Errors:
@@ -84,13 +78,11 @@ func Grab(name string) (*Grabbed, error) {
 	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, mreq); err != nil {
 		return fail(err)
 	}
-	file := os.NewFile(uintptr(fd), "packet:"+name)
-	rc, err := file.SyscallConn()
+	f, err := newFrameFile(fd, "packet:"+name)
 	if err != nil {
-		file.Close()
 		return nil, err
 	}
-	return &Grabbed{name: name, index: index, mtu: mtu, file: file, raw: rawFile{rc}}, nil
+	return &Grabbed{name: name, index: index, mtu: mtu, f: f}, nil
 }
 
 func isLoopback(name string) bool {
@@ -118,22 +110,10 @@ func (g *Grabbed) MTU() int { return g.mtu }
 
 // Read returns the next frame the interface received. ENETDOWN means the
 // interface went down or away: the caller decides whether to go on.
-func (g *Grabbed) Read(p []byte) (int, error) { return g.raw.read(p) }
+func (g *Grabbed) Read(p []byte) (int, error) { return g.f.read(p) }
 
 // Write sends one frame out of the interface.
-func (g *Grabbed) Write(p []byte) (int, error) { return g.raw.write(p) }
+func (g *Grabbed) Write(p []byte) (int, error) { return g.f.write(p) }
 
 // Close lets the interface go.
-func (g *Grabbed) Close() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		return nil
-	}
-	g.closed = true
-	err := g.file.Close()
-	if errors.Is(err, os.ErrClosed) {
-		err = nil
-	}
-	return err
-}
+func (g *Grabbed) Close() error { return g.f.Close() }

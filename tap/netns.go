@@ -21,10 +21,10 @@ var ErrUnnamedNetns = errors.New("the TAP is in a network namespace with no name
 // user may have moved it with `ip link set NAME netns NS`).
 func (t *Tap) Netns() (string, error) {
 	var nsfd int
-	var err error
-	if cerr := t.raw.rc.Control(func(fd uintptr) { nsfd, err = unix.IoctlRetInt(int(fd), unix.TUNGETDEVNETNS) }); cerr != nil {
-		return "", os.ErrClosed
-	}
+	err := t.f.ioctl(func(fd int) (err error) {
+		nsfd, err = unix.IoctlRetInt(fd, unix.TUNGETDEVNETNS)
+		return err
+	})
 	if err != nil {
 		return "", err
 	}

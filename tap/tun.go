@@ -1,10 +1,7 @@
 package tap
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,11 +17,7 @@ type Tap struct {
 	name    string
 	mtu     int
 	created bool
-	file    *os.File // non-blocking, so Close wakes a blocked Read
-	raw     rawFile
-
-	mu     sync.Mutex
-	closed bool
+	f       *frameFile
 }
 
 // OpenTap creates the TAP device name, or takes over the existing TAP of
@@ -85,13 +78,9 @@ func OpenTap(name string, mtu int) (*Tap, error) {
 	if err := Up(name); err != nil {
 		return fail("bring up", err)
 	}
-	t.file = os.NewFile(uintptr(fd), "/dev/net/tun:"+name)
-	rc, err := t.file.SyscallConn()
-	if err != nil {
-		t.file.Close()
+	if t.f, err = newFrameFile(fd, "/dev/net/tun:"+name); err != nil {
 		return nil, err
 	}
-	t.raw = rawFile{rc}
 	return t, nil
 }
 
@@ -106,10 +95,10 @@ func (t *Tap) MTU() int { return t.mtu }
 func (t *Tap) Created() bool { return t.created }
 
 // Read returns the next frame the interface sent, header first.
-func (t *Tap) Read(p []byte) (int, error) { return t.raw.read(p) }
+func (t *Tap) Read(p []byte) (int, error) { return t.f.read(p) }
 
 // Write hands one frame, header first, to the interface as received.
-func (t *Tap) Write(p []byte) (int, error) { return t.raw.write(p) }
+func (t *Tap) Write(p []byte) (int, error) { return t.f.write(p) }
 
 // SetPersist marks the interface persistent (it outlives the device being
 // closed, as `ip tuntap add` makes it) or not.
@@ -118,28 +107,8 @@ func (t *Tap) SetPersist(on bool) error {
 	if on {
 		v = 1
 	}
-	var err error
-	rc, cerr := t.file.SyscallConn()
-	if cerr != nil {
-		return cerr
-	}
-	if cerr := rc.Control(func(fd uintptr) { err = unix.IoctlSetInt(int(fd), unix.TUNSETPERSIST, v) }); cerr != nil {
-		return cerr
-	}
-	return err
+	return t.f.ioctl(func(fd int) error { return unix.IoctlSetInt(fd, unix.TUNSETPERSIST, v) })
 }
 
 // Close releases the device. A TAP that is not persistent disappears.
-func (t *Tap) Close() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return nil
-	}
-	t.closed = true
-	err := t.file.Close()
-	if errors.Is(err, os.ErrClosed) {
-		err = nil
-	}
-	return err
-}
+func (t *Tap) Close() error { return t.f.Close() }
