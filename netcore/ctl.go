@@ -31,6 +31,9 @@ type ctlCommand struct {
 	// anything is applied. detach names the interface of a detach.
 	attach *ifaceAttach
 	detach string
+	// maxPorts is the value of a maxports line, which the interface
+	// check needs before anything is applied.
+	maxPorts int
 }
 
 // applyCtl runs the commands in text, one per line. Every line is checked
@@ -180,6 +183,7 @@ func parseCtl(c *Cred, line string) (ctlCommand, *ctlError) {
 		if err != nil {
 			return cmd, err
 		}
+		cmd.maxPorts = v
 		cmd.apply = func(n *Network) *ctlError { n.set.MaxPorts = v; return nil }
 	case "lossless":
 		v, err := flag()
@@ -245,10 +249,8 @@ func (n *Network) checkIfacesLocked(cmds []ctlCommand) *ctlError {
 			}
 			delete(attached, cmd.detach)
 			ports--
-		case strings.HasPrefix(cmd.line, "maxports"):
-			if v, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(cmd.line, "maxports"))); err == nil {
-				maxPorts = v
-			}
+		case cmd.maxPorts > 0:
+			maxPorts = cmd.maxPorts
 		}
 	}
 	return nil

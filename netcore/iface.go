@@ -140,7 +140,7 @@ func (n *Network) attachLocked(a *ifaceAttach) *Port {
 	p := newPort(n, n.nextPort, a.kind, 0, 0, a.name, true, true)
 	n.nextPort++
 	p.dev, p.created = a.dev, a.created
-	p.stop = make(chan struct{})
+	p.stop, p.cancel = context.WithCancel(context.Background())
 	p.pumpDone = make(chan struct{})
 	n.portList = append(n.portList, p)
 	a.dev = nil // the port owns it now
@@ -175,7 +175,7 @@ func (n *Network) detachLocked(p *Port) {
 // name is free again when release returns.
 func (n *Network) release(p *Port, keep bool) {
 	p.shut()
-	close(p.stop)
+	p.cancel()
 	closeDevice(p.dev, p.created, keep)
 	<-p.pumpDone // the device's descriptor is really closed once Read returned
 	n.fam.unclaim(n, p.name)
@@ -187,28 +187,17 @@ func (n *Network) release(p *Port, keep bool) {
 func (p *Port) pump() {
 	defer close(p.pumpDone)
 	n := p.net
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-p.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	buf := make([]byte, tap.VnetHdrLen+maxIfaceFrame)
 	for {
 		k, err := p.dev.Read(buf)
 		if err != nil {
-			select {
-			case <-p.stop:
+			if p.stop.Err() != nil {
 				return
-			default:
 			}
 			if errors.Is(err, syscall.ENETDOWN) && tap.Exists(p.name) {
 				continue // taken down, not away: frames come again when it is up
 			}
-			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
+			if errors.Is(err, syscall.EINTR) {
 				continue
 			}
 			if errors.Is(err, os.ErrClosed) {
@@ -216,7 +205,7 @@ func (p *Port) pump() {
 			}
 			n.fam.log.Warn("interface gone; detached", "network", n.name, "kind", p.kind, "interface", p.name, "err", err)
 			go n.detachGone(p)
-			<-p.stop
+			<-p.stop.Done()
 			return
 		}
 		if k <= tap.VnetHdrLen {
@@ -224,7 +213,7 @@ func (p *Port) pump() {
 		}
 		// Errors (too long, too short for a switch) are counted and
 		// logged by the network; the interface just goes on.
-		n.transmit(ctx, p, buf[:k], false, false)
+		n.transmit(p.stop, p, buf[:k], false, false)
 	}
 }
 

@@ -35,8 +35,10 @@ type Port struct {
 	// Interface ports (tap, grab) only.
 	dev     tap.Device
 	created bool // mnet created the TAP: it is deleted when detached
-	// stop is closed when the port leaves: it ends the pump's waits.
-	stop     chan struct{}
+	// stop is cancelled when the port leaves: it ends the pump's read
+	// loop and any lossless wait of its sends.
+	stop     context.Context
+	cancel   context.CancelFunc
 	pumpDone chan struct{} // closed when the pump has stopped reading dev
 
 	mu     sync.Mutex // guards the queue

@@ -47,6 +47,32 @@ func TestSIGTERMLeavesNoMount(t *testing.T) {
 }
 
 // SIGINT works like SIGTERM.
+// A mount namespace made while mnet was mounted (ip netns exec, unshare -m)
+// holds a copy of the mount; with private propagation the unmount does not
+// reach the copy and the kernel keeps the FUSE connection. SIGTERM must
+// still stop the daemon (it ends the connection itself), within the 10 s
+// the harness allows.
+func TestSIGTERMWithMountNamespaceCopy(t *testing.T) {
+	require(t, "unshare", "sleep")
+	d := startMnet(t)
+	copyHolder := exec.Command("unshare", "-m", "--propagation", "private", "sleep", "60")
+	if err := copyHolder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { copyHolder.Process.Kill(); copyHolder.Wait() }()
+	// The copy exists once unshare has made the namespace and exec'd sleep.
+	waitFor(t, "the mount namespace copy", func() bool {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", copyHolder.Process.Pid))
+		return strings.HasSuffix(exe, "/sleep")
+	})
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit after SIGTERM: %v\n%s", err, d.log.String())
+	}
+	if isMounted(d.mp) {
+		t.Fatalf("%s still mounted after SIGTERM", d.mp)
+	}
+}
+
 func TestSIGINTStops(t *testing.T) {
 	d := startMnet(t)
 	d.cmd.Process.Signal(syscall.SIGINT)

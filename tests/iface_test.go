@@ -225,11 +225,14 @@ func hasFlag(flags []string, f string) bool {
 }
 
 // intoNS moves an interface of the daemon's namespace into ns, gives it
-// addr/24 and brings it up.
+// addr/24 (none when addr is "") and brings it up.
 func intoNS(t *testing.T, ifname, ns, addr string) {
 	t.Helper()
-	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s addr add %s/24 dev %s && ip -n %s link set %s up",
-		ifname, ns, ns, addr, ifname, ns, ifname))
+	script := fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", ifname, ns, ns, ifname)
+	if addr != "" {
+		script += fmt.Sprintf(" && ip -n %s addr add %s/24 dev %s", ns, addr, ifname)
+	}
+	sh(t, script)
 }
 
 // ping checks that ns reaches addr. A fresh path may lose its first
@@ -782,7 +785,7 @@ func TestIfaceCtlErrors(t *testing.T) {
 	}
 	// The attachments of n1 still work: the grab still receives.
 	ns := e.netns("g")
-	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", gp, ns, ns, gp))
+	intoNS(t, gp, ns, "")
 	fd := openPort(t, n1, unix.O_RDWR)
 	frameComesOut(t, fd, ns, gp)
 }
@@ -1021,7 +1024,7 @@ func TestTapPersistAcrossRestart(t *testing.T) {
 	fd := openPort(t, net, unix.O_RDWR)
 	frameComesOut(t, fd, "", a)
 	ns := e.netns("g")
-	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", gp, ns, ns, gp))
+	intoNS(t, gp, ns, "")
 	frameComesOut(t, fd, ns, gp)
 	// Detaching the TAP mnet created, taken over at restart, deletes it.
 	mustCtl(t, net, "detach "+a)
@@ -1311,7 +1314,7 @@ func TestGrabIgnoresOwnTransmissions(t *testing.T) {
 	g, gp := e.name("g"), e.name("gp")
 	e.veth(g, gp)
 	ns := e.netns("1")
-	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", gp, ns, ns, gp))
+	intoNS(t, gp, ns, "")
 	mustCtl(t, net, "grab "+g)
 	w := openPort(t, net, unix.O_RDWR)
 	r := openPort(t, net, unix.O_RDONLY)
@@ -1396,7 +1399,7 @@ func TestIfaceDeletedOrDown(t *testing.T) {
 	g, gp := e.name("g"), e.name("gp")
 	e.veth(g, gp)
 	ns := e.netns("1")
-	sh(t, fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", gp, ns, ns, gp))
+	intoNS(t, gp, ns, "")
 	mustCtl(t, net, "grab "+g)
 	a := e.link(e.name("a"))
 	mustCtl(t, net, "tap "+a)
