@@ -73,6 +73,70 @@ func TestSIGTERMWithMountNamespaceCopy(t *testing.T) {
 	}
 }
 
+// A signal at any moment of start-up ends the daemon and leaves no mount.
+// Right after mount(2), go-fuse holds a file of the new mount open for its
+// poll probe; a signal that killed the process then would leave it
+// unkillable, closing that file by asking itself for an answer. SIGTERM is
+// sent at fixed delays after start, and at steps of 25 µs after the mount
+// appears, so that some land in that window.
+func TestSignalDuringStartup(t *testing.T) {
+	require(t)
+	dir := mountDir(t)
+	for i := range 40 {
+		mp := filepath.Join(dir, fmt.Sprintf("mnt%d", i))
+		var log syncBuffer
+		cmd := exec.Command(mnetBin, "mount", "--state", "", mp)
+		cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+		cmd.Stdout, cmd.Stderr = &log, &log
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		when := fmt.Sprintf("%d ms after start", i*5)
+		if i < 10 {
+			time.Sleep(time.Duration(i) * 5 * time.Millisecond)
+		} else {
+			deadline := time.Now().Add(10 * time.Second)
+			for !isMounted(mp) && time.Now().Before(deadline) {
+			}
+			time.Sleep(time.Duration(i-10) * 25 * time.Microsecond)
+			when = fmt.Sprintf("%d µs after the mount appeared", (i-10)*25)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			var exit *exec.ExitError
+			if err != nil && !(errors.As(err, &exit) && exit.Sys().(syscall.WaitStatus).Signal() == syscall.SIGTERM) {
+				t.Errorf("SIGTERM %s: exit %v\n%s", when, err, log.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("SIGTERM %s: mnet did not end\n%s", when, log.String())
+			abortMount(mp)
+			cmd.Process.Kill()
+			<-done
+		}
+		if isMounted(mp) {
+			t.Errorf("SIGTERM %s left %s mounted", when, mp)
+			unix.Unmount(mp, unix.MNT_DETACH)
+		}
+	}
+}
+
+// abortMount ends the FUSE connection of the mount at mp through fusectl,
+// for a test to clean up after a daemon that hangs.
+func abortMount(mp string) {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == mp {
+			if _, minor, ok := strings.Cut(f[2], ":"); ok {
+				os.WriteFile("/sys/fs/fuse/connections/"+minor+"/abort", []byte("1"), 0)
+			}
+		}
+	}
+}
+
 func TestSIGINTStops(t *testing.T) {
 	d := startMnet(t)
 	d.cmd.Process.Signal(syscall.SIGINT)

@@ -104,6 +104,15 @@ func mountCmd(args []string) error {
 		return err
 	}
 
+	// Signals are caught from before the mount: one arriving while it is
+	// being set up (go-fuse's WaitMount holds a file of the new mount open
+	// for its poll probe) would otherwise kill the process with that file
+	// open, and closing it at exit waits for an answer from the dead
+	// process itself, leaving it unkillable. Caught, it is handled once
+	// the mount is up.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+
 	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state})
 	if err != nil {
 		return err
@@ -115,8 +124,6 @@ func mountCmd(args []string) error {
 	}
 	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid())
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
 
