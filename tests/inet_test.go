@@ -758,7 +758,11 @@ func TestInetTCPStreamThroughSocatEcho(t *testing.T) {
 			if v.family == "inet6" {
 				listen = fmt.Sprintf("TCP6-LISTEN:%d,bind=[::1],reuseaddr", port)
 			}
-			startProc(t, "socat", listen, "PIPE")
+			// Blocks of at most PIPE_BUF: socat writes to its echo pipe
+			// when select says there is room, and a larger block could
+			// then block socat, the pipe's only reader, for good (seen:
+			// socat wedged with data in its socket).
+			startProc(t, "socat", "-b", "4096", listen, "PIPE")
 			waitSocket(t, "tl", port, false)
 
 			fd := openInet(t, d.path(v.family, "tcp", v.loopback, strconv.Itoa(port)), unix.O_RDWR)
