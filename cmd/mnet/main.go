@@ -19,6 +19,7 @@ import (
 	"github.com/mnet-project/mnet/fs"
 	"github.com/mnet-project/mnet/netcore"
 	_ "github.com/mnet-project/mnet/netcore/inet" // the inet and inet6 families
+	_ "github.com/mnet-project/mnet/netcore/ipn"  // the ipn family
 )
 
 const usage = `mnet: networking as files

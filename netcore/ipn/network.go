@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mnet-project/mnet/netcore"
 
 	"github.com/mnet-project/mnet/tap"
 )
@@ -98,12 +100,12 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 		mtime: time.Now(), set: set, nextPort: 1}
 	n.lossless.Store(set.Lossless)
 	n.fdb.init()
-	n.dir = &netDir{id: NewID(), n: n}
-	n.data = &netFile{id: NewID(), n: n, kind: "data"}
-	n.ctl = &netFile{id: NewID(), n: n, kind: "ctl"}
-	n.ports = &netFile{id: NewID(), n: n, kind: "ports"}
-	n.stats = &netFile{id: NewID(), n: n, kind: "stats"}
-	n.pcap = &netFile{id: NewID(), n: n, kind: "pcap"}
+	n.dir = &netDir{id: netcore.NewID(), n: n}
+	n.data = &netFile{id: netcore.NewID(), n: n, kind: "data"}
+	n.ctl = &netFile{id: netcore.NewID(), n: n, kind: "ctl"}
+	n.ports = &netFile{id: netcore.NewID(), n: n, kind: "ports"}
+	n.stats = &netFile{id: netcore.NewID(), n: n, kind: "stats"}
+	n.pcap = &netFile{id: netcore.NewID(), n: n, kind: "pcap"}
 	return n
 }
 
@@ -112,14 +114,14 @@ func (n *Network) Name() string { return n.name }
 
 // rights computes what c may do on this network: the class bits of the
 // mode, as IPN read the mode of its socket file; root holds every right.
-func (n *Network) rights(c *Cred) Rights {
+func (n *Network) rights(c *netcore.Cred) Rights {
 	n.mu.Lock()
 	mode, uid, gid := n.mode, n.uid, n.gid
 	n.mu.Unlock()
 	return rightsOf(c, mode, uid, gid)
 }
 
-func rightsOf(c *Cred, mode, uid, gid uint32) Rights {
+func rightsOf(c *netcore.Cred, mode, uid, gid uint32) Rights {
 	switch {
 	case c.Root():
 		return RightRecv | RightSend | RightManage

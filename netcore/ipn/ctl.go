@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/mnet-project/mnet/netcore"
 
 	"github.com/mnet-project/mnet/tap"
 )
@@ -40,7 +42,7 @@ type ctlCommand struct {
 // before any is applied, so a write with a bad line changes nothing; the
 // errno of the first bad line is the write's and its reason is kept for
 // last-error.
-func (n *Network) applyCtl(c *Cred, text string) error {
+func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 	var cmds []ctlCommand
 	var bad *ctlError
 	for line := range strings.SplitSeq(text, "\n") {
@@ -131,7 +133,7 @@ func (n *Network) applyCtl(c *Cred, text string) error {
 	return nil
 }
 
-func parseCtl(c *Cred, line string) (ctlCommand, *ctlError) {
+func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 	word, arg, _ := strings.Cut(line, " ")
 	arg = strings.TrimSpace(arg)
 	cmd := ctlCommand{line: line}

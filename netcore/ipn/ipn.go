@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"context"
@@ -8,17 +8,19 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 func init() {
-	Register("ipn", func(env *Env) (Family, error) { return newIPN(env) })
+	netcore.Register("ipn", func(env *netcore.Env) (netcore.Family, error) { return newIPN(env) })
 }
 
 // MaxNetworks bounds how many IPN networks may exist at once.
 const MaxNetworks = 4096
 
 type ipnFamily struct {
-	env   *Env
+	env   *netcore.Env
 	log   *slog.Logger
 	dir   *ipnDir
 	state *stateFile
@@ -33,10 +35,10 @@ type ipnFamily struct {
 	saveMu sync.Mutex
 }
 
-func newIPN(env *Env) (*ipnFamily, error) {
+func newIPN(env *netcore.Env) (*ipnFamily, error) {
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
 		ifaces: make(map[string]ifaceClaim)}
-	f.dir = &ipnDir{id: NewID(), f: f, mtime: time.Now()}
+	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
 	saved, err := f.state.load()
 	if err != nil {
@@ -67,7 +69,26 @@ func (f *ipnFamily) Name() string { return "ipn" }
 func (f *ipnFamily) Description() string {
 	return "Inter Process Networking: hub and switch networks joined by files"
 }
-func (f *ipnFamily) Root() Dir { return f.dir }
+func (f *ipnFamily) Root() netcore.Dir { return f.dir }
+
+// Readme is ipn's part of the README at the root of the mount.
+func (f *ipnFamily) Readme() string { return readme }
+
+const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one, rmdir destroys it
+  ipn/NAME/data         each open() is a port: one write sends one packet, one read receives one
+  ipn/NAME/ctl          read: settings; write: commands, one per line:
+                          policy hub|switch   mtu N   qlen N   lossless on|off
+                          maxports N   descr TEXT   persist on|off
+                          tap IFNAME   grab IFNAME   detach IFNAME
+  ipn/NAME/ports        table of ports
+  ipn/NAME/stats        counters
+  ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
+  Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage.
+  Example:
+    mkdir /mnt/mnet/ipn/lab
+    cat /mnt/mnet/ipn/lab/data &
+    echo hello > /mnt/mnet/ipn/lab/data
+`
 
 func (f *ipnFamily) Close() {
 	f.mu.Lock()
@@ -145,31 +166,31 @@ type ipnDir struct {
 
 func (d *ipnDir) ID() uint64 { return d.id }
 
-func (d *ipnDir) Attr(*Cred) Attr {
+func (d *ipnDir) Attr(*netcore.Cred) netcore.Attr {
 	d.f.mu.Lock()
 	defer d.f.mu.Unlock()
-	return Attr{Mode: syscall.S_IFDIR | syscall.S_ISVTX | 0777, Mtime: d.mtime}
+	return netcore.Attr{Mode: syscall.S_IFDIR | syscall.S_ISVTX | 0777, Mtime: d.mtime}
 }
 
-func (d *ipnDir) List(*Cred) []DirEntry {
+func (d *ipnDir) List(*netcore.Cred) []netcore.DirEntry {
 	d.f.mu.Lock()
 	defer d.f.mu.Unlock()
-	ents := make([]DirEntry, 0, len(d.f.nets))
+	ents := make([]netcore.DirEntry, 0, len(d.f.nets))
 	for name, n := range d.f.nets {
-		ents = append(ents, DirEntry{name, n.dir})
+		ents = append(ents, netcore.DirEntry{Name: name, Node: n.dir})
 	}
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
 	return ents
 }
 
-func (d *ipnDir) Lookup(_ *Cred, name string) (Node, error) {
+func (d *ipnDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 	if n := d.f.network(name); n != nil {
 		return n.dir, nil
 	}
 	return nil, syscall.ENOENT
 }
 
-func (d *ipnDir) Mkdir(c *Cred, name string, mode uint32) (Node, error) {
+func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node, error) {
 	if !validNetName(name) {
 		d.f.log.Info("mkdir refused: bad network name", "name", name, "uid", c.Uid)
 		return nil, syscall.EINVAL
@@ -189,7 +210,7 @@ func (d *ipnDir) Mkdir(c *Cred, name string, mode uint32) (Node, error) {
 	return n.dir, nil
 }
 
-func (d *ipnDir) Rmdir(c *Cred, name string) error {
+func (d *ipnDir) Rmdir(c *netcore.Cred, name string) error {
 	n := d.f.network(name)
 	if n == nil {
 		return syscall.ENOENT
@@ -237,19 +258,19 @@ type netDir struct {
 
 func (d *netDir) ID() uint64 { return d.id }
 
-func (d *netDir) Attr(*Cred) Attr {
+func (d *netDir) Attr(*netcore.Cred) netcore.Attr {
 	n := d.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Attr{Mode: syscall.S_IFDIR | n.mode, Uid: n.uid, Gid: n.gid, Mtime: n.mtime}
+	return netcore.Attr{Mode: syscall.S_IFDIR | n.mode, Uid: n.uid, Gid: n.gid, Mtime: n.mtime}
 }
 
-func (d *netDir) List(*Cred) []DirEntry {
+func (d *netDir) List(*netcore.Cred) []netcore.DirEntry {
 	n := d.n
-	return []DirEntry{{"ctl", n.ctl}, {"data", n.data}, {"pcap", n.pcap}, {"ports", n.ports}, {"stats", n.stats}}
+	return []netcore.DirEntry{{Name: "ctl", Node: n.ctl}, {Name: "data", Node: n.data}, {Name: "pcap", Node: n.pcap}, {Name: "ports", Node: n.ports}, {Name: "stats", Node: n.stats}}
 }
 
-func (d *netDir) Lookup(c *Cred, name string) (Node, error) {
+func (d *netDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
 	for _, e := range d.List(c) {
 		if e.Name == name {
 			return e.Node, nil
@@ -259,7 +280,7 @@ func (d *netDir) Lookup(c *Cred, name string) (Node, error) {
 }
 
 // Chmod: the owner or root, as on any file.
-func (d *netDir) Chmod(c *Cred, mode uint32) error {
+func (d *netDir) Chmod(c *netcore.Cred, mode uint32) error {
 	n := d.n
 	n.mu.Lock()
 	if !c.Root() && c.Uid != n.uid {
@@ -280,7 +301,7 @@ func (d *netDir) Chmod(c *Cred, mode uint32) error {
 
 // Chown: root may give the network to anyone; the owner may only change
 // the group, to one of its own groups (chown(2) rules).
-func (d *netDir) Chown(c *Cred, uid, gid int64) error {
+func (d *netDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	n := d.n
 	n.mu.Lock()
 	if !c.Root() {
@@ -315,10 +336,10 @@ type netFile struct {
 
 func (f *netFile) ID() uint64 { return f.id }
 
-// Attr derives the file's mode from the network's: data shows the r and w
+// netcore.Attr derives the file's mode from the network's: data shows the r and w
 // rights of each class, ctl shows w where x (manage) is held, and every file
 // is readable where any right is, so ls -l and test -r/-w tell the truth.
-func (f *netFile) Attr(*Cred) Attr {
+func (f *netFile) Attr(*netcore.Cred) netcore.Attr {
 	n := f.n
 	n.mu.Lock()
 	mode, uid, gid, mtime := n.mode, n.uid, n.gid, n.mtime
@@ -344,11 +365,11 @@ func (f *netFile) Attr(*Cred) Attr {
 		}
 		perm |= bits << shift
 	}
-	return Attr{Mode: syscall.S_IFREG | perm, Uid: uid, Gid: gid, Mtime: mtime}
+	return netcore.Attr{Mode: syscall.S_IFREG | perm, Uid: uid, Gid: gid, Mtime: mtime}
 }
 
 // Open opens the file for c; a refusal is logged with who asked for what.
-func (f *netFile) Open(ctx context.Context, c *Cred, flags int) (Handle, error) {
+func (f *netFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
 	h, err := f.open(c, flags)
 	if err != nil {
 		f.n.fam.log.Info("open refused", "network", f.n.name, "file", f.kind, "uid", c.Uid, "pid", c.Pid,
@@ -357,7 +378,7 @@ func (f *netFile) Open(ctx context.Context, c *Cred, flags int) (Handle, error) 
 	return h, err
 }
 
-func (f *netFile) open(c *Cred, flags int) (Handle, error) {
+func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 	n := f.n
 	r := n.rights(c)
 	acc := flags & syscall.O_ACCMODE
@@ -378,9 +399,9 @@ func (f *netFile) open(c *Cred, flags int) (Handle, error) {
 	}
 	switch f.kind {
 	case "ports":
-		return &textHandle{data: n.portsText()}, nil
+		return &netcore.TextHandle{Data: n.portsText()}, nil
 	case "stats":
-		return &textHandle{data: n.statsText()}, nil
+		return &netcore.TextHandle{Data: n.statsText()}, nil
 	case "pcap":
 		cp, err := n.startCapture()
 		if err != nil {
@@ -393,7 +414,7 @@ func (f *netFile) open(c *Cred, flags int) (Handle, error) {
 
 // openData joins the network. A caller holding only one of r and w gets a
 // port of that half even for O_RDWR (IPN's automatic shutdown).
-func (f *netFile) openData(c *Cred, r Rights, acc int) (Handle, error) {
+func (f *netFile) openData(c *netcore.Cred, r Rights, acc int) (netcore.Handle, error) {
 	wantRecv := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
 	wantSend := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
 	recv := wantRecv && r&RightRecv != 0
@@ -446,17 +467,17 @@ func (h *pcapHandle) Close() { h.n.stopCapture(h.c) }
 // commands written to it.
 type ctlHandle struct {
 	n     *Network
-	cred  Cred // of the opener: rights are those of whoever opened ctl
+	cred  netcore.Cred // of the opener: rights are those of whoever opened ctl
 	write bool
 	mu    sync.Mutex
-	text  textHandle
+	text  netcore.TextHandle
 }
 
 func (h *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if off == 0 || h.text.data == nil {
-		h.text.data = h.n.ctlText()
+	if off == 0 || h.text.Data == nil {
+		h.text.Data = h.n.ctlText()
 	}
 	return h.text.Read(ctx, b, off, nonblock)
 }
