@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab, for the ctl tests
+
 	"github.com/mnet-project/mnet/netcore"
 )
 

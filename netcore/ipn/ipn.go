@@ -27,8 +27,8 @@ type ipnFamily struct {
 
 	mu   sync.Mutex
 	nets map[string]*Network
-	// ifaces are the interfaces attached to any network, by name.
-	ifaces map[string]ifaceClaim
+	// claims are what links of any network hold (interfaces), by key.
+	claims map[string]linkClaim
 
 	// saveMu orders saves: the list a save builds is the one it writes, and
 	// a later save's list is never overwritten by an earlier one.
@@ -37,7 +37,7 @@ type ipnFamily struct {
 
 func newIPN(env *netcore.Env) (*ipnFamily, error) {
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
-		ifaces: make(map[string]ifaceClaim)}
+		claims: make(map[string]linkClaim)}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
 	saved, err := f.state.load()
@@ -60,7 +60,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		n := newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
-		n.restoreIfaces(s.Ifaces)
+		n.restoreLinks(s.Links)
 	}
 	return f, nil
 }
@@ -130,7 +130,7 @@ func (f *ipnFamily) saveState() error {
 		n.mu.Lock()
 		if n.set.Persist && !n.closed {
 			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set,
-				Ifaces: n.savedIfacesLocked()})
+				Links: n.savedLinksLocked()})
 		}
 		n.mu.Unlock()
 	}
@@ -422,7 +422,7 @@ func (f *netFile) openData(c *netcore.Cred, r Rights, acc int) (netcore.Handle, 
 	if (wantRecv && !recv && acc != syscall.O_RDWR) || (wantSend && !send && acc != syscall.O_RDWR) || (!recv && !send) {
 		return nil, syscall.EACCES
 	}
-	p, err := f.n.Join(KindFile, c.Uid, c.Pid, "", recv, send)
+	p, err := f.n.Join(c.Uid, c.Pid, "", recv, send)
 	if err != nil {
 		return nil, err
 	}
