@@ -14,7 +14,13 @@ import (
 )
 
 func init() {
-	netcore.Register("ipn", func(env *netcore.Env) (netcore.Family, error) { return newIPN(env) })
+	netcore.Register("ipn", func(env *netcore.Env) (netcore.Family, error) {
+		f, err := newIPN(env)
+		if err != nil {
+			return nil, err // not f: a nil *ipnFamily would be a non-nil Family
+		}
+		return f, nil
+	})
 }
 
 // MaxNetworks bounds how many IPN networks may exist at once.
