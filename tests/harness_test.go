@@ -135,10 +135,22 @@ func startMnet(t *testing.T, args ...string) *daemon {
 
 func startMnetAt(t *testing.T, mp, state string, args ...string) *daemon {
 	t.Helper()
+	return startMnetIn(t, "", mp, state, args...)
+}
+
+// startMnetIn is startMnetAt with the daemon in the named network
+// namespace netns ("" is the test's own), entered with nsenter so that
+// the mount stays in the test's mount namespace.
+func startMnetIn(t *testing.T, netns, mp, state string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, mp: mp, state: state, log: &syncBuffer{}, done: make(chan struct{})}
 	full := append([]string{"mount", "-v", "--state", state}, args...)
 	full = append(full, mp)
-	d.cmd = exec.Command(mnetBin, full...)
+	if netns == "" {
+		d.cmd = exec.Command(mnetBin, full...)
+	} else {
+		d.cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + netns, mnetBin}, full...)...)
+	}
 	// A race-enabled daemon would otherwise sleep a second on exit.
 	d.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
 	d.cmd.Stdout = d.log

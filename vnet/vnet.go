@@ -283,3 +283,45 @@ func SegmentLen(h Hdr, frame []byte) int {
 	}
 	return min(len(frame), lo.payload+int(h.GSOSize))
 }
+
+// PartialChecksum tells whether a plain frame's TCP or UDP checksum is
+// only partial: the field holds the pseudo-header sum and the rest is
+// left to an offload, as the kernel leaves it (CHECKSUM_PARTIAL) for
+// frames that cross virtual devices only (a veth, a Linux vxlan device
+// sending over one) and reach a userspace socket unfinished. It then
+// returns the header that asks the receiver to complete it; a frame whose
+// checksum is complete, absent or wrong otherwise, or that is not TCP or
+// UDP, is left alone (false). Only a frame whose field equals its
+// pseudo-header sum is summed, so complete frames cost no pass over their
+// bytes.
+func PartialChecksum(frame []byte) (Hdr, bool) {
+	lo, err := parseLayout(frame)
+	if err != nil {
+		return Hdr{}, false
+	}
+	var l4len int
+	if lo.v6 {
+		l4len = int(binary.BigEndian.Uint16(frame[lo.l3+4:])) // no extension headers: see parseLayout
+	} else {
+		if binary.BigEndian.Uint16(frame[lo.l3+6:])&0x3fff != 0 {
+			return Hdr{}, false // a fragment: its checksum spans other frames
+		}
+		l4len = int(binary.BigEndian.Uint16(frame[lo.l3+2:])) - (lo.l4 - lo.l3)
+	}
+	if l4len < lo.payload-lo.l4 || lo.l4+l4len > len(frame) {
+		return Hdr{}, false
+	}
+	csumOffset := 16
+	if lo.proto == protoUDP {
+		csumOffset = 6
+	}
+	field := binary.BigEndian.Uint16(frame[lo.l4+csumOffset:])
+	pseudo := pseudoHeaderSum(frame, lo, l4len)
+	if field == 0 && lo.proto == protoUDP || field != fold(pseudo) {
+		return Hdr{}, false
+	}
+	if fold(checksum(frame[lo.l4:lo.l4+l4len], pseudo)) == 0xffff {
+		return Hdr{}, false // complete after all, by chance equal to the partial sum
+	}
+	return Hdr{Flags: FlagNeedsCsum, CsumStart: uint16(lo.l4), CsumOffset: uint16(csumOffset)}, true
+}

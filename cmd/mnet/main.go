@@ -21,6 +21,7 @@ import (
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
+	_ "github.com/mnet-project/mnet/netcore/link/vxlan" // vxlan cables
 )
 
 const usage = `mnet: networking as files

@@ -1,0 +1,446 @@
+package vxlan
+
+import (
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/vnet"
+)
+
+// defaultPathMTU is assumed when the routing table has no path to a
+// remote yet (its interface is not up, say): an Ethernet underlay.
+const defaultPathMTU = 1500
+
+// rxQueue is how many received frames wait for the network; beyond it a
+// frame is dropped (counted and logged), so that one slow network never
+// holds up the other cables on the same socket.
+const rxQueue = 512
+
+// cable is one attached vxlan link.
+type cable struct {
+	spec *spec
+	env  link.Env
+	v6   bool
+	u    *underlay
+	fdb  *fdb
+	// group is the multicast membership, if the cable floods to a group.
+	group groupKey
+	// pathMTU is the largest outer IP packet: the smallest path MTU to
+	// the remotes (or the group's interface MTU).
+	pathMTU int
+
+	in        chan []byte
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	// tx is what Write alone uses, and Close once Write is done.
+	tx struct {
+		mu     sync.Mutex // Write against Close
+		fds    []int      // the sending sockets, one chosen per inner flow
+		closed bool
+		buf    []byte                       // datagrams being sent
+		oob    []byte                       // the UDP_SEGMENT control message
+		floods []unix.Sockaddr              // every remote, or the group
+		learnt map[netip.Addr]unix.Sockaddr // learned VTEPs
+	}
+	// portOf is the UDP port of each configured remote; a VTEP learned
+	// elsewhere is sent to the cable's own port.
+	portOf map[netip.Addr]uint16
+
+	rxDrops, tooBig atomic.Uint64
+	dropLog         rateLog
+}
+
+var (
+	_ link.Link  = (*cable)(nil)
+	_ link.Saver = (*cable)(nil)
+)
+
+var (
+	errTooBig     = errors.New("vxlan: frame longer than the underlay's path allows")
+	errShortFrame = errors.New("vxlan: frame shorter than an Ethernet header")
+)
+
+// senders is how many sending sockets a cable has: the UDP source port is
+// one of theirs, chosen by a hash of the inner flow, so that routers that
+// spread flows by port (ECMP) see several. Linux hashes into its whole
+// ephemeral range; a socket cannot send from a port it is not bound to,
+// and a raw socket could not use UDP segmentation offload.
+const senders = 8
+
+func sockaddr(a netip.Addr, port uint16) unix.Sockaddr {
+	if a.Is4() {
+		return &unix.SockaddrInet4{Addr: a.As4(), Port: int(port)}
+	}
+	return &unix.SockaddrInet6{Addr: a.As16(), Port: int(port)}
+}
+
+// Open opens the cable: its sending sockets, its share of the receiving
+// socket of its port, and its group membership. Its errors name the line.
+func (s *spec) Open(env link.Env) (link.Link, error) {
+	l, err := s.open(env)
+	if err != nil {
+		return nil, link.Errorf(link.ErrnoOf(err), "vxlan %s: %s", s.Args(), strings.TrimPrefix(err.Error(), "vxlan: "))
+	}
+	return l, nil
+}
+
+func (s *spec) open(env link.Env) (*cable, error) {
+	c := &cable{spec: s, env: env, v6: s.v6(), fdb: newFDB(fdbAge, fdbMax),
+		in: make(chan []byte, rxQueue), closed: make(chan struct{}), portOf: map[netip.Addr]uint16{}}
+	ifindex := 0
+	if s.dev != "" {
+		var err error
+		if ifindex, err = ifIndex(env, s.dev); err != nil {
+			return nil, err
+		}
+	}
+	c.pathMTU = c.findPathMTU()
+	if c.pathMTU-Overhead(c.v6) < 68 {
+		return nil, link.Errorf(syscall.EINVAL, "vxlan: the underlay's MTU (%d) leaves no room for frames", c.pathMTU)
+	}
+	if s.group.IsValid() {
+		c.group = groupKey{s.group.Addr(), ifindex}
+		c.tx.floods = []unix.Sockaddr{sockaddr(s.group.Addr(), s.group.Port())}
+	} else {
+		for _, r := range s.remotes {
+			c.tx.floods = append(c.tx.floods, sockaddr(r.Addr(), r.Port()))
+			if _, ok := c.portOf[r.Addr()]; !ok {
+				c.portOf[r.Addr()] = r.Port()
+			}
+		}
+	}
+	c.tx.learnt = map[netip.Addr]unix.Sockaddr{}
+	c.tx.oob = make([]byte, unix.CmsgSpace(2))
+	for range senders {
+		fd, err := c.openSender(ifindex)
+		if err != nil {
+			c.closeSenders()
+			return nil, err
+		}
+		c.tx.fds = append(c.tx.fds, fd)
+	}
+	u, err := acquireUnderlay(env, underlayKey{netnsOf(env), c.v6, s.port()})
+	if err != nil {
+		c.closeSenders()
+		return nil, err
+	}
+	c.u = u
+	if s.group.IsValid() {
+		if err := u.join(c.group); err != nil {
+			u.release()
+			c.closeSenders()
+			return nil, err
+		}
+	}
+	if err := u.add(c); err != nil {
+		if s.group.IsValid() {
+			u.leave(c.group)
+		}
+		u.release()
+		c.closeSenders()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *cable) closeSenders() {
+	for _, fd := range c.tx.fds {
+		unix.Close(fd)
+	}
+	c.tx.fds = nil
+}
+
+// findPathMTU is the smallest path MTU to the remotes, or the group's
+// interface MTU. A path the routing table does not know yet is taken to
+// be an Ethernet's, and logged.
+func (c *cable) findPathMTU() int {
+	s := c.spec
+	if s.dev != "" {
+		if m, err := devMTU(c.env, s.dev); err == nil {
+			return m
+		}
+	}
+	dsts := s.remotes
+	if s.group.IsValid() {
+		dsts = []netip.AddrPort{s.group}
+	}
+	mtu := 0
+	for _, d := range dsts {
+		m, err := routeMTU(c.env, d)
+		if err != nil {
+			if c.env.Log != nil {
+				c.env.Log.Warn("vxlan: no path MTU to a remote; assuming 1500", "network", c.env.Network,
+					"vni", s.vni, "remote", d.Addr(), "err", err)
+			}
+			m = defaultPathMTU
+		}
+		if mtu == 0 || m < mtu {
+			mtu = m
+		}
+	}
+	return mtu
+}
+
+// openSender makes one UDP socket frames leave by, from a port the
+// kernel picks in its ephemeral range when it first sends.
+func (c *cable) openSender(ifindex int) (int, error) {
+	domain := unix.AF_INET
+	if c.v6 {
+		domain = unix.AF_INET6
+	}
+	fd, err := newSocket(c.env, domain, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return -1, link.Errorf(link.ErrnoOf(err), "vxlan: UDP socket: %v", err)
+	}
+	growBuffer(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF)
+	// Nothing is read from it: a small receive buffer bounds what
+	// strays to its port can hold.
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
+	if !c.spec.group.IsValid() {
+		return fd, nil
+	}
+	// Multicast: one hop, as Linux sends to a group, not looped back
+	// (the cable would hear its own frames), out of dev if given.
+	var errs []error
+	if c.v6 {
+		errs = append(errs, unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 1),
+			unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_LOOP, 0))
+		if ifindex != 0 {
+			errs = append(errs, unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifindex))
+		}
+	} else {
+		errs = append(errs, unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 1),
+			unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0))
+		if ifindex != 0 {
+			errs = append(errs, unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF,
+				&unix.IPMreqn{Ifindex: int32(ifindex)}))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		unix.Close(fd)
+		return -1, link.Errorf(link.ErrnoOf(err), "vxlan: multicast options: %v", err)
+	}
+	return fd, nil
+}
+
+// deliver takes one frame received for the cable's VNI from vtep: the
+// source is learned and the frame queued for the network. Called from
+// the underlay's goroutine; frame is reused after it returns.
+func (c *cable) deliver(frame []byte, vtep netip.Addr) {
+	c.fdb.learn(mac(frame[6:12]), vtep, time.Now())
+	b := getBuf(len(frame))
+	copy(b, frame)
+	select {
+	case c.in <- b:
+	default:
+		putBuf(b)
+		c.rxDrops.Add(1)
+		c.dropLog.log(c.env.Log, "vxlan: frames dropped, the network does not keep up", "network", c.env.Network,
+			"vni", c.spec.vni, "dropped", c.rxDrops.Load())
+	}
+}
+
+// Read hands the network the next received frame behind a virtio-net
+// header: a zero one, or one asking to complete a checksum a kernel VTEP
+// left partial (its frames crossed only virtual devices to reach us).
+func (c *cable) Read(p []byte) (int, error) {
+	select {
+	case b := <-c.in:
+		n := copy(p[vnet.HdrLen:], b)
+		putBuf(b)
+		if h, ok := vnet.PartialChecksum(p[vnet.HdrLen : vnet.HdrLen+n]); ok {
+			h.Encode(p)
+		} else {
+			clear(p[:vnet.HdrLen])
+		}
+		return vnet.HdrLen + n, nil
+	case <-c.closed:
+		return 0, link.ErrClosed
+	}
+}
+
+// Write sends one frame: to the VTEP learned for its destination, or to
+// every remote (or the group) when the destination is broadcast,
+// multicast or not learned. A TCP or UDP segment of up to 64 KiB (the
+// cable takes offloads) is cut to wire size here and leaves as one
+// sendmsg with UDP segmentation offload, so the kernel carries it as one
+// packet as far as it can. Write never waits: a full socket buffer is an
+// error (a drop), as is a frame too long for the underlay's path.
+func (c *cable) Write(p []byte) error {
+	if len(p) < vnet.HdrLen+ethHeaderLen {
+		return errShortFrame
+	}
+	hdr := vnet.Decode(p)
+	frame := p[vnet.HdrLen:]
+	ipHdr := ipv4HeaderLen
+	if c.v6 {
+		ipHdr = ipv6HeaderLen
+	}
+	maxFrame := c.pathMTU - ipHdr - udpHeaderLen - HeaderLen
+	var segs [][]byte
+	if hdr.Plain() {
+		if len(frame) > maxFrame {
+			c.tooBig.Add(1)
+			return errTooBig
+		}
+	} else {
+		if vnet.SegmentLen(hdr, frame) > maxFrame {
+			c.tooBig.Add(1)
+			return errTooBig
+		}
+		var err error
+		if segs, err = vnet.Segment(hdr, frame); err != nil {
+			return err
+		}
+	}
+	c.tx.mu.Lock()
+	defer c.tx.mu.Unlock()
+	if c.tx.closed {
+		return link.ErrClosed
+	}
+	fd := c.tx.fds[flowHash(frame)%senders]
+	gso := c.encap(frame, segs)
+	if frame[0]&1 == 0 {
+		if vtep, ok := c.fdb.lookup(mac(frame[0:6]), time.Now()); ok {
+			sa := c.tx.learnt[vtep]
+			if sa == nil {
+				if len(c.tx.learnt) >= fdbMax {
+					clear(c.tx.learnt)
+				}
+				port, ok := c.portOf[vtep]
+				if !ok {
+					port = c.spec.port()
+				}
+				sa = sockaddr(vtep, port)
+				c.tx.learnt[vtep] = sa
+			}
+			return c.send(fd, sa, gso)
+		}
+	}
+	var errs error
+	for _, sa := range c.tx.floods {
+		if err := c.send(fd, sa, gso); err != nil {
+			errs = err
+		}
+	}
+	return errs
+}
+
+// encap puts the datagrams of frame (or of its segments) in c.tx.buf,
+// each a VXLAN header and a frame, and returns the UDP segment size that
+// cuts the buffer back into them (0: one datagram). Called with c.tx.mu
+// held.
+func (c *cable) encap(frame []byte, segs [][]byte) int {
+	if segs == nil {
+		segs = [][]byte{frame}
+	}
+	b := c.tx.buf[:0]
+	for _, s := range segs {
+		var h [HeaderLen]byte
+		putHeader(h[:], c.spec.vni)
+		b = append(b, h[:]...)
+		b = append(b, s...)
+	}
+	c.tx.buf = b
+	if len(segs) == 1 {
+		return 0
+	}
+	return HeaderLen + len(segs[0]) // every segment but the last is this long
+}
+
+// maxUDPPayload is the most one sendmsg may carry, segmented or not: a
+// UDP datagram's length field, less its header, and IPv4's.
+const maxUDPPayload = 0xffff - udpHeaderLen - ipv4HeaderLen
+
+// send sends the datagrams in c.tx.buf to sa: gso bytes each (0: the
+// buffer is one datagram), as few sendmsg calls as UDP's length allows.
+// Called with c.tx.mu held.
+func (c *cable) send(fd int, sa unix.Sockaddr, gso int) error {
+	if gso == 0 {
+		return sendmsg(fd, c.tx.buf, nil, sa)
+	}
+	oob := c.tx.oob
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
+	h.SetLen(unix.CmsgLen(2))
+	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(gso)
+	chunk := maxUDPPayload / gso * gso
+	for b := c.tx.buf; len(b) > 0; {
+		n := min(chunk, len(b))
+		if err := sendmsg(fd, b[:n], oob, sa); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+func sendmsg(fd int, b, oob []byte, sa unix.Sockaddr) error {
+	for {
+		_, err := unix.SendmsgN(fd, b, oob, sa, unix.MSG_DONTWAIT)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// MTU is the largest payload of a frame that fits the underlay's path
+// with the VXLAN overhead (50 bytes over IPv4, 70 over IPv6).
+func (c *cable) MTU() int { return c.pathMTU - Overhead(c.v6) }
+
+// Caps: the cable takes segments of up to 64 KiB and cuts them itself.
+func (c *cable) Caps() link.Caps { return link.CapGSO }
+
+// Close lets the cable go; the receiving socket closes with its last
+// cable. keep changes nothing: a cable holds nothing outside mnet.
+func (c *cable) Close(bool) error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.u.remove(c)
+		if c.spec.group.IsValid() {
+			c.u.leave(c.group)
+		}
+		c.u.release()
+		c.tx.mu.Lock()
+		c.closeSenders()
+		c.tx.closed = true
+		c.tx.mu.Unlock()
+	})
+	return nil
+}
+
+// Save keeps the cable's line.
+func (c *cable) Save() (json.RawMessage, error) {
+	return json.Marshal(saved{Args: c.spec.Args()})
+}
+
+// Frame buffers for the receive queue: most frames fit in a small one.
+const smallBuf = 2048
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, smallBuf); return &b }}
+
+func getBuf(n int) []byte {
+	if n > smallBuf {
+		return make([]byte, n)
+	}
+	return (*bufPool.Get().(*[]byte))[:n]
+}
+
+func putBuf(b []byte) {
+	if cap(b) != smallBuf {
+		return
+	}
+	b = b[:smallBuf]
+	bufPool.Put(&b)
+}

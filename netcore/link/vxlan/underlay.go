@@ -1,0 +1,332 @@
+package vxlan
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mnet-project/mnet/netcore/link"
+)
+
+// newSocket makes every socket a cable uses: its share of the receiving
+// UDP socket, its raw sending socket and the probes that ask the routing
+// table for the path MTU. It is the one place that decides where the
+// underlay is: in the network namespace of the caller whose ctl write
+// makes the cable (env.Cred; the daemon's own when a persistent network
+// is restored). Until the daemon can make sockets in a caller's namespace,
+// that is the daemon's namespace.
+func newSocket(env link.Env, domain, typ, proto int) (int, error) {
+	return unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
+}
+
+// netnsOf names the network namespace newSocket makes env's sockets in,
+// so that cables share a receiving socket only within one namespace.
+func netnsOf(env link.Env) string { return "" }
+
+// socketBuffer is the receive and send buffer asked for each socket: a
+// burst of a TCP window at 10 Gbit/s must not overflow it.
+const socketBuffer = 4 << 20
+
+// underlayKey names one receiving socket: a UDP port of one address
+// family in one network namespace.
+type underlayKey struct {
+	netns string
+	v6    bool
+	port  uint16
+}
+
+// underlay is one UDP socket receiving VXLAN for every cable on its port,
+// demultiplexed by VNI; its goroutine reads the socket, checks each
+// datagram and hands its frame to the cable of its VNI.
+type underlay struct {
+	key  underlayKey
+	conn *net.UDPConn
+	log  *slog.Logger
+
+	refs   int               // cables holding it; guarded by underlaysMu
+	groups map[groupKey]int  // memberships, by cables holding them; guarded by underlaysMu
+	mu     sync.RWMutex      // guards cables
+	cables map[uint32]*cable // by VNI
+
+	bad, unknown atomic.Uint64 // datagrams refused: not VXLAN, or no cable for the VNI
+	badLog       rateLog
+}
+
+type groupKey struct {
+	group   netip.Addr
+	ifindex int
+}
+
+var (
+	underlaysMu sync.Mutex
+	underlays   = map[underlayKey]*underlay{}
+)
+
+// acquireUnderlay returns the receiving socket for key, made if needed;
+// release gives it back.
+func acquireUnderlay(env link.Env, key underlayKey) (*underlay, error) {
+	underlaysMu.Lock()
+	defer underlaysMu.Unlock()
+	if u := underlays[key]; u != nil {
+		u.refs++
+		return u, nil
+	}
+	conn, err := listenUDP(env, key)
+	if err != nil {
+		return nil, err
+	}
+	u := &underlay{key: key, conn: conn, log: env.Log, refs: 1, groups: map[groupKey]int{}, cables: map[uint32]*cable{}}
+	underlays[key] = u
+	go u.receive()
+	return u, nil
+}
+
+// listenUDP binds the UDP port of key on every address of its family.
+func listenUDP(env link.Env, key underlayKey) (*net.UDPConn, error) {
+	domain := unix.AF_INET
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(key.port)}
+	if key.v6 {
+		domain = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(key.port)}
+	}
+	fd, err := newSocket(env, domain, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return nil, link.Errorf(link.ErrnoOf(err), "vxlan: UDP socket: %v", err)
+	}
+	if key.v6 {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+	}
+	growBuffer(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF)
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EADDRINUSE) {
+			return nil, link.Errorf(unix.EADDRINUSE, "vxlan: UDP port %d is in use (by a Linux vxlan device?)", key.port)
+		}
+		return nil, link.Errorf(link.ErrnoOf(err), "vxlan: bind UDP port %d: %v", key.port, err)
+	}
+	f := os.NewFile(uintptr(fd), "vxlan-udp")
+	pc, err := net.FilePacketConn(f)
+	f.Close()
+	if err != nil {
+		return nil, link.Errorf(link.ErrnoOf(err), "vxlan: UDP socket: %v", err)
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+// growBuffer asks for socketBuffer bytes, beyond the sysctl limit when
+// the daemon may (force).
+func growBuffer(fd, force, plain int) {
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, socketBuffer) != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, socketBuffer)
+	}
+}
+
+// add makes c the cable of its VNI on u.
+func (u *underlay) add(c *cable) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.cables[c.spec.vni] != nil {
+		return link.Errorf(syscall.EEXIST, "vxlan: VNI %d on UDP port %d is taken", c.spec.vni, u.key.port)
+	}
+	u.cables[c.spec.vni] = c
+	return nil
+}
+
+func (u *underlay) remove(c *cable) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.cables[c.spec.vni] == c {
+		delete(u.cables, c.spec.vni)
+	}
+}
+
+// release gives back what acquireUnderlay returned: the last cable to
+// let go closes the socket, which ends its goroutine.
+func (u *underlay) release() {
+	underlaysMu.Lock()
+	defer underlaysMu.Unlock()
+	u.refs--
+	if u.refs > 0 {
+		return
+	}
+	delete(underlays, u.key)
+	u.conn.Close()
+}
+
+// join makes u a member of g on ifindex (0: the routing table's choice);
+// memberships are counted, as cables on one port may share a group.
+func (u *underlay) join(g groupKey) error {
+	underlaysMu.Lock()
+	defer underlaysMu.Unlock()
+	if u.groups[g] > 0 {
+		u.groups[g]++
+		return nil
+	}
+	if err := u.membership(g, true); err != nil {
+		return link.Errorf(link.ErrnoOf(err), "vxlan: joining group %s: %v", g.group, err)
+	}
+	u.groups[g] = 1
+	return nil
+}
+
+func (u *underlay) leave(g groupKey) {
+	underlaysMu.Lock()
+	defer underlaysMu.Unlock()
+	u.groups[g]--
+	if u.groups[g] > 0 {
+		return
+	}
+	delete(u.groups, g)
+	u.membership(g, false)
+}
+
+func (u *underlay) membership(g groupKey, join bool) error {
+	rc, err := u.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if g.group.Is4() {
+			opt := unix.IP_ADD_MEMBERSHIP
+			if !join {
+				opt = unix.IP_DROP_MEMBERSHIP
+			}
+			serr = unix.SetsockoptIPMreqn(int(fd), unix.IPPROTO_IP, opt,
+				&unix.IPMreqn{Multiaddr: g.group.As4(), Ifindex: int32(g.ifindex)})
+			return
+		}
+		opt := unix.IPV6_JOIN_GROUP
+		if !join {
+			opt = unix.IPV6_LEAVE_GROUP
+		}
+		serr = unix.SetsockoptIPv6Mreq(int(fd), unix.IPPROTO_IPV6, opt,
+			&unix.IPv6Mreq{Multiaddr: g.group.As16(), Interface: uint32(g.ifindex)})
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// maxDatagram is the largest UDP payload read: a 64 KiB frame behind the
+// VXLAN header (over loopback, an underlay may carry that).
+const maxDatagram = 65536 + HeaderLen
+
+// receive reads the socket until it is closed: each datagram with a
+// valid VXLAN header goes to the cable of its VNI.
+func (u *underlay) receive() {
+	buf := make([]byte, maxDatagram)
+	for {
+		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// ICMP errors reported on the socket (a remote's port
+			// unreachable) and other transient errors: go on.
+			continue
+		}
+		vni, frame, err := parseHeader(buf[:n])
+		if err != nil {
+			u.bad.Add(1)
+			u.badLog.log(u.log, "vxlan: datagram refused", "port", u.key.port, "from", from, "why", err, "refused", u.bad.Load())
+			continue
+		}
+		u.mu.RLock()
+		c := u.cables[vni]
+		u.mu.RUnlock()
+		if c == nil {
+			u.unknown.Add(1)
+			u.badLog.log(u.log, "vxlan: datagram for a VNI with no cable", "port", u.key.port, "from", from, "vni", vni, "refused", u.unknown.Load()+u.bad.Load())
+			continue
+		}
+		c.deliver(frame, from.Addr().Unmap())
+	}
+}
+
+// rateLog logs at most one line a second, so that a flood of bad
+// datagrams cannot flood the log.
+type rateLog struct {
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (r *rateLog) log(l *slog.Logger, msg string, args ...any) {
+	if l == nil {
+		return
+	}
+	r.mu.Lock()
+	now := time.Now()
+	if now.Sub(r.last) < time.Second {
+		r.mu.Unlock()
+		return
+	}
+	r.last = now
+	r.mu.Unlock()
+	l.Warn(msg, args...)
+}
+
+// ifIndex is the index of the interface called name where env's sockets
+// are made; ENODEV if there is none.
+func ifIndex(env link.Env, name string) (int, error) {
+	fd, err := newSocket(env, unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, link.Errorf(syscall.EINVAL, "vxlan: dev %q: %v", name, err)
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, link.Errorf(syscall.ENODEV, "vxlan: dev %s: no such interface", name)
+	}
+	return int(ifr.Uint32()), nil
+}
+
+// devMTU is the MTU of interface name where env's sockets are made.
+func devMTU(env link.Env, name string) (int, error) {
+	fd, err := newSocket(env, unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFMTU, ifr); err != nil {
+		return 0, err
+	}
+	return int(ifr.Uint32()), nil
+}
+
+// routeMTU asks the routing table for the MTU of the path to dst: the
+// MTU a UDP socket connected to it reports (IP_MTU), which is the route's
+// or its device's, lowered by what path MTU discovery learned.
+func routeMTU(env link.Env, dst netip.AddrPort) (int, error) {
+	domain, level, opt := unix.AF_INET, unix.IPPROTO_IP, unix.IP_MTU
+	if dst.Addr().Is6() {
+		domain, level, opt = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_MTU
+	}
+	sa := sockaddr(dst.Addr(), dst.Port())
+	fd, err := newSocket(env, domain, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, sa); err != nil {
+		return 0, fmt.Errorf("no route to %s: %w", dst.Addr(), err)
+	}
+	return unix.GetsockoptInt(fd, level, opt)
+}
