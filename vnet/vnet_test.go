@@ -230,3 +230,56 @@ func FuzzSegment(f *testing.F) {
 		}
 	})
 }
+
+// A frame whose TCP or UDP checksum a kernel left partial (the field holds
+// the pseudo-header sum) is found and completed; complete frames, padded
+// or not, are left alone.
+func TestPartialChecksum(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		v6, udp bool
+		size    int
+	}{{"tcp4", false, false, 1000}, {"tcp6", true, false, 1000}, {"udp4", false, true, 300},
+		{"udp6", true, true, 300}, {"tcp4-ack-padded", false, false, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			full := superFrame(t, tc.v6, tc.udp, payloadOf(tc.size), layers.TCP{ACK: true})
+			for len(full) < 60 {
+				full = append(full, 0) // Ethernet padding
+			}
+			if _, ok := PartialChecksum(full); ok {
+				t.Fatal("a complete frame was taken for a partial one")
+			}
+			lo, err := parseLayout(full)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := lo.l4 + 16
+			if tc.udp {
+				at = lo.l4 + 6
+			}
+			l4len := len(full) - lo.l4
+			if !tc.v6 {
+				l4len = int(full[lo.l3+2])<<8 | int(full[lo.l3+3]) - (lo.l4 - lo.l3)
+			}
+			partial := append([]byte(nil), full...)
+			pseudo := fold(pseudoHeaderSum(partial, lo, l4len))
+			partial[at], partial[at+1] = byte(pseudo>>8), byte(pseudo)
+			h, ok := PartialChecksum(partial)
+			if !ok || h.Flags != FlagNeedsCsum || int(h.CsumStart) != lo.l4 || int(h.CsumStart+h.CsumOffset) != at {
+				t.Fatalf("partial checksum not found: %+v %v", h, ok)
+			}
+			segs, err := Segment(h, partial)
+			if err != nil || len(segs) != 1 || !bytes.Equal(segs[0], full) {
+				t.Fatalf("completing it: %v\n got %x\nwant %x", err, segs, full)
+			}
+			// A corrupt checksum is not "repaired".
+			partial[at] ^= 0x40
+			if _, ok := PartialChecksum(partial); ok {
+				t.Fatal("a wrong checksum was taken for a partial one")
+			}
+		})
+	}
+	if _, ok := PartialChecksum([]byte{1, 2, 3}); ok {
+		t.Fatal("a runt was taken for a partial frame")
+	}
+}
