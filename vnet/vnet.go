@@ -325,3 +325,41 @@ func PartialChecksum(frame []byte) (Hdr, bool) {
 	}
 	return Hdr{Flags: FlagNeedsCsum, CsumStart: uint16(lo.l4), CsumOffset: uint16(csumOffset)}, true
 }
+
+// SuperFrame makes a plain frame longer than a wire's (more than mtu bytes
+// after the Ethernet header) that is one TCP segment, as a kernel hands a
+// socket a segment it never cut (a Linux VTEP sending over a veth keeps
+// it whole), into an offloaded one: it returns the header that has it cut
+// into segments whose IP packets fit mtu, and turns its checksum into the
+// partial one such a header goes with. Other frames are left alone
+// (false).
+func SuperFrame(frame []byte, mtu int) (Hdr, bool) {
+	lo, err := parseLayout(frame)
+	if err != nil || lo.proto != protoTCP {
+		return Hdr{}, false
+	}
+	var l4len, l3len int
+	if lo.v6 {
+		l4len = int(binary.BigEndian.Uint16(frame[lo.l3+4:]))
+		l3len = ipv6HdrLen + l4len
+	} else {
+		if binary.BigEndian.Uint16(frame[lo.l3+6:])&0x3fff != 0 {
+			return Hdr{}, false
+		}
+		l3len = int(binary.BigEndian.Uint16(frame[lo.l3+2:]))
+		l4len = l3len - (lo.l4 - lo.l3)
+	}
+	mss := mtu - (lo.payload - lo.l3)
+	if l3len <= mtu || mss <= 0 || lo.l4+l4len > len(frame) || lo.l4+l4len <= lo.payload {
+		return Hdr{}, false
+	}
+	gso := uint8(GSOTCPv4)
+	if lo.v6 {
+		gso = GSOTCPv6
+	}
+	binary.BigEndian.PutUint16(frame[lo.l4+16:], fold(pseudoHeaderSum(frame, lo, l4len)))
+	return Hdr{Flags: FlagNeedsCsum, GSOType: gso, HdrLen: uint16(lo.payload), GSOSize: uint16(mss),
+		CsumStart: uint16(lo.l4), CsumOffset: 16}, true
+}
+
+const ipv6HdrLen = 40

@@ -21,9 +21,8 @@ import (
 // remote yet (its interface is not up, say): an Ethernet underlay.
 const defaultPathMTU = 1500
 
-// rxQueue is how many received frames wait for the network; beyond it a
-// frame is dropped (counted and logged), so that one slow network never
-// holds up the other cables on the same socket.
+// rxQueue is how many frames another cable's Read may queue for a cable
+// that shares its socket; beyond it a frame is dropped.
 const rxQueue = 512
 
 // cable is one attached vxlan link.
@@ -234,9 +233,10 @@ func (c *cable) openSender(ifindex int) (int, error) {
 	return fd, nil
 }
 
-// deliver takes one frame received for the cable's VNI from vtep: the
-// source is learned and the frame queued for the network. Called from
-// the underlay's goroutine; frame is reused after it returns.
+// deliver queues a frame another cable's Read took from the socket for
+// this one: learned, and copied. A full queue is a drop (counted and
+// logged), so that a slow network never holds up the cables that share
+// its socket.
 func (c *cable) deliver(frame []byte, vtep netip.Addr) {
 	c.fdb.learn(mac(frame[6:12]), vtep, time.Now())
 	b := getBuf(len(frame))
@@ -251,23 +251,65 @@ func (c *cable) deliver(frame []byte, vtep netip.Addr) {
 	}
 }
 
-// Read hands the network the next received frame behind a virtio-net
-// header: a zero one, or one asking to complete a checksum a kernel VTEP
-// left partial (its frames crossed only virtual devices to reach us).
+// Read hands the network the next frame for the cable: one queued for it
+// by another cable's Read, or one it reads from the socket itself when it
+// holds the socket's token. The datagram is read so that its frame lands
+// right after the virtio-net header, which then overwrites the VXLAN
+// header: no copy.
 func (c *cable) Read(p []byte) (int, error) {
-	select {
-	case b := <-c.in:
-		n := copy(p[vnet.HdrLen:], b)
-		putBuf(b)
-		if h, ok := vnet.PartialChecksum(p[vnet.HdrLen : vnet.HdrLen+n]); ok {
-			h.Encode(p)
-		} else {
-			clear(p[:vnet.HdrLen])
+	for {
+		select {
+		case b := <-c.in:
+			n := copy(p[vnet.HdrLen:], b)
+			putBuf(b)
+			return c.finish(p, n), nil
+		case <-c.closed:
+			return 0, link.ErrClosed
+		case <-c.u.token:
 		}
-		return vnet.HdrLen + n, nil
-	case <-c.closed:
-		return 0, link.ErrClosed
+		vni, frame, from, ok, err := c.u.read(p[vnet.HdrLen-HeaderLen:])
+		c.u.token <- struct{}{}
+		if err != nil {
+			return 0, link.ErrClosed // the socket closes after its last cable
+		}
+		if !ok {
+			continue
+		}
+		if vni != c.spec.vni {
+			if other := c.u.cable(vni); other != nil {
+				other.deliver(frame, from)
+			} else {
+				c.u.unknownVNI(vni, from)
+			}
+			continue
+		}
+		select {
+		case <-c.closed:
+			return 0, link.ErrClosed
+		default:
+		}
+		c.fdb.learn(mac(frame[6:12]), from, time.Now())
+		return c.finish(p, len(frame)), nil
 	}
+}
+
+// finish writes the virtio-net header in front of the n-byte frame in p
+// and returns the length of both. It is a zero header, or one that asks
+// to complete a checksum a kernel VTEP left partial, or to cut a TCP
+// segment it never cut (its frames crossed only virtual devices to reach
+// us) to the cable's MTU.
+func (c *cable) finish(p []byte, n int) int {
+	frame := p[vnet.HdrLen : vnet.HdrLen+n]
+	h, ok := vnet.SuperFrame(frame, c.MTU())
+	if !ok {
+		h, ok = vnet.PartialChecksum(frame)
+	}
+	if ok {
+		h.Encode(p)
+	} else {
+		clear(p[:vnet.HdrLen])
+	}
+	return vnet.HdrLen + n
 }
 
 // Write sends one frame: to the VTEP learned for its destination, or to

@@ -45,17 +45,22 @@ type underlayKey struct {
 }
 
 // underlay is one UDP socket receiving VXLAN for every cable on its port,
-// demultiplexed by VNI; its goroutine reads the socket, checks each
-// datagram and hands its frame to the cable of its VNI.
+// demultiplexed by VNI. It has no goroutine of its own: the cable whose
+// Read holds the token reads the socket, keeps the frames of its VNI and
+// queues the others' for them, so a port with one cable (the usual case)
+// hands each frame from the socket to the network without a goroutine in
+// between.
 type underlay struct {
 	key  underlayKey
 	conn *net.UDPConn
 	log  *slog.Logger
+	// token is held by the one reader of the socket.
+	token chan struct{}
 
-	refs   int               // cables holding it; guarded by underlaysMu
-	groups map[groupKey]int  // memberships, by cables holding them; guarded by underlaysMu
-	mu     sync.RWMutex      // guards cables
-	cables map[uint32]*cable // by VNI
+	refs   int              // cables holding it; guarded by underlaysMu
+	groups map[groupKey]int // memberships, by cables holding them; guarded by underlaysMu
+	mu     sync.RWMutex     // guards cables
+	cables map[uint32]*cable
 
 	bad, unknown atomic.Uint64 // datagrams refused: not VXLAN, or no cable for the VNI
 	badLog       rateLog
@@ -84,9 +89,10 @@ func acquireUnderlay(env link.Env, key underlayKey) (*underlay, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &underlay{key: key, conn: conn, log: env.Log, refs: 1, groups: map[groupKey]int{}, cables: map[uint32]*cable{}}
+	u := &underlay{key: key, conn: conn, log: env.Log, token: make(chan struct{}, 1), refs: 1,
+		groups: map[groupKey]int{}, cables: map[uint32]*cable{}}
+	u.token <- struct{}{}
 	underlays[key] = u
-	go u.receive()
 	return u, nil
 }
 
@@ -141,12 +147,22 @@ func (u *underlay) add(c *cable) error {
 	return nil
 }
 
+// remove takes c off u, and wakes the reader of the socket, which may be
+// c's Read, now to return.
 func (u *underlay) remove(c *cable) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	if u.cables[c.spec.vni] == c {
 		delete(u.cables, c.spec.vni)
 	}
+	u.mu.Unlock()
+	u.conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// cable returns the cable of vni, or nil.
+func (u *underlay) cable(vni uint32) *cable {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	return u.cables[vni]
 }
 
 // release gives back what acquireUnderlay returned: the last cable to
@@ -218,40 +234,40 @@ func (u *underlay) membership(g groupKey, join bool) error {
 	return serr
 }
 
-// maxDatagram is the largest UDP payload read: a 64 KiB frame behind the
-// VXLAN header (over loopback, an underlay may carry that).
-const maxDatagram = 65536 + HeaderLen
-
-// receive reads the socket until it is closed: each datagram with a
-// valid VXLAN header goes to the cable of its VNI.
-func (u *underlay) receive() {
-	buf := make([]byte, maxDatagram)
-	for {
-		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// ICMP errors reported on the socket (a remote's port
-			// unreachable) and other transient errors: go on.
-			continue
+// read reads one datagram into b; the caller holds u.token. It returns
+// the VNI, the inner frame (within b) and the sending VTEP; ok is false
+// for a datagram that is not for a cable (counted and logged) and for a
+// read that a closing cable interrupted.
+func (u *underlay) read(b []byte) (vni uint32, frame []byte, from netip.Addr, ok bool, err error) {
+	n, ap, err := u.conn.ReadFromUDPAddrPort(b)
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A cable's Close woke the reader: it reads on, unless
+			// it was its own (its caller checks).
+			u.conn.SetReadDeadline(time.Time{})
+			return 0, nil, netip.Addr{}, false, nil
 		}
-		vni, frame, err := parseHeader(buf[:n])
-		if err != nil {
-			u.bad.Add(1)
-			u.badLog.log(u.log, "vxlan: datagram refused", "port", u.key.port, "from", from, "why", err, "refused", u.bad.Load())
-			continue
+		if errors.Is(err, net.ErrClosed) {
+			return 0, nil, netip.Addr{}, false, err
 		}
-		u.mu.RLock()
-		c := u.cables[vni]
-		u.mu.RUnlock()
-		if c == nil {
-			u.unknown.Add(1)
-			u.badLog.log(u.log, "vxlan: datagram for a VNI with no cable", "port", u.key.port, "from", from, "vni", vni, "refused", u.unknown.Load()+u.bad.Load())
-			continue
-		}
-		c.deliver(frame, from.Addr().Unmap())
+		// ICMP errors reported on the socket and other transient
+		// errors: read on.
+		return 0, nil, netip.Addr{}, false, nil
 	}
+	vni, frame, err = parseHeader(b[:n])
+	if err != nil {
+		u.bad.Add(1)
+		u.badLog.log(u.log, "vxlan: datagram refused", "port", u.key.port, "from", ap, "why", err, "refused", u.bad.Load())
+		return 0, nil, netip.Addr{}, false, nil
+	}
+	return vni, frame, ap.Addr().Unmap(), true, nil
+}
+
+// unknownVNI counts and logs a datagram for a VNI without a cable.
+func (u *underlay) unknownVNI(vni uint32, from netip.Addr) {
+	u.unknown.Add(1)
+	u.badLog.log(u.log, "vxlan: datagram for a VNI with no cable", "port", u.key.port, "from", from, "vni", vni,
+		"refused", u.unknown.Load()+u.bad.Load())
 }
 
 // rateLog logs at most one line a second, so that a flood of bad
