@@ -169,9 +169,52 @@ func parseLayout(frame []byte) (layout, error) {
 }
 
 func segment(h Hdr, frame []byte) ([][]byte, error) {
-	lo, err := parseLayout(frame)
+	var out [][]byte
+	err := segmentEach(h, frame, func(n int) []byte {
+		seg := make([]byte, n)
+		out = append(out, seg)
+		return seg
+	})
 	if err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// AppendSegments is Segment for a GSO frame that leaves in one buffer:
+// it appends to dst each segment behind a copy of prefix (an
+// encapsulation header), and returns the buffer and the length of one
+// prefix and segment, which every one but the last has. It allocates
+// nothing beyond dst's growth.
+func AppendSegments(dst []byte, h Hdr, frame, prefix []byte) ([]byte, int, error) {
+	if h.GSOType&^GSOECN == GSONone {
+		start := len(dst) + len(prefix)
+		dst = append(append(dst, prefix...), frame...)
+		if h.Flags&FlagNeedsCsum != 0 {
+			if err := finishChecksum(dst[start:], int(h.CsumStart), int(h.CsumOffset)); err != nil {
+				return dst[:start-len(prefix)], 0, err
+			}
+		}
+		return dst, len(dst), nil
+	}
+	first := 0
+	err := segmentEach(h, frame, func(n int) []byte {
+		if first == 0 {
+			first = len(prefix) + n
+		}
+		dst = append(dst, prefix...)
+		dst = append(dst, make([]byte, n)...) // no allocation: append grows dst and zeroes
+		return dst[len(dst)-n:]
+	})
+	return dst, first, err
+}
+
+// segmentEach cuts a GSO frame into segments, each written into the n
+// bytes alloc(n) gives.
+func segmentEach(h Hdr, frame []byte, alloc func(n int) []byte) error {
+	lo, err := parseLayout(frame)
+	if err != nil {
+		return err
 	}
 	gso := h.GSOType &^ GSOECN
 	wantProto := byte(protoTCP)
@@ -179,12 +222,11 @@ func segment(h Hdr, frame []byte) ([][]byte, error) {
 		wantProto = protoUDP
 	}
 	if lo.proto != wantProto || (gso == GSOTCPv4 && lo.v6) || (gso == GSOTCPv6 && !lo.v6) || h.GSOSize == 0 {
-		return nil, ErrBadOffload
+		return ErrBadOffload
 	}
 	mss := int(h.GSOSize)
 	payload := frame[lo.payload:]
 	count := max(1, (len(payload)+mss-1)/mss)
-	out := make([][]byte, 0, count)
 	var seq uint32
 	var ipID uint16
 	if lo.proto == protoTCP {
@@ -196,7 +238,7 @@ func segment(h Hdr, frame []byte) ([][]byte, error) {
 	for i := 0; i < count; i++ {
 		start := i * mss
 		end := min(start+mss, len(payload))
-		seg := make([]byte, lo.payload+end-start)
+		seg := alloc(lo.payload + end - start)
 		copy(seg, frame[:lo.payload])
 		copy(seg[lo.payload:], payload[start:end])
 		l3len := len(seg) - lo.l3
@@ -231,9 +273,8 @@ func segment(h Hdr, frame []byte) ([][]byte, error) {
 			c = 0xffff // 0 means "no checksum" in UDP
 		}
 		binary.BigEndian.PutUint16(seg[csumAt:], c)
-		out = append(out, seg)
 	}
-	return out, nil
+	return nil
 }
 
 func pseudoHeaderSum(frame []byte, lo layout, l4len int) uint64 {

@@ -283,3 +283,48 @@ func TestPartialChecksum(t *testing.T) {
 		t.Fatal("a runt was taken for a partial frame")
 	}
 }
+
+// AppendSegments lays out what Segment returns, each segment behind the
+// prefix, in one buffer.
+func TestAppendSegments(t *testing.T) {
+	prefix := []byte("VXLANHDR")
+	for _, v6 := range []bool{false, true} {
+		frame := superFrame(t, v6, false, payloadOf(5000), layers.TCP{ACK: true, PSH: true})
+		gso := uint8(GSOTCPv4)
+		if v6 {
+			gso = GSOTCPv6
+		}
+		lo, _ := parseLayout(frame)
+		h := Hdr{Flags: FlagNeedsCsum, GSOType: gso, HdrLen: uint16(lo.payload), GSOSize: 1400,
+			CsumStart: uint16(lo.l4), CsumOffset: 16}
+		want, err := Segment(h, frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, size, err := AppendSegments([]byte("x"), h, frame, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size != len(prefix)+len(want[0]) {
+			t.Fatalf("size %d, want %d", size, len(prefix)+len(want[0]))
+		}
+		var exp []byte
+		exp = append(exp, 'x')
+		for _, w := range want {
+			exp = append(append(exp, prefix...), w...)
+		}
+		if !bytes.Equal(got, exp) {
+			t.Fatalf("v6 %v: the buffer differs from Segment's segments", v6)
+		}
+	}
+	// A checksum-only offload: one frame, its checksum completed.
+	full := superFrame(t, false, true, payloadOf(100), layers.TCP{})
+	lo, _ := parseLayout(full)
+	partial := append([]byte(nil), full...)
+	pseudo := fold(pseudoHeaderSum(partial, lo, len(full)-lo.l4))
+	partial[lo.l4+6], partial[lo.l4+7] = byte(pseudo>>8), byte(pseudo)
+	got, size, err := AppendSegments(nil, Hdr{Flags: FlagNeedsCsum, CsumStart: uint16(lo.l4), CsumOffset: 6}, partial, prefix)
+	if err != nil || size != len(got) || !bytes.Equal(got, append(append([]byte(nil), prefix...), full...)) {
+		t.Fatalf("checksum only: %v, size %d", err, size)
+	}
+}

@@ -330,21 +330,9 @@ func (c *cable) Write(p []byte) error {
 		ipHdr = ipv6HeaderLen
 	}
 	maxFrame := c.pathMTU - ipHdr - udpHeaderLen - HeaderLen
-	var segs [][]byte
-	if hdr.Plain() {
-		if len(frame) > maxFrame {
-			c.tooBig.Add(1)
-			return errTooBig
-		}
-	} else {
-		if vnet.SegmentLen(hdr, frame) > maxFrame {
-			c.tooBig.Add(1)
-			return errTooBig
-		}
-		var err error
-		if segs, err = vnet.Segment(hdr, frame); err != nil {
-			return err
-		}
+	if hdr.Plain() && len(frame) > maxFrame || !hdr.Plain() && vnet.SegmentLen(hdr, frame) > maxFrame {
+		c.tooBig.Add(1)
+		return errTooBig
 	}
 	c.tx.mu.Lock()
 	defer c.tx.mu.Unlock()
@@ -352,7 +340,19 @@ func (c *cable) Write(p []byte) error {
 		return link.ErrClosed
 	}
 	fd := c.tx.fds[flowHash(frame)%senders]
-	gso := c.encap(frame, segs)
+	var vx [HeaderLen]byte
+	putHeader(vx[:], c.spec.vni)
+	gso := 0 // one datagram
+	if hdr.Plain() {
+		c.tx.buf = append(append(c.tx.buf[:0], vx[:]...), frame...)
+	} else {
+		var err error
+		// The buffer holds each segment behind its VXLAN header: the
+		// datagrams UDP segmentation cuts it into.
+		if c.tx.buf, gso, err = vnet.AppendSegments(c.tx.buf[:0], hdr, frame, vx[:]); err != nil {
+			return err
+		}
+	}
 	if frame[0]&1 == 0 {
 		if vtep, ok := c.fdb.lookup(mac(frame[0:6]), time.Now()); ok {
 			sa := c.tx.learnt[vtep]
@@ -379,37 +379,16 @@ func (c *cable) Write(p []byte) error {
 	return errs
 }
 
-// encap puts the datagrams of frame (or of its segments) in c.tx.buf,
-// each a VXLAN header and a frame, and returns the UDP segment size that
-// cuts the buffer back into them (0: one datagram). Called with c.tx.mu
-// held.
-func (c *cable) encap(frame []byte, segs [][]byte) int {
-	if segs == nil {
-		segs = [][]byte{frame}
-	}
-	b := c.tx.buf[:0]
-	for _, s := range segs {
-		var h [HeaderLen]byte
-		putHeader(h[:], c.spec.vni)
-		b = append(b, h[:]...)
-		b = append(b, s...)
-	}
-	c.tx.buf = b
-	if len(segs) == 1 {
-		return 0
-	}
-	return HeaderLen + len(segs[0]) // every segment but the last is this long
-}
-
 // maxUDPPayload is the most one sendmsg may carry, segmented or not: a
 // UDP datagram's length field, less its header, and IPv4's.
 const maxUDPPayload = 0xffff - udpHeaderLen - ipv4HeaderLen
 
-// send sends the datagrams in c.tx.buf to sa: gso bytes each (0: the
-// buffer is one datagram), as few sendmsg calls as UDP's length allows.
+// send sends the datagrams in c.tx.buf to sa: gso bytes each but the
+// last (0: the buffer is one datagram), in as few sendmsg calls as UDP's
+// length allows.
 // Called with c.tx.mu held.
 func (c *cable) send(fd int, sa unix.Sockaddr, gso int) error {
-	if gso == 0 {
+	if gso == 0 || gso >= len(c.tx.buf) {
 		return sendmsg(fd, c.tx.buf, nil, sa)
 	}
 	oob := c.tx.oob

@@ -21,11 +21,6 @@ const (
 	ethHeaderLen  = 14
 	ipv4HeaderLen = 20
 	ipv6HeaderLen = 40
-
-	// The UDP source port range Linux draws from by default (the
-	// ephemeral range), so that ECMP routers spread flows.
-	srcPortMin = 32768
-	srcPortMax = 61000
 )
 
 // Overhead is what VXLAN adds to an inner Ethernet frame on the
@@ -69,31 +64,13 @@ func parseHeader(b []byte) (uint32, []byte, error) {
 	return binary.BigEndian.Uint32(b[4:]) >> 8, frame, nil
 }
 
-// putUDPHeader writes the UDP header of a VXLAN datagram whose UDP
-// payload (VXLAN header and inner frame) is payloadLen bytes. The
-// checksum is zero: RFC 7348 says it SHOULD be over IPv4, and over IPv6
-// the kernel fills it in (IPV6_CHECKSUM on the sending socket).
-func putUDPHeader(b []byte, src, dst uint16, payloadLen int) {
-	_ = b[udpHeaderLen-1]
-	binary.BigEndian.PutUint16(b[0:], src)
-	binary.BigEndian.PutUint16(b[2:], dst)
-	binary.BigEndian.PutUint16(b[4:], uint16(udpHeaderLen+payloadLen))
-	binary.BigEndian.PutUint16(b[6:], 0)
-}
-
-// sourcePort picks the UDP source port for an inner frame the way Linux
-// does (udp_flow_src_port): a hash of the inner flow (addresses, protocol
-// and ports when the frame is IPv4 or IPv6, else the Ethernet addresses
-// and type) scaled into srcPortMin..srcPortMax-1. Frames of one flow
-// leave with one port, so routers that spread by port keep them in order.
-func sourcePort(frame []byte) uint16 {
-	h := flowHash(frame)
-	return uint16(uint64(h)*(srcPortMax-srcPortMin)>>32 + srcPortMin)
-}
-
-// flowHash is FNV-1a over the fields that name the inner flow.
+// flowHash is what picks a frame's sending socket (and so its UDP source
+// port): a hash of the inner flow (addresses, protocol and ports when the
+// frame is IPv4 or IPv6, else the Ethernet addresses and type), as Linux
+// hashes it (udp_flow_src_port) into its source port. Frames of one flow
+// leave from one port, so routers that spread by port keep them in order.
 func flowHash(frame []byte) uint32 {
-	const offset, prime = 2166136261, 16777619
+	const offset, prime = 2166136261, 16777619 // FNV-1a
 	h := uint32(offset)
 	mix := func(b []byte) {
 		for _, c := range b {

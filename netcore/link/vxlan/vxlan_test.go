@@ -37,11 +37,6 @@ func TestHeader(t *testing.T) {
 	if _, _, err := parseHeader(b[:5]); err == nil {
 		t.Fatal("a runt was taken")
 	}
-	u := make([]byte, udpHeaderLen)
-	putUDPHeader(u, 40000, 4789, 100)
-	if binary.BigEndian.Uint16(u[0:]) != 40000 || binary.BigEndian.Uint16(u[2:]) != 4789 || binary.BigEndian.Uint16(u[4:]) != 108 {
-		t.Fatalf("UDP header % x", u)
-	}
 	if Overhead(false) != 50 || Overhead(true) != 70 {
 		t.Fatalf("overhead %d/%d, want 50/70", Overhead(false), Overhead(true))
 	}
@@ -60,28 +55,28 @@ func tcpFrame(sport, dport uint16, payload byte) []byte {
 	return f
 }
 
-func TestSourcePort(t *testing.T) {
-	seen := map[uint16]bool{}
-	for p := range uint16(200) {
-		f := tcpFrame(30000+p, 5201, 0)
-		sp := sourcePort(f)
-		if sp < srcPortMin || sp >= srcPortMax {
-			t.Fatalf("source port %d outside %d..%d", sp, srcPortMin, srcPortMax-1)
+func TestFlowHash(t *testing.T) {
+	perSocket := make([]int, senders)
+	for p := range uint16(400) {
+		h := flowHash(tcpFrame(30000+p, 5201, 0))
+		// One flow, one socket, whatever the payload.
+		if flowHash(tcpFrame(30000+p, 5201, 0xff)) != h {
+			t.Fatal("the hash depends on more than the flow")
 		}
-		// One flow, one port, whatever the payload.
-		if sourcePort(tcpFrame(30000+p, 5201, 0xff)) != sp {
-			t.Fatal("the source port depends on more than the flow")
-		}
-		seen[sp] = true
+		perSocket[h%senders]++
 	}
-	if len(seen) < 150 {
-		t.Errorf("200 flows got only %d source ports", len(seen))
+	for i, n := range perSocket {
+		if n < 400/senders/2 {
+			t.Errorf("400 flows: socket %d got %d (%v)", i, n, perSocket)
+		}
 	}
 	// Frames that are not IP hash their Ethernet header.
 	arp := make([]byte, 60)
 	copy(arp, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06})
-	if sp := sourcePort(arp); sp < srcPortMin || sp >= srcPortMax {
-		t.Fatalf("ARP source port %d", sp)
+	arp2 := append([]byte(nil), arp...)
+	arp2[11] = 2
+	if flowHash(arp) == flowHash(arp2) {
+		t.Error("two hosts' ARP hash alike")
 	}
 }
 
