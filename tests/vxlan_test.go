@@ -67,18 +67,24 @@ ip -n %[1]s link set ul up`, ns, port, w.wire, addr, plen, nodad))
 // namespace with overlay address addr. It returns the endpoint.
 func (w *vxWorld) linuxVTEP(host, args, epName, addr string) string {
 	w.t.Helper()
+	return w.linuxVTEPOf(host, vxVNI, args, epName, addr)
+}
+
+// linuxVTEPOf is linuxVTEP for VNI vni; its devices are named after it.
+func (w *vxWorld) linuxVTEPOf(host string, vni int, args, epName, addr string) string {
+	w.t.Helper()
 	ep := w.netns(epName)
 	sh(w.t, fmt.Sprintf(`set -e
-ip -n %[1]s link add vx type vxlan id %[2]d %[3]s dstport 4789
-ip -n %[1]s link add sw0 type bridge
-ip -n %[1]s link set vx master sw0
-ip -n %[1]s link add ep type veth peer name ep netns %[4]s
-ip -n %[1]s link set ep master sw0
-ip -n %[1]s link set vx up
-ip -n %[1]s link set ep up
-ip -n %[1]s link set sw0 up
+ip -n %[1]s link add vx%[2]d type vxlan id %[2]d %[3]s dstport 4789
+ip -n %[1]s link add sw%[2]d type bridge
+ip -n %[1]s link set vx%[2]d master sw%[2]d
+ip -n %[1]s link add ep%[2]d type veth peer name ep netns %[4]s
+ip -n %[1]s link set ep%[2]d master sw%[2]d
+ip -n %[1]s link set vx%[2]d up
+ip -n %[1]s link set ep%[2]d up
+ip -n %[1]s link set sw%[2]d up
 ip -n %[4]s link set ep mtu 1450 up
-ip -n %[4]s addr add %[5]s/24 dev ep`, host, vxVNI, args, ep, addr))
+ip -n %[4]s addr add %[5]s/24 dev ep`, host, vni, args, ep, addr))
 	return ep
 }
 
@@ -97,14 +103,15 @@ func (w *vxWorld) mnetVTEP(host, vxlanLine, epName, addr string) (*daemon, strin
 	return d, net, ep
 }
 
-// tapEndpoint attaches a TAP "tp" to net (the daemon runs in host) and
+// tapEndpoint attaches a TAP "tpEPNAME" to net (the daemon runs in host) and
 // moves it into a new endpoint namespace with addr and MTU 1450.
 func (w *vxWorld) tapEndpoint(host, net, epName, addr string) string {
 	w.t.Helper()
 	ep := w.netns(epName)
-	ctlIn(w.t, host, net, "tap tp")
-	sh(w.t, fmt.Sprintf("ip -n %[1]s link set tp netns %[2]s && ip -n %[2]s link set tp mtu 1450 up && ip -n %[2]s addr add %[3]s/24 dev tp",
-		host, ep, addr))
+	tap := "tp" + epName
+	ctlIn(w.t, host, net, "tap "+tap)
+	sh(w.t, fmt.Sprintf("ip -n %[1]s link set %[4]s netns %[2]s && ip -n %[2]s link set %[4]s mtu 1450 up && ip -n %[2]s addr add %[3]s/24 dev %[4]s",
+		host, ep, addr, tap))
 	return ep
 }
 
@@ -269,7 +276,7 @@ func TestVxlanLinuxPeer(t *testing.T) {
 	// port (the TAP's side has MTU 1500 for a moment).
 	drops := func() int { n, _ := strconv.Atoi(vxlanRow(t, net, vxVNI)[9]); return n }
 	before := drops()
-	sh(t, inNS(h1, "ip link set tp mtu 1500"))
+	sh(t, inNS(h1, "ip link set tph1 mtu 1500"))
 	shAs(t, nil, 10*time.Second, inNS(h1, "ping -n -c 2 -W 1 -M do -s 1472 198.18.1.2"))
 	if after := drops(); after < before+2 {
 		t.Errorf("cable drops %d -> %d after two frames too long for the underlay", before, after)
@@ -351,7 +358,7 @@ func TestVxlanIPv6Underlay(t *testing.T) {
 	b := w.host("b", "2001:db8::2")
 	h2 := w.linuxVTEP(b, "remote 2001:db8::1 dev ul", "h2", "198.18.1.2")
 	_, net, h1 := w.mnetVTEP(a, "vxlan 42 2001:db8::2", "h1", "198.18.1.1")
-	sh(t, inNS(h1, "ip link set tp mtu 1430")+" && "+inNS(h2, "ip link set ep mtu 1430"))
+	sh(t, inNS(h1, "ip link set tph1 mtu 1430")+" && "+inNS(h2, "ip link set ep mtu 1430"))
 	ping(t, h1, "198.18.1.2")
 	ping(t, h2, "198.18.1.1")
 	if row := vxlanRow(t, net, vxVNI); row == nil {
@@ -460,4 +467,44 @@ func TestVxlanCtlErrors(t *testing.T) {
 	if err == nil || !strings.Contains(out, "Operation not permitted") {
 		t.Errorf("detach vxlan as uid 65534: %v\n%s", err, out)
 	}
+}
+
+// Two networks cabled with VNIs 42 and 43 to one Linux host share the
+// UDP port: each frame reaches the network of its VNI only (the two
+// overlays even use the same addresses).
+func TestVxlanTwoVNIsOnePort(t *testing.T) {
+	w := newVxWorld(t)
+	a := w.host("a", "198.18.0.1")
+	b := w.host("b", "198.18.0.2")
+	h2 := w.linuxVTEPOf(b, 42, "remote 198.18.0.1 dev ul", "h2", "198.18.1.2")
+	h4 := w.linuxVTEPOf(b, 43, "remote 198.18.0.1 dev ul", "h4", "198.18.1.2")
+	d, vx, h1 := w.mnetVTEP(a, "vxlan 42 198.18.0.2", "h1", "198.18.1.1")
+	vy := d.mkNet(t, "vy")
+	ctlIn(t, a, vy, "policy switch")
+	ctlIn(t, a, vy, "vxlan 43 198.18.0.2")
+	h3 := w.tapEndpoint(a, vy, "h3", "198.18.1.1")
+	// Different MACs behind the same address tell the overlays apart.
+	mac2, mac4 := linkMAC(t, h2, "ep"), linkMAC(t, h4, "ep")
+	for _, c := range []struct {
+		from, net string
+		mac       []byte
+	}{{h1, vx, mac2}, {h3, vy, mac4}} {
+		ping(t, c.from, "198.18.1.2")
+		out := sh(t, inNS(c.from, "ip neigh show 198.18.1.2"))
+		if !strings.Contains(out, net6MAC(c.mac)) {
+			t.Errorf("%s reached 198.18.1.2 at %s, want %s (the other VNI's host?)", c.from, out, net6MAC(c.mac))
+		}
+	}
+	ping(t, h2, "198.18.1.1")
+	ping(t, h4, "198.18.1.1")
+	for _, net := range []string{vx, vy} {
+		if r := portRows(t, net); len(r) != 2 {
+			t.Errorf("%s ports: %v", net, r)
+		}
+	}
+}
+
+// net6MAC formats a MAC as ip(8) prints it.
+func net6MAC(m []byte) string {
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
 }
