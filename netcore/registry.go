@@ -153,7 +153,7 @@ type Readmer interface {
 	Readme() string
 }
 
-const readmeHead = `mnet: networking as files
+const readmeHead = `mnet: networking as files (manual: man 7 mnet for these files, man 8 mnet for the daemon)
 
   README                this text
   families              registered protocol families, one per line: NAME<TAB>description
