@@ -68,7 +68,7 @@ DEBROOT := $(BUILD)/debroot
 
 deb: all
 	rm -rf $(DEBROOT) $(DEB)
-	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEBROOT) PREFIX=/usr \
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(DEBROOT)) PREFIX=/usr \
 		HELPERDIR=/usr/sbin UNITDIR=/usr/lib/systemd/system BUILD=$(BUILD) \
 		GOBUILD='$(GOBUILD)' >/dev/null
 	ln -sfn mnet $(DEBROOT)/usr/sbin/mount.mnet
