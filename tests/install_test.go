@@ -281,8 +281,9 @@ func cleanupMount(t *testing.T, mp, log string) {
 }
 
 // checkDetached checks that pid is a daemon of its own: its own session and
-// process group (not the test's), standard input and output on /dev/null.
-func checkDetached(t *testing.T, pid int) {
+// process group (not the test's), standard input and output on /dev/null,
+// standard error on /dev/null or on the log file.
+func checkDetached(t *testing.T, pid int, log string) {
 	t.Helper()
 	st, err := readProcStat(pid)
 	if err != nil {
@@ -295,7 +296,8 @@ func checkDetached(t *testing.T, pid int) {
 		t.Errorf("daemon %d is in the test's process group", pid)
 	}
 	for fd := range 3 {
-		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd)); target != "/dev/null" {
+		target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", pid, fd))
+		if target != "/dev/null" && (fd != 2 || target != log) {
 			t.Errorf("daemon's descriptor %d is %q, want /dev/null", fd, target)
 		}
 	}
@@ -334,14 +336,17 @@ func TestMountHelper(t *testing.T) {
 	if got := daemonsAt(mp); !slices.Equal(got, []int{pid}) {
 		t.Fatalf("daemons of %s: %v, want [%d]", mp, got, pid)
 	}
-	checkDetached(t, pid)
+	checkDetached(t, pid, log)
 	for _, want := range []string{"ignoring options rw", "starting ", "--log " + log} {
 		if !strings.Contains(out, want) {
 			t.Errorf("mount -v output lacks %q:\n%s", want, out)
 		}
 	}
-	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "msg=mounted") || !strings.Contains(string(b), "level=DEBUG") {
-		t.Errorf("log=%s (with debug) does not hold the daemon's log:\n%s", log, b)
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), "msg=mounted") {
+		t.Errorf("log=%s does not hold the daemon's log:\n%s", log, b)
+	}
+	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); !strings.Contains(string(cmdline), "\x00-v\x00") {
+		t.Errorf("option debug did not give the daemon -v: %q", cmdline)
 	}
 
 	// A second mount of the same directory.
@@ -408,7 +413,7 @@ func TestMountHelperBadOptions(t *testing.T) {
 
 	// -f: everything but the mount.
 	out, err := run(t, 30*time.Second, helperEnv, "mount", "-f", "-v", "-t", "mnet", "-o", "debug", "mnet", mp)
-	if err != nil || !strings.Contains(out, "-f: not mounting") {
+	if err != nil || !strings.Contains(out, "-f: not mounting") || !strings.Contains(out, " mount --log syslog -v "+mp) {
 		t.Errorf("mount -f -v: %v\n%s", err, out)
 	}
 	if isMounted(mp) || len(daemonsAt(mp)) > 0 {
@@ -450,7 +455,7 @@ func TestMountHelperFstab(t *testing.T) {
 	if len(pids) != 1 {
 		t.Fatalf("daemons of %s: %v", mp, pids)
 	}
-	checkDetached(t, pids[0])
+	checkDetached(t, pids[0], log)
 	// The mount serves: a network and a packet.
 	sh(t, fmt.Sprintf("mkdir %[1]s/ipn/fstab && (timeout 5 head -c 6 %[1]s/ipn/fstab/data > %[2]s/got &) && sleep 0.3 && echo hello > %[1]s/ipn/fstab/data && sleep 0.3 && rmdir %[1]s/ipn/fstab; true", mp, dir))
 	if got := readFile(t, filepath.Join(dir, "got")); got != "hello\n" {
