@@ -2,6 +2,10 @@
 // foreground, and under systemd, whose journal reads it), syslog (a detached
 // daemon with no terminal: journald and syslog daemons read /dev/log), or a
 // file.
+//
+// A record is one line of key=value text. Where a log daemon stamps the
+// time and keeps the priority (syslog, the journal), the line carries no
+// time and says its priority the way that daemon reads it.
 package logdest
 
 import (
@@ -13,6 +17,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -30,10 +35,13 @@ func Open(dest string, level slog.Level) (*slog.Logger, io.Closer, error) {
 	opts := &slog.HandlerOptions{Level: level}
 	switch dest {
 	case "":
+		if stderrIsJournal() {
+			return slog.New(newPriorityHandler(journalSink{w: os.Stderr}, opts)), io.NopCloser(nil), nil
+		}
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), io.NopCloser(nil), nil
 	case Syslog:
 		w := newSyslogWriter(DevLog, "mnet")
-		return slog.New(newSyslogHandler(w, opts)), w, nil
+		return slog.New(newPriorityHandler(w, opts)), w, nil
 	}
 	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
 	if err != nil {
@@ -63,6 +71,34 @@ func severity(l slog.Level) int {
 	return sevDebug
 }
 
+// stderrIsJournal reports whether standard error is systemd's journal:
+// systemd then names the stream in JOURNAL_STREAM as DEVICE:INODE.
+func stderrIsJournal() bool {
+	v := os.Getenv("JOURNAL_STREAM")
+	if v == "" {
+		return false
+	}
+	fi, err := os.Stderr.Stat()
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && v == fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+}
+
+// sink takes one formatted record with its severity.
+type sink interface {
+	send(sev int, msg []byte)
+}
+
+// journalSink writes lines with the "<N>" priority prefix the journal
+// reads on a service's standard error (sd-daemon(3)).
+type journalSink struct{ w io.Writer }
+
+func (j journalSink) send(sev int, msg []byte) {
+	j.w.Write(fmt.Appendf(nil, "<%d>%s\n", sev, bytes.TrimRight(msg, "\n")))
+}
+
 // syslogWriter sends one datagram per line to a syslog socket, connecting
 // (again) when needed, so a syslog daemon restarted under mnet loses only
 // the lines logged while it was away.
@@ -71,18 +107,15 @@ type syslogWriter struct {
 	addr string
 	tag  string
 	conn net.Conn
-	buf  bytes.Buffer // the record being formatted
 }
 
 func newSyslogWriter(addr, tag string) *syslogWriter {
 	return &syslogWriter{addr: addr, tag: tag}
 }
 
-// Write collects the text of the record being handled (see Handle).
-func (w *syslogWriter) Write(p []byte) (int, error) { return w.buf.Write(p) }
-
-// send writes msg with severity sev; called with mu held.
 func (w *syslogWriter) send(sev int, msg []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	line := fmt.Appendf(nil, "<%d>%s %s[%d]: %s", facilityDaemon|sev,
 		time.Now().Format(time.Stamp), w.tag, os.Getpid(), bytes.TrimRight(msg, "\n"))
 	for range 2 {
@@ -111,14 +144,25 @@ func (w *syslogWriter) Close() error {
 	return nil
 }
 
-// syslogHandler formats records as text (without the time, which syslog
-// adds) and sends each with the severity of its level.
-type syslogHandler struct {
-	w    *syslogWriter
-	text slog.Handler // writes into w.buf
+// priorityHandler formats records as text without the time (the log
+// daemon stamps it) and hands each to its sink with the severity of its
+// level.
+type priorityHandler struct {
+	f    *formatter
+	text slog.Handler // writes into f.buf
 }
 
-func newSyslogHandler(w *syslogWriter, opts *slog.HandlerOptions) *syslogHandler {
+// formatter is the buffer a record is formatted into, shared by the
+// handlers WithAttrs and WithGroup derive.
+type formatter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	sink sink
+}
+
+func (f *formatter) Write(p []byte) (int, error) { return f.buf.Write(p) }
+
+func newPriorityHandler(s sink, opts *slog.HandlerOptions) *priorityHandler {
 	o := *opts
 	o.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
 		if len(groups) == 0 && a.Key == slog.TimeKey {
@@ -126,28 +170,29 @@ func newSyslogHandler(w *syslogWriter, opts *slog.HandlerOptions) *syslogHandler
 		}
 		return a
 	}
-	return &syslogHandler{w: w, text: slog.NewTextHandler(w, &o)}
+	f := &formatter{sink: s}
+	return &priorityHandler{f: f, text: slog.NewTextHandler(f, &o)}
 }
 
-func (h *syslogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+func (h *priorityHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return h.text.Enabled(ctx, l)
 }
 
-func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
-	h.w.mu.Lock()
-	defer h.w.mu.Unlock()
-	h.w.buf.Reset()
+func (h *priorityHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	h.f.buf.Reset()
 	if err := h.text.Handle(ctx, r); err != nil {
 		return err
 	}
-	h.w.send(severity(r.Level), h.w.buf.Bytes())
+	h.f.sink.send(severity(r.Level), h.f.buf.Bytes())
 	return nil
 }
 
-func (h *syslogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &syslogHandler{w: h.w, text: h.text.WithAttrs(attrs)}
+func (h *priorityHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &priorityHandler{f: h.f, text: h.text.WithAttrs(attrs)}
 }
 
-func (h *syslogHandler) WithGroup(name string) slog.Handler {
-	return &syslogHandler{w: h.w, text: h.text.WithGroup(name)}
+func (h *priorityHandler) WithGroup(name string) slog.Handler {
+	return &priorityHandler{f: h.f, text: h.text.WithGroup(name)}
 }

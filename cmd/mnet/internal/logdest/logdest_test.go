@@ -1,12 +1,14 @@
 package logdest
 
 import (
+	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -15,7 +17,7 @@ func TestSyslogLines(t *testing.T) {
 	addr := filepath.Join(t.TempDir(), "log")
 	w := newSyslogWriter(addr, "mnet")
 	defer w.Close()
-	log := slog.New(newSyslogHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(newPriorityHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// Nobody listens yet: the line is dropped, nothing fails.
 	log.Info("before the log daemon")
@@ -66,5 +68,40 @@ func TestOpenFile(t *testing.T) {
 	}
 	if _, _, err := Open(filepath.Join(t.TempDir(), "no", "such", "dir"), slog.LevelInfo); err == nil {
 		t.Error("Open of a file in a missing directory succeeded")
+	}
+}
+
+// Under systemd, standard error is the journal, which reads a "<N>" prefix
+// as the line's priority.
+func TestJournalLines(t *testing.T) {
+	var out bytes.Buffer
+	log := slog.New(newPriorityHandler(journalSink{w: &out}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log.Info("mounted", "mountpoint", "/mnt/mnet")
+	log.Warn("careful")
+	log.Error("failed")
+	log.Debug("hidden")
+	want := "<6>level=INFO msg=mounted mountpoint=/mnt/mnet\n<4>level=WARN msg=careful\n<3>level=ERROR msg=failed\n"
+	if out.String() != want {
+		t.Errorf("journal lines\n%s\nwant\n%s", out.String(), want)
+	}
+}
+
+// JOURNAL_STREAM names standard error only when it is that very stream.
+func TestStderrIsJournal(t *testing.T) {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(2, &st); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", st.Dev, st.Ino))
+	if !stderrIsJournal() {
+		t.Error("JOURNAL_STREAM naming standard error not recognised")
+	}
+	t.Setenv("JOURNAL_STREAM", fmt.Sprintf("%d:%d", st.Dev, st.Ino+1))
+	if stderrIsJournal() {
+		t.Error("JOURNAL_STREAM naming another stream taken for standard error")
+	}
+	t.Setenv("JOURNAL_STREAM", "")
+	if stderrIsJournal() {
+		t.Error("no JOURNAL_STREAM taken for the journal")
 	}
 }
