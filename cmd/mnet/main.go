@@ -103,10 +103,10 @@ func mountCmd(args []string) error {
 func serve(args []string, ready *detach.Reporter) error {
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
 	fl.SetOutput(io.Discard)
+	logDest := fl.String("log", "", "")
 	verbose := fl.Bool("v", false, "")
 	debugFuse := fl.Bool("debug-fuse", false, "")
 	state := fl.String("state", "/var/lib/mnet/state.json", "")
-	logDest := fl.String("log", "", "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Print(usage)
