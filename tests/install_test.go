@@ -155,28 +155,37 @@ func TestMakeInstallFiles(t *testing.T) {
 const helperPath = "/sbin/mount.mnet"
 
 // linkHelper makes /sbin/mount.mnet a link to target for the test. A real
-// installed helper is never replaced; a link left by an earlier, killed run
-// (its target gone) is.
+// installed helper is never replaced. A link left by a test run that was
+// killed (its target gone, or a temporary file not touched for 10 minutes)
+// is; one of a run going on now is waited for a while.
 func linkHelper(t *testing.T, target string) {
 	t.Helper()
-	if old, err := os.Readlink(helperPath); err == nil {
-		if _, err := os.Stat(old); err == nil && old != target {
-			msg := fmt.Sprintf("%s is installed (-> %s); the test will not replace it", helperPath, old)
-			if inCI {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := os.Symlink(target, helperPath)
+		if err == nil {
+			break
 		}
-		os.Remove(helperPath)
-	} else if _, err := os.Lstat(helperPath); err == nil {
-		msg := helperPath + " is installed; the test will not replace it"
+		if !errors.Is(err, os.ErrExist) {
+			t.Fatal(err)
+		}
+		old, lerr := os.Readlink(helperPath)
+		fi, serr := os.Lstat(helperPath)
+		_, terr := os.Stat(old)
+		ours := lerr == nil && strings.HasPrefix(old, os.TempDir()+"/")
+		switch {
+		case lerr == nil && terr != nil, ours && serr == nil && time.Since(fi.ModTime()) > 10*time.Minute:
+			os.Remove(helperPath) // stale
+			continue
+		case ours && time.Now().Before(deadline):
+			time.Sleep(200 * time.Millisecond) // another run's test
+			continue
+		}
+		msg := fmt.Sprintf("%s exists (-> %q); the test will not replace it", helperPath, old)
 		if inCI {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
-	}
-	if err := os.Symlink(target, helperPath); err != nil {
-		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if now, _ := os.Readlink(helperPath); now == target {
