@@ -56,8 +56,8 @@ type cable struct {
 	// elsewhere is sent to the cable's own port.
 	portOf map[netip.Addr]uint16
 
-	rxDrops, tooBig atomic.Uint64
-	dropLog         rateLog
+	rxDrops, tooBig  atomic.Uint64
+	dropLog, fullLog rateLog
 }
 
 var (
@@ -238,7 +238,7 @@ func (c *cable) openSender(ifindex int) (int, error) {
 // logged), so that a slow network never holds up the cables that share
 // its socket.
 func (c *cable) deliver(frame []byte, vtep netip.Addr) {
-	c.fdb.learn(mac(frame[6:12]), vtep, time.Now())
+	c.learn(frame, vtep)
 	b := getBuf(len(frame))
 	copy(b, frame)
 	select {
@@ -288,8 +288,18 @@ func (c *cable) Read(p []byte) (int, error) {
 			return 0, link.ErrClosed
 		default:
 		}
-		c.fdb.learn(mac(frame[6:12]), from, time.Now())
+		c.learn(frame, from)
 		return c.finish(p, len(frame)), nil
+	}
+}
+
+// learn learns the frame's source behind vtep; when the table is full,
+// the address is not learned (frames to it are flooded), counted and
+// logged.
+func (c *cable) learn(frame []byte, vtep netip.Addr) {
+	if _, full := c.fdb.learn(mac(frame[6:12]), vtep, time.Now()); full {
+		c.fullLog.log(c.env.Log, "vxlan: learning table full; addresses not learned are flooded", "network", c.env.Network,
+			"vni", c.spec.vni, "entries", fdbMax, "not learned", c.fdb.unlearnedCount())
 	}
 }
 

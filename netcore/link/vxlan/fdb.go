@@ -41,10 +41,10 @@ func newFDB(age time.Duration, max int) *fdb {
 
 // learn records that src was seen behind vtep at now. Multicast and zero
 // source addresses are not learned. It reports whether src is in the
-// table afterwards.
-func (f *fdb) learn(src mac, vtep netip.Addr, now time.Time) bool {
+// table afterwards, and full when it is not because the table is full.
+func (f *fdb) learn(src mac, vtep netip.Addr, now time.Time) (ok, full bool) {
 	if src[0]&1 != 0 || src == (mac{}) {
-		return false
+		return false, false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -54,17 +54,17 @@ func (f *fdb) learn(src mac, vtep netip.Addr, now time.Time) bool {
 		if e.vtep != vtep || now.Sub(e.seen) > time.Second {
 			f.entries[src] = fdbEntry{vtep, now}
 		}
-		return true
+		return true, false
 	}
 	if len(f.entries) >= f.max {
 		f.sweepLocked(now)
 		if len(f.entries) >= f.max {
 			f.unlearned++
-			return false
+			return false, true
 		}
 	}
 	f.entries[src] = fdbEntry{vtep, now}
-	return true
+	return true, false
 }
 
 // lookup returns the VTEP dst was learned behind, if it is known and has

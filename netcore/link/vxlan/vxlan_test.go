@@ -85,7 +85,8 @@ func TestFDB(t *testing.T) {
 	f := newFDB(300*time.Second, 3)
 	a, b := netip.MustParseAddr("198.18.0.2"), netip.MustParseAddr("198.18.0.3")
 	m := func(i byte) mac { return mac{2, 0, 0, 0, 0, i} }
-	if !f.learn(m(1), a, now) || !f.learn(m(2), b, now) {
+	learned := func(m mac, v netip.Addr, now time.Time) bool { ok, _ := f.learn(m, v, now); return ok }
+	if !learned(m(1), a, now) || !learned(m(2), b, now) {
 		t.Fatal("not learned")
 	}
 	if v, ok := f.lookup(m(1), now); !ok || v != a {
@@ -95,7 +96,7 @@ func TestFDB(t *testing.T) {
 		t.Fatal("an unknown address was found")
 	}
 	// Multicast and zero sources are never learned.
-	if f.learn(mac{1, 0, 0x5e, 0, 0, 1}, a, now) || f.learn(mac{}, a, now) {
+	if learned(mac{1, 0, 0x5e, 0, 0, 1}, a, now) || learned(mac{}, a, now) {
 		t.Fatal("a multicast or zero source was learned")
 	}
 	// A MAC that moves to another VTEP follows it.
@@ -105,7 +106,7 @@ func TestFDB(t *testing.T) {
 	}
 	// The bound: a fourth live address is not learned, and counted.
 	f.learn(m(3), a, now)
-	if f.learn(m(4), a, now) || f.unlearnedCount() != 1 || f.len() != 3 {
+	if ok, full := f.learn(m(4), a, now); ok || !full || f.unlearnedCount() != 1 || f.len() != 3 {
 		t.Fatalf("beyond the bound: len %d, unlearned %d", f.len(), f.unlearnedCount())
 	}
 	// Aging: after 300 s without a frame an entry is gone, and the
@@ -114,7 +115,7 @@ func TestFDB(t *testing.T) {
 	if _, ok := f.lookup(m(2), later); ok {
 		t.Fatal("an aged entry was found")
 	}
-	if !f.learn(m(4), a, later) {
+	if !learned(m(4), a, later) {
 		t.Fatal("no room after aging")
 	}
 	// Refreshing keeps an entry alive.
