@@ -508,3 +508,38 @@ func TestVxlanTwoVNIsOnePort(t *testing.T) {
 func net6MAC(m []byte) string {
 	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
 }
+
+// vdeplug4's vxvde (vde_plug vxvde://GROUP/port=PORT/vni=VNI with a TAP
+// behind it) and a cable over the same group and port exchange frames.
+func TestVxlanVxvde(t *testing.T) {
+	w := newVxWorld(t, "vde_plug")
+	if m, _ := filepath.Glob("/usr/lib/*/vdeplug/libvdeplug_vxvde.so"); len(m) == 0 {
+		if inCI {
+			t.Fatal("needs vdeplug4's vxvde module (Debian libvdeplug2)")
+		}
+		t.Skip("needs vdeplug4's vxvde module (Debian libvdeplug2)")
+	}
+	a := w.host("a", "198.18.0.1")
+	b := w.host("b", "198.18.0.2")
+	_, net, h1 := w.mnetVTEP(a, "vxlan 42 group 239.0.0.1:14789 dev ul", "h1", "198.18.1.1")
+	sh(t, fmt.Sprintf("ip netns exec %[1]s ip tuntap add dev tpv mode tap && ip -n %[1]s link set tpv mtu 1450 up && ip -n %[1]s addr add 198.18.1.2/24 dev tpv", b))
+	plug := exec.Command("ip", "netns", "exec", b, "vde_plug", "vxvde://239.0.0.1/port=14789/vni=42/if=ul", "tap://tpv")
+	out := &syncBuffer{}
+	plug.Stdout, plug.Stderr = out, out
+	plug.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := plug.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-plug.Process.Pid, syscall.SIGKILL)
+		plug.Wait()
+		if t.Failed() {
+			t.Logf("vde_plug:\n%s", out.String())
+		}
+	})
+	ping(t, h1, "198.18.1.2")
+	ping(t, b, "198.18.1.1")
+	if row := vxlanRow(t, net, 42); row == nil || row[5] == "0" || row[7] == "0" {
+		t.Errorf("the cable's row shows no traffic: %v", row)
+	}
+}

@@ -121,8 +121,8 @@ func (s *spec) open(env link.Env) (*cable, error) {
 	}
 	c.tx.learnt = map[netip.Addr]unix.Sockaddr{}
 	c.tx.oob = make([]byte, unix.CmsgSpace(2))
-	for range senders {
-		fd, err := c.openSender(ifindex)
+	for range senders * btoi(!s.group.IsValid()) {
+		fd, err := c.openSender()
 		if err != nil {
 			c.closeSenders()
 			return nil, err
@@ -136,7 +136,7 @@ func (s *spec) open(env link.Env) (*cable, error) {
 	}
 	c.u = u
 	if s.group.IsValid() {
-		if err := u.join(c.group); err != nil {
+		if err := u.join(c.group, c.v6); err != nil {
 			u.release()
 			c.closeSenders()
 			return nil, err
@@ -191,9 +191,11 @@ func (c *cable) findPathMTU() int {
 	return mtu
 }
 
-// openSender makes one UDP socket frames leave by, from a port the
-// kernel picks in its ephemeral range when it first sends.
-func (c *cable) openSender(ifindex int) (int, error) {
+// openSender makes one UDP socket frames of a cable to unicast remotes
+// leave by, from a port the kernel picks in its ephemeral range when it
+// first sends. (A cable over a group sends from the port it listens on,
+// as group members expect: vxvde answers to the port a frame came from.)
+func (c *cable) openSender() (int, error) {
 	domain := unix.AF_INET
 	if c.v6 {
 		domain = unix.AF_INET6
@@ -206,31 +208,14 @@ func (c *cable) openSender(ifindex int) (int, error) {
 	// Nothing is read from it: a small receive buffer bounds what
 	// strays to its port can hold.
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
-	if !c.spec.group.IsValid() {
-		return fd, nil
-	}
-	// Multicast: one hop, as Linux sends to a group, not looped back
-	// (the cable would hear its own frames), out of dev if given.
-	var errs []error
-	if c.v6 {
-		errs = append(errs, unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 1),
-			unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_LOOP, 0))
-		if ifindex != 0 {
-			errs = append(errs, unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifindex))
-		}
-	} else {
-		errs = append(errs, unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 1),
-			unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0))
-		if ifindex != 0 {
-			errs = append(errs, unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF,
-				&unix.IPMreqn{Ifindex: int32(ifindex)}))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		unix.Close(fd)
-		return -1, link.Errorf(link.ErrnoOf(err), "vxlan: multicast options: %v", err)
-	}
 	return fd, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // deliver queues a frame another cable's Read took from the socket for
@@ -323,8 +308,8 @@ func (c *cable) finish(p []byte, n int) int {
 }
 
 // Write sends one frame: to the VTEP learned for its destination, or to
-// every remote (or the group) when the destination is broadcast,
-// multicast or not learned. A TCP or UDP segment of up to 64 KiB (the
+// every remote when the destination is broadcast, multicast or not
+// learned; a cable over a group sends every frame to the group. A TCP or UDP segment of up to 64 KiB (the
 // cable takes offloads) is cut to wire size here and leaves as one
 // sendmsg with UDP segmentation offload, so the kernel carries it as one
 // packet as far as it can. Write never waits: a full socket buffer is an
@@ -349,7 +334,10 @@ func (c *cable) Write(p []byte) error {
 	if c.tx.closed {
 		return link.ErrClosed
 	}
-	fd := c.tx.fds[flowHash(frame)%senders]
+	fd := -1 // the shared socket
+	if len(c.tx.fds) > 0 {
+		fd = c.tx.fds[flowHash(frame)%senders]
+	}
 	var vx [HeaderLen]byte
 	putHeader(vx[:], c.spec.vni)
 	gso := 0 // one datagram
@@ -363,7 +351,10 @@ func (c *cable) Write(p []byte) error {
 			return err
 		}
 	}
-	if frame[0]&1 == 0 {
+	// A cable over a group sends everything to the group: members take
+	// unicast at different ports (Linux at the group's, vxvde at the one
+	// it sent from), and the group reaches them all.
+	if frame[0]&1 == 0 && !c.spec.group.IsValid() {
 		if vtep, ok := c.fdb.lookup(mac(frame[0:6]), time.Now()); ok {
 			sa := c.tx.learnt[vtep]
 			if sa == nil {
@@ -399,7 +390,7 @@ const maxUDPPayload = 0xffff - udpHeaderLen - ipv4HeaderLen
 // Called with c.tx.mu held.
 func (c *cable) send(fd int, sa unix.Sockaddr, gso int) error {
 	if gso == 0 || gso >= len(c.tx.buf) {
-		return sendmsg(fd, c.tx.buf, nil, sa)
+		return c.sendmsg(fd, c.tx.buf, nil, sa)
 	}
 	oob := c.tx.oob
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
@@ -409,12 +400,21 @@ func (c *cable) send(fd int, sa unix.Sockaddr, gso int) error {
 	chunk := maxUDPPayload / gso * gso
 	for b := c.tx.buf; len(b) > 0; {
 		n := min(chunk, len(b))
-		if err := sendmsg(fd, b[:n], oob, sa); err != nil {
+		if err := c.sendmsg(fd, b[:n], oob, sa); err != nil {
 			return err
 		}
 		b = b[n:]
 	}
 	return nil
+}
+
+// sendmsg sends one buffer from fd, or from the shared socket if fd is
+// -1, without waiting.
+func (c *cable) sendmsg(fd int, b, oob []byte, sa unix.Sockaddr) error {
+	if fd < 0 {
+		return c.u.sendmsg(b, oob, sa)
+	}
+	return sendmsg(fd, b, oob, sa)
 }
 
 func sendmsg(fd int, b, oob []byte, sa unix.Sockaddr) error {

@@ -179,8 +179,11 @@ func (u *underlay) release() {
 }
 
 // join makes u a member of g on ifindex (0: the routing table's choice);
-// memberships are counted, as cables on one port may share a group.
-func (u *underlay) join(g groupKey) error {
+// memberships are counted, as cables on one port may share a group. The
+// socket then also sends to the group: one hop, as Linux sends to a group,
+// not looped back (the cable would hear its own frames), out of the
+// group's interface (the last joined, if cables on one port name several).
+func (u *underlay) join(g groupKey, v6 bool) error {
 	underlaysMu.Lock()
 	defer underlaysMu.Unlock()
 	if u.groups[g] > 0 {
@@ -190,8 +193,49 @@ func (u *underlay) join(g groupKey) error {
 	if err := u.membership(g, true); err != nil {
 		return link.Errorf(link.ErrnoOf(err), "vxlan: joining group %s: %v", g.group, err)
 	}
+	if err := u.control(func(fd int) error { return multicastOptions(fd, v6, g.ifindex) }); err != nil {
+		u.membership(g, false)
+		return link.Errorf(link.ErrnoOf(err), "vxlan: multicast options: %v", err)
+	}
 	u.groups[g] = 1
 	return nil
+}
+
+func multicastOptions(fd int, v6 bool, ifindex int) error {
+	var errs []error
+	if v6 {
+		errs = append(errs, unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 1),
+			unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_LOOP, 0))
+		if ifindex != 0 {
+			errs = append(errs, unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifindex))
+		}
+	} else {
+		errs = append(errs, unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 1),
+			unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0))
+		if ifindex != 0 {
+			errs = append(errs, unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF,
+				&unix.IPMreqn{Ifindex: int32(ifindex)}))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// control runs fn on the socket's descriptor.
+func (u *underlay) control(fn func(fd int) error) error {
+	rc, err := u.conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+// sendmsg sends one buffer from the socket without waiting.
+func (u *underlay) sendmsg(b, oob []byte, sa unix.Sockaddr) error {
+	return u.control(func(fd int) error { return sendmsg(fd, b, oob, sa) })
 }
 
 func (u *underlay) leave(g groupKey) {
@@ -206,32 +250,22 @@ func (u *underlay) leave(g groupKey) {
 }
 
 func (u *underlay) membership(g groupKey, join bool) error {
-	rc, err := u.conn.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
+	return u.control(func(fd int) error {
 		if g.group.Is4() {
 			opt := unix.IP_ADD_MEMBERSHIP
 			if !join {
 				opt = unix.IP_DROP_MEMBERSHIP
 			}
-			serr = unix.SetsockoptIPMreqn(int(fd), unix.IPPROTO_IP, opt,
+			return unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, opt,
 				&unix.IPMreqn{Multiaddr: g.group.As4(), Ifindex: int32(g.ifindex)})
-			return
 		}
 		opt := unix.IPV6_JOIN_GROUP
 		if !join {
 			opt = unix.IPV6_LEAVE_GROUP
 		}
-		serr = unix.SetsockoptIPv6Mreq(int(fd), unix.IPPROTO_IPV6, opt,
+		return unix.SetsockoptIPv6Mreq(fd, unix.IPPROTO_IPV6, opt,
 			&unix.IPv6Mreq{Multiaddr: g.group.As16(), Interface: uint32(g.ifindex)})
 	})
-	if err != nil {
-		return err
-	}
-	return serr
 }
 
 // read reads one datagram into b; the caller holds u.token. It returns
