@@ -502,6 +502,14 @@ func TestVxlanTwoVNIsOnePort(t *testing.T) {
 			t.Errorf("%s ports: %v", net, r)
 		}
 	}
+	// One cable leaves the shared socket; the other goes on, and the VNI
+	// can be cabled again.
+	ctlIn(t, a, vy, "detach vxlan 43")
+	ping(t, h1, "198.18.1.2")
+	ctlIn(t, a, vy, "vxlan 43 198.18.0.2")
+	ping(t, h3, "198.18.1.2")
+	ctlIn(t, a, vx, "detach vxlan 42")
+	ping(t, h3, "198.18.1.2")
 }
 
 // net6MAC formats a MAC as ip(8) prints it.

@@ -252,6 +252,15 @@ func (c *cable) Read(p []byte) (int, error) {
 			return 0, link.ErrClosed
 		case <-c.u.token:
 		}
+		// Closed meanwhile? (select picks at random among ready cases.)
+		// Checked with the token held, so Close's wake-up of the
+		// reader, which comes after, cannot be missed.
+		select {
+		case <-c.closed:
+			c.u.token <- struct{}{}
+			return 0, link.ErrClosed
+		default:
+		}
 		vni, frame, from, ok, err := c.u.read(p[vnet.HdrLen-HeaderLen:])
 		c.u.token <- struct{}{}
 		if err != nil {
