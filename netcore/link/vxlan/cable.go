@@ -252,13 +252,20 @@ func (c *cable) Read(p []byte) (int, error) {
 			return 0, link.ErrClosed
 		case <-c.u.token:
 		}
-		// Closed meanwhile? (select picks at random among ready cases.)
-		// Checked with the token held, so Close's wake-up of the
-		// reader, which comes after, cannot be missed.
+		// select picks at random among ready cases: a frame already
+		// queued for us, or Close, may have been ready too. Checked with
+		// the token held: only its holder queues frames for others, and
+		// Close's wake-up of the reader comes after, so neither is
+		// missed while we wait on the socket.
 		select {
 		case <-c.closed:
 			c.u.token <- struct{}{}
 			return 0, link.ErrClosed
+		case b := <-c.in:
+			c.u.token <- struct{}{}
+			n := copy(p[vnet.HdrLen:], b)
+			putBuf(b)
+			return c.finish(p, n), nil
 		default:
 		}
 		vni, frame, from, ok, err := c.u.read(p[vnet.HdrLen-HeaderLen:])

@@ -1,7 +1,7 @@
 // Package vxlan is the vxlan kind of link: a cable from a network to
 // remote VXLAN tunnel endpoints (RFC 7348) over UDP. ctl's
 //
-//	vxlan VNI REMOTE[:PORT] [REMOTE[:PORT]...]
+//	vxlan VNI REMOTE[:PORT] [REMOTE[:PORT]...] [port LOCALPORT]
 //	vxlan VNI group MCASTADDR[:PORT] [dev IFNAME]
 //
 // attach one (CAP_NET_ADMIN). Frames the network sends go to the remote
@@ -45,8 +45,11 @@ type spec struct {
 	vni uint32
 	// remotes are the unicast VTEPs; group the multicast group instead.
 	remotes []netip.AddrPort
-	group   netip.AddrPort
-	dev     string // the group's interface; "" lets the routing table choose
+	// local is the UDP port the cable listens on, if the line names one
+	// ("port N"); else the first remote's.
+	local uint16
+	group netip.AddrPort
+	dev   string // the group's interface; "" lets the routing table choose
 }
 
 var _ link.Spec = (*spec)(nil)
@@ -66,7 +69,7 @@ func invalid(format string, args ...any) error { return fmt.Errorf(format, args.
 func parse(args string) (*spec, error) {
 	words := strings.Fields(args)
 	if len(words) < 2 {
-		return nil, invalid("want VNI REMOTE[:PORT]... or VNI group MCASTADDR[:PORT] [dev IFNAME]")
+		return nil, invalid("want VNI REMOTE[:PORT]... [port LOCALPORT] or VNI group MCASTADDR[:PORT] [dev IFNAME]")
 	}
 	s := &spec{}
 	vni, err := strconv.ParseUint(words[0], 10, 32)
@@ -94,6 +97,14 @@ func parse(args string) (*spec, error) {
 			s.dev = rest[2]
 		}
 		return s, nil
+	}
+	if n := len(words); n >= 4 && words[n-2] == "port" {
+		p, err := strconv.ParseUint(words[n-1], 10, 16)
+		if err != nil || p == 0 || words[n-1][0] == '0' {
+			return nil, invalid("port %q is not a decimal number 1..65535", words[n-1])
+		}
+		s.local = uint16(p)
+		words = words[:n-2]
 	}
 	if len(words)-1 > maxRemotes {
 		return nil, invalid("at most %d remotes", maxRemotes)
@@ -170,14 +181,22 @@ func (s *spec) Args() string {
 		b.WriteByte(' ')
 		b.WriteString(endpointString(r))
 	}
+	if s.local != 0 && s.local != s.remotes[0].Port() {
+		b.WriteString(" port ")
+		b.WriteString(strconv.Itoa(int(s.local)))
+	}
 	return b.String()
 }
 
-// port is the local UDP port the cable listens on: its group's, or its
-// first remote's (a Linux vxlan device's dstport is both, too).
+// port is the local UDP port the cable listens on: its group's, the one
+// its line names, or its first remote's (a Linux vxlan device's dstport
+// is both, too).
 func (s *spec) port() uint16 {
-	if s.group.IsValid() {
+	switch {
+	case s.group.IsValid():
 		return s.group.Port()
+	case s.local != 0:
+		return s.local
 	}
 	return s.remotes[0].Port()
 }

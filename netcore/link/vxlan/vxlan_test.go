@@ -133,6 +133,8 @@ func TestParse(t *testing.T) {
 		{"16777215 2001:db8::2", "16777215 2001:db8::2", "vxlan:16777215:4789"},
 		{"1 ::ffff:198.18.0.2", "1 198.18.0.2", "vxlan:1:4789"},
 		{"5 group 239.0.0.1:14789", "5 group 239.0.0.1:14789", "vxlan:5:14789"},
+		{"3 198.18.0.2:4790 port 4791", "3 198.18.0.2:4790 port 4791", "vxlan:3:4791"},
+		{"3 198.18.0.2 port 4789", "3 198.18.0.2", "vxlan:3:4789"},
 		{"5 group ff05::42 dev eth0", "5 group ff05::42 dev eth0", "vxlan:5:4789"},
 	} {
 		s, err := Parse(tc.in)
@@ -152,7 +154,8 @@ func TestParse(t *testing.T) {
 		"1 198.18.0.2:0", "1 198.18.0.2:x", "1 name.example", "1 0.0.0.0", "1 ::", "1 224.0.0.1",
 		"1 198.18.0.2 2001:db8::1", "1 198.18.0.2 198.18.0.2:4789", "1 fe80::1%eth0",
 		"1 group", "1 group 198.18.0.2", "1 group 239.0.0.1 dev", "1 group 239.0.0.1 dev a b",
-		"1 group 239.0.0.1 via eth0", "1 group 239.0.0.1 dev a/b"} {
+		"1 group 239.0.0.1 via eth0", "1 group 239.0.0.1 dev a/b", "1 198.18.0.2 port 0", "1 198.18.0.2 port 65536",
+		"1 198.18.0.2 port", "1 port 4789", "1 198.18.0.2 port 04789", "1 group 239.0.0.1 port 4789"} {
 		if _, err := Parse(in); !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("%q: %v, want EINVAL", in, err)
 		}
