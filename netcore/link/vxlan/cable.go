@@ -95,16 +95,20 @@ func (s *spec) Open(env link.Env) (link.Link, error) {
 }
 
 func (s *spec) open(env link.Env) (*cable, error) {
+	w, err := whereFor(env)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
 	c := &cable{spec: s, env: env, v6: s.v6(), fdb: newFDB(fdbAge, fdbMax),
 		in: make(chan []byte, rxQueue), closed: make(chan struct{}), portOf: map[netip.Addr]uint16{}}
 	ifindex := 0
 	if s.dev != "" {
-		var err error
-		if ifindex, err = ifIndex(env, s.dev); err != nil {
+		if ifindex, err = ifIndex(w, s.dev); err != nil {
 			return nil, err
 		}
 	}
-	c.pathMTU = c.findPathMTU()
+	c.pathMTU = c.findPathMTU(w)
 	if c.pathMTU-Overhead(c.v6) < 68 {
 		return nil, link.Errorf(syscall.EINVAL, "vxlan: the underlay's MTU (%d) leaves no room for frames", c.pathMTU)
 	}
@@ -122,14 +126,14 @@ func (s *spec) open(env link.Env) (*cable, error) {
 	c.tx.learnt = map[netip.Addr]unix.Sockaddr{}
 	c.tx.oob = make([]byte, unix.CmsgSpace(2))
 	for range senders * btoi(!s.group.IsValid()) {
-		fd, err := c.openSender()
+		fd, err := c.openSender(w)
 		if err != nil {
 			c.closeSenders()
 			return nil, err
 		}
 		c.tx.fds = append(c.tx.fds, fd)
 	}
-	u, err := acquireUnderlay(env, underlayKey{netnsOf(env), c.v6, s.port()})
+	u, err := acquireUnderlay(env, w, underlayKey{w.key(), c.v6, s.port()})
 	if err != nil {
 		c.closeSenders()
 		return nil, err
@@ -163,10 +167,10 @@ func (c *cable) closeSenders() {
 // findPathMTU is the smallest path MTU to the remotes, or the group's
 // interface MTU. A path the routing table does not know yet is taken to
 // be an Ethernet's, and logged.
-func (c *cable) findPathMTU() int {
+func (c *cable) findPathMTU(w where) int {
 	s := c.spec
 	if s.dev != "" {
-		if m, err := devMTU(c.env, s.dev); err == nil {
+		if m, err := devMTU(w, s.dev); err == nil {
 			return m
 		}
 	}
@@ -176,7 +180,7 @@ func (c *cable) findPathMTU() int {
 	}
 	mtu := 0
 	for _, d := range dsts {
-		m, err := routeMTU(c.env, d)
+		m, err := routeMTU(w, d)
 		if err != nil {
 			if c.env.Log != nil {
 				c.env.Log.Warn("vxlan: no path MTU to a remote; assuming 1500", "network", c.env.Network,
@@ -195,12 +199,12 @@ func (c *cable) findPathMTU() int {
 // leave by, from a port the kernel picks in its ephemeral range when it
 // first sends. (A cable over a group sends from the port it listens on,
 // as group members expect: vxvde answers to the port a frame came from.)
-func (c *cable) openSender() (int, error) {
+func (c *cable) openSender(w where) (int, error) {
 	domain := unix.AF_INET
 	if c.v6 {
 		domain = unix.AF_INET6
 	}
-	fd, err := newSocket(c.env, domain, unix.SOCK_DGRAM, 0)
+	fd, err := w.socket(domain, unix.SOCK_DGRAM, 0)
 	if err != nil {
 		return -1, link.Errorf(link.ErrnoOf(err), "vxlan: UDP socket: %v", err)
 	}

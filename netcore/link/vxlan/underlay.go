@@ -17,20 +17,30 @@ import (
 	"github.com/mnet-project/mnet/netcore/link"
 )
 
-// newSocket makes every socket a cable uses: its share of the receiving
-// UDP socket, its raw sending socket and the probes that ask the routing
-// table for the path MTU. It is the one place that decides where the
-// underlay is: in the network namespace of the caller whose ctl write
-// makes the cable (env.Cred; the daemon's own when a persistent network
-// is restored). Until the daemon can make sockets in a caller's namespace,
-// that is the daemon's namespace.
-func newSocket(env link.Env, domain, typ, proto int) (int, error) {
+// where is where a cable's sockets are made. Every socket of a cable (its
+// share of the receiving socket, its sending sockets, the probes that ask
+// for a path's MTU or an interface) is made by where.socket, so where the
+// underlay is gets decided in this one place: in the network namespace of
+// the caller whose ctl write makes the cable (the daemon's own when a
+// persistent network is restored). Until the daemon can make sockets in a
+// caller's namespace, that is the daemon's namespace.
+type where struct{}
+
+// whereFor is where env's cable makes its sockets.
+func whereFor(env link.Env) (where, error) { return where{}, nil }
+
+// socket makes a close-on-exec socket there.
+func (w where) socket(domain, typ, proto int) (int, error) {
 	return unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
 }
 
-// netnsOf names the network namespace newSocket makes env's sockets in,
-// so that cables share a receiving socket only within one namespace.
-func netnsOf(env link.Env) string { return "" }
+// key names the namespace, so that cables share a receiving socket only
+// within one.
+func (w where) key() string { return "" }
+
+// close lets go of what whereFor held; the sockets made stay where they
+// were made.
+func (w where) close() {}
 
 // socketBuffer is the receive and send buffer asked for each socket: a
 // burst of a TCP window at 10 Gbit/s must not overflow it.
@@ -78,14 +88,14 @@ var (
 
 // acquireUnderlay returns the receiving socket for key, made if needed;
 // release gives it back.
-func acquireUnderlay(env link.Env, key underlayKey) (*underlay, error) {
+func acquireUnderlay(env link.Env, w where, key underlayKey) (*underlay, error) {
 	underlaysMu.Lock()
 	defer underlaysMu.Unlock()
 	if u := underlays[key]; u != nil {
 		u.refs++
 		return u, nil
 	}
-	conn, err := listenUDP(env, key)
+	conn, err := listenUDP(w, key)
 	if err != nil {
 		return nil, err
 	}
@@ -97,14 +107,14 @@ func acquireUnderlay(env link.Env, key underlayKey) (*underlay, error) {
 }
 
 // listenUDP binds the UDP port of key on every address of its family.
-func listenUDP(env link.Env, key underlayKey) (*net.UDPConn, error) {
+func listenUDP(w where, key underlayKey) (*net.UDPConn, error) {
 	domain := unix.AF_INET
 	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(key.port)}
 	if key.v6 {
 		domain = unix.AF_INET6
 		sa = &unix.SockaddrInet6{Port: int(key.port)}
 	}
-	fd, err := newSocket(env, domain, unix.SOCK_DGRAM, 0)
+	fd, err := w.socket(domain, unix.SOCK_DGRAM, 0)
 	if err != nil {
 		return nil, link.Errorf(link.ErrnoOf(err), "vxlan: UDP socket: %v", err)
 	}
@@ -326,10 +336,10 @@ func (r *rateLog) log(l *slog.Logger, msg string, args ...any) {
 	l.Warn(msg, args...)
 }
 
-// ifIndex is the index of the interface called name where env's sockets
-// are made; ENODEV if there is none.
-func ifIndex(env link.Env, name string) (int, error) {
-	fd, err := newSocket(env, unix.AF_INET, unix.SOCK_DGRAM, 0)
+// ifIndex is the index of the interface called name where w is; ENODEV
+// if there is none.
+func ifIndex(w where, name string) (int, error) {
+	fd, err := w.socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -344,9 +354,9 @@ func ifIndex(env link.Env, name string) (int, error) {
 	return int(ifr.Uint32()), nil
 }
 
-// devMTU is the MTU of interface name where env's sockets are made.
-func devMTU(env link.Env, name string) (int, error) {
-	fd, err := newSocket(env, unix.AF_INET, unix.SOCK_DGRAM, 0)
+// devMTU is the MTU of interface name where w is.
+func devMTU(w where, name string) (int, error) {
+	fd, err := w.socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 	if err != nil {
 		return 0, err
 	}
@@ -364,13 +374,13 @@ func devMTU(env link.Env, name string) (int, error) {
 // routeMTU asks the routing table for the MTU of the path to dst: the
 // MTU a UDP socket connected to it reports (IP_MTU), which is the route's
 // or its device's, lowered by what path MTU discovery learned.
-func routeMTU(env link.Env, dst netip.AddrPort) (int, error) {
+func routeMTU(w where, dst netip.AddrPort) (int, error) {
 	domain, level, opt := unix.AF_INET, unix.IPPROTO_IP, unix.IP_MTU
 	if dst.Addr().Is6() {
 		domain, level, opt = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_MTU
 	}
 	sa := sockaddr(dst.Addr(), dst.Port())
-	fd, err := newSocket(env, domain, unix.SOCK_DGRAM, 0)
+	fd, err := w.socket(domain, unix.SOCK_DGRAM, 0)
 	if err != nil {
 		return 0, err
 	}
