@@ -329,11 +329,12 @@ func (c *cable) finish(p []byte, n int) int {
 
 // Write sends one frame: to the VTEP learned for its destination, or to
 // every remote when the destination is broadcast, multicast or not
-// learned; a cable over a group sends every frame to the group. A TCP or UDP segment of up to 64 KiB (the
-// cable takes offloads) is cut to wire size here and leaves as one
-// sendmsg with UDP segmentation offload, so the kernel carries it as one
-// packet as far as it can. Write never waits: a full socket buffer is an
-// error (a drop), as is a frame too long for the underlay's path.
+// learned; a cable over a group sends every frame to the group. A TCP or
+// UDP segment of up to 64 KiB (the cable takes offloads) is cut to wire
+// size here and leaves as one sendmsg with UDP segmentation offload, so
+// the kernel carries it as one packet as far as it can. Write never
+// waits: a full socket buffer is an error (a drop), as is a frame too
+// long for the underlay's path.
 func (c *cable) Write(p []byte) error {
 	if len(p) < vnet.HdrLen+ethHeaderLen {
 		return errShortFrame
@@ -401,13 +402,17 @@ func (c *cable) Write(p []byte) error {
 }
 
 // maxUDPPayload is the most one sendmsg may carry, segmented or not: a
-// UDP datagram's length field, less its header, and IPv4's.
-const maxUDPPayload = 0xffff - udpHeaderLen - ipv4HeaderLen
+// UDP datagram's length field, less its header, and IPv4's; and
+// maxUDPSegments the most datagrams one sendmsg may be cut into
+// (UDP_MAX_SEGMENTS of kernels before 5.19; later ones take 128).
+const (
+	maxUDPPayload  = 0xffff - udpHeaderLen - ipv4HeaderLen
+	maxUDPSegments = 64
+)
 
 // send sends the datagrams in c.tx.buf to sa: gso bytes each but the
-// last (0: the buffer is one datagram), in as few sendmsg calls as UDP's
-// length allows.
-// Called with c.tx.mu held.
+// last (0: the buffer is one datagram), in as few sendmsg calls as UDP
+// allows. Called with c.tx.mu held.
 func (c *cable) send(fd int, sa unix.Sockaddr, gso int) error {
 	if gso == 0 || gso >= len(c.tx.buf) {
 		return c.sendmsg(fd, c.tx.buf, nil, sa)
@@ -417,7 +422,7 @@ func (c *cable) send(fd int, sa unix.Sockaddr, gso int) error {
 	h.Level, h.Type = unix.SOL_UDP, unix.UDP_SEGMENT
 	h.SetLen(unix.CmsgLen(2))
 	*(*uint16)(unsafe.Pointer(&oob[unix.CmsgLen(0)])) = uint16(gso)
-	chunk := maxUDPPayload / gso * gso
+	chunk := min(maxUDPPayload/gso, maxUDPSegments) * gso
 	for b := c.tx.buf; len(b) > 0; {
 		n := min(chunk, len(b))
 		if err := c.sendmsg(fd, b[:n], oob, sa); err != nil {
