@@ -117,33 +117,34 @@ func TestCableSegments(t *testing.T) {
 	pa, pb := freeUDPPort(t), freeUDPPort(t)
 	a := openCable(t, fmt.Sprintf("9 127.0.0.1:%d port %d", pb, pa))
 	b := openCable(t, fmt.Sprintf("9 127.0.0.1:%d port %d", pa, pb))
-	// An IPv4/TCP frame with 3000 bytes of payload, MSS 1000.
-	payload := 3000
-	f := make([]byte, 14+20+20+payload)
-	copy(f, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x00})
-	ip := f[14:]
-	ip[0], ip[8], ip[9] = 0x45, 64, 6
-	binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
-	copy(ip[12:], []byte{198, 18, 1, 1, 198, 18, 1, 2})
-	tcp := ip[20:]
-	binary.BigEndian.PutUint16(tcp[0:], 40000)
-	binary.BigEndian.PutUint16(tcp[2:], 5201)
-	tcp[12], tcp[13] = 5<<4, 0x10
-	h := vnet.Hdr{Flags: vnet.FlagNeedsCsum, GSOType: vnet.GSOTCPv4, HdrLen: 54, GSOSize: 1000, CsumStart: 34, CsumOffset: 16}
-	p := make([]byte, vnet.HdrLen+len(f))
-	h.Encode(p)
-	copy(p[vnet.HdrLen:], f)
-	if err := a.Write(p); err != nil {
-		t.Fatal(err)
-	}
-	want, err := vnet.Segment(h, f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, w := range want {
-		_, got := readFrame(t, b)
-		if !bytes.Equal(got, w) {
-			t.Fatalf("segment %d: got %d bytes, want %d", i, len(got), len(w))
+	// IPv4/TCP frames: 3 segments, and 90, more than one sendmsg takes.
+	for _, c := range []struct{ payload, mss int }{{3000, 1000}, {9000, 100}} {
+		f := make([]byte, 14+20+20+c.payload)
+		copy(f, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x00})
+		ip := f[14:]
+		ip[0], ip[8], ip[9] = 0x45, 64, 6
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+		copy(ip[12:], []byte{198, 18, 1, 1, 198, 18, 1, 2})
+		tcp := ip[20:]
+		binary.BigEndian.PutUint16(tcp[0:], 40000)
+		binary.BigEndian.PutUint16(tcp[2:], 5201)
+		tcp[12], tcp[13] = 5<<4, 0x10
+		h := vnet.Hdr{Flags: vnet.FlagNeedsCsum, GSOType: vnet.GSOTCPv4, HdrLen: 54, GSOSize: uint16(c.mss), CsumStart: 34, CsumOffset: 16}
+		p := make([]byte, vnet.HdrLen+len(f))
+		h.Encode(p)
+		copy(p[vnet.HdrLen:], f)
+		if err := a.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		want, err := vnet.Segment(h, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range want {
+			_, got := readFrame(t, b)
+			if !bytes.Equal(got, w) {
+				t.Fatalf("MSS %d, segment %d: got %d bytes, want %d", c.mss, i, len(got), len(w))
+			}
 		}
 	}
 }
