@@ -21,6 +21,7 @@ import (
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
+	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
 )
 
 const usage = `mnet: networking as files
@@ -35,6 +36,8 @@ mount flags:
   --debug-fuse    log every FUSE request (very verbose)
   --state PATH    where persistent networks are kept (default /var/lib/mnet/state.json;
                   empty: keep nothing)
+  --vde-dir DIR   where each network with vde on is a VDE switch, DIR/NAME
+                  (default /run/mnet/vde): vde_plug DIR/NAME joins it
 
 The daemon stops on SIGINT, SIGTERM or umount: it unmounts, deletes what it
 created and exits 0. A stale mount left by a killed daemon is recovered by the
@@ -79,6 +82,7 @@ func mountCmd(args []string) error {
 	verbose := fl.Bool("v", false, "")
 	debugFuse := fl.Bool("debug-fuse", false, "")
 	state := fl.String("state", "/var/lib/mnet/state.json", "")
+	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Print(usage)
@@ -115,7 +119,8 @@ func mountCmd(args []string) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state})
+	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state,
+		Flags: map[string]string{vde.DirFlag: *vdeDir}})
 	if err != nil {
 		return err
 	}

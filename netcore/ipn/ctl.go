@@ -35,6 +35,9 @@ type ctlCommand struct {
 	// maxPorts is the value of a maxports line, which the link check
 	// needs before anything is applied.
 	maxPorts int
+	// service is set for a service's line: services are started or
+	// stopped once the settings are applied.
+	service bool
 }
 
 // applyCtl runs the commands in text, one per line. Every line is checked
@@ -118,6 +121,17 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 	}
 	if bad != nil {
 		return bad.errno
+	}
+	for _, cmd := range cmds {
+		if cmd.service {
+			if err := n.syncServices(); err != nil {
+				// The setting stands (a persistent network retries
+				// at the next start); last-error tells why it does
+				// not serve.
+				return link.ErrnoOf(err)
+			}
+			break
+		}
 	}
 	if persist && len(cmds) > 0 {
 		// The settings apply either way; the caller learns that they
@@ -216,6 +230,15 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 		}
 		cmd.detach = d
 	default:
+		if s := link.LookupService(word); s != nil {
+			v, err := flag()
+			if err != nil {
+				return cmd, err
+			}
+			cmd.service = true
+			cmd.apply = func(n *Network) *ctlError { n.set = withService(n.set, s.Name, v); return nil }
+			break
+		}
 		kind := link.Lookup(word)
 		if kind == nil {
 			return cmd, ctlErr(syscall.EINVAL, "unknown command %q", word)
@@ -278,7 +301,7 @@ func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 	}
 	attached := map[key]bool{}
 	for _, p := range n.portList {
-		if p.link != nil {
+		if p.spec != nil {
 			attached[key{p.kind, p.name}] = true
 		}
 	}
