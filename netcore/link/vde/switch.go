@@ -94,10 +94,13 @@ func (sw *switchDir) accept() {
 func (sw *switchDir) Stop() {
 	sw.mu.Lock()
 	sw.closed = true
-	conns := sw.conns
+	conns := make([]*clientConn, 0, len(sw.conns))
+	for c := range sw.conns {
+		conns = append(conns, c)
+	}
 	sw.mu.Unlock()
 	sw.ln.Close()
-	for c := range conns {
+	for _, c := range conns {
 		c.conn.Close()
 	}
 	sw.wg.Wait()

@@ -40,6 +40,11 @@ func init() {
 	link.RegisterService(&link.Service{Name: Name, Default: true, New: newServer})
 }
 
+// clientSockLen is the length of "/.PID-NNNNN", the name libvdeplug gives
+// its socket in the switch directory: with the directory's path it must
+// fit in a sockaddr_un.
+const clientSockLen = 1 + 1 + 7 + 1 + 5
+
 // server is the service in one daemon: the directory holding one switch
 // directory per network.
 type server struct {
@@ -55,9 +60,7 @@ func newServer(env *netcore.Env) (link.Server, error) {
 		return nil, fmt.Errorf("--%s %q: not an absolute path", DirFlag, dir)
 	}
 	dir = filepath.Clean(dir)
-	// Room for NAME (64 bytes) and a client's socket name in a
-	// sockaddr_un.
-	if len(dir)+1+64+1+16 >= sunPathLen {
+	if len(dir)+2+clientSockLen >= sunPathLen {
 		return nil, fmt.Errorf("--%s %q: too long for socket paths under it", DirFlag, dir)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -121,6 +124,9 @@ func (s *server) Close() {}
 
 func (s *server) Start(h link.Host) (link.Stopper, error) {
 	path := filepath.Join(s.dir, h.Network())
+	if len(path)+clientSockLen >= sunPathLen {
+		return nil, link.Errorf(syscall.ENAMETOOLONG, "%s: too long for the sockets of VDE clients in it (shorten the name or --%s)", path, DirFlag)
+	}
 	switch switchState(path) {
 	case switchLive:
 		return nil, link.Errorf(syscall.EADDRINUSE, "%s is served by another switch", path)
