@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,8 @@ var (
 	dur     = flag.Duration("d", 3*time.Second, "measuring window of each run")
 	rounds  = flag.Int("n", 3, "rounds: every setup runs n times, interleaved; the median is shown")
 	sizes   = flag.String("sizes", "64,1514", "frame sizes in bytes (Ethernet header included), comma-separated")
+	clients = flag.String("clients", "vde_plug", "vde_plug: two vde_plug processes; raw: this program speaks VDE itself, "+
+		"one thread per side and one system call per frame, so that the switch is the bottleneck; or both")
 )
 
 const warmup = 500 * time.Millisecond
@@ -137,42 +140,61 @@ func run() error {
 	}
 	setups := []setup{{"mnet", filepath.Join(vdeDir, "bench"), mnet.Process.Pid}, {"vde_switch", sw, vs.Process.Pid}}
 
+	var kinds []string
+	switch *clients {
+	case "vde_plug", "raw":
+		kinds = []string{*clients}
+	case "both":
+		kinds = []string{"vde_plug", "raw"}
+	default:
+		return fmt.Errorf("-clients %q: want vde_plug, raw or both", *clients)
+	}
 	type key struct {
-		setup string
-		size  int
+		clients, setup string
+		size           int
 	}
 	results := map[key][]result{}
 	for r := range *rounds {
-		for _, size := range szs {
-			for _, s := range setups {
-				res, err := measure(s, size)
-				if err != nil {
-					return fmt.Errorf("%s, %d bytes: %v", s.name, size, err)
+		for _, cl := range kinds {
+			for _, size := range szs {
+				for _, s := range setups {
+					measure := measurePlugs
+					if cl == "raw" {
+						measure = measureRaw
+					}
+					res, err := measure(s, size)
+					if err != nil {
+						return fmt.Errorf("%s, %s clients, %d bytes: %v", s.name, cl, size, err)
+					}
+					fmt.Printf("round %d  %-8s %-10s %4d B  sent %8.0f/s  received %8.0f/s  %7.1f Mbit/s  switch CPU %3.0f%%\n",
+						r+1, cl, s.name, size, res.sent, res.recv, res.recv*float64(size)*8/1e6, res.cpu*100)
+					k := key{cl, s.name, size}
+					results[k] = append(results[k], res)
 				}
-				fmt.Printf("round %d  %-10s %4d B  sent %8.0f/s  received %8.0f/s  %7.1f Mbit/s  switch CPU %3.0f%%\n",
-					r+1, s.name, size, res.sent, res.recv, res.recv*float64(size)*8/1e6, res.cpu*100)
-				results[key{s.name, size}] = append(results[key{s.name, size}], res)
 			}
 		}
 	}
-	fmt.Printf("\n| setup | frame | frames/s received | Mbit/s | min..max frames/s | switch CPU | µs CPU/frame | mnet/vde_switch |\n|---|---|---|---|---|---|---|---|\n")
-	for _, size := range szs {
-		base := median(results[key{"vde_switch", size}]).recv
-		for _, s := range setups {
-			rs := results[key{s.name, size}]
-			m := median(rs)
-			lo, hi := spread(rs)
-			ratio := ""
-			if s.name == "mnet" && base > 0 {
-				var ratios []float64
-				for i, x := range rs {
-					ratios = append(ratios, x.recv/results[key{"vde_switch", size}][i].recv)
+	fmt.Printf("\n| clients | switch | frame | frames/s received | Mbit/s | min..max frames/s | switch CPU | µs switch CPU/frame | mnet/vde_switch |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, cl := range kinds {
+		for _, size := range szs {
+			baseRs := results[key{cl, "vde_switch", size}]
+			base := median(baseRs).recv
+			for _, s := range setups {
+				rs := results[key{cl, s.name, size}]
+				m := median(rs)
+				lo, hi := spread(rs)
+				ratio := ""
+				if s.name == "mnet" && base > 0 {
+					var ratios []float64
+					for i, x := range rs {
+						ratios = append(ratios, x.recv/baseRs[i].recv)
+					}
+					slices.Sort(ratios)
+					ratio = fmt.Sprintf("**%.2f** (rounds %.2f–%.2f)", m.recv/base, ratios[0], ratios[len(ratios)-1])
 				}
-				slices.Sort(ratios)
-				ratio = fmt.Sprintf("**%.2f** (rounds %.2f–%.2f)", m.recv/base, ratios[0], ratios[len(ratios)-1])
+				fmt.Printf("| %s | %s | %d B | %.0f | %.1f | %.0f..%.0f | %.0f%% | %.2f | %s |\n", cl, s.name, size, m.recv,
+					m.recv*float64(size)*8/1e6, lo, hi, m.cpu*100, m.cpu/m.recv*1e6, ratio)
 			}
-			fmt.Printf("| %s | %d B | %.0f | %.1f | %.0f..%.0f | %.0f%% | %.2f | %s |\n", s.name, size, m.recv, m.recv*float64(size)*8/1e6,
-				lo, hi, m.cpu*100, m.cpu/m.recv*1e6, ratio)
 		}
 	}
 	return nil
@@ -276,8 +298,9 @@ func frames(src, dst []byte, size, n int) []byte {
 	return b
 }
 
-// measure runs one sender and one receiver through dir for the window.
-func measure(s setup, size int) (result, error) {
+// measurePlugs runs one sender and one receiver vde_plug through the
+// switch for the window.
+func measurePlugs(s setup, size int) (result, error) {
 	dir := s.dir
 	rx, err := startPlug(dir)
 	if err != nil {
@@ -345,6 +368,139 @@ func measure(s setup, size int) (result, error) {
 	close(stop)
 	tx.stop() // unblocks a write stuck on a full pipe
 	<-done
+	secs := t1.Sub(t0).Seconds()
+	return result{sent: float64(s1-s0) / secs, recv: float64(r1-r0) / secs, cpu: (c1 - c0) / secs}, nil
+}
+
+// rawClient is this program as a VDE client: the control connection and
+// the connected datagram socket.
+type rawClient struct {
+	ctl, data int
+	path      string
+}
+
+var rawSeq atomic.Int32
+
+// dialVDE joins the switch at dir the way libvdeplug does (see package
+// netcore/link/vde): connect to ctl, bind a datagram socket in dir, send a
+// request_v3, connect to the socket the switch answers with.
+func dialVDE(dir string) (*rawClient, error) {
+	c := &rawClient{ctl: -1, data: -1}
+	var err error
+	fail := func(e error) (*rawClient, error) { c.close(); return nil, e }
+	if c.ctl, err = unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+		return fail(err)
+	}
+	if err := unix.Connect(c.ctl, &unix.SockaddrUnix{Name: filepath.Join(dir, "ctl")}); err != nil {
+		return fail(err)
+	}
+	if c.data, err = unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+		return fail(err)
+	}
+	c.path = filepath.Join(dir, fmt.Sprintf(".bench-%d-%d", os.Getpid(), rawSeq.Add(1)))
+	if err := unix.Bind(c.data, &unix.SockaddrUnix{Name: c.path}); err != nil {
+		return fail(err)
+	}
+	unix.SetsockoptInt(c.data, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 1<<20)
+	unix.SetsockoptInt(c.data, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 1<<20)
+	req := binary.NativeEndian.AppendUint32(nil, 0xfeedface)
+	req = binary.NativeEndian.AppendUint32(req, 3)
+	req = binary.NativeEndian.AppendUint32(req, 0)
+	sa := make([]byte, 110)
+	binary.NativeEndian.PutUint16(sa, unix.AF_UNIX)
+	copy(sa[2:], c.path)
+	req = append(append(req, sa...), "vdebench"...)
+	if _, err := unix.Write(c.ctl, req); err != nil {
+		return fail(err)
+	}
+	reply := make([]byte, 110)
+	n, err := unix.Read(c.ctl, reply)
+	if err != nil || n != 110 {
+		return fail(fmt.Errorf("switch answered %d bytes: %v", n, err))
+	}
+	end := 2
+	for end < len(reply) && reply[end] != 0 {
+		end++
+	}
+	if err := unix.Connect(c.data, &unix.SockaddrUnix{Name: string(reply[2:end])}); err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+func (c *rawClient) close() {
+	if c.data >= 0 {
+		unix.Close(c.data)
+	}
+	if c.ctl >= 0 {
+		unix.Close(c.ctl)
+	}
+	if c.path != "" {
+		os.Remove(c.path)
+	}
+}
+
+// measureRaw runs a sending and a receiving thread of this program, one
+// system call per frame each, through the switch for the window.
+func measureRaw(s setup, size int) (result, error) {
+	rx, err := dialVDE(s.dir)
+	if err != nil {
+		return result{}, err
+	}
+	defer rx.close()
+	tx, err := dialVDE(s.dir)
+	if err != nil {
+		return result{}, err
+	}
+	defer tx.close()
+	frame := func(src, dst []byte, n int) []byte { return frames(src, dst, n, 1)[2:] }
+	f := frame(srcMAC, dstMAC, size)
+
+	var received atomic.Int64
+	var stop atomic.Bool
+	rxDone := make(chan struct{})
+	// shutdown(2) does not wake a read blocked on a datagram socket: the
+	// receiver looks at stop between reads that time out.
+	unix.SetsockoptTimeval(rx.data, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100000})
+	go func() {
+		runtime.LockOSThread()
+		defer close(rxDone)
+		buf := make([]byte, 65536)
+		for !stop.Load() {
+			if _, err := unix.Read(rx.data, buf); err == nil {
+				received.Add(1)
+			}
+		}
+	}()
+	// Until the switch has learned the receiver's MAC.
+	deadline := time.Now().Add(10 * time.Second)
+	for received.Load() == 0 {
+		if time.Now().After(deadline) {
+			return result{}, errors.New("no frame crossed the switch")
+		}
+		unix.Write(rx.data, frame(dstMAC, srcMAC, 60))
+		unix.Write(tx.data, frame(srcMAC, dstMAC, 60))
+		time.Sleep(20 * time.Millisecond)
+	}
+	var sent atomic.Int64
+	txDone := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer close(txDone)
+		for !stop.Load() {
+			if _, err := unix.Write(tx.data, f); err != nil {
+				return
+			}
+			sent.Add(1)
+		}
+	}()
+	time.Sleep(warmup)
+	s0, r0, c0, t0 := sent.Load(), received.Load(), cpuTime(s.pid), time.Now()
+	time.Sleep(*dur)
+	s1, r1, c1, t1 := sent.Load(), received.Load(), cpuTime(s.pid), time.Now()
+	stop.Store(true)
+	<-txDone
+	<-rxDone
 	secs := t1.Sub(t0).Seconds()
 	return result{sent: float64(s1-s0) / secs, recv: float64(r1-r0) / secs, cpu: (c1 - c0) / secs}, nil
 }
