@@ -43,8 +43,16 @@ func startVdePlug(t *testing.T, c *cred, dir string) *vdeClient {
 	if c == nil {
 		cmd = exec.Command("vde_plug", dir)
 	} else {
+		groups := "--clear-groups"
+		if len(c.groups) > 0 {
+			var gs []string
+			for _, g := range c.groups {
+				gs = append(gs, fmt.Sprint(g))
+			}
+			groups = "--groups=" + strings.Join(gs, ",")
+		}
 		cmd = exec.Command("setpriv", fmt.Sprintf("--reuid=%d", c.uid), fmt.Sprintf("--regid=%d", c.gid),
-			"--clear-groups", "vde_plug", dir)
+			groups, "vde_plug", dir)
 	}
 	v := &vdeClient{t: t, cmd: cmd, frames: make(chan []byte, 8192), exited: make(chan struct{}), out: &syncBuffer{}}
 	cmd.Stderr = v.out
@@ -326,7 +334,8 @@ func TestVdeRights(t *testing.T) {
 	})
 	fd := openPort(t, net, unix.O_RDWR)
 
-	writer := startVdePlug(t, &cred{uid: 4001, gid: 4242}, dir)
+	// In group 4242 as a supplementary group (SO_PEERGROUPS).
+	writer := startVdePlug(t, &cred{uid: 4001, gid: 4001, groups: []int{4242}}, dir)
 	if row := waitVdeRow(t, net, writer.pid()); row[2] != "4001" || row[4] != "w" {
 		t.Errorf("group member's port: %v, want UID 4001 MODE w", row)
 	}
