@@ -209,6 +209,12 @@ func TestVdePlugJoinsNetwork(t *testing.T) {
 	fd := openPort(t, net, unix.O_RDWR)
 	c := startVdePlug(t, nil, dir)
 	row := waitVdeRow(t, net, c.pid())
+	// The switch's socket for the client is the client's alone (made
+	// 0600; libvdeplug then makes it 0700 itself).
+	if out := strings.Fields(sh(t, "stat -c '%F %a %u' "+dir+"/.mnet/*")); len(out) != 3 || out[0] != "socket" ||
+		!strings.HasSuffix(out[1], "00") || out[2] != "0" {
+		t.Errorf("switch's socket for the client: %v", out)
+	}
 	want := []string{"vde", "0", strconv.Itoa(c.pid()), "rw"}
 	if !slicesEqual(row[1:5], want) || row[10] != fmt.Sprintf("vdeplug:_user=root_pid=%d", c.pid()) {
 		t.Errorf("ports row %v, want KIND UID PID MODE %v and NAME vdeplug:_user=root_pid=%d", row, want, c.pid())
@@ -230,7 +236,7 @@ func TestVdePlugJoinsNetwork(t *testing.T) {
 	// Killing the client ends its control connection: the port leaves.
 	c.cmd.Process.Signal(syscall.SIGKILL)
 	waitFor(t, "the killed client's port to leave", func() bool { return vdeRow(t, net, c.pid()) == nil })
-	if out := sh(t, "ls -A "+dir); strings.TrimSpace(out) != "ctl" {
+	if out := sh(t, "ls -A "+dir+" "+dir+"/.mnet"); strings.Join(strings.Fields(out), " ") != dir+": .mnet ctl "+dir+"/.mnet:" {
 		t.Errorf("after the client left, the switch directory holds:\n%s", out)
 	}
 }

@@ -22,11 +22,10 @@ import (
 // socket drains; past that a frame is a drop for this port. A client that
 // stops reading never holds up the network.
 type clientLink struct {
-	conn  *net.UnixConn
-	rc    syscall.RawConn
-	local string // the path the socket is bound to, removed at Close
-	mtu   int
-	qlen  int
+	conn *net.UnixConn
+	rc   syscall.RawConn
+	mtu  int
+	qlen int
 
 	mu      sync.Mutex
 	queue   [][]byte // frames waiting for the socket; queue[0] is being sent
@@ -38,8 +37,8 @@ type clientLink struct {
 
 var _ link.Link = (*clientLink)(nil)
 
-func newClientLink(fd int, local string, mtu, qlen int) (*clientLink, error) {
-	f := os.NewFile(uintptr(fd), local)
+func newClientLink(fd int, mtu, qlen int) (*clientLink, error) {
+	f := os.NewFile(uintptr(fd), "vde")
 	c, err := net.FileConn(f) // a dup of fd, in the runtime's poller
 	f.Close()
 	if err != nil {
@@ -51,7 +50,7 @@ func newClientLink(fd int, local string, mtu, qlen int) (*clientLink, error) {
 		conn.Close()
 		return nil, err
 	}
-	l := &clientLink{conn: conn, rc: rc, local: local, mtu: mtu, qlen: qlen,
+	l := &clientLink{conn: conn, rc: rc, mtu: mtu, qlen: qlen,
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
 	go l.writer()
 	return l, nil
@@ -150,7 +149,6 @@ func (l *clientLink) Close(bool) error {
 		close(l.closing)
 		l.conn.Close()
 		<-l.done
-		os.Remove(l.local)
 	})
 	return nil
 }

@@ -23,10 +23,11 @@ const handshakeTimeout = 5 * time.Second
 
 // switchDir is one network's switch directory and its clients.
 type switchDir struct {
-	h    link.Host
-	path string
-	ln   *net.UnixListener
-	wg   sync.WaitGroup
+	h       link.Host
+	path    string
+	ln      *net.UnixListener
+	portsFD int // the ports directory, where the switch's sockets are
+	wg      sync.WaitGroup
 
 	mu     sync.Mutex
 	conns  map[*clientConn]bool
@@ -52,9 +53,18 @@ func (sw *switchDir) listen() error {
 		return err
 	}
 	sw.ln = ln
-	sw.wg.Add(1)
-	go sw.accept()
 	return nil
+}
+
+// close releases the listener and the ports directory.
+func (sw *switchDir) close() {
+	if sw.ln != nil {
+		sw.ln.Close()
+	}
+	if sw.portsFD >= 0 {
+		unix.Close(sw.portsFD)
+		sw.portsFD = -1
+	}
 }
 
 func (sw *switchDir) accept() {
@@ -104,6 +114,7 @@ func (sw *switchDir) Stop() {
 		c.conn.Close()
 	}
 	sw.wg.Wait()
+	sw.close()
 	if err := os.RemoveAll(sw.path); err != nil {
 		sw.h.Log().Error("VDE switch directory not removed", "path", sw.path, "err", err)
 	}
@@ -132,11 +143,12 @@ func (sw *switchDir) serve(c *clientConn) {
 	}
 	name := portName(req.descr)
 	mtu, qlen := sw.h.Limits()
-	l, local, err := sw.dial(cred, req.path, mtu, qlen)
+	l, sock, err := sw.dial(cred, req.path, mtu, qlen)
 	if err != nil {
 		log.Info("VDE client refused: its data socket", "path", req.path, "err", err)
 		return
 	}
+	defer unix.Unlinkat(sw.portsFD, sock, 0) // after leave, below
 	leave, err := sw.h.Join(l, link.Member{UID: cred.Uid, PID: cred.Pid, Name: name, Recv: recv, Send: send})
 	if err != nil {
 		l.Close(false)
@@ -144,6 +156,7 @@ func (sw *switchDir) serve(c *clientConn) {
 		return
 	}
 	defer leave()
+	local := filepath.Join(sw.path, portsDir, sock)
 	reply, err := sockaddr(local)
 	if err == nil {
 		c.conn.SetDeadline(time.Now().Add(handshakeTimeout))
@@ -228,8 +241,8 @@ func peerGroups(fd int) ([]uint32, error) {
 }
 
 // dial makes the switch's datagram socket for one client, bound in the
-// switch directory and connected to the client's socket at path, and
-// returns it as a link with the path it is bound to.
+// ports directory and connected to the client's socket at path, and
+// returns it as a link with the name it is bound to there.
 //
 // The client names its socket in the request, and the daemon is root: it
 // must not become a way to send frames to a socket the client could not
@@ -262,20 +275,20 @@ func (sw *switchDir) dial(cred *netcore.Cred, path string, mtu, qlen int) (*clie
 			unix.Close(fd)
 		}
 	}()
-	local, err := sw.bind(fd)
+	sock, err := sw.bind(fd)
 	if err != nil {
 		return nil, "", err
 	}
 	defer func() {
 		if !ok {
-			os.Remove(local)
+			unix.Unlinkat(sw.portsFD, sock, 0)
 		}
 	}()
 	// Only the client may connect to it (it does, to send).
-	if err := unix.Chown(local, int(cred.Uid), int(cred.Gid)); err != nil {
+	if err := unix.Fchownat(sw.portsFD, sock, int(cred.Uid), int(cred.Gid), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return nil, "", err
 	}
-	if err := unix.Chmod(local, 0o600); err != nil {
+	if err := unix.Fchmodat(sw.portsFD, sock, 0o600, 0); err != nil {
 		return nil, "", err
 	}
 	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: fmt.Sprintf("/proc/self/fd/%d", pfd)}); err != nil {
@@ -286,33 +299,32 @@ func (sw *switchDir) dial(cred *netcore.Cred, path string, mtu, qlen int) (*clie
 	// max_dgram_qlen), and what it sends waits in the receive buffer.
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sockBuf)
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockBuf)
-	l, err := newClientLink(fd, local, mtu, qlen)
+	l, err := newClientLink(fd, mtu, qlen)
 	if err != nil {
 		return nil, "", err
 	}
 	ok = true
-	return l, local, nil
+	return l, sock, nil
 }
 
 // sockBuf is the send and receive buffer of a client's datagram socket.
 const sockBuf = 1 << 20
 
-// bind binds fd to a fresh name in the switch directory. Clients may
-// create files there too, so a name already taken is skipped.
+// bind binds fd to a fresh name in the ports directory, through its
+// descriptor, and returns the name.
 func (sw *switchDir) bind(fd int) (string, error) {
 	for range 100 {
 		sw.mu.Lock()
 		sw.seq++
 		name := fmt.Sprintf("%03d.mnet", sw.seq)
 		sw.mu.Unlock()
-		path := filepath.Join(sw.path, name)
-		err := unix.Bind(fd, &unix.SockaddrUnix{Name: path})
+		err := unix.Bind(fd, &unix.SockaddrUnix{Name: fmt.Sprintf("/proc/self/fd/%d/%s", sw.portsFD, name)})
 		if err == nil {
-			return path, nil
+			return name, nil
 		}
-		if !errors.Is(err, syscall.EADDRINUSE) {
+		if !errors.Is(err, syscall.EADDRINUSE) { // one left by a client that was never answered
 			return "", err
 		}
 	}
-	return "", errors.New("no free socket name in the switch directory")
+	return "", errors.New("no free socket name in the ports directory")
 }

@@ -124,7 +124,7 @@ func (s *server) Close() {}
 
 func (s *server) Start(h link.Host) (link.Stopper, error) {
 	path := filepath.Join(s.dir, h.Network())
-	if len(path)+clientSockLen >= sunPathLen {
+	if len(path)+max(clientSockLen, portSockLen) >= sunPathLen {
 		return nil, link.Errorf(syscall.ENAMETOOLONG, "%s: too long for the sockets of VDE clients in it (shorten the name or --%s)", path, DirFlag)
 	}
 	switch switchState(path) {
@@ -136,21 +136,52 @@ func (s *server) Start(h link.Host) (link.Stopper, error) {
 	if err := os.RemoveAll(path); err != nil {
 		return nil, err
 	}
+	// The directory is root's and closed to others until ctl and the
+	// ports directory are made: it is then given to the network's owner,
+	// who could otherwise swap a name the daemon is about to chmod.
 	if err := unix.Mkdir(path, 0o700); err != nil {
 		return nil, fmt.Errorf("mkdir %s: %w", path, err)
 	}
-	sw := &switchDir{h: h, path: path, conns: map[*clientConn]bool{}}
-	if err := sw.setAccess(); err != nil {
+	sw := &switchDir{h: h, path: path, portsFD: -1, conns: map[*clientConn]bool{}}
+	if err := sw.prepare(); err != nil {
+		sw.close()
 		os.RemoveAll(path)
 		return nil, err
 	}
-	if err := sw.listen(); err != nil {
-		os.RemoveAll(path)
-		return nil, err
-	}
+	sw.wg.Add(1)
+	go sw.accept()
 	h.Log().Info("VDE switch serving", "network", h.Network(), "path", path)
 	return sw, nil
 }
+
+// prepare makes ctl and the ports directory, then opens the switch
+// directory to the users the network's rights admit.
+func (sw *switchDir) prepare() error {
+	if err := sw.listen(); err != nil {
+		return err
+	}
+	// The switch's own sockets, one per client, are made in a directory
+	// only root may change, and only through a descriptor of it: the
+	// switch directory belongs to the network's owner, who may rename
+	// anything in it.
+	ports := filepath.Join(sw.path, portsDir)
+	if err := unix.Mkdir(ports, 0o711); err != nil {
+		return err
+	}
+	fd, err := unix.Open(ports, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	sw.portsFD = fd
+	return sw.setAccess()
+}
+
+// portsDir holds the switch's datagram sockets, and portSockLen is what
+// "/.mnet/NNN.mnet" may take of a socket path.
+const (
+	portsDir    = ".mnet"
+	portSockLen = 1 + len(portsDir) + 1 + 16
+)
 
 // dirMode is the mode of a switch directory for a network of mode mode:
 // every class holding r or w may create its socket there (rwx), others
