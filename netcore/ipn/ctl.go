@@ -44,7 +44,7 @@ type ctlCommand struct {
 // before any is applied, so a write with a bad line changes nothing; the
 // errno of the first bad line is the write's and its reason is kept for
 // last-error.
-func (n *Network) applyCtl(c *netcore.Cred, text string) error {
+func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 	var cmds []ctlCommand
 	var bad *ctlError
 	for line := range strings.SplitSeq(text, "\n") {
@@ -122,17 +122,21 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 	if bad != nil {
 		return bad.errno
 	}
+	// A service that cannot start fails the write, but the setting
+	// stands (and is saved: a persistent network tries again at the next
+	// start); last-error tells why it does not serve.
+	var svcErr error
 	for _, cmd := range cmds {
 		if cmd.service {
-			if err := n.syncServices(); err != nil {
-				// The setting stands (a persistent network retries
-				// at the next start); last-error tells why it does
-				// not serve.
-				return link.ErrnoOf(err)
-			}
+			svcErr = n.syncServices()
 			break
 		}
 	}
+	defer func() {
+		if svcErr != nil && err == nil {
+			err = link.ErrnoOf(svcErr)
+		}
+	}()
 	if persist && len(cmds) > 0 {
 		// The settings apply either way; the caller learns that they
 		// will not survive a restart.

@@ -154,7 +154,8 @@ func TestServiceDefaultFromOldStateFile(t *testing.T) {
 }
 
 func TestServiceStartFailure(t *testing.T) {
-	c := newTestCore(t, "")
+	path := filepath.Join(t.TempDir(), "state.json")
+	c := newTestCore(t, path)
 	memSvcMu.Lock()
 	memRefuse["svc-fail"] = true
 	memSvcMu.Unlock()
@@ -162,8 +163,13 @@ func TestServiceStartFailure(t *testing.T) {
 	if !strings.Contains(readAll(t, nd, "ctl"), "last-error "+memSvc+": refused on purpose") {
 		t.Fatalf("ctl does not tell why the service does not serve:\n%s", readAll(t, nd, "ctl"))
 	}
+	mustCtl(t, nd, "persist on\n"+memSvc+" off\n")
 	if err := ctl(t, nd, rootCred, memSvc+" on\n"); err != syscall.EADDRINUSE {
 		t.Fatalf("%s on: %v, want the service's EADDRINUSE", memSvc, err)
+	}
+	// The setting stands and is saved, for the next start to try again.
+	if b, err := os.ReadFile(path); err != nil || !strings.Contains(string(b), `"`+memSvc+`": true`) {
+		t.Errorf("state file after a failed %s on: %s, %v", memSvc, b, err)
 	}
 	memSvcMu.Lock()
 	delete(memRefuse, "svc-fail")
