@@ -624,3 +624,45 @@ func TestVdeBadHandshake(t *testing.T) {
 		t.Error("bad requests are not logged")
 	}
 }
+
+// Connections that say nothing are bounded: past 64 in their handshake,
+// new ones are closed at once; once they go, clients join again.
+func TestVdeSilentConnectionsBounded(t *testing.T) {
+	requireVDE(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "silent")
+	ctlPath := filepath.Join(d.vdePath("silent"), "ctl")
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	dial := func() int {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrUnix{Name: ctlPath}); err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+		return fd
+	}
+	for range 64 {
+		dial()
+	}
+	time.Sleep(300 * time.Millisecond) // let the switch accept them all
+	extra := dial()
+	unix.SetsockoptTimeval(extra, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 3})
+	if n, err := unix.Read(extra, make([]byte, 16)); n != 0 || err != nil {
+		t.Errorf("the 65th silent connection: read %d, %v; want it closed at once", n, err)
+	}
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	fds = nil
+	time.Sleep(300 * time.Millisecond) // let the switch see them go
+	c := startVdePlug(t, nil, d.vdePath("silent"))
+	waitVdeRow(t, net, c.pid())
+}
