@@ -95,12 +95,20 @@ ip -n %[4]s addr add %[5]s/24 dev ep`, host, vni, args, ep, addr))
 func (w *vxWorld) mnetVTEP(host, vxlanLine, epName, addr string) (*daemon, string, string) {
 	t := w.t
 	t.Helper()
-	d := startMnetIn(t, host, filepath.Join(mountDir(t), "mnt"), "")
+	d := startMnetInDir(t, host)
 	net := d.mkNet(t, "vx")
 	ctlIn(t, host, net, "policy switch")
 	ctlIn(t, host, net, vxlanLine)
 	ep := w.tapEndpoint(host, net, epName, addr)
 	return d, net, ep
+}
+
+// startMnetInDir starts a daemon in network namespace ns with its mount,
+// state file and VDE directory in a fresh directory.
+func startMnetInDir(t *testing.T, ns string) *daemon {
+	t.Helper()
+	dir := mountDir(t)
+	return startMnetIn(t, ns, filepath.Join(dir, "mnt"), filepath.Join(dir, "state.json"))
 }
 
 // tapEndpoint attaches a TAP "tpEPNAME" to net (the daemon runs in host) and
@@ -411,7 +419,7 @@ func TestVxlanPersist(t *testing.T) {
 func TestVxlanCtlErrors(t *testing.T) {
 	w := newVxWorld(t)
 	a := w.host("a", "198.18.0.1")
-	d := startMnetIn(t, a, filepath.Join(mountDir(t), "mnt"), "")
+	d := startMnetInDir(t, a)
 	net := d.mkNet(t, "vx")
 	other := d.mkNet(t, "other")
 	for _, line := range []string{

@@ -115,7 +115,7 @@ if [[ -z $MNET ]]; then
 	MNET=$TMP/mnet
 fi
 mkdir -p "$MP"
-nsenter --net=/run/netns/$P-a "$MNET" mount --state '' "$MP" >"$TMP/mnet.log" 2>&1 &
+nsenter --net=/run/netns/$P-a "$MNET" mount --state '' --vde-dir "$TMP/vde" "$MP" >"$TMP/mnet.log" 2>&1 &
 MNET_PID=$!
 waitfor 10 mountpoint -q "$MP" || die "mnet did not mount"
 NET=$MP/ipn/vx
