@@ -2,6 +2,7 @@ package tap
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/mnet-project/mnet/vnet"
 	"golang.org/x/sys/unix"
@@ -113,3 +114,12 @@ func (t *Tap) SetPersist(on bool) error {
 
 // Close releases the device. A TAP that is not persistent disappears.
 func (t *Tap) Close() error { return t.f.Close() }
+
+// TryRead returns the next frame if one is there now; EAGAIN if not. It
+// may run while another goroutine waits in Read or WaitRead.
+func (t *Tap) TryRead(p []byte) (int, error) { return t.f.tryRead(p) }
+
+// ReadLocked is Read for a caller that holds mu, which it unlocks while
+// it waits for a frame and locks again before taking one; waited reports
+// that it waited.
+func (t *Tap) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) { return t.f.readLocked(p, mu) }

@@ -148,25 +148,105 @@ func (n *Network) release(p *Port, keep bool) {
 // or the link goes away.
 func (p *Port) pump() {
 	defer close(p.pumpDone)
-	n := p.net
 	buf := make([]byte, vnet.HdrLen+maxLinkFrame)
+	if pl, ok := p.link.(link.Poller); ok {
+		p.pumpPoller(pl, buf)
+		return
+	}
 	for {
 		k, err := p.link.Read(buf)
 		if err != nil {
-			if p.stop.Err() != nil || errors.Is(err, link.ErrClosed) {
-				return
-			}
-			n.fam.log.Warn("link gone; detached", "network", n.name, "kind", p.kindName(), "name", p.name, "err", err)
-			go n.detachGone(p)
-			<-p.stop.Done()
+			p.readFailed(err)
 			return
 		}
-		if k <= vnet.HdrLen {
-			continue
+		p.forward(buf[:k])
+	}
+}
+
+// forward sends a frame the link gave into the network. Errors (too long,
+// too short for a switch) are counted and logged by the network; the link
+// just goes on.
+func (p *Port) forward(raw []byte) {
+	if len(raw) > vnet.HdrLen {
+		p.net.transmit(p.stop, p, raw, false, false)
+	}
+}
+
+// readFailed ends the pump after a read error: the link was closed, or it
+// is gone and the port is detached.
+func (p *Port) readFailed(err error) {
+	if p.stop.Err() != nil || errors.Is(err, link.ErrClosed) {
+		return
+	}
+	p.gone(err)
+	<-p.stop.Done()
+}
+
+// gone detaches a link port whose link went away.
+func (p *Port) gone(err error) {
+	n := p.net
+	n.fam.log.Warn("link gone; detached", "network", n.name, "kind", p.kindName(), "name", p.name, "err", err)
+	go n.detachGone(p)
+}
+
+// readThroughMax bounds the frames one read-through takes from a link.
+const readThroughMax = 8
+
+// pumpPoller is the pump of a link.Poller. A frame is read and sent under
+// the port's rmu, so that the frames of one link enter the network in
+// order whoever reads them. After a frame that found the pump waiting (an
+// idle link: a ping, a request), the pump also reads through the links it
+// was just written to: what the kernel queued on them during the write
+// (the reply, an acknowledgement) is forwarded at once by this goroutine,
+// with no wake-up of their pumps on the way. A busy link (frames waiting
+// when the pump comes back) skips that, so a stream pays no extra read.
+func (p *Port) pumpPoller(pl link.Poller, buf []byte) {
+	var dsts []*Port
+	for {
+		p.rmu.Lock()
+		k, waited, err := pl.ReadLocked(buf, &p.rmu)
+		if err != nil {
+			p.rmu.Unlock()
+			p.readFailed(err)
+			return
 		}
-		// Errors (too long, too short for a switch) are counted and
-		// logged by the network; the link just goes on.
-		n.transmit(p.stop, p, buf[:k], false, false)
+		p.forward(buf[:k])
+		if waited {
+			dsts = append(dsts[:0], p.wrote...)
+		}
+		p.rmu.Unlock()
+		if waited {
+			for _, q := range dsts {
+				q.readThrough(buf)
+			}
+		}
+	}
+}
+
+// readThrough forwards the frames waiting on q's link now, unless q's
+// reader is busy (then they are its to read). A lossless network is not
+// read through: a frame sent there may wait for room, and this goroutine
+// must not wait on q's behalf (a detach of its own port would wait for
+// it).
+func (q *Port) readThrough(buf []byte) {
+	pl, ok := q.link.(link.Poller)
+	if !ok || q.net.lossless.Load() || !q.rmu.TryLock() {
+		return
+	}
+	defer q.rmu.Unlock()
+	for range readThroughMax {
+		k, err := pl.TryRead(buf)
+		switch {
+		case err == nil:
+			q.forward(buf[:k])
+			continue
+		case err == link.ErrNoFrame || errors.Is(err, link.ErrClosed) || q.stop.Err() != nil:
+		default:
+			// The error is not left for q's pump to find (a packet
+			// socket reports it once): detach here.
+			q.gone(err)
+		}
+		return
 	}
 }
 

@@ -55,6 +55,25 @@ type Link interface {
 	Close(keep bool) error
 }
 
+// Poller is a Link whose frames can also be taken without waiting. The
+// network then reads it under a per-link lock, which lets the goroutine
+// that has just written a frame to this link take the link's answer at
+// once (a ping's reply, a TCP acknowledgement, made by the kernel during
+// that very write) instead of waking the link's own reader for it.
+type Poller interface {
+	// TryRead is Read without waiting: ErrNoFrame when no frame is there
+	// now. It may run while another goroutine is in ReadLocked.
+	TryRead(p []byte) (int, error)
+	// ReadLocked is Read for a caller that holds mu, the lock under which
+	// frames are taken off this link: mu is unlocked while ReadLocked
+	// waits and locked again before it takes a frame, and it is held when
+	// ReadLocked returns. waited reports that it had to wait.
+	ReadLocked(p []byte, mu sync.Locker) (n int, waited bool, err error)
+}
+
+// ErrNoFrame is what Poller.TryRead returns when no frame is waiting.
+var ErrNoFrame = errors.New("no frame waiting")
+
 // Caps are the capabilities of a link, as gVisor's LinkEndpoint has them.
 type Caps uint32
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"sync"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore/link"
@@ -173,6 +174,54 @@ func read(d device, p []byte) (int, error) {
 	}
 }
 
+// poller is what tapLink and grabLink share of package tap's devices for
+// link.Poller.
+type poller interface {
+	device
+	TryRead(p []byte) (int, error)
+	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
+}
+
+// tryRead is read without waiting.
+func tryRead(d poller, p []byte) (int, error) {
+	for {
+		n, err := d.TryRead(p)
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, syscall.EAGAIN):
+			return 0, link.ErrNoFrame
+		case errors.Is(err, os.ErrClosed):
+			return 0, link.ErrClosed
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(d.Name()):
+			continue
+		}
+		return 0, err
+	}
+}
+
+// readLocked is read for a caller holding mu (link.Poller).
+func readLocked(d poller, p []byte, mu sync.Locker) (int, bool, error) {
+	waited := false
+	for {
+		n, w, err := d.ReadLocked(p, mu)
+		waited = waited || w
+		switch {
+		case err == nil:
+			return n, waited, nil
+		case errors.Is(err, os.ErrClosed):
+			return 0, waited, link.ErrClosed
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(d.Name()):
+			continue
+		}
+		return 0, waited, err
+	}
+}
+
 // tapLink is a TAP device.
 type tapLink struct {
 	dev     *tap.Tap
@@ -181,11 +230,16 @@ type tapLink struct {
 }
 
 var (
-	_ link.Link  = (*tapLink)(nil)
-	_ link.Saver = (*tapLink)(nil)
+	_ link.Link   = (*tapLink)(nil)
+	_ link.Saver  = (*tapLink)(nil)
+	_ link.Poller = (*tapLink)(nil)
 )
 
-func (l *tapLink) Read(p []byte) (int, error) { return read(l.dev, p) }
+func (l *tapLink) Read(p []byte) (int, error)    { return read(l.dev, p) }
+func (l *tapLink) TryRead(p []byte) (int, error) { return tryRead(l.dev, p) }
+func (l *tapLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	return readLocked(l.dev, p, mu)
+}
 func (l *tapLink) Write(p []byte) error {
 	_, err := l.dev.Write(p)
 	return err
@@ -218,11 +272,16 @@ func (l *tapLink) Save() (json.RawMessage, error) {
 type grabLink struct{ dev *tap.Grabbed }
 
 var (
-	_ link.Link  = (*grabLink)(nil)
-	_ link.Saver = (*grabLink)(nil)
+	_ link.Link   = (*grabLink)(nil)
+	_ link.Saver  = (*grabLink)(nil)
+	_ link.Poller = (*grabLink)(nil)
 )
 
-func (l *grabLink) Read(p []byte) (int, error) { return read(l.dev, p) }
+func (l *grabLink) Read(p []byte) (int, error)    { return read(l.dev, p) }
+func (l *grabLink) TryRead(p []byte) (int, error) { return tryRead(l.dev, p) }
+func (l *grabLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	return readLocked(l.dev, p, mu)
+}
 func (l *grabLink) Write(p []byte) error {
 	_, err := l.dev.Write(p)
 	return err
