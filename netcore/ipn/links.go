@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore"
@@ -104,6 +105,7 @@ func (n *Network) attachLocked(a *attachment) *Port {
 	p.caps = a.link.Caps()
 	p.stop, p.cancel = context.WithCancel(context.Background())
 	p.pumpDone = make(chan struct{})
+	p.initQueues()
 	n.portList = append(n.portList, p)
 	a.link = nil // the port owns it now
 	return p
@@ -144,107 +146,167 @@ func (n *Network) release(p *Port, keep bool) {
 	n.space.broadcast()
 }
 
+// linkQueue is one queue of a link port (a link that is not a
+// link.Multiqueue is its own single queue), read by a pump of its own. It
+// is the context of the frames it sends: the port's stop, and a note of
+// the link ports they were written to, for read-through (linkWrote).
+type linkQueue struct {
+	context.Context // the port's stop
+	port            *Port
+	r               link.Reader
+	pl              link.Poller // r as a Poller, or nil
+
+	// rmu is held while a frame is read from pl and sent, by this
+	// queue's pump or by another pump reading through it.
+	rmu sync.Mutex
+	// wrote lists the link ports the last frame read from this queue
+	// was written to; guarded by rmu.
+	wrote []*Port
+}
+
+// linkWrote notes, for read-through, the link ports a frame sent with
+// ctx went to, when ctx is a link queue.
+func linkWrote(ctx context.Context, links []*Port) {
+	if q, ok := ctx.(*linkQueue); ok {
+		q.wrote = append(q.wrote[:0], links...)
+	}
+}
+
+// initQueues makes the port's link queues.
+func (p *Port) initQueues() {
+	readers := []link.Reader{p.link}
+	if mq, ok := p.link.(link.Multiqueue); ok {
+		readers = mq.Queues()
+	}
+	for _, r := range readers {
+		q := &linkQueue{Context: p.stop, port: p, r: r}
+		q.pl, _ = r.(link.Poller)
+		p.queues = append(p.queues, q)
+	}
+}
+
 // pump reads frames from the link into the network until the port leaves
-// or the link goes away.
+// or the link goes away: one goroutine per queue.
 func (p *Port) pump() {
 	defer close(p.pumpDone)
+	var wg sync.WaitGroup
+	for _, q := range p.queues[1:] {
+		wg.Go(q.pump)
+	}
+	p.queues[0].pump()
+	wg.Wait()
+}
+
+func (q *linkQueue) pump() {
 	buf := make([]byte, vnet.HdrLen+maxLinkFrame)
-	if pl, ok := p.link.(link.Poller); ok {
-		p.pumpPoller(pl, buf)
+	if q.pl != nil {
+		q.pumpPoller(buf)
 		return
 	}
 	for {
-		k, err := p.link.Read(buf)
+		k, err := q.r.Read(buf)
 		if err != nil {
-			p.readFailed(err)
+			q.readFailed(err)
 			return
 		}
-		p.forward(buf[:k])
+		q.forward(buf[:k])
 	}
 }
 
 // forward sends a frame the link gave into the network. Errors (too long,
 // too short for a switch) are counted and logged by the network; the link
 // just goes on.
-func (p *Port) forward(raw []byte) {
+func (q *linkQueue) forward(raw []byte) {
 	if len(raw) > vnet.HdrLen {
-		p.net.transmit(p.stop, p, raw, false, false)
+		q.port.net.transmit(q, q.port, raw, false, false)
 	}
 }
 
-// readFailed ends the pump after a read error: the link was closed, or it
+// readFailed ends a pump after a read error: the link was closed, or it
 // is gone and the port is detached.
-func (p *Port) readFailed(err error) {
-	if p.stop.Err() != nil || errors.Is(err, link.ErrClosed) {
+func (q *linkQueue) readFailed(err error) {
+	if q.Err() != nil || errors.Is(err, link.ErrClosed) {
 		return
 	}
-	p.gone(err)
-	<-p.stop.Done()
+	q.port.gone(err)
+	<-q.Done()
 }
 
 // gone detaches a link port whose link went away.
 func (p *Port) gone(err error) {
-	n := p.net
-	n.fam.log.Warn("link gone; detached", "network", n.name, "kind", p.kindName(), "name", p.name, "err", err)
-	go n.detachGone(p)
+	p.goneOnce.Do(func() {
+		n := p.net
+		n.fam.log.Warn("link gone; detached", "network", n.name, "kind", p.kindName(), "name", p.name, "err", err)
+		go n.detachGone(p)
+	})
 }
 
-// readThroughMax bounds the frames one read-through takes from a link.
+// readThroughMax bounds the frames one read-through takes from a queue.
 const readThroughMax = 8
 
-// pumpPoller is the pump of a link.Poller. A frame is read and sent under
-// the port's rmu, so that the frames of one link enter the network in
-// order whoever reads them. After a frame that found the pump waiting (an
-// idle link: a ping, a request), the pump also reads through the links it
-// was just written to: what the kernel queued on them during the write
-// (the reply, an acknowledgement) is forwarded at once by this goroutine,
-// with no wake-up of their pumps on the way. A busy link (frames waiting
-// when the pump comes back) skips that, so a stream pays no extra read.
-func (p *Port) pumpPoller(pl link.Poller, buf []byte) {
+// pumpPoller is the pump of a link.Poller queue. A frame is read and sent
+// under the queue's rmu, so that the frames of one queue enter the
+// network in order whoever reads them. After a frame that found the pump
+// waiting (an idle link: a ping, a request), the pump also reads through
+// the links it was just written to: what the kernel queued on them during
+// the write (the reply, an acknowledgement) is forwarded at once by this
+// goroutine, with no wake-up of their pumps on the way. A busy link (frames
+// waiting when the pump comes back) skips that, so a stream pays no extra
+// read.
+func (q *linkQueue) pumpPoller(buf []byte) {
 	var dsts []*Port
 	for {
-		p.rmu.Lock()
-		k, waited, err := pl.ReadLocked(buf, &p.rmu)
+		q.rmu.Lock()
+		k, waited, err := q.pl.ReadLocked(buf, &q.rmu)
 		if err != nil {
-			p.rmu.Unlock()
-			p.readFailed(err)
+			q.rmu.Unlock()
+			q.readFailed(err)
 			return
 		}
-		p.forward(buf[:k])
+		q.forward(buf[:k])
 		if waited {
-			dsts = append(dsts[:0], p.wrote...)
+			dsts = append(dsts[:0], q.wrote...)
 		}
-		p.rmu.Unlock()
+		q.rmu.Unlock()
 		if waited {
-			for _, q := range dsts {
-				q.readThrough(buf)
+			for _, d := range dsts {
+				d.readThrough(buf)
 			}
 		}
 	}
 }
 
-// readThrough forwards the frames waiting on q's link now, unless q's
-// reader is busy (then they are its to read). A lossless network is not
-// read through: a frame sent there may wait for room, and this goroutine
-// must not wait on q's behalf (a detach of its own port would wait for
-// it).
-func (q *Port) readThrough(buf []byte) {
-	pl, ok := q.link.(link.Poller)
-	if !ok || q.net.lossless.Load() || !q.rmu.TryLock() {
+// readThrough forwards the frames waiting on p's link now, on each queue
+// whose reader is not busy (a busy reader's frames are its to read). A
+// lossless network is not read through: a frame sent there may wait for
+// room, and the goroutine reading through must not wait on p's behalf (a
+// detach of its own port would wait for it).
+func (p *Port) readThrough(buf []byte) {
+	if p.net.lossless.Load() {
 		return
 	}
-	defer q.rmu.Unlock()
+	for _, q := range p.queues {
+		if q.pl != nil && q.rmu.TryLock() {
+			q.readThrough(buf)
+			q.rmu.Unlock()
+		}
+	}
+}
+
+// readThrough forwards up to readThroughMax frames waiting on q. Called
+// with q.rmu held.
+func (q *linkQueue) readThrough(buf []byte) {
 	for range readThroughMax {
-		k, err := pl.TryRead(buf)
+		k, err := q.pl.TryRead(buf)
 		switch {
 		case err == nil:
 			q.forward(buf[:k])
 			continue
-		case err == link.ErrNoFrame || errors.Is(err, link.ErrClosed) || q.stop.Err() != nil:
+		case err == link.ErrNoFrame || errors.Is(err, link.ErrClosed) || q.Err() != nil:
 		default:
 			// The error is not left for q's pump to find (a packet
 			// socket reports it once): detach here.
-			q.gone(err)
+			q.port.gone(err)
 		}
 		return
 	}

@@ -299,9 +299,7 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			n.writeLink(p, seg, len(f), true)
 		}
 	}
-	if from.link != nil {
-		from.wrote = append(from.wrote[:0], links...) // for its pump's read-through
-	}
+	linkWrote(ctx, links)
 	return nil
 }
 

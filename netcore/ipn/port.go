@@ -36,12 +36,8 @@ type Port struct {
 	stop     context.Context
 	cancel   context.CancelFunc
 	pumpDone chan struct{} // closed when the pump has stopped reading dev
-	// rmu is held while a frame is read from a link.Poller and sent, by
-	// its pump or by another pump reading through it (links.go).
-	rmu sync.Mutex
-	// wrote lists the link ports the last frame from this link port was
-	// written to; guarded by rmu.
-	wrote []*Port
+	queues   []*linkQueue  // the link's queues, each with a pump (links.go)
+	goneOnce sync.Once     // the link went away: detach once
 
 	mu     sync.Mutex // guards the queue
 	ring   [][]byte

@@ -71,6 +71,23 @@ type Poller interface {
 	ReadLocked(p []byte, mu sync.Locker) (n int, waited bool, err error)
 }
 
+// Multiqueue is a Link whose frames arrive on several queues (a TAP with
+// IFF_MULTI_QUEUE, where the kernel hands each flow to one queue): the
+// network reads every queue with a pump of its own, so that flows are
+// forwarded in parallel. The frames of one queue keep their order; those
+// of different queues (different flows) need not.
+type Multiqueue interface {
+	// Queues are the link's queues, the first being the Link itself
+	// (its Read and Poller methods). A queue that is a Poller is read as
+	// one.
+	Queues() []Reader
+}
+
+// Reader is one queue of a Multiqueue link: Read as Link's.
+type Reader interface {
+	Read(p []byte) (int, error)
+}
+
 // ErrNoFrame is what Poller.TryRead returns when no frame is waiting.
 var ErrNoFrame = errors.New("no frame waiting")
 

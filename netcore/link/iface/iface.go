@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"runtime"
 	"sync"
 	"syscall"
 
@@ -122,7 +123,7 @@ func (s *spec) Open(env link.Env) (link.Link, error) {
 		}
 	}
 	mtu := max(min(defaultTapMTU, env.MTU-ethHeaderLen), minIPv4MTU)
-	t, err := tap.OpenTapIn(netns, s.name, mtu)
+	t, err := tap.OpenTapInQueues(netns, s.name, mtu, tapQueues())
 	if err != nil {
 		return nil, openError(s.kind, s.name, err)
 	}
@@ -147,17 +148,15 @@ func openError(k kind, name string, err error) error {
 	return link.Errorf(syscall.EIO, "%s %s: %v", k, name, err)
 }
 
-// device is what tapLink and grabLink share of package tap's devices.
-type device interface {
+// reader is what read needs of a device.
+type reader interface {
 	Name() string
-	MTU() int
 	Read(p []byte) (int, error)
-	Write(p []byte) (int, error)
 }
 
 // read reads the next frame. An interface taken down (ENETDOWN while it
 // still exists) is waited out: frames come again when it is up.
-func read(d device, p []byte) (int, error) {
+func read(d reader, p []byte) (int, error) {
 	for {
 		n, err := d.Read(p)
 		switch {
@@ -174,10 +173,9 @@ func read(d device, p []byte) (int, error) {
 	}
 }
 
-// poller is what tapLink and grabLink share of package tap's devices for
-// link.Poller.
+// poller is what link.Poller needs of package tap's devices and queues.
 type poller interface {
-	device
+	reader
 	TryRead(p []byte) (int, error)
 	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
 }
@@ -222,6 +220,31 @@ func readLocked(d poller, p []byte, mu sync.Locker) (int, bool, error) {
 	}
 }
 
+// tapQueues is how many queues a TAP mnet creates has: one per CPU the
+// daemon runs on (up to tap.MaxQueues), so that as many flows as there
+// are CPUs are forwarded in parallel.
+func tapQueues() int { return min(runtime.GOMAXPROCS(0), tap.MaxQueues) }
+
+// tapQueue is one queue of a multi-queue TAP, as a link.Reader.
+type tapQueue struct{ dev queueDev }
+
+// queueDev is a queue of package tap with its TAP's name, as read,
+// tryRead and readLocked want it.
+type queueDev struct {
+	*tap.Queue
+	name string
+}
+
+func (d queueDev) Name() string { return d.name }
+
+var _ link.Poller = (*tapQueue)(nil)
+
+func (q *tapQueue) Read(p []byte) (int, error)    { return read(q.dev, p) }
+func (q *tapQueue) TryRead(p []byte) (int, error) { return tryRead(q.dev, p) }
+func (q *tapQueue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	return readLocked(q.dev, p, mu)
+}
+
 // tapLink is a TAP device.
 type tapLink struct {
 	dev     *tap.Tap
@@ -230,9 +253,10 @@ type tapLink struct {
 }
 
 var (
-	_ link.Link   = (*tapLink)(nil)
-	_ link.Saver  = (*tapLink)(nil)
-	_ link.Poller = (*tapLink)(nil)
+	_ link.Link       = (*tapLink)(nil)
+	_ link.Saver      = (*tapLink)(nil)
+	_ link.Poller     = (*tapLink)(nil)
+	_ link.Multiqueue = (*tapLink)(nil)
 )
 
 func (l *tapLink) Read(p []byte) (int, error)    { return read(l.dev, p) }
@@ -244,7 +268,17 @@ func (l *tapLink) Write(p []byte) error {
 	_, err := l.dev.Write(p)
 	return err
 }
-func (l *tapLink) MTU() int        { return l.dev.MTU() }
+func (l *tapLink) MTU() int { return l.dev.MTU() }
+
+// Queues are the TAP's queues, the link itself first (link.Multiqueue).
+func (l *tapLink) Queues() []link.Reader {
+	qs := l.dev.Queues()
+	out := []link.Reader{l}
+	for _, q := range qs[1:] {
+		out = append(out, &tapQueue{queueDev{q, l.dev.Name()}})
+	}
+	return out
+}
 func (l *tapLink) Caps() link.Caps { return link.CapGSO }
 
 // Close lets the TAP go. One mnet created is deleted (the kernel deletes a
