@@ -16,7 +16,7 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-f SECS] [-s SETUPS] [-p] [-k]
+usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-f SECS] [-s SETUPS] [-p] [-T] [-k]
 
   -m MNET     mnet binary to benchmark (default: go build -o TMP/mnet ./cmd/mnet
               from this repository)
@@ -35,6 +35,10 @@ usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-f SECS] 
               relay-plain: the same without offloads (frames <= MTU, as vde)
   -p          profile mnet with perf record -g during its last iperf3 run and
               print the top of perf report (perf.data is kept in TMP with -k)
+  -T          after the rounds, trace 100 pings through each switch with
+              perf (scheduler and system call events, system-wide) and
+              print where their microseconds go, stage by stage
+              (bench/ifbench/stages.py)
   -k          keep the temporary directory (logs, iperf3 JSON) at the end
 
 Output: one line per run, then Markdown tables (median Gbit/s and frames/s
@@ -52,7 +56,8 @@ FLOOD=5
 SETUPS="mnet vde bridge"
 KEEP=0
 PROFILE=0
-while getopts 'm:t:r:P:c:f:s:pkh' opt; do
+TRACE=0
+while getopts 'm:t:r:P:c:f:s:pTkh' opt; do
 	case $opt in
 	m) MNET=$OPTARG ;;
 	t) DUR=$OPTARG ;;
@@ -63,6 +68,7 @@ while getopts 'm:t:r:P:c:f:s:pkh' opt; do
 	s) SETUPS=$OPTARG ;;
 	k) KEEP=1 ;;
 	p) PROFILE=1 ;;
+	T) TRACE=1 ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -85,7 +91,7 @@ has() { [[ " $SETUPS " == *" $1 "* ]]; }
 missing=()
 for c in ip iperf3 ping python3 mountpoint; do command -v "$c" >/dev/null || missing+=("$c"); done
 if has vde; then command -v vde_switch >/dev/null || missing+=(vde_switch); fi
-if ((PROFILE)); then command -v perf >/dev/null || missing+=(perf); fi
+if ((PROFILE || TRACE)); then command -v perf >/dev/null || missing+=(perf); fi
 ((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (apt-get install -y iproute2 iperf3 iputils-ping vde2 python3 util-linux)"
 [[ -c /dev/net/tun ]] || die "/dev/net/tun is missing"
 
@@ -418,6 +424,25 @@ if ((PROFILE)) && [[ -s $TMP/perf.data ]]; then
 	log "by syscall-level entry points (children, top 25):"
 	perf report -i "$TMP/perf.data" --children --sort sym --percent-limit 3 --stdio -g none 2>/dev/null |
 		grep -v '^#' | grep -v '^$' | head -n 25 | sed 's/^/#   /' >&2
+fi
+
+# trace_stages SETUP: 100 pings 50 ms apart under perf; where their time goes.
+trace_stages() {
+	local s=$1 pid
+	pid=$(switchpid "$s")
+	[[ -n $pid ]] || return 0
+	perf record -q -a -o "$TMP/stages-$s.data" \
+		-e sched:sched_switch,sched:sched_wakeup,raw_syscalls:sys_enter,raw_syscalls:sys_exit \
+		-- ip netns exec "${NSA[$s]}" ping -c 100 -i 0.05 -n 198.18.0.2 >"$TMP/stages-$s.log" 2>&1 ||
+		{ log "$s: perf record failed: $(tail -n 3 "$TMP/stages-$s.log")"; return 0; }
+	perf script -i "$TMP/stages-$s.data" -F comm,tid,cpu,time,event,trace >"$TMP/stages-$s.txt" 2>/dev/null
+	log "$s: stages of a ping (perf trace; each traced system call adds about 1 µs):"
+	python3 "$REPO/bench/ifbench/stages.py" "$TMP/stages-$s.txt" "$pid" | sed 's/^/#   /' >&2
+	rm -f "$TMP/stages-$s.data"
+}
+
+if ((TRACE)); then
+	for s in $SETUPS; do trace_stages "$s"; done
 fi
 
 # ---- summary -----------------------------------------------------------------
