@@ -132,6 +132,11 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 	return nil
 }
 
+// ctlWords are the ctl words of ipn itself; every other word is a link
+// kind's (package link).
+var ctlWords = map[string]bool{"policy": true, "mtu": true, "qlen": true, "maxports": true,
+	"lossless": true, "persist": true, "descr": true, "detach": true}
+
 func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 	word, arg, _ := strings.Cut(line, " ")
 	arg = strings.TrimSpace(arg)
@@ -157,12 +162,13 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 	}
 	switch word {
 	case "policy":
-		if arg != PolicyHub && arg != PolicySwitch {
+		policy := Policy(arg)
+		if policy != PolicyHub && policy != PolicySwitch {
 			return cmd, ctlErr(syscall.EINVAL, "policy: want hub or switch, not %q", arg)
 		}
 		cmd.apply = func(n *Network) *ctlError {
-			if n.set.Policy != arg {
-				n.set.Policy = arg
+			if n.set.Policy != policy {
+				n.set.Policy = policy
 				n.fdb.init()
 			}
 			return nil

@@ -10,10 +10,17 @@ import (
 	"time"
 
 	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/link"
 )
 
 func init() {
-	netcore.Register("ipn", func(env *netcore.Env) (netcore.Family, error) { return newIPN(env) })
+	netcore.Register("ipn", func(env *netcore.Env) (netcore.Family, error) {
+		f, err := newIPN(env)
+		if err != nil {
+			return nil, err // not f: a nil *ipnFamily would be a non-nil Family
+		}
+		return f, nil
+	})
 }
 
 // MaxNetworks bounds how many IPN networks may exist at once.
@@ -35,7 +42,26 @@ type ipnFamily struct {
 	saveMu sync.Mutex
 }
 
+var (
+	_ netcore.Family  = (*ipnFamily)(nil)
+	_ netcore.Readmer = (*ipnFamily)(nil)
+	_ netcore.Dir     = (*ipnDir)(nil)
+	_ netcore.Mkdirer = (*ipnDir)(nil)
+	_ netcore.Rmdirer = (*ipnDir)(nil)
+	_ netcore.Dir     = (*netDir)(nil)
+	_ netcore.Owned   = (*netDir)(nil)
+	_ netcore.File    = (*netFile)(nil)
+	_ netcore.Handle  = (*dataHandle)(nil)
+	_ netcore.Handle  = (*pcapHandle)(nil)
+	_ netcore.Handle  = (*ctlHandle)(nil)
+)
+
 func newIPN(env *netcore.Env) (*ipnFamily, error) {
+	for _, k := range link.Kinds() {
+		if ctlWords[k.Name] {
+			return nil, fmt.Errorf("link kind %q is also a ctl word of ipn", k.Name)
+		}
+	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
 		claims: make(map[string]linkClaim)}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
@@ -267,7 +293,12 @@ func (d *netDir) Attr(*netcore.Cred) netcore.Attr {
 
 func (d *netDir) List(*netcore.Cred) []netcore.DirEntry {
 	n := d.n
-	return []netcore.DirEntry{{Name: "ctl", Node: n.ctl}, {Name: "data", Node: n.data}, {Name: "pcap", Node: n.pcap}, {Name: "ports", Node: n.ports}, {Name: "stats", Node: n.stats}}
+	files := []*netFile{n.ctl, n.data, n.pcap, n.ports, n.stats}
+	ents := make([]netcore.DirEntry, len(files))
+	for i, f := range files {
+		ents[i] = netcore.DirEntry{Name: f.kind.String(), Node: f}
+	}
+	return ents
 }
 
 func (d *netDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
@@ -331,7 +362,23 @@ func (d *netDir) Chown(c *netcore.Cred, uid, gid int64) error {
 type netFile struct {
 	id   uint64
 	n    *Network
-	kind string // data, ctl, ports, stats, pcap
+	kind fileKind
+}
+
+// fileKind says which file of a network a netFile is.
+type fileKind int
+
+const (
+	fileData fileKind = iota
+	fileCtl
+	filePorts
+	fileStats
+	filePcap
+)
+
+// String is the file's name in the network directory.
+func (k fileKind) String() string {
+	return [...]string{"data", "ctl", "ports", "stats", "pcap"}[k]
 }
 
 func (f *netFile) ID() uint64 { return f.id }
@@ -349,9 +396,9 @@ func (f *netFile) Attr(*netcore.Cred) netcore.Attr {
 		class := mode >> shift & 7
 		var bits uint32
 		switch f.kind {
-		case "data":
+		case fileData:
 			bits = class & 6
-		case "ctl":
+		case fileCtl:
 			if class != 0 {
 				bits |= 4
 			}
@@ -372,7 +419,7 @@ func (f *netFile) Attr(*netcore.Cred) netcore.Attr {
 func (f *netFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
 	h, err := f.open(c, flags)
 	if err != nil {
-		f.n.fam.log.Info("open refused", "network", f.n.name, "file", f.kind, "uid", c.Uid, "pid", c.Pid,
+		f.n.fam.log.Info("open refused", "network", f.n.name, "file", f.kind.String(), "uid", c.Uid, "pid", c.Pid,
 			"flags", fmt.Sprintf("%#x", flags), "err", err.Error())
 	}
 	return h, err
@@ -383,9 +430,9 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 	r := n.rights(c)
 	acc := flags & syscall.O_ACCMODE
 	switch f.kind {
-	case "data":
+	case fileData:
 		return f.openData(c, r, acc)
-	case "ctl":
+	case fileCtl:
 		if r == 0 || (acc != syscall.O_RDONLY && r&RightManage == 0) {
 			return nil, syscall.EACCES
 		}
@@ -398,11 +445,11 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 		return nil, syscall.EACCES
 	}
 	switch f.kind {
-	case "ports":
+	case filePorts:
 		return &netcore.TextHandle{Data: n.portsText()}, nil
-	case "stats":
+	case fileStats:
 		return &netcore.TextHandle{Data: n.statsText()}, nil
-	case "pcap":
+	case filePcap:
 		cp, err := n.startCapture()
 		if err != nil {
 			return nil, err

@@ -14,10 +14,13 @@ import (
 	"github.com/mnet-project/mnet/vnet"
 )
 
+// Policy is a network's delivery policy, by its ctl name.
+type Policy string
+
 // Delivery policies.
 const (
-	PolicyHub    = "hub"
-	PolicySwitch = "switch"
+	PolicyHub    Policy = "hub"    // every packet to every other port
+	PolicySwitch Policy = "switch" // an Ethernet learning switch
 )
 
 // Limits and defaults from SPEC.md.
@@ -34,7 +37,7 @@ const (
 
 // Settings are a network's ctl-visible configuration.
 type Settings struct {
-	Policy   string `json:"policy"`
+	Policy   Policy `json:"policy"`
 	MTU      int    `json:"mtu"`
 	Qlen     int    `json:"qlen"`
 	Lossless bool   `json:"lossless"`
@@ -101,11 +104,11 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 	n.lossless.Store(set.Lossless)
 	n.fdb.init()
 	n.dir = &netDir{id: netcore.NewID(), n: n}
-	n.data = &netFile{id: netcore.NewID(), n: n, kind: "data"}
-	n.ctl = &netFile{id: netcore.NewID(), n: n, kind: "ctl"}
-	n.ports = &netFile{id: netcore.NewID(), n: n, kind: "ports"}
-	n.stats = &netFile{id: netcore.NewID(), n: n, kind: "stats"}
-	n.pcap = &netFile{id: netcore.NewID(), n: n, kind: "pcap"}
+	n.data = &netFile{id: netcore.NewID(), n: n, kind: fileData}
+	n.ctl = &netFile{id: netcore.NewID(), n: n, kind: fileCtl}
+	n.ports = &netFile{id: netcore.NewID(), n: n, kind: filePorts}
+	n.stats = &netFile{id: netcore.NewID(), n: n, kind: fileStats}
+	n.pcap = &netFile{id: netcore.NewID(), n: n, kind: filePcap}
 	return n
 }
 

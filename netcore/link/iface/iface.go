@@ -112,7 +112,7 @@ func (s *spec) Open(env link.Env) (link.Link, error) {
 		if err != nil {
 			return nil, openError(s.kind, s.name, err)
 		}
-		return &grabLink{dev: g}, nil
+		return &grabLink{devLink{g}}, nil
 	}
 	netns := s.netns
 	if netns != "" {
@@ -127,7 +127,7 @@ func (s *spec) Open(env link.Env) (link.Link, error) {
 	if err != nil {
 		return nil, openError(s.kind, s.name, err)
 	}
-	return &tapLink{dev: t, created: t.Created() || s.created, env: env}, nil
+	return &tapLink{devLink: devLink{t}, tap: t, created: t.Created() || s.created, env: env}, nil
 }
 
 // openError gives an error of package tap the errno SPEC.md names.
@@ -148,14 +148,38 @@ func openError(k kind, name string, err error) error {
 	return link.Errorf(syscall.EIO, "%s %s: %v", k, name, err)
 }
 
-// reader is what read needs of a device.
+// device is what tapLink and grabLink share of package tap's devices.
+type device interface {
+	Name() string
+	MTU() int
+	Read(p []byte) (int, error)
+	Write(p []byte) (int, error)
+	Close() error
+	TryRead(p []byte) (int, error)
+	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
+}
+
+// devLink is a device of package tap as a link; tapLink and grabLink add
+// how each lets its device go and what each saves.
+type devLink struct{ dev device }
+
+// Read reads the next frame. An interface taken down (ENETDOWN while it
+// still exists) is waited out: frames come again when it is up.
+func (l devLink) Read(p []byte) (int, error) { return read(l.dev, p) }
+
+// TryRead and ReadLocked make a devLink a link.Poller.
+func (l devLink) TryRead(p []byte) (int, error) { return tryRead(l.dev, p) }
+func (l devLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	return readLocked(l.dev, p, mu)
+}
+
+// reader is what read needs of a device or a queue.
 type reader interface {
 	Name() string
 	Read(p []byte) (int, error)
 }
 
-// read reads the next frame. An interface taken down (ENETDOWN while it
-// still exists) is waited out: frames come again when it is up.
+// read reads the next frame (link.Link's Read).
 func read(d reader, p []byte) (int, error) {
 	for {
 		n, err := d.Read(p)
@@ -173,14 +197,14 @@ func read(d reader, p []byte) (int, error) {
 	}
 }
 
-// poller is what link.Poller needs of package tap's devices and queues.
+// poller is what link.Poller needs of a device or a queue.
 type poller interface {
 	reader
 	TryRead(p []byte) (int, error)
 	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
 }
 
-// tryRead is read without waiting.
+// tryRead is read without waiting (link.Poller's TryRead).
 func tryRead(d poller, p []byte) (int, error) {
 	for {
 		n, err := d.TryRead(p)
@@ -200,7 +224,7 @@ func tryRead(d poller, p []byte) (int, error) {
 	}
 }
 
-// readLocked is read for a caller holding mu (link.Poller).
+// readLocked is read for a caller holding mu (link.Poller's ReadLocked).
 func readLocked(d poller, p []byte, mu sync.Locker) (int, bool, error) {
 	waited := false
 	for {
@@ -220,16 +244,27 @@ func readLocked(d poller, p []byte, mu sync.Locker) (int, bool, error) {
 	}
 }
 
+func (l devLink) Write(p []byte) error {
+	_, err := l.dev.Write(p)
+	return err
+}
+
+func (l devLink) MTU() int { return l.dev.MTU() }
+
+// Caps: TAPs and packet sockets run with a virtio-net header and take
+// TSO segments and partial checksums as they are.
+func (l devLink) Caps() link.Caps { return link.CapGSO }
+
 // tapQueues is how many queues a TAP mnet creates has: one per CPU the
 // daemon runs on (up to tap.MaxQueues), so that as many flows as there
 // are CPUs are forwarded in parallel.
 func tapQueues() int { return min(runtime.GOMAXPROCS(0), tap.MaxQueues) }
 
-// tapQueue is one queue of a multi-queue TAP, as a link.Reader.
-type tapQueue struct{ dev queueDev }
+// tapQueue is a queue of a multi-queue TAP after the first, as a
+// link.Reader and link.Poller.
+type tapQueue struct{ q queueDev }
 
-// queueDev is a queue of package tap with its TAP's name, as read,
-// tryRead and readLocked want it.
+// queueDev is a queue of package tap with its TAP's name.
 type queueDev struct {
 	*tap.Queue
 	name string
@@ -239,15 +274,16 @@ func (d queueDev) Name() string { return d.name }
 
 var _ link.Poller = (*tapQueue)(nil)
 
-func (q *tapQueue) Read(p []byte) (int, error)    { return read(q.dev, p) }
-func (q *tapQueue) TryRead(p []byte) (int, error) { return tryRead(q.dev, p) }
+func (q *tapQueue) Read(p []byte) (int, error)    { return read(q.q, p) }
+func (q *tapQueue) TryRead(p []byte) (int, error) { return tryRead(q.q, p) }
 func (q *tapQueue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return readLocked(q.dev, p, mu)
+	return readLocked(q.q, p, mu)
 }
 
 // tapLink is a TAP device.
 type tapLink struct {
-	dev     *tap.Tap
+	devLink
+	tap     *tap.Tap
 	created bool // mnet created the TAP: it deletes it when let go
 	env     link.Env
 }
@@ -259,51 +295,38 @@ var (
 	_ link.Multiqueue = (*tapLink)(nil)
 )
 
-func (l *tapLink) Read(p []byte) (int, error)    { return read(l.dev, p) }
-func (l *tapLink) TryRead(p []byte) (int, error) { return tryRead(l.dev, p) }
-func (l *tapLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return readLocked(l.dev, p, mu)
-}
-func (l *tapLink) Write(p []byte) error {
-	_, err := l.dev.Write(p)
-	return err
-}
-func (l *tapLink) MTU() int { return l.dev.MTU() }
-
 // Queues are the TAP's queues, the link itself first (link.Multiqueue).
 func (l *tapLink) Queues() []link.Reader {
-	qs := l.dev.Queues()
 	out := []link.Reader{l}
-	for _, q := range qs[1:] {
-		out = append(out, &tapQueue{queueDev{q, l.dev.Name()}})
+	for _, q := range l.tap.Queues()[1:] {
+		out = append(out, &tapQueue{queueDev{q, l.tap.Name()}})
 	}
 	return out
 }
-func (l *tapLink) Caps() link.Caps { return link.CapGSO }
 
 // Close lets the TAP go. One mnet created is deleted (the kernel deletes a
 // non-persistent TAP when its last descriptor closes), unless keep: then
 // it is made persistent, for the next daemon to take over.
 func (l *tapLink) Close(keep bool) error {
 	if l.created {
-		l.dev.SetPersist(keep)
+		l.tap.SetPersist(keep)
 	}
-	return l.dev.Close()
+	return l.tap.Close()
 }
 
 // Save records whether mnet created the TAP and which named namespace it
 // is in now (the user may have moved it since it was attached).
 func (l *tapLink) Save() (json.RawMessage, error) {
-	ns, err := l.dev.Netns()
+	ns, err := l.tap.Netns()
 	if err != nil {
 		l.env.Log.Warn("cannot tell where the TAP is; a restart looks for it in the daemon's namespace",
-			"network", l.env.Network, "interface", l.dev.Name(), "err", err)
+			"network", l.env.Network, "interface", l.tap.Name(), "err", err)
 	}
-	return json.Marshal(saved{Kind: "tap", Name: l.dev.Name(), Created: l.created, Netns: ns})
+	return json.Marshal(saved{Kind: "tap", Name: l.tap.Name(), Created: l.created, Netns: ns})
 }
 
 // grabLink is an existing interface grabbed through a packet socket.
-type grabLink struct{ dev *tap.Grabbed }
+type grabLink struct{ devLink }
 
 var (
 	_ link.Link   = (*grabLink)(nil)
@@ -311,17 +334,6 @@ var (
 	_ link.Poller = (*grabLink)(nil)
 )
 
-func (l *grabLink) Read(p []byte) (int, error)    { return read(l.dev, p) }
-func (l *grabLink) TryRead(p []byte) (int, error) { return tryRead(l.dev, p) }
-func (l *grabLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return readLocked(l.dev, p, mu)
-}
-func (l *grabLink) Write(p []byte) error {
-	_, err := l.dev.Write(p)
-	return err
-}
-func (l *grabLink) MTU() int         { return l.dev.MTU() }
-func (l *grabLink) Caps() link.Caps  { return link.CapGSO }
 func (l *grabLink) Close(bool) error { return l.dev.Close() }
 
 func (l *grabLink) Save() (json.RawMessage, error) {
