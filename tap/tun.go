@@ -153,12 +153,15 @@ func (t *Tap) Read(p []byte) (int, error) { return t.f.read(p) }
 // Write hands one frame, header first, to the interface as received,
 // through the queue of its flow (FlowHash), so that the kernel sends the
 // flow's frames back on that queue.
-func (t *Tap) Write(p []byte) (int, error) {
-	q := t.f
-	if len(t.queues) > 1 {
-		q = t.queues[FlowHash(p[min(len(p), vnet.HdrLen):])%uint32(len(t.queues))]
+func (t *Tap) Write(p []byte) (int, error) { return t.queues[t.QueueOf(p)].write(p) }
+
+// QueueOf is the queue Write writes p (header first) on: where the kernel
+// sends the replies of p's flow.
+func (t *Tap) QueueOf(p []byte) int {
+	if len(t.queues) == 1 {
+		return 0
 	}
-	return q.write(p)
+	return int(FlowHash(p[min(len(p), vnet.HdrLen):]) % uint32(len(t.queues)))
 }
 
 // SetPersist marks the interface persistent (it outlives the device being

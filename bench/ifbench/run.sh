@@ -33,6 +33,9 @@ usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-f SECS] 
               relay: bench/ifbench/taprelay -vnet, a bare Go TAP-to-TAP relay
                 with virtio-net headers and TSO, as mnet opens its TAPs;
               relay-plain: the same without offloads (frames <= MTU, as vde)
+              relay-netpoll: the relay with vnet hdr + TSO, but reading
+                through os.File on non-blocking descriptors (waiting in
+                Go's netpoller, as mnet does), one goroutine per direction
   -p          profile mnet with perf record -g during its last iperf3 run and
               print the top of perf report (perf.data is kept in TMP with -k)
   -T          after the rounds, trace 100 pings through each switch with
@@ -80,7 +83,7 @@ for v in DUR ROUNDS STREAMS PINGS; do
 done
 [[ $FLOOD =~ ^[0-9]+$ ]] || { echo "ifbench: -f must be a number of seconds, not '$FLOOD'" >&2; exit 2; }
 for s in $SETUPS; do
-	case $s in mnet | vde | bridge | relay | relay-plain) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge, relay, relay-plain)" >&2; exit 2 ;; esac
+	case $s in mnet | vde | bridge | relay | relay-plain | relay-netpoll) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge, relay, relay-plain, relay-netpoll)" >&2; exit 2 ;; esac
 done
 
 die() { echo "ifbench: $*" >&2; exit 1; }
@@ -108,6 +111,7 @@ NSA[vde]=$P-va NSB[vde]=$P-vb IFA[vde]=${P}va IFB[vde]=${P}vb
 NSA[bridge]=$P-ca NSB[bridge]=$P-cb IFA[bridge]=${P}ca IFB[bridge]=${P}cb
 NSA[relay]=$P-ra NSB[relay]=$P-rb IFA[relay]=${P}ra IFB[relay]=${P}rb
 NSA[relay-plain]=$P-pa NSB[relay-plain]=$P-pb IFA[relay-plain]=${P}pa IFB[relay-plain]=${P}pb
+NSA[relay-netpoll]=$P-na NSB[relay-netpoll]=$P-nb IFA[relay-netpoll]=${P}na IFB[relay-netpoll]=${P}nb
 declare -A RELAY_PID
 NSBR=$P-cs # the bridge and the host ends of the veths live here
 BR=${P}br
@@ -143,7 +147,7 @@ cleanup() {
 	for s in "${!RELAY_PID[@]}"; do
 		kill -TERM "${RELAY_PID[$s]}" 2>/dev/null && wait "${RELAY_PID[$s]}" 2>/dev/null
 	done
-	for s in mnet vde relay relay-plain; do
+	for s in mnet vde relay relay-plain relay-netpoll; do
 		for i in "${IFA[$s]}" "${IFB[$s]}"; do ip link del "$i" 2>/dev/null; done
 	done
 	if ((rc != 0)) && [[ -s $TMP/mnet.log ]]; then
@@ -261,6 +265,7 @@ setup_relay() {
 	joinpair "$s"
 }
 setup_relay-plain() { setup_relay relay-plain; }
+setup_relay-netpoll() { setup_relay relay-netpoll -vnet -netpoll; }
 
 setup_bridge() {
 	addns "$NSBR"
@@ -458,8 +463,9 @@ for l in open(rttpath):
         roundrtt.setdefault(k, {}).setdefault(r, []).append(float(v))
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 names = {"mnet": "mnet switch, 2 TAP ports", "vde": "vde_switch, 2 tap ports", "bridge": "Linux bridge, 2 veth pairs",
-         "relay": "bare Go TAP relay, vnet hdr + TSO", "relay-plain": "bare Go TAP relay, no offloads"}
-order = ("mnet", "vde", "bridge", "relay", "relay-plain")
+         "relay": "bare Go TAP relay, vnet hdr + TSO", "relay-plain": "bare Go TAP relay, no offloads",
+         "relay-netpoll": "bare Go TAP relay, vnet hdr + TSO, netpoller"}
+order = ("mnet", "vde", "bridge", "relay", "relay-plain", "relay-netpoll")
 res = {}
 for r, s, g, retr, rtt, cpu in rows:
     d = res.setdefault(s, {"g": [], "retr": [], "cpu": []})
@@ -515,7 +521,8 @@ if fl:
 
 if "mnet" in med:
     print()
-    for o, label in (("vde", "vde_switch"), ("bridge", "the bridge"), ("relay", "the bare relay (vnet hdr + TSO)")):
+    for o, label in (("vde", "vde_switch"), ("bridge", "the bridge"), ("relay", "the bare relay (vnet hdr + TSO)"),
+                     ("relay-netpoll", "the bare relay waiting in the netpoller")):
         if o not in med:
             continue
         line = (f"- mnet / {label}: throughput **{med['mnet']/med[o]:.2f}×** ({spread(ratios(res['mnet']['g'], res[o]['g']))}), "

@@ -164,6 +164,13 @@ type linkQueue struct {
 	wrote []*Port
 }
 
+// replyQueue is a queue of a link port that a frame was written to, where
+// the kernel may have queued the reply.
+type replyQueue struct {
+	port *Port
+	q    int
+}
+
 // linkWrote notes, for read-through, the link ports a frame sent with
 // ctx went to, when ctx is a link queue.
 func linkWrote(ctx context.Context, links []*Port) {
@@ -254,7 +261,7 @@ const readThroughMax = 8
 // waiting when the pump comes back) skips that, so a stream pays no extra
 // read.
 func (q *linkQueue) pumpPoller(buf []byte) {
-	var dsts []*Port
+	var replies []replyQueue
 	for {
 		q.rmu.Lock()
 		k, waited, err := q.pl.ReadLocked(buf, &q.rmu)
@@ -265,31 +272,43 @@ func (q *linkQueue) pumpPoller(buf []byte) {
 		}
 		q.forward(buf[:k])
 		if waited {
-			dsts = append(dsts[:0], q.wrote...)
+			replies = replies[:0]
+			for _, d := range q.wrote {
+				replies = append(replies, replyQueue{d, d.queueOf(buf[:k])})
+			}
 		}
 		q.rmu.Unlock()
 		if waited {
-			for _, d := range dsts {
-				d.readThrough(buf)
+			for _, r := range replies {
+				r.port.readThrough(r.q, buf)
 			}
 		}
 	}
 }
 
-// readThrough forwards the frames waiting on p's link now, on each queue
-// whose reader is not busy (a busy reader's frames are its to read). A
-// lossless network is not read through: a frame sent there may wait for
-// room, and the goroutine reading through must not wait on p's behalf (a
-// detach of its own port would wait for it).
-func (p *Port) readThrough(buf []byte) {
+// queueOf is the index of the queue of p's link where the replies to raw,
+// written to it, arrive.
+func (p *Port) queueOf(raw []byte) int {
+	if mq, ok := p.link.(link.Multiqueue); ok && len(p.queues) > 1 {
+		if i := mq.QueueOf(raw); i >= 0 && i < len(p.queues) {
+			return i
+		}
+	}
+	return 0
+}
+
+// readThrough forwards the frames waiting on queue i of p's link now,
+// unless its reader is busy (then they are its to read). A lossless
+// network is not read through: a frame sent there may wait for room, and
+// the goroutine reading through must not wait on p's behalf (a detach of
+// its own port would wait for it).
+func (p *Port) readThrough(i int, buf []byte) {
 	if p.net.lossless.Load() {
 		return
 	}
-	for _, q := range p.queues {
-		if q.pl != nil && q.rmu.TryLock() {
-			q.readThrough(buf)
-			q.rmu.Unlock()
-		}
+	if q := p.queues[i]; q.pl != nil && q.rmu.TryLock() {
+		q.readThrough(buf)
+		q.rmu.Unlock()
 	}
 }
 

@@ -81,6 +81,9 @@ type Multiqueue interface {
 	// (its Read and Poller methods). A queue that is a Poller is read as
 	// one.
 	Queues() []Reader
+	// QueueOf is the index in Queues of the queue where the replies to
+	// frame p, written to the link, arrive (p as Write takes it).
+	QueueOf(p []byte) int
 }
 
 // Reader is one queue of a Multiqueue link: Read as Link's.

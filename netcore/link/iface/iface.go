@@ -295,6 +295,9 @@ var (
 	_ link.Multiqueue = (*tapLink)(nil)
 )
 
+// QueueOf is the queue the TAP sends p's replies on (link.Multiqueue).
+func (l *tapLink) QueueOf(p []byte) int { return l.tap.QueueOf(p) }
+
 // Queues are the TAP's queues, the link itself first (link.Multiqueue).
 func (l *tapLink) Queues() []link.Reader {
 	out := []link.Reader{l}
