@@ -105,17 +105,16 @@ func (n *Network) attachLocked(a *attachment) *Port {
 	p.caps = a.link.Caps()
 	p.stop, p.cancel = context.WithCancel(context.Background())
 	p.pumpDone = make(chan struct{})
-	p.initQueues()
 	n.portList = append(n.portList, p)
 	a.link = nil // the port owns it now
 	return p
 }
 
-// linkPort returns the link port called name (of kind, if not nil), or
-// nil. Called with n.mu held.
+// linkPort returns the attachment called name (of kind, if not nil), or
+// nil; ports of services are not attachments. Called with n.mu held.
 func (n *Network) linkPort(kind *link.Kind, name string) *Port {
 	for _, p := range n.portList {
-		if p.link != nil && p.name == name && (kind == nil || p.kind == kind) {
+		if p.spec != nil && p.name == name && (kind == nil || p.kind == kind) {
 			return p
 		}
 	}
@@ -142,7 +141,9 @@ func (n *Network) release(p *Port, keep bool) {
 	p.cancel()
 	p.link.Close(keep)
 	<-p.pumpDone // the link's descriptor is really closed once Read returned
-	n.fam.unclaim(n, p.spec.Claim())
+	if p.spec != nil {
+		n.fam.unclaim(n, p.spec.Claim())
+	}
 	n.space.broadcast()
 }
 
@@ -179,28 +180,33 @@ func linkWrote(ctx context.Context, links []*Port) {
 	}
 }
 
-// initQueues makes the port's link queues.
-func (p *Port) initQueues() {
-	readers := []link.Reader{p.link}
-	if mq, ok := p.link.(link.Multiqueue); ok {
-		readers = mq.Queues()
-	}
-	for _, r := range readers {
-		q := &linkQueue{Context: p.stop, port: p, r: r}
-		q.pl, _ = r.(link.Poller)
-		p.queues = append(p.queues, q)
-	}
+// linkQueues are the port's link queues, made on first use (by its pump,
+// or by another pump reading through it), whoever made the port.
+func (p *Port) linkQueues() []*linkQueue {
+	p.queuesOnce.Do(func() {
+		readers := []link.Reader{p.link}
+		if mq, ok := p.link.(link.Multiqueue); ok {
+			readers = mq.Queues()
+		}
+		for _, r := range readers {
+			q := &linkQueue{Context: p.stop, port: p, r: r}
+			q.pl, _ = r.(link.Poller)
+			p.queues = append(p.queues, q)
+		}
+	})
+	return p.queues
 }
 
 // pump reads frames from the link into the network until the port leaves
 // or the link goes away: one goroutine per queue.
 func (p *Port) pump() {
 	defer close(p.pumpDone)
+	qs := p.linkQueues()
 	var wg sync.WaitGroup
-	for _, q := range p.queues[1:] {
+	for _, q := range qs[1:] {
 		wg.Go(q.pump)
 	}
-	p.queues[0].pump()
+	qs[0].pump()
 	wg.Wait()
 }
 
@@ -220,11 +226,11 @@ func (q *linkQueue) pump() {
 	}
 }
 
-// forward sends a frame the link gave into the network. Errors (too long,
-// too short for a switch) are counted and logged by the network; the link
-// just goes on.
+// forward sends a frame the link gave into the network; a port without
+// the send right only receives. Errors (too long, too short for a switch)
+// are counted and logged by the network; the link just goes on.
 func (q *linkQueue) forward(raw []byte) {
-	if len(raw) > vnet.HdrLen {
+	if len(raw) > vnet.HdrLen && q.port.send {
 		q.port.net.transmit(q, q.port, raw, false, false)
 	}
 }
@@ -289,7 +295,7 @@ func (q *linkQueue) pumpPoller(buf []byte) {
 // queueOf is the index of the queue of p's link where the replies to raw,
 // written to it, arrive.
 func (p *Port) queueOf(raw []byte) int {
-	if mq, ok := p.link.(link.Multiqueue); ok && len(p.queues) > 1 {
+	if mq, ok := p.link.(link.Multiqueue); ok && len(p.linkQueues()) > 1 {
 		if i := mq.QueueOf(raw); i >= 0 && i < len(p.queues) {
 			return i
 		}
@@ -306,7 +312,7 @@ func (p *Port) readThrough(i int, buf []byte) {
 	if p.net.lossless.Load() {
 		return
 	}
-	if q := p.queues[i]; q.pl != nil && q.rmu.TryLock() {
+	if q := p.linkQueues()[i]; q.pl != nil && q.rmu.TryLock() {
 		q.readThrough(buf)
 		q.rmu.Unlock()
 	}
@@ -334,12 +340,12 @@ func (q *linkQueue) readThrough(buf []byte) {
 // detachGone removes a link port whose link went away.
 func (n *Network) detachGone(p *Port) {
 	n.mu.Lock()
-	if n.linkPort(p.kind, p.name) != p {
+	if !n.hasPort(p) {
 		n.mu.Unlock()
 		return // detached meanwhile
 	}
 	n.detachLocked(p)
-	persist := n.set.Persist
+	persist := n.set.Persist && p.spec != nil
 	n.mu.Unlock()
 	n.release(p, false)
 	if persist {
