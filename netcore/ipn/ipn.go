@@ -62,6 +62,13 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 			return nil, fmt.Errorf("link kind %q is also a ctl word of ipn", k.Name)
 		}
 	}
+	for _, e := range link.Extensions() {
+		for _, w := range e.Words {
+			if ctlWords[w] {
+				return nil, fmt.Errorf("extension %s's word %q is also a ctl word of ipn", e.Name, w)
+			}
+		}
+	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
 		claims: make(map[string]linkClaim)}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
@@ -86,6 +93,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		n := newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
+		n.restoreExts(s.Ext)
 		n.restoreLinks(s.Links)
 	}
 	return f, nil
@@ -156,7 +164,7 @@ func (f *ipnFamily) saveState() error {
 		n.mu.Lock()
 		if n.set.Persist && !n.closed {
 			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set,
-				Links: n.savedLinksLocked()})
+				Links: n.savedLinksLocked(), Ext: n.savedExts()})
 		}
 		n.mu.Unlock()
 	}
@@ -298,7 +306,7 @@ func (d *netDir) List(*netcore.Cred) []netcore.DirEntry {
 	for i, f := range files {
 		ents[i] = netcore.DirEntry{Name: f.kind.String(), Node: f}
 	}
-	return ents
+	return append(ents, n.extEntries()...)
 }
 
 func (d *netDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {

@@ -96,6 +96,9 @@ type Network struct {
 	// space is broadcast when a queue may have room again (lossless senders
 	// wait on it).
 	space notifier
+
+	// exts are the network's extensions (package link), made with it.
+	exts []*extension
 }
 
 func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings) *Network {
@@ -109,6 +112,7 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 	n.ports = &netFile{id: netcore.NewID(), n: n, kind: filePorts}
 	n.stats = &netFile{id: netcore.NewID(), n: n, kind: fileStats}
 	n.pcap = &netFile{id: netcore.NewID(), n: n, kind: filePcap}
+	n.newExtensions()
 	return n
 }
 
@@ -381,6 +385,9 @@ func (n *Network) filePorts() int {
 func (n *Network) shutdown(exiting bool) {
 	n.mu.Lock()
 	n.closed = true
+	n.mu.Unlock()
+	n.closeExts() // their ports leave; closed, none can join again
+	n.mu.Lock()
 	ports := n.portList
 	n.portList = nil
 	caps := n.captures
@@ -421,10 +428,21 @@ func (n *Network) ctlText() []byte {
 		fmt.Fprintf(&b, "descr %s\n", s.Descr)
 	}
 	fmt.Fprintf(&b, "persist %s\n", onOff(s.Persist))
+	var items []string
+	for _, x := range n.exts {
+		settings, its := x.inst.CtlLines()
+		for _, l := range settings {
+			fmt.Fprintf(&b, "%s\n", l)
+		}
+		items = append(items, its...)
+	}
 	for _, p := range n.portList {
-		if p.link != nil {
+		if p.spec != nil {
 			fmt.Fprintf(&b, "%s %s\n", p.kind.Name, p.spec.Args())
 		}
+	}
+	for _, l := range items {
+		fmt.Fprintf(&b, "%s\n", l)
 	}
 	if n.lastError != "" {
 		fmt.Fprintf(&b, "last-error %s\n", n.lastError)

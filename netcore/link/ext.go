@@ -1,0 +1,120 @@
+package link
+
+import (
+	"encoding/json"
+	"log/slog"
+	"sort"
+
+	"github.com/mnet-project/mnet/netcore"
+)
+
+// An Extension adds to every network what is neither an attachment made by
+// one ctl line nor a file port: ctl words with settings of its own, names
+// in the network's directory, and ports it joins and leaves as it needs
+// them. The userspace host is one ("addr CIDR", "mac MAC", udp/, a port of
+// KIND host while it has an address).
+//
+// Every network gets one Instance of each registered extension when it is
+// made, and closes it when it goes away.
+type Extension struct {
+	// Name is the KIND its ports show and the key of its saved state.
+	Name string
+	// Words are the ctl words it owns.
+	Words []string
+	// New makes the extension's instance for one network.
+	New func(n Network) Instance
+}
+
+// Instance is an extension on one network.
+type Instance interface {
+	// Parse checks the ctl line "word arg" (word one of Words) written by
+	// c, who holds the manage right, and returns what applies it. Every
+	// line of a write is parsed before any is applied; Parse's errors
+	// are EINVAL unless they carry another errno (see Errorf). apply runs
+	// without the network's lock held, after the network's own settings
+	// of the write are applied; its errors fail the write likewise.
+	Parse(c *netcore.Cred, word, arg string) (apply func() error, err error)
+	// CtlLines are what reading ctl shows of it: settings ("mac ...",
+	// listed with the network's settings) and items ("addr ...", listed
+	// after the attachments). Each is a line that, written to ctl, makes
+	// it so.
+	CtlLines() (settings, items []string)
+	// Entries are the names it adds to the network's directory.
+	Entries() []netcore.DirEntry
+	// Save returns its state for a persistent network, nil for none;
+	// Restore takes it back at the next start, before anything else.
+	Save() json.RawMessage
+	Restore(saved json.RawMessage) error
+	// Close ends it with its network: its ports leave, its files fail.
+	Close()
+}
+
+// Network is a network as an extension sees it.
+type Network interface {
+	// Name is the network's name.
+	Name() string
+	Log() *slog.Logger
+	// Access is the network's owner, group and rwx mode bits, from which
+	// IPN derives rights (for the modes of the files it adds).
+	Access() (uid, gid, mode uint32)
+	// Rights reports what c may do on the network (IPN's r, w, x).
+	Rights(c *netcore.Cred) (recv, send, manage bool)
+	// Limits are the network's mtu and qlen now.
+	Limits() (mtu, qlen int)
+	// Join makes l a port of the network, described by m, showing kind
+	// in the KIND column; the network reads l until leave is called or
+	// Read fails (then the port leaves by itself). Join fails with EBUSY
+	// at maxports and ENOENT once the network is gone. leave may be
+	// called any number of times, from any goroutine, without the
+	// network's lock; it returns once l is closed.
+	Join(l Link, m Member) (leave func(), err error)
+}
+
+// Member describes a port an extension joins.
+type Member struct {
+	UID, PID   uint32
+	Name       string // the NAME column: no spaces; "" shows "-"
+	Recv, Send bool
+}
+
+var extensions = map[string]*Extension{}
+
+// RegisterExtension adds an extension; like Register, from its package's
+// init. A word or name taken by a kind or another extension panics.
+func RegisterExtension(e *Extension) {
+	kindsMu.Lock()
+	defer kindsMu.Unlock()
+	if e.Name == "" || reserved[e.Name] || extensions[e.Name] != nil || e.New == nil {
+		panic("link: extension name empty, reserved or registered twice, or without New: " + e.Name)
+	}
+	for _, w := range e.Words {
+		if reserved[w] || kinds[w] != nil || extWord(w) != nil {
+			panic("link: extension word taken: " + w)
+		}
+	}
+	extensions[e.Name] = e
+}
+
+// extWord returns the extension owning ctl word w; kindsMu is held.
+func extWord(w string) *Extension {
+	for _, e := range extensions {
+		for _, x := range e.Words {
+			if x == w {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+// Extensions returns every registered extension, by name.
+func Extensions() []*Extension {
+	kindsMu.Lock()
+	defer kindsMu.Unlock()
+	out := make([]*Extension, 0, len(extensions))
+	for _, e := range extensions {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
