@@ -81,7 +81,7 @@ func bg(t *testing.T, script string) func() (string, error) {
 var udpPortSeq = 20000 + os.Getpid()%20000
 
 func freeUDPPort() int {
-	udpPortSeq++
+	udpPortSeq += 2
 	return udpPortSeq
 }
 
@@ -229,4 +229,216 @@ func TestHostUDPWithNc(t *testing.T) {
 			t.Errorf("read after a datagram to a closed port: %v, want ECONNREFUSED", err)
 		}
 	}
+}
+
+// Frames the host builds carry correct checksums: tcpdump -vv on the
+// network's pcap says so for UDP over IPv4 and IPv6, ICMP and ICMPv6
+// (echo replies, neighbour advertisements, port unreachable) and a
+// fragmented IPv4 datagram, and reports nothing bad.
+func TestHostChecksums(t *testing.T) {
+	he := newHostEnv(t, "tcpdump")
+	capFile := filepath.Join(t.TempDir(), "cap.pcap")
+	stopCap := bg(t, fmt.Sprintf("timeout 10 cat %s > %s", filepath.Join(he.net, "pcap"), capFile))
+	time.Sleep(300 * time.Millisecond)
+	ping(t, he.ns, he.v4)
+	ping(t, he.ns, he.v6)
+	for _, peer := range []string{he.p4, he.p6} {
+		port := freeUDPPort()
+		fd := openUDP(t, he.udp(peer, port), unix.O_WRONLY)
+		if _, err := unix.Write(fd, []byte("checksum me")); err != nil {
+			t.Fatal(err)
+		}
+		if peer == he.p4 {
+			// A new file: the first has ECONNREFUSED pending (no one
+			// listens in the namespace).
+			fd := openUDP(t, he.udp(peer, port+1), unix.O_WRONLY)
+			big := strings.Repeat("0123456789", 400) // 4000 bytes: three fragments
+			if _, err := unix.Write(fd, []byte(big)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	shAs(t, nil, 10*time.Second, inNS(he.ns, fmt.Sprintf("nc -zuv -w 1 %s %d; nc -zuv -6 -w 1 %s %d", he.v4, freeUDPPort(), he.v6, freeUDPPort())))
+	time.Sleep(500 * time.Millisecond)
+	stopCap() // timeout ends the capture
+	out := sh(t, "tcpdump -vv -n -r "+capFile+" 2>&1")
+	for _, want := range []string{
+		he.v4 + " > " + he.p4 + ": ICMP echo reply",
+		he.v6 + " > " + he.p6 + ": [icmp6 sum ok] ICMP6, echo reply",
+		"[icmp6 sum ok] ICMP6, neighbor advertisement, length 32, tgt is " + he.v6,
+		he.v4 + ".", he.p4 + ".",
+		"udp port", "unreachable",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("tcpdump -vv of pcap lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "[udp sum ok]") < 3 {
+		t.Errorf("tcpdump -vv: fewer than 3 UDP datagrams with a correct checksum:\n%s", out)
+	}
+	for _, bad := range []string{"bad", "wrong", "incorrect"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("tcpdump -vv of pcap reports something %s:\n%s", bad, out)
+		}
+	}
+	if !strings.Contains(out, "flags [+]") {
+		t.Errorf("no IPv4 fragments in the capture:\n%s", out)
+	}
+}
+
+// Errors of udp files, as inet's: EHOSTUNREACH when the neighbour does
+// not answer (within a bound), ENETUNREACH off the host's prefixes,
+// EADDRINUSE for a second bind, EDESTADDRREQ on a bound file before any
+// datagram came, EINVAL for bad names, EAGAIN without data, EINTR.
+func TestHostUDPErrors(t *testing.T) {
+	he := newHostEnv(t)
+	for _, absent := range []string{strings.TrimSuffix(he.p4, "2") + "99", strings.TrimSuffix(he.p6, "2") + "99"} {
+		fd := openUDP(t, he.udp(absent, 9), unix.O_RDWR)
+		start := time.Now()
+		_, err := unix.Write(fd, []byte("anyone?"))
+		took := time.Since(start)
+		if !errors.Is(err, unix.EHOSTUNREACH) {
+			t.Errorf("write to absent %s: %v, want EHOSTUNREACH", absent, err)
+		}
+		if took > 5*time.Second {
+			t.Errorf("EHOSTUNREACH for %s after %v, want within 5 s", absent, took)
+		}
+		if !strings.Contains(readFile(t, filepath.Join(he.net, "host")), "neigh "+absent+" - failed") {
+			t.Errorf("host file does not show %s failed:\n%s", absent, readFile(t, filepath.Join(he.net, "host")))
+		}
+		// Within the failed hold, at once.
+		start = time.Now()
+		if _, err := unix.Write(fd, []byte("anyone?")); !errors.Is(err, unix.EHOSTUNREACH) || time.Since(start) > time.Second {
+			t.Errorf("second write to absent %s: %v after %v", absent, err, time.Since(start))
+		}
+	}
+	if _, err := unix.Open(he.udp("198.19.0.1", 9), unix.O_RDWR, 0); !errors.Is(err, unix.ENETUNREACH) {
+		t.Errorf("open toward an address off the host's prefixes: %v, want ENETUNREACH", err)
+	}
+	port := freeUDPPort()
+	b := openUDP(t, he.udp("0.0.0.0", port), unix.O_RDWR)
+	if _, err := unix.Open(he.udp("0.0.0.0", port), unix.O_RDWR, 0); !errors.Is(err, unix.EADDRINUSE) {
+		t.Errorf("second bind of %d: %v, want EADDRINUSE", port, err)
+	}
+	v6 := openUDP(t, he.udp("::", port), unix.O_RDWR) // another family: free
+	_ = v6
+	if _, err := unix.Write(b, []byte("to whom?")); !errors.Is(err, unix.EDESTADDRREQ) {
+		t.Errorf("write on a bound file before any datagram: %v, want EDESTADDRREQ", err)
+	}
+	unix.SetNonblock(b, true)
+	if _, err := unix.Read(b, make([]byte, 10)); !errors.Is(err, unix.EAGAIN) {
+		t.Errorf("O_NONBLOCK read without data: %v, want EAGAIN", err)
+	}
+	for _, bad := range []string{"udp/host.name/9", "udp/1.2.3/9", "udp/" + he.p4 + "/0", "udp/" + he.p4 + "/65536", "udp/" + he.p4 + "/09"} {
+		if _, err := os.Stat(filepath.Join(he.net, bad)); !errors.Is(err, unix.EINVAL) {
+			t.Errorf("stat %s: %v, want EINVAL", bad, err)
+		}
+	}
+	// A signal interrupts a blocked read (bash's read builtin, killed by
+	// timeout's SIGTERM: the process ends, the daemon is not wedged).
+	out, err := shAs(t, nil, 10*time.Second, fmt.Sprintf("timeout -s INT 1 cat %s; echo rc=$?", he.udp("0.0.0.0", freeUDPPort())))
+	if err != nil || !strings.Contains(out, "rc=124") {
+		t.Errorf("a signal did not end a blocked read: %v %s", err, out)
+	}
+}
+
+// The neighbour cache ages: an entry confirmed by the peer is reachable,
+// stale after ReachableTime (1 s, netcore/link/host) without a sign of
+// life, probed by unicast on the next send and reachable again when the
+// peer answers.
+func TestHostNeighbourAging(t *testing.T) {
+	he := newHostEnv(t)
+	ping(t, he.ns, he.v4)
+	hostFile := filepath.Join(he.net, "host")
+	mac := linkMAC(t, he.ns, he.tap)
+	macs := fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5])
+	entry := "neigh " + he.p4 + " " + macs + " "
+	if s := readFile(t, hostFile); !strings.Contains(s, entry+"reachable") && !strings.Contains(s, entry+"stale") {
+		t.Fatalf("host file lacks %q after a ping:\n%s", entry, s)
+	}
+	waitFor(t, "the entry to go stale", func() bool { return strings.Contains(readFile(t, hostFile), entry+"stale") })
+	fd := openUDP(t, he.udp(he.p4, 9), unix.O_WRONLY)
+	if _, err := unix.Write(fd, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the probe to be answered", func() bool { return strings.Contains(readFile(t, hostFile), entry+"reachable") })
+}
+
+// ctl: bad addresses and MACs are EINVAL with last-error; duplicates
+// EEXIST; removing an absent address EADDRNOTAVAIL; addr and mac need x;
+// udp files follow the network's r and w for other uids; a persistent
+// network keeps its MAC and addresses over a restart.
+func TestHostCtlAndRights(t *testing.T) {
+	e := newIfEnv(t)
+	_ = e
+	dir := mountDir(t)
+	mp, state := filepath.Join(dir, "mnt"), filepath.Join(dir, "state.json")
+	d := startMnetAt(t, mp, state)
+	net := d.mkNet(t, "hc")
+	for _, bad := range []string{"addr 198.18.0.1", "addr 198.18.0.300/24", "addr 198.18.0.1/33", "addr 0.0.0.0/8",
+		"addr 224.0.0.1/4", "addr 198.18.0.0/24", "addr 198.18.0.255/24", "addr ::/0", "addr ::ffff:198.18.0.1/120",
+		"addr fe80::1%eth0/64", "addr", "mac 01:00:5e:00:00:01", "mac 00:00:00:00:00:00", "mac 02:00:00:00:00",
+		"mac zz:00:00:00:00:00", "mac"} {
+		err := ctl(net, bad)
+		if !errors.Is(err, unix.EINVAL) {
+			t.Errorf("ctl %q: %v, want EINVAL", bad, err)
+			continue
+		}
+		if le := lastError(t, net); !strings.HasPrefix(le, strings.Fields(bad)[0]) {
+			t.Errorf("ctl %q: last-error %q", bad, le)
+		}
+	}
+	mustCtl(t, net, "addr 198.18.0.1/24\nmac 02:00:00:00:00:07")
+	ctlFails(t, net, "addr 198.18.0.1/24", unix.EEXIST)
+	ctlFails(t, net, "addr -198.18.0.9/24", unix.EADDRNOTAVAIL)
+	// A bad line fails the whole write: nothing of it applies.
+	if err := ctl(net, "addr 198.18.0.2/24\nmac bad"); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("write with a bad line: %v", err)
+	}
+	if hasLine(ctlLines(t, net), "addr 198.18.0.2/24") {
+		t.Error("a write with a bad line applied its good line")
+	}
+
+	// Rights: 0754 gives the group r and x, others r only.
+	if err := os.Chmod(net, 0o754); err != nil {
+		t.Fatal(err)
+	}
+	other := &cred{uid: 65534, gid: 65534}
+	out, err := shAs(t, other, 10*time.Second, fmt.Sprintf("echo 'addr 198.18.0.3/24' > %s/ctl", net))
+	if err == nil {
+		t.Errorf("uid 65534 without x wrote addr: %s", out)
+	}
+	out, err = shAs(t, other, 10*time.Second, fmt.Sprintf("echo hi > %s/udp/198.18.0.2/9", net))
+	if err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("uid 65534 without w sent a datagram: %v %s", err, out)
+	}
+	out, err = shAs(t, other, 10*time.Second, fmt.Sprintf("timeout 1 cat %s/udp/0.0.0.0/5000; echo rc=$?", net))
+	if err != nil || !strings.Contains(out, "rc=124") {
+		t.Errorf("uid 65534 with r could not wait for datagrams: %v %s", err, out)
+	}
+	out, err = shAs(t, other, 10*time.Second, fmt.Sprintf("timeout 1 cat %s/udp/0.0.0.0/500; echo rc=$?", net))
+	if err != nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("uid 65534 bound port 500: %v %s", err, out)
+	}
+	if err := os.Chmod(net, 0o752); err != nil {
+		t.Fatal(err)
+	}
+	out, err = shAs(t, other, 10*time.Second, fmt.Sprintf("timeout 1 cat %s/udp/0.0.0.0/5000; echo rc=$?", net))
+	if err != nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("uid 65534 without r opened for reading: %v %s", err, out)
+	}
+
+	// Persistence.
+	mustCtl(t, net, "persist on\naddr 2001:db8::1/64")
+	if err := d.stop(); err != nil {
+		t.Fatalf("daemon exit: %v", err)
+	}
+	startMnetAt(t, mp, state)
+	lines := ctlLines(t, net)
+	for _, want := range []string{"mac 02:00:00:00:00:07", "addr 198.18.0.1/24", "addr 2001:db8::1/64"} {
+		if !hasLine(lines, want) {
+			t.Errorf("after a restart ctl lacks %q:\n%s", want, strings.Join(lines, "\n"))
+		}
+	}
+	mustCtl(t, net, "persist off")
 }
