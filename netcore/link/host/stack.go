@@ -411,9 +411,11 @@ func (h *Host) inputICMPv6(lk *hostLink, eth *layers.Ethernet, ip6 *layers.IPv6,
 			return
 		}
 		h.stats.echoIn++
+		// gopacket's ICMPv6Echo keeps no payload: the data follows its
+		// 4 bytes in the ICMPv6 layer's payload.
 		reply := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoReply, 0)}
 		h.sendIPv6Reply(lk, eth.SrcMAC, dst, src, reply,
-			&layers.ICMPv6Echo{Identifier: echo.Identifier, SeqNumber: echo.SeqNumber}, gopacket.Payload(echo.Payload))
+			&layers.ICMPv6Echo{Identifier: echo.Identifier, SeqNumber: echo.SeqNumber}, gopacket.Payload(icmp.Payload[4:]))
 	case layers.ICMPv6TypeDestinationUnreachable:
 		if !ours || len(icmp.Payload) < 4 {
 			return
