@@ -22,6 +22,7 @@ import (
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
 	_ "github.com/mnet-project/mnet/netcore/link/host"  // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
+	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
 )
 
 const usage = `mnet: networking as files
