@@ -28,6 +28,10 @@ type Env struct {
 	Log *slog.Logger
 	// StatePath is the file where families keep state across restarts.
 	StatePath string
+	// Flags are mount flags meant for one family or service, by flag
+	// name without dashes ("vde-dir"), so that a new option does not
+	// change this struct. A missing flag means its default.
+	Flags map[string]string
 }
 
 // FamilyConstructor builds a family for one Core.

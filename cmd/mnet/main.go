@@ -25,6 +25,7 @@ import (
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
 	_ "github.com/mnet-project/mnet/netcore/link/host"  // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
+	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
 	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
 )
 
@@ -43,6 +44,8 @@ mount flags:
   --debug-fuse    log every FUSE request (very verbose)
   --state PATH    where persistent networks are kept (default /var/lib/mnet/state.json;
                   empty: keep nothing)
+  --vde-dir DIR   where each network with vde on is a VDE switch, DIR/NAME
+                  (default /run/mnet/vde): vde_plug DIR/NAME joins it
   --log DEST      where log lines go: standard error (default), syslog, or a file
 
 The daemon stops on SIGINT, SIGTERM or umount: it unmounts, deletes what it
@@ -109,6 +112,7 @@ func serve(args []string, ready *detach.Reporter) error {
 	verbose := fl.Bool("v", false, "")
 	debugFuse := fl.Bool("debug-fuse", false, "")
 	state := fl.String("state", "/var/lib/mnet/state.json", "")
+	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Print(usage)
@@ -153,7 +157,8 @@ func serve(args []string, ready *detach.Reporter) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state})
+	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state,
+		Flags: map[string]string{vde.DirFlag: *vdeDir}})
 	if err != nil {
 		return err
 	}

@@ -110,8 +110,8 @@ func (n *Network) attachLocked(a *attachment) *Port {
 }
 
 // linkPort returns the attachment called name (of kind, if not nil), or
-// nil; ports that extensions join are not attachments. Called with n.mu
-// held.
+// nil; ports of services and extensions are not attachments. Called
+// with n.mu held.
 func (n *Network) linkPort(kind *link.Kind, name string) *Port {
 	for _, p := range n.portList {
 		if p.spec != nil && p.name == name && (kind == nil || p.kind == kind) {
@@ -164,8 +164,8 @@ func (p *Port) pump() {
 			<-p.stop.Done()
 			return
 		}
-		if k <= vnet.HdrLen {
-			continue
+		if k <= vnet.HdrLen || !p.send {
+			continue // a port without the send right only receives
 		}
 		// Errors (too long, too short for a switch) are counted and
 		// logged by the network; the link just goes on.

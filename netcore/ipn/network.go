@@ -44,6 +44,10 @@ type Settings struct {
 	MaxPorts int    `json:"maxports"`
 	Descr    string `json:"descr"`
 	Persist  bool   `json:"persist"`
+	// Services are the services (package link) switched on or off by
+	// ctl; one not in the map has its default. Never changed in place
+	// (see withService).
+	Services map[string]bool `json:"services,omitempty"`
 }
 
 // DefaultSettings are those of a new network.
@@ -96,6 +100,11 @@ type Network struct {
 	// space is broadcast when a queue may have room again (lossless senders
 	// wait on it).
 	space notifier
+
+	// svcMu orders the starts and stops of services; running are the
+	// services serving this network, by name (guarded by svcMu).
+	svcMu   sync.Mutex
+	running map[string]link.Stopper
 
 	// exts are the network's extensions (package link), made with it.
 	exts []*extension
@@ -386,7 +395,8 @@ func (n *Network) shutdown(exiting bool) {
 	n.mu.Lock()
 	n.closed = true
 	n.mu.Unlock()
-	n.closeExts() // their ports leave; closed, none can join again
+	n.syncServices() // their clients leave; closed, none can join again
+	n.closeExts()    // their ports leave likewise
 	n.mu.Lock()
 	ports := n.portList
 	n.portList = nil
@@ -428,6 +438,9 @@ func (n *Network) ctlText() []byte {
 		fmt.Fprintf(&b, "descr %s\n", s.Descr)
 	}
 	fmt.Fprintf(&b, "persist %s\n", onOff(s.Persist))
+	for _, svc := range n.fam.services {
+		fmt.Fprintf(&b, "%s %s\n", svc.svc.Name, onOff(serviceOn(s, svc.svc)))
+	}
 	var items []string
 	for _, x := range n.exts {
 		settings, its := x.inst.CtlLines()

@@ -2,14 +2,13 @@ package link
 
 import (
 	"encoding/json"
-	"log/slog"
 	"sort"
 
 	"github.com/mnet-project/mnet/netcore"
 )
 
 // An Extension adds to every network what is neither an attachment made by
-// one ctl line nor a file port: ctl words with settings of its own, names
+// one ctl line, a service's clients, nor a file port: ctl words with settings of its own, names
 // in the network's directory, and ports it joins and leaves as it needs
 // them. The userspace host is one ("addr CIDR", "mac MAC", udp/, a port of
 // KIND host while it has an address).
@@ -21,8 +20,9 @@ type Extension struct {
 	Name string
 	// Words are the ctl words it owns.
 	Words []string
-	// New makes the extension's instance for one network.
-	New func(n Network) Instance
+	// New makes the extension's instance for one network, which it sees
+	// as a service does (Host): it joins its ports through it.
+	New func(n Host) Instance
 }
 
 // Instance is an extension on one network.
@@ -49,34 +49,6 @@ type Instance interface {
 	Close()
 }
 
-// Network is a network as an extension sees it.
-type Network interface {
-	// Name is the network's name.
-	Name() string
-	Log() *slog.Logger
-	// Access is the network's owner, group and rwx mode bits, from which
-	// IPN derives rights (for the modes of the files it adds).
-	Access() (uid, gid, mode uint32)
-	// Rights reports what c may do on the network (IPN's r, w, x).
-	Rights(c *netcore.Cred) (recv, send, manage bool)
-	// Limits are the network's mtu and qlen now.
-	Limits() (mtu, qlen int)
-	// Join makes l a port of the network, described by m, showing kind
-	// in the KIND column; the network reads l until leave is called or
-	// Read fails (then the port leaves by itself). Join fails with EBUSY
-	// at maxports and ENOENT once the network is gone. leave may be
-	// called any number of times, from any goroutine, without the
-	// network's lock; it returns once l is closed.
-	Join(l Link, m Member) (leave func(), err error)
-}
-
-// Member describes a port an extension joins.
-type Member struct {
-	UID, PID   uint32
-	Name       string // the NAME column: no spaces; "" shows "-"
-	Recv, Send bool
-}
-
 var extensions = map[string]*Extension{}
 
 // RegisterExtension adds an extension; like Register, from its package's
@@ -88,7 +60,7 @@ func RegisterExtension(e *Extension) {
 		panic("link: extension name empty, reserved or registered twice, or without New: " + e.Name)
 	}
 	for _, w := range e.Words {
-		if reserved[w] || kinds[w] != nil || extWord(w) != nil {
+		if reserved[w] || kinds[w] != nil || services[w] != nil || extWord(w) != nil {
 			panic("link: extension word taken: " + w)
 		}
 	}

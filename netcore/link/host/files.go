@@ -208,7 +208,7 @@ func (f *udpFile) remember(delta int) {
 // half, as with data.
 func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
 	h := f.hd.d.h
-	r, w, _ := h.net.Rights(c)
+	r, w := h.net.Rights(c)
 	acc := flags & syscall.O_ACCMODE
 	wantR := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
 	wantW := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
@@ -231,7 +231,7 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	_, uh.qlen = h.net.Limits()
 	conn, err := h.Open(a.Is6(), port, remote, uh)
 	if err != nil {
-		h.net.Log().Info("open refused", "network", h.net.Name(), "file", "udp/"+a.String()+"/"+strconv.Itoa(int(f.port)),
+		h.net.Log().Info("open refused", "network", h.net.Network(), "file", "udp/"+a.String()+"/"+strconv.Itoa(int(f.port)),
 			"uid", c.Uid, "pid", c.Pid, "err", err.Error())
 		return nil, err
 	}
