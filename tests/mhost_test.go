@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -278,5 +279,65 @@ func TestMhostCtlAndRights(t *testing.T) {
 	}
 	if err := os.Remove(mh); !errors.Is(err, unix.EBUSY) {
 		t.Errorf("rmdir with a file open: %v, want EBUSY", err)
+	}
+}
+
+// The README's tour, as written (with this test's names and subnets):
+// the conversation goes on after way 1 is cut.
+func TestReadmeMhostTour(t *testing.T) {
+	e := newIfEnv(t, "socat", "timeout", "dd")
+	d := startMnet(t)
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```sh\n# mhost-tour\n")
+	if !ok {
+		t.Fatal("README has no sh block starting with # mhost-tour")
+	}
+	script, _, _ := strings.Cut(rest, "```")
+	ns := "mnet-" + e.tag + "-far"
+	e.nss = append(e.nss, ns)
+	e.link(e.name("v0"))
+	hostSubnet++
+	r := strings.NewReplacer("/mnt/mnet", d.mp, "far", ns, "tourv0", e.name("v0"), "tourv1", e.name("v1"),
+		"tour0", e.name("t0"), "ipn/tour", "ipn/"+e.tag, "ipn tour", "ipn "+e.tag,
+		"198.18.11.", fmt.Sprintf("198.18.%d.", hostSubnet))
+	script = r.Replace(script)
+	wait := bg(t, script)
+	out, err := wait()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // the echo server in the background holds the output
+	}
+	if err != nil {
+		t.Fatalf("the tour failed: %v\n%s\nscript:\n%s", err, out, script)
+	}
+	for _, want := range []string{"hello 1\n", "hello 4\n", "hello 12\n", "state down error EHOSTUNREACH", "state up sent"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the tour's output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("tour output:\n%s", out)
+}
+
+// Shells write ctl line by line (bash's printf does): the lines of one
+// open make one list; a new open replaces it.
+func TestMhostCtlLineByLine(t *testing.T) {
+	d := startMnet(t)
+	mh := d.path("mhost", "lines")
+	if err := os.Mkdir(mh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, fmt.Sprintf("printf 'inet 198.18.0.1\\ninet6 2001:db8::1\\n' > %s/ctl", mh))
+	if got := readFile(t, filepath.Join(mh, "ctl")); got != "inet 198.18.0.1\ninet6 2001:db8::1\n" {
+		t.Errorf("after printf: %q", got)
+	}
+	sh(t, fmt.Sprintf("echo 'ipn lab 198.18.0.2' > %s/ctl", mh))
+	if got := readFile(t, filepath.Join(mh, "ctl")); got != "ipn lab 198.18.0.2\n" {
+		t.Errorf("after a new write: %q", got)
+	}
+	sh(t, fmt.Sprintf("echo > %s/ctl", mh))
+	if got := readFile(t, filepath.Join(mh, "ctl")); got != "" {
+		t.Errorf("after echo > ctl: %q", got)
 	}
 }

@@ -382,10 +382,13 @@ func parseLocator(s string) (*locator, error) {
 	return l, nil
 }
 
-// applyCtl: lines without a sign replace the list (a write of only such
-// lines, even none, is the new list); +LOCATOR adds, -LOCATOR removes.
-// Every line is checked first; a bad one changes nothing.
-func (h *Host) applyCtl(c *netcore.Cred, text string) error {
+// applyCtl: lines without a sign make the new list, as writing a file
+// makes its content: the first write of an open (first set) replaces the
+// list (a write of only such lines, even none, is the new list) and later
+// writes of the same open append to it, since shells write line by line;
+// +LOCATOR adds, -LOCATOR removes. Every line of a write is checked first;
+// a bad one changes nothing.
+func (h *Host) applyCtl(c *netcore.Cred, text string, first bool) error {
 	var plain []*locator
 	type edit struct {
 		add bool
@@ -419,8 +422,11 @@ func (h *Host) applyCtl(c *netcore.Cred, text string) error {
 	errno := syscall.EINVAL
 	if bad == nil {
 		locs := h.locs
-		if len(edits) == 0 || len(plain) > 0 {
+		if first && (len(edits) == 0 || len(plain) > 0) {
 			locs = nil
+		}
+		if len(plain) > 0 || first && len(edits) == 0 {
+			locs = slices.Clone(locs)
 			for _, l := range plain {
 				if idx(locs, l) >= 0 {
 					bad, errno = fmt.Errorf("%s: listed twice", l.line()), syscall.EEXIST
@@ -586,6 +592,7 @@ type ctlHandle struct {
 	h     *Host
 	cred  netcore.Cred
 	write bool
+	wrote bool // a write of this open succeeded: plain lines append
 	mu    sync.Mutex
 	text  netcore.TextHandle
 }
@@ -603,9 +610,12 @@ func (c *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, er
 	if !c.write {
 		return 0, syscall.EBADF
 	}
-	if err := c.h.applyCtl(&c.cred, string(b)); err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.h.applyCtl(&c.cred, string(b), !c.wrote); err != nil {
 		return 0, err
 	}
+	c.wrote = true
 	return len(b), nil
 }
 
