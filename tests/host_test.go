@@ -334,6 +334,10 @@ func TestHostUDPErrors(t *testing.T) {
 			t.Errorf("stat %s: %v, want EINVAL", bad, err)
 		}
 	}
+	// An open udp file keeps the network, as an open data file does.
+	if err := os.Remove(he.net); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("rmdir with a udp file open: %v, want EBUSY", err)
+	}
 	// A signal interrupts a blocked read (bash's read builtin, killed by
 	// timeout's SIGTERM: the process ends, the daemon is not wedged).
 	out, err := shAs(t, nil, 10*time.Second, fmt.Sprintf("timeout -s INT 1 cat %s; echo rc=$?", he.udp("0.0.0.0", freeUDPPort())))

@@ -53,6 +53,16 @@ func (n *Network) extEntries() []netcore.DirEntry {
 	return out
 }
 
+// extBusy reports whether an extension has files open.
+func (n *Network) extBusy() bool {
+	for _, x := range n.exts {
+		if x.inst.Busy() {
+			return true
+		}
+	}
+	return false
+}
+
 // savedExts is what the extensions keep for a persistent network.
 func (n *Network) savedExts() map[string]json.RawMessage {
 	var out map[string]json.RawMessage

@@ -274,7 +274,7 @@ func (d *ipnDir) Rmdir(c *netcore.Cred, name string) error {
 		n.mu.Unlock()
 		return syscall.ENOENT // another rmdir got there first
 	}
-	if ports := n.filePorts(); ports > 0 {
+	if ports := n.filePorts(); ports > 0 || n.extBusy() {
 		n.mu.Unlock()
 		d.f.log.Info("rmdir refused: ports open", "network", name, "uid", c.Uid, "ports", ports)
 		return syscall.EBUSY

@@ -41,6 +41,9 @@ type Instance interface {
 	CtlLines() (settings, items []string)
 	// Entries are the names it adds to the network's directory.
 	Entries() []netcore.DirEntry
+	// Busy reports whether files it adds are open: rmdir of the network
+	// is then EBUSY, as with open data files.
+	Busy() bool
 	// Save returns its state for a persistent network, nil for none;
 	// Restore takes it back at the next start, before anything else.
 	Save() json.RawMessage

@@ -164,8 +164,15 @@ var (
 
 func (a *anyEndpoint) Stream() bool { return true }
 
-func (a *anyEndpoint) deliver(from netip.AddrPort, via path, b []byte) {
-	a.q.put(datagram{from: from, via: via, data: append([]byte(nil), b...)})
+func (a *anyEndpoint) deliver(from netip.AddrPort, via path, b []byte) func() {
+	_, wake := a.q.put(datagram{from: from, via: via, data: append([]byte(nil), b...)})
+	return wake
+}
+
+// Poll: see queue.poll; an any endpoint may always write (to the last
+// sender, or EDESTADDRREQ at once).
+func (a *anyEndpoint) Poll(events uint32, wake func()) uint32 {
+	return a.q.poll(events, wake, true, true)
 }
 
 func (a *anyEndpoint) Read(ctx context.Context, p []byte, _ int64, nonblock bool) (int, error) {
@@ -236,7 +243,9 @@ func (k *anyKernel) readLoop(a *anyEndpoint) {
 			}
 			continue
 		}
-		a.deliver(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), k, buf[:n])
+		if wake := a.deliver(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), k, buf[:n]); wake != nil {
+			wake()
+		}
 	}
 }
 
@@ -266,6 +275,8 @@ func (h *anyHost) close() {
 	}
 }
 
-func (h *anyHost) Deliver(from, _ netip.AddrPort, payload []byte) { h.a.deliver(from, h, payload) }
-func (h *anyHost) Error(netip.AddrPort, syscall.Errno)            {}
-func (h *anyHost) Closed()                                        {}
+func (h *anyHost) Deliver(from, _ netip.AddrPort, payload []byte) func() {
+	return h.a.deliver(from, h, payload)
+}
+func (h *anyHost) Error(netip.AddrPort, syscall.Errno) func() { return nil }
+func (h *anyHost) Closed()                                    {}

@@ -128,9 +128,9 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 type queue struct {
 	mu     sync.Mutex
 	items  []datagram
-	err    syscall.Errno
 	closed bool
 	ready  chan struct{}
+	inWake func() // a poll waiting for a datagram or the end
 }
 
 type datagram struct {
@@ -148,23 +148,66 @@ func (q *queue) wake() {
 	}
 }
 
-func (q *queue) put(d datagram) bool {
+// put queues d; false if it was dropped (full or closed). wake is a
+// poll's wakeup, for the caller to run once it holds no lock.
+func (q *queue) put(d datagram) (ok bool, wake func()) {
 	q.mu.Lock()
 	if q.closed || len(q.items) >= qlen {
 		q.mu.Unlock()
-		return false
+		return false, nil
 	}
 	q.items = append(q.items, d)
+	wake, q.inWake = q.inWake, nil
 	q.mu.Unlock()
 	q.wake()
-	return true
+	return true, wake
 }
 
 func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
+	w := q.inWake
+	q.inWake = nil
 	q.mu.Unlock()
 	q.wake()
+	if w != nil {
+		w()
+	}
+}
+
+// Poll events, poll(2)'s bits (netcore's Poll constants).
+const (
+	pollIn     = 0x1
+	pollOut    = 0x4
+	pollErr    = 0x8
+	pollHup    = 0x10
+	pollRdNorm = 0x40
+	pollWrNorm = 0x100
+)
+
+// poll is the readiness of an endpoint with this queue (netcore's Poller,
+// by its method): readable with a datagram queued or at the end (POLLHUP);
+// writable where the caller may send. wake is armed before looking.
+func (q *queue) poll(events uint32, wake func(), recv, send bool) uint32 {
+	var ready uint32
+	if send {
+		ready |= pollOut | pollWrNorm
+	}
+	if !recv {
+		return ready & events
+	}
+	q.mu.Lock()
+	if wake != nil && events&(pollIn|pollRdNorm) != 0 {
+		q.inWake = wake
+	}
+	if len(q.items) > 0 {
+		ready |= pollIn | pollRdNorm
+	}
+	if q.closed {
+		ready |= pollIn | pollRdNorm | pollHup
+	}
+	q.mu.Unlock()
+	return ready & (events | pollErr | pollHup)
 }
 
 // get returns the next datagram, blocking as a socket's read does.
@@ -382,14 +425,22 @@ func (ep *endpoint) Close() {
 	})
 }
 
-// deliver queues a datagram that came by l.
-func (ep *endpoint) deliver(l *locator, from netip.AddrPort, via path, b []byte) {
+// Poll: see queue.poll.
+func (ep *endpoint) Poll(events uint32, wake func()) uint32 {
+	return ep.q.poll(events, wake, ep.recv, ep.send)
+}
+
+// deliver queues a datagram that came by l; it returns a poll's wakeup to
+// run once no lock is held.
+func (ep *endpoint) deliver(l *locator, from netip.AddrPort, via path, b []byte) func() {
 	if !ep.recv {
-		return
+		return nil
 	}
-	if ep.q.put(datagram{from: from, via: via, data: append([]byte(nil), b...)}) && l != nil {
+	ok, wake := ep.q.put(datagram{from: from, via: via, data: append([]byte(nil), b...)})
+	if ok && l != nil {
 		l.gotOne()
 	}
+	return wake
 }
 
 // kernelPath is a kernel UDP socket connected to an inet or inet6
@@ -427,7 +478,9 @@ func (kp *kernelPath) readLoop(ep *endpoint, l *locator, to netip.AddrPort) {
 			}
 			continue
 		}
-		ep.deliver(l, to, kp, buf[:n])
+		if wake := ep.deliver(l, to, kp, buf[:n]); wake != nil {
+			wake()
+		}
 	}
 }
 
@@ -490,9 +543,12 @@ func (hp *hostPath) close() { hp.conn.Close() }
 
 // Deliver, Error and Closed: the host's Sink; called with the host's lock
 // held, they only queue and mark.
-func (hp *hostPath) Deliver(from, _ netip.AddrPort, payload []byte) {
-	hp.ep.deliver(hp.l, from, hp, payload)
+func (hp *hostPath) Deliver(from, _ netip.AddrPort, payload []byte) func() {
+	return hp.ep.deliver(hp.l, from, hp, payload)
 }
 
-func (hp *hostPath) Error(_ netip.AddrPort, errno syscall.Errno) { hp.l.markDown(errno) }
-func (hp *hostPath) Closed()                                     { hp.l.markDown(syscall.ENETDOWN) }
+func (hp *hostPath) Error(_ netip.AddrPort, errno syscall.Errno) func() {
+	hp.l.markDown(errno)
+	return nil
+}
+func (hp *hostPath) Closed() { hp.l.markDown(syscall.ENETDOWN) }

@@ -261,6 +261,9 @@ type udpHandle struct {
 	closed bool
 	ready  chan struct{}
 	once   sync.Once
+	// inWake wakes a poll waiting for a datagram, an error or the end;
+	// the next of them takes it.
+	inWake func()
 }
 
 type datagram struct {
@@ -282,36 +285,88 @@ func (u *udpHandle) wake() {
 }
 
 // Deliver queues a datagram; a full queue drops it (counted).
-func (u *udpHandle) Deliver(from, _ netip.AddrPort, payload []byte) {
+func (u *udpHandle) Deliver(from, _ netip.AddrPort, payload []byte) func() {
 	u.mu.Lock()
 	if !u.recv || u.closed || len(u.queue) >= u.qlen {
 		u.mu.Unlock()
 		u.f.hd.d.h.stats.udpQueueDrops++ // the host's lock is held
-		return
+		return nil
 	}
 	u.queue = append(u.queue, datagram{from, append([]byte(nil), payload...)})
+	w := u.inWake
+	u.inWake = nil
 	u.mu.Unlock()
 	u.wake()
+	return w
 }
 
 // Error: a connected endpoint keeps the error for its next read or
 // write, as a connected socket does; a bound one ignores it.
-func (u *udpHandle) Error(peer netip.AddrPort, errno syscall.Errno) {
+func (u *udpHandle) Error(peer netip.AddrPort, errno syscall.Errno) func() {
 	remote := u.remote
 	if !remote.IsValid() || (peer != remote && !(peer.Port() == 0 && peer.Addr() == remote.Addr())) {
-		return
+		return nil
 	}
 	u.mu.Lock()
 	u.err = errno
+	w := u.inWake
+	u.inWake = nil
 	u.mu.Unlock()
 	u.wake()
+	return w
 }
 
 func (u *udpHandle) Closed() {
 	u.mu.Lock()
 	u.closed = true
+	w := u.inWake
+	u.inWake = nil
 	u.mu.Unlock()
 	u.wake()
+	if w != nil {
+		w()
+	}
+}
+
+// Poll events, poll(2)'s bits (netcore's Poll constants).
+const (
+	pollIn     = 0x1
+	pollOut    = 0x4
+	pollErr    = 0x8
+	pollHup    = 0x10
+	pollRdNorm = 0x40
+	pollWrNorm = 0x100
+)
+
+// Poll reports readiness for poll(2) and epoll (netcore's Poller, by its
+// method): readable when a datagram is queued, an error is pending
+// (POLLERR too) or the host is gone (POLLHUP: end of file); writable
+// always where the caller may send (a write waits at most for its
+// neighbour and a short queue). A half without the right is never ready.
+// wake is armed before the state is looked at, so nothing is missed.
+func (u *udpHandle) Poll(events uint32, wake func()) uint32 {
+	var ready uint32
+	if u.send {
+		ready |= pollOut | pollWrNorm
+	}
+	if !u.recv {
+		return ready & events
+	}
+	u.mu.Lock()
+	if wake != nil && events&(pollIn|pollRdNorm) != 0 {
+		u.inWake = wake
+	}
+	if len(u.queue) > 0 {
+		ready |= pollIn | pollRdNorm
+	}
+	if u.err != 0 {
+		ready |= pollIn | pollRdNorm | pollErr
+	}
+	if u.closed {
+		ready |= pollIn | pollRdNorm | pollHup
+	}
+	u.mu.Unlock()
+	return ready & (events | pollErr | pollHup)
 }
 
 // takeErr returns and clears the pending error; u.mu is held.

@@ -89,6 +89,7 @@ type Host struct {
 	ipID     uint16
 	icmpRate rateLimit
 	stats    counters
+	wakes    []func() // of sinks, run by unlock
 }
 
 // counters are what the host file shows.
@@ -138,14 +139,14 @@ func (h *Host) Rights(c *netcore.Cred) (recv, send bool) {
 // MAC returns the host's MAC.
 func (h *Host) MAC() net.HardwareAddr {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	return slices.Clone(h.mac)
 }
 
 // Addrs returns the host's addresses.
 func (h *Host) Addrs() []netip.Prefix {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	return slices.Clone(h.addrs)
 }
 
@@ -173,7 +174,7 @@ func (h *Host) Parse(c *netcore.Cred, word, arg string) (func() error, error) {
 		return func() error {
 			h.mu.Lock()
 			h.mac, h.macSet = mac, true
-			h.mu.Unlock()
+			h.unlock()
 			return nil
 		}, nil
 	case "addr":
@@ -225,23 +226,23 @@ func (h *Host) addAddr(p netip.Prefix) error {
 	defer h.joinMu.Unlock()
 	h.mu.Lock()
 	if h.closed {
-		h.mu.Unlock()
+		h.unlock()
 		return link.Errorf(syscall.ENOENT, "addr %s: the network is gone", p)
 	}
 	if h.hasAddr(p.Addr()) {
-		h.mu.Unlock()
+		h.unlock()
 		return link.Errorf(syscall.EEXIST, "addr %s: the host has this address already", p)
 	}
 	if len(h.addrs) >= MaxAddrs {
-		h.mu.Unlock()
+		h.unlock()
 		return link.Errorf(syscall.ENOSPC, "addr %s: the host has %d addresses, the most it may", p, MaxAddrs)
 	}
 	h.addrs = append(h.addrs, p)
-	h.mu.Unlock()
+	h.unlock()
 	if err := h.joinLocked(); err != nil {
 		h.mu.Lock()
 		h.addrs = slices.DeleteFunc(h.addrs, func(q netip.Prefix) bool { return q == p })
-		h.mu.Unlock()
+		h.unlock()
 		return link.Errorf(link.ErrnoOf(err), "addr %s: cannot join the network: %v", p, err)
 	}
 	h.announce(p.Addr())
@@ -254,12 +255,12 @@ func (h *Host) removeAddr(p netip.Prefix) error {
 	h.mu.Lock()
 	i := slices.Index(h.addrs, p)
 	if i < 0 {
-		h.mu.Unlock()
+		h.unlock()
 		return link.Errorf(syscall.EADDRNOTAVAIL, "addr -%s: the host has no such address", p)
 	}
 	h.addrs = slices.Delete(h.addrs, i, i+1)
 	empty := len(h.addrs) == 0
-	h.mu.Unlock()
+	h.unlock()
 	if empty {
 		h.leaveLocked()
 	}
@@ -279,7 +280,7 @@ func (h *Host) joinLocked() error {
 	}
 	h.mu.Lock()
 	h.lk = lk
-	h.mu.Unlock()
+	h.unlock()
 	h.leave = leave
 	go h.timers(lk)
 	return nil
@@ -292,19 +293,19 @@ func (h *Host) leaveLocked() {
 	}
 	h.mu.Lock()
 	h.lk = nil
-	h.mu.Unlock()
+	h.unlock()
 	h.leave()
 	h.leave = nil
 	h.mu.Lock()
 	h.neigh.clear()
 	h.frags.clear()
-	h.mu.Unlock()
+	h.unlock()
 }
 
 // CtlLines: mac with the settings, one addr line per address.
 func (h *Host) CtlLines() (settings, items []string) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	settings = []string{"mac " + h.mac.String()}
 	for _, p := range h.addrs {
 		items = append(items, "addr "+p.String())
@@ -315,6 +316,13 @@ func (h *Host) CtlLines() (settings, items []string) {
 // Entries: udp/ and the host's status file.
 func (h *Host) Entries() []netcore.DirEntry {
 	return []netcore.DirEntry{{Name: "udp", Node: h.udp}, {Name: "host", Node: h.st}}
+}
+
+// Busy: udp files are open.
+func (h *Host) Busy() bool {
+	h.udp.mu.Lock()
+	defer h.udp.mu.Unlock()
+	return len(h.udp.opened) > 0
 }
 
 type saved struct {
@@ -332,7 +340,7 @@ func (h *Host) Save() json.RawMessage {
 	for _, p := range h.addrs {
 		s.Addrs = append(s.Addrs, p.String())
 	}
-	h.mu.Unlock()
+	h.unlock()
 	if s.MAC == "" && len(s.Addrs) == 0 {
 		return nil
 	}
@@ -381,7 +389,7 @@ func (h *Host) Close() {
 			conns = append(conns, cs...)
 		}
 	}
-	h.mu.Unlock()
+	h.unlock()
 	h.leaveLocked()
 	h.joinMu.Unlock()
 	for _, c := range conns {
@@ -410,7 +418,7 @@ func (h *Host) statusAttr(*netcore.Cred) netcore.Attr {
 // cache and counters.
 func (h *Host) statusText() []byte {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "mac %s\n", h.mac)
 	for _, p := range h.addrs {

@@ -376,17 +376,58 @@ func statusOf(t *testing.T, e *env) string {
 
 type nopSink struct{}
 
-func (nopSink) Deliver(netip.AddrPort, netip.AddrPort, []byte) {}
-func (nopSink) Error(netip.AddrPort, syscall.Errno)            {}
-func (nopSink) Closed()                                        {}
+func (nopSink) Deliver(netip.AddrPort, netip.AddrPort, []byte) func() { return nil }
+func (nopSink) Error(netip.AddrPort, syscall.Errno) func()            { return nil }
+func (nopSink) Closed()                                               {}
 
 type chanSink chan string
 
-func (c chanSink) Deliver(_, _ netip.AddrPort, b []byte) {
+func (c chanSink) Deliver(_, _ netip.AddrPort, b []byte) func() {
 	select {
 	case c <- string(b):
 	default:
 	}
+	return nil
 }
-func (chanSink) Error(netip.AddrPort, syscall.Errno) {}
-func (chanSink) Closed()                             {}
+func (chanSink) Error(netip.AddrPort, syscall.Errno) func() { return nil }
+func (chanSink) Closed()                                    {}
+
+// A udp file's readiness (the Poll method netcore's Poller asks): not
+// readable while empty, its waiter woken by an arriving datagram, then
+// readable; writable where the opener may send.
+func TestUDPFilePoll(t *testing.T) {
+	e := newEnv(t)
+	f := walk(t, e.dir, "udp", "0.0.0.0", "7100").(netcore.File)
+	h, err := f.Open(context.Background(), root, syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	p, ok := h.(interface {
+		Poll(events uint32, wake func()) uint32
+	})
+	if !ok {
+		t.Fatal("a udp file handle has no Poll")
+	}
+	const in, out = 0x1, 0x4
+	woken := make(chan struct{}, 1)
+	if got := p.Poll(in|out, func() { woken <- struct{}{} }); got != out {
+		t.Errorf("empty: Poll = %#x, want POLLOUT", got)
+	}
+	ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: peerV4.AsSlice(), DstIP: hostV4.AsSlice()}
+	udp := &layers.UDP{SrcPort: 4000, DstPort: 7100}
+	udp.SetNetworkLayerForChecksum(ip4)
+	e.inject(eth(layers.EthernetTypeIPv4, hostMAC), ip4, udp, gopacket.Payload("wake up"))
+	select {
+	case <-woken:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the waiter was not woken by a datagram")
+	}
+	if got := p.Poll(in, nil); got&in == 0 {
+		t.Errorf("with a datagram: Poll = %#x, want POLLIN", got)
+	}
+	b := make([]byte, 100)
+	if n, err := h.Read(context.Background(), b, 0, true); err != nil || string(b[:n]) != "wake up" {
+		t.Errorf("read %q %v", b[:n], err)
+	}
+}

@@ -117,7 +117,7 @@ func (h *Host) timers(lk *hostLink) {
 			h.mu.Lock()
 			h.neighTick(lk, now)
 			h.frags.expire(now, &h.stats)
-			h.mu.Unlock()
+			h.unlock()
 		}
 	}
 }

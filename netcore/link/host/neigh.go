@@ -176,7 +176,7 @@ func (h *Host) resolve(ctx context.Context, a netip.Addr, mode SendMode, held *h
 			return nil, errHeld
 		}
 		done := e.done
-		h.mu.Unlock()
+		h.unlock()
 		select {
 		case <-done:
 		case <-ctx.Done():
@@ -308,16 +308,16 @@ func (h *Host) fail(e *neighbour, now time.Time) {
 	}
 	for _, f := range e.held {
 		h.stats.txDrops++
-		f.from.sink.Error(f.to, syscall.EHOSTUNREACH)
+		h.later(f.from.sink.Error(f.to, syscall.EHOSTUNREACH))
 	}
 	e.held = nil
 	for _, m := range h.conns {
 		for _, cs := range m {
 			for _, c := range cs {
 				if c.remote.IsValid() && c.remote.Addr() == e.addr {
-					c.sink.Error(c.remote, syscall.EHOSTUNREACH)
+					h.later(c.sink.Error(c.remote, syscall.EHOSTUNREACH))
 				} else if !c.remote.IsValid() {
-					c.sink.Error(netip.AddrPortFrom(e.addr, 0), syscall.EHOSTUNREACH)
+					h.later(c.sink.Error(netip.AddrPortFrom(e.addr, 0), syscall.EHOSTUNREACH))
 				}
 			}
 		}

@@ -96,7 +96,7 @@ func (h *Host) buildNS(src, target netip.Addr, dst net.HardwareAddr) []byte {
 // it (the address moved) learn the host's MAC.
 func (h *Host) announce(a netip.Addr) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	lk := h.lkLocked()
 	if a.Is4() {
 		h.emit(lk, h.buildARP(1, nil, a, nil, a))
@@ -129,11 +129,11 @@ func (h *Host) input(f []byte) {
 	if err := eth.DecodeFromBytes(f, gopacket.NilDecodeFeedback); err != nil {
 		h.mu.Lock()
 		h.stats.rxDrops++
-		h.mu.Unlock()
+		h.unlock()
 		return
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	lk := h.lkLocked()
 	if lk == nil || h.closed {
 		return
@@ -288,7 +288,7 @@ func (h *Host) icmpError(b []byte, v6 bool, errno syscall.Errno) {
 	to := netip.AddrPortFrom(dst, binary.BigEndian.Uint16(l4[2:]))
 	for _, c := range h.conns[famIdx(v6)][sport] {
 		if !c.remote.IsValid() || c.remote == to {
-			c.sink.Error(to, errno)
+			h.later(c.sink.Error(to, errno))
 		}
 	}
 }
@@ -458,7 +458,7 @@ func (h *Host) inputUDP(lk *hostLink, eth *layers.Ethernet, src, dst netip.Addr,
 	from := netip.AddrPortFrom(src, binary.BigEndian.Uint16(b[0:]))
 	to := netip.AddrPortFrom(dst, binary.BigEndian.Uint16(b[2:]))
 	if c := h.demux(from, to); c != nil {
-		c.sink.Deliver(from, to, b[udpLen:])
+		h.later(c.sink.Deliver(from, to, b[udpLen:]))
 		return
 	}
 	h.stats.udpNoPort++

@@ -23,18 +23,37 @@ const (
 )
 
 // Sink is what a Conn delivers to: a file's receive queue, or an mhost
-// endpoint. Its methods are called with the host's lock held: they must
-// not block, nor call back into the host.
+// endpoint. Deliver and Error are called with the host's lock held: they
+// must not block, nor call back into the host; what they return (the
+// wakeup of a poll waiting on the sink, which writes to /dev/fuse) the
+// host calls once it holds no lock.
 type Sink interface {
 	// Deliver hands over one datagram; payload is only valid during the
 	// call.
-	Deliver(from, to netip.AddrPort, payload []byte)
+	Deliver(from, to netip.AddrPort, payload []byte) (wake func())
 	// Error reports that peer is unreachable: an ICMP error about a
 	// datagram sent to it (ECONNREFUSED, EHOSTUNREACH, ...) or its
 	// neighbour failing to answer (EHOSTUNREACH, peer's port 0 then).
-	Error(peer netip.AddrPort, errno syscall.Errno)
-	// Closed tells that the host is gone.
+	Error(peer netip.AddrPort, errno syscall.Errno) (wake func())
+	// Closed tells that the host is gone; called without the host's lock.
 	Closed()
+}
+
+// later keeps a sink's wakeup for unlock. h.mu is held.
+func (h *Host) later(wake func()) {
+	if wake != nil {
+		h.wakes = append(h.wakes, wake)
+	}
+}
+
+// unlock releases h.mu and then runs the wakeups the sinks returned.
+func (h *Host) unlock() {
+	wakes := h.wakes
+	h.wakes = nil
+	h.mu.Unlock()
+	for _, w := range wakes {
+		w()
+	}
 }
 
 // Conn is one UDP endpoint of a host: bound to a local port of one family
@@ -53,7 +72,7 @@ type Conn struct {
 // remote not on the network of one of the host's addresses ENETUNREACH.
 func (h *Host) Open(v6 bool, port uint16, remote netip.AddrPort, sink Sink) (*Conn, error) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	if h.closed {
 		return nil, syscall.ENETDOWN
 	}
@@ -99,7 +118,7 @@ func (c *Conn) LocalPort() uint16 { return c.local.Port() }
 func (c *Conn) Close() {
 	h := c.h
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	defer h.unlock()
 	if c.closed {
 		return
 	}
@@ -163,12 +182,12 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 	}
 	h.mu.Lock()
 	if c.closed || h.closed {
-		h.mu.Unlock()
+		h.unlock()
 		return syscall.EBADF
 	}
 	src, ok := h.sourceFor(to.Addr())
 	if !ok {
-		h.mu.Unlock()
+		h.unlock()
 		return syscall.ENETUNREACH
 	}
 	if h.hasAddr(to.Addr()) {
@@ -176,16 +195,16 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 		from := netip.AddrPortFrom(src, c.local.Port())
 		h.stats.udpOut++
 		if d := h.demux(from, to); d != nil {
-			d.sink.Deliver(from, to, payload)
+			h.later(d.sink.Deliver(from, to, payload))
 		} else {
-			c.sink.Error(to, syscall.ECONNREFUSED)
+			h.later(c.sink.Error(to, syscall.ECONNREFUSED))
 		}
-		h.mu.Unlock()
+		h.unlock()
 		return nil
 	}
 	frames := h.buildUDP(src, c.local.Port(), to, payload)
 	if frames == nil {
-		h.mu.Unlock()
+		h.unlock()
 		return syscall.EMSGSIZE
 	}
 	var held *heldFrame
@@ -201,15 +220,15 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 	lk := h.lk
 	if err == errHeld {
 		h.stats.udpOut++
-		h.mu.Unlock()
+		h.unlock()
 		return nil
 	}
 	if err != nil {
-		h.mu.Unlock()
+		h.unlock()
 		return err
 	}
 	h.stats.udpOut++
-	h.mu.Unlock()
+	h.unlock()
 	for _, f := range frames {
 		copy(f[ethDstOff:], mac)
 		if err := lk.send(ctx, f, !nonblock); err != nil {
@@ -221,7 +240,7 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 	}
 	h.mu.Lock()
 	h.stats.txFrames += uint64(len(frames))
-	h.mu.Unlock()
+	h.unlock()
 	return nil
 }
 
