@@ -90,6 +90,7 @@ type Host struct {
 	icmpRate rateLimit
 	stats    counters
 	wakes    []func() // of sinks, run by unlock
+	mtu      int      // largest IP packet sent (ipMTUOf the network's mtu)
 }
 
 // counters are what the host file shows.
@@ -106,7 +107,7 @@ type counters struct {
 }
 
 func newHost(n link.Host) *Host {
-	h := &Host{net: n, mac: defaultMAC(n.Network())}
+	h := &Host{net: n, mac: defaultMAC(n.Network()), mtu: ipMTU}
 	h.conns[0] = map[uint16][]*Conn{}
 	h.conns[1] = map[uint16][]*Conn{}
 	h.neigh.init()
@@ -274,12 +275,14 @@ func (h *Host) joinLocked() error {
 		return nil
 	}
 	lk := newHostLink(h)
+	netMTU, _ := h.net.Limits()
 	leave, err := h.net.Join(lk, link.Member{Recv: true, Send: true})
 	if err != nil {
 		return err
 	}
 	h.mu.Lock()
 	h.lk = lk
+	h.mtu = ipMTUOf(netMTU)
 	h.unlock()
 	h.leave = leave
 	go h.timers(lk)

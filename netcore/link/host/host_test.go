@@ -431,3 +431,43 @@ func TestUDPFilePoll(t *testing.T) {
 		t.Errorf("read %q %v", b[:n], err)
 	}
 }
+
+// The host sends IP packets that fit the network's mtu: a datagram
+// larger than it leaves as IPv4 fragments that do; IPv6 is EMSGSIZE.
+func TestNetworkMTU(t *testing.T) {
+	e := newEnv(t)
+	if err := e.ctl("mtu 600"); err != nil {
+		t.Fatal(err)
+	}
+	// The peer asks for the host: it is then a known neighbour.
+	e.inject(eth(layers.EthernetTypeARP, net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}),
+		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+			Operation: layers.ARPRequest, SourceHwAddress: peerMAC, SourceProtAddress: peerV4.AsSlice(),
+			DstHwAddress: make([]byte, 6), DstProtAddress: hostV4.AsSlice()})
+	e.next(func(p gopacket.Packet) bool { return p.Layer(layers.LayerTypeARP) != nil })
+	time.Sleep(300 * time.Millisecond) // the host's clock reads the new mtu
+	c, err := e.host.Open(false, 0, netip.AddrPortFrom(peerV4, 9), nopSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Send(context.Background(), netip.AddrPortFrom(peerV4, 9), make([]byte, 1000), host.Wait, false); err != nil {
+		t.Fatal(err)
+	}
+	frags := 0
+	for frags < 2 {
+		p := e.next(func(p gopacket.Packet) bool { return p.Layer(layers.LayerTypeIPv4) != nil })
+		if n := len(p.Data()); n > 600 {
+			t.Errorf("a frame of %d bytes on a network of mtu 600", n)
+		}
+		frags++
+	}
+	c6, err := e.host.Open(true, 0, netip.AddrPortFrom(peerV6, 9), nopSink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c6.Close()
+	if err := c6.Send(context.Background(), netip.AddrPortFrom(peerV6, 9), make([]byte, 1000), host.NoWait, false); err != syscall.EMSGSIZE {
+		t.Errorf("IPv6 datagram over the mtu: %v, want EMSGSIZE", err)
+	}
+}

@@ -54,7 +54,7 @@ func (l *hostLink) Write(p []byte) error {
 }
 
 // MTU: the host takes any frame the network carries (IPv4 reassembles
-// what it must); it sends frames of ipMTU.
+// what it must); it sends IP packets of at most h.mtu.
 func (l *hostLink) MTU() int        { return 65535 }
 func (l *hostLink) Caps() link.Caps { return 0 }
 
@@ -114,7 +114,9 @@ func (h *Host) timers(lk *hostLink) {
 		case <-lk.closed:
 			return
 		case now := <-t.C:
+			netMTU, _ := h.net.Limits() // without h.mu: it takes the network's lock
 			h.mu.Lock()
+			h.mtu = ipMTUOf(netMTU)
 			h.neighTick(lk, now)
 			h.frags.expire(now, &h.stats)
 			h.unlock()

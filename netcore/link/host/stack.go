@@ -14,9 +14,16 @@ import (
 )
 
 // ipMTU is the largest IP packet the host sends, as a NIC's: the kernel
-// peers behind TAPs have this MTU. Larger IPv4 datagrams are fragmented;
-// larger IPv6 ones are EMSGSIZE (the host does not fragment IPv6).
+// peers behind TAPs have this MTU. A network whose mtu is smaller makes it
+// smaller (ipMTUOf). Larger IPv4 datagrams are fragmented; larger IPv6
+// ones are EMSGSIZE (the host does not fragment IPv6).
 const ipMTU = 1500
+
+// ipMTUOf is the host's IP MTU on a network whose frames are at most
+// netMTU bytes, at least IPv4's minimum of 68.
+func ipMTUOf(netMTU int) int {
+	return max(min(ipMTU, netMTU-ethLen), 68)
+}
 
 const (
 	ethLen = 14

@@ -154,11 +154,12 @@ func (h *Host) demux(from, to netip.AddrPort) *Conn {
 	return bound
 }
 
-// MaxPayload is the largest UDP payload of one datagram: an IPv4
-// datagram of 64 KiB (fragmented), an IPv6 one that fits ipMTU.
-func MaxPayload(v6 bool) int {
+// maxPayload is the largest UDP payload of one datagram: an IPv4
+// datagram of 64 KiB (fragmented), an IPv6 one that fits the MTU. h.mu is
+// held.
+func (h *Host) maxPayload(v6 bool) int {
 	if v6 {
-		return ipMTU - ip6Len - udpLen
+		return h.mtu - ip6Len - udpLen
 	}
 	return 65535 - ip4Len - udpLen
 }
@@ -171,9 +172,6 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 	if to.Addr().Is6() != c.v6 || to.Addr().Is4In6() {
 		return syscall.EAFNOSUPPORT
 	}
-	if len(payload) > MaxPayload(c.v6) {
-		return syscall.EMSGSIZE
-	}
 	if to.Port() == 0 {
 		return syscall.EINVAL
 	}
@@ -184,6 +182,10 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 	if c.closed || h.closed {
 		h.unlock()
 		return syscall.EBADF
+	}
+	if len(payload) > h.maxPayload(c.v6) {
+		h.unlock()
+		return syscall.EMSGSIZE
 	}
 	src, ok := h.sourceFor(to.Addr())
 	if !ok {
@@ -245,7 +247,7 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 }
 
 // buildUDP makes the frames of one datagram, their destination MAC left
-// to fill in: one frame, or IPv4 fragments of ipMTU. h.mu is held.
+// to fill in: one frame, or IPv4 fragments of the MTU. h.mu is held.
 func (h *Host) buildUDP(src netip.Addr, sport uint16, to netip.AddrPort, payload []byte) [][]byte {
 	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(to.Port())}
 	eth := &layers.Ethernet{SrcMAC: h.mac, DstMAC: broadcastMAC}
@@ -261,7 +263,7 @@ func (h *Host) buildUDP(src netip.Addr, sport uint16, to netip.AddrPort, payload
 	h.ipID++
 	ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: h.ipID, Protocol: layers.IPProtocolUDP, SrcIP: ip(src), DstIP: ip(to.Addr())}
 	udp.SetNetworkLayerForChecksum(ip4)
-	if ip4Len+udpLen+len(payload) <= ipMTU {
+	if ip4Len+udpLen+len(payload) <= h.mtu {
 		ip4.Flags = layers.IPv4DontFragment
 		f := frame(eth, ip4, udp, gopacket.Payload(payload))
 		fixZeroChecksum(f, vnet.HdrLen+ethLen+ip4Len+6)
@@ -275,7 +277,7 @@ func (h *Host) buildUDP(src netip.Addr, sport uint16, to netip.AddrPort, payload
 	}
 	dgram := buf.Bytes()
 	fixZeroChecksum(dgram, 6)
-	piece := (ipMTU - ip4Len) &^ 7
+	piece := (h.mtu - ip4Len) &^ 7
 	var out [][]byte
 	for off := 0; off < len(dgram); off += piece {
 		end := min(off+piece, len(dgram))
