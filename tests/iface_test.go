@@ -510,7 +510,7 @@ func TestTapPingBetweenNamespaces(t *testing.T) {
 	}
 	// Attachments come after the settings.
 	for i, l := range lines {
-		if strings.HasPrefix(l, "tap ") && i < 7 {
+		if strings.HasPrefix(l, "tap ") && i < 8 {
 			t.Errorf("ctl line %d %q comes before the settings:\n%s", i, l, strings.Join(lines, "\n"))
 		}
 	}

@@ -587,3 +587,82 @@ func TestVdeQemu(t *testing.T) {
 	q.Process.Kill()
 	waitFor(t, "qemu's port to leave", func() bool { return vdeRow(t, net, q.Process.Pid) == nil })
 }
+
+// A connection that does not speak VDE2's request_v3 is closed, and the
+// switch goes on serving.
+func TestVdeBadHandshake(t *testing.T) {
+	requireVDE(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "bad")
+	ctlPath := filepath.Join(d.vdePath("bad"), "ctl")
+	for _, junk := range [][]byte{
+		bytes.Repeat([]byte("GET / HTTP/1.0\r\n"), 20),                           // not VDE
+		append([]byte{0xce, 0xfa, 0xed, 0xfe, 2, 0, 0, 0}, make([]byte, 200)...), // version 2
+	} {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrUnix{Name: ctlPath}); err != nil {
+			t.Fatal(err)
+		}
+		unix.Write(fd, junk)
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10})
+		buf := make([]byte, 200)
+		n, err := unix.Read(fd, buf)
+		unix.Close(fd)
+		if n != 0 || err != nil {
+			t.Errorf("after %q...: read %d bytes, %v; want the switch to close the connection", junk[:8], n, err)
+		}
+	}
+	if rows := portRows(t, net); len(rows) != 0 {
+		t.Errorf("bad handshakes left ports: %v", rows)
+	}
+	c := startVdePlug(t, nil, d.vdePath("bad"))
+	waitVdeRow(t, net, c.pid())
+	if !strings.Contains(d.log.String(), "VDE client refused: bad request") {
+		t.Error("bad requests are not logged")
+	}
+}
+
+// Connections that say nothing are bounded: past 64 in their handshake,
+// new ones are closed at once; once they go, clients join again.
+func TestVdeSilentConnectionsBounded(t *testing.T) {
+	requireVDE(t)
+	d := startMnet(t)
+	net := d.mkNet(t, "silent")
+	ctlPath := filepath.Join(d.vdePath("silent"), "ctl")
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	dial := func() int {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Connect(fd, &unix.SockaddrUnix{Name: ctlPath}); err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, fd)
+		return fd
+	}
+	for range 64 {
+		dial()
+	}
+	time.Sleep(300 * time.Millisecond) // let the switch accept them all
+	extra := dial()
+	unix.SetsockoptTimeval(extra, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 3})
+	if n, err := unix.Read(extra, make([]byte, 16)); n != 0 || err != nil {
+		t.Errorf("the 65th silent connection: read %d, %v; want it closed at once", n, err)
+	}
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	fds = nil
+	time.Sleep(300 * time.Millisecond) // let the switch see them go
+	c := startVdePlug(t, nil, d.vdePath("silent"))
+	waitVdeRow(t, net, c.pid())
+}

@@ -29,10 +29,22 @@ type switchDir struct {
 	portsFD int // the ports directory, where the switch's sockets are
 	wg      sync.WaitGroup
 
-	mu     sync.Mutex
-	conns  map[*clientConn]bool
-	closed bool
-	seq    int // names the switch's datagram sockets
+	mu         sync.Mutex
+	conns      map[*clientConn]bool
+	closed     bool
+	seq        int // names the switch's datagram sockets
+	handshakes int // connections that have not finished their handshake
+}
+
+// maxHandshakes bounds the connections of one switch still in their
+// handshake (each for at most handshakeTimeout).
+const maxHandshakes = 64
+
+// handshakeDone counts one connection out of its handshake.
+func (sw *switchDir) handshakeDone() {
+	sw.mu.Lock()
+	sw.handshakes--
+	sw.mu.Unlock()
 }
 
 // clientConn is one control connection.
@@ -86,6 +98,15 @@ func (sw *switchDir) accept() {
 			conn.Close()
 			return
 		}
+		if sw.handshakes >= maxHandshakes {
+			// Connections that say nothing must not use up the
+			// daemon's descriptors: past the bound, new ones are
+			// closed at once until handshakes end.
+			sw.mu.Unlock()
+			conn.Close()
+			continue
+		}
+		sw.handshakes++
 		sw.conns[c] = true
 		sw.wg.Add(1)
 		sw.mu.Unlock()
@@ -124,6 +145,12 @@ func (sw *switchDir) Stop() {
 // serve runs one control connection: the handshake, then the port until
 // the connection closes.
 func (sw *switchDir) serve(c *clientConn) {
+	inHandshake := true
+	defer func() {
+		if inHandshake {
+			sw.handshakeDone()
+		}
+	}()
 	log := sw.h.Log().With("network", sw.h.Network())
 	cred, err := peerCred(c.conn)
 	if err != nil {
@@ -167,6 +194,8 @@ func (sw *switchDir) serve(c *clientConn) {
 		log.Info("VDE client gone during the handshake", "name", name, "err", err)
 		return
 	}
+	inHandshake = false
+	sw.handshakeDone()
 	log.Info("VDE client joined", "name", name, "recv", recv, "send", send)
 	// The port lives as long as the connection; anything the client
 	// says on it from now on means nothing to a switch.
