@@ -21,9 +21,9 @@ type extension struct {
 	kind *link.Kind // what the ports table shows; not a ctl verb
 }
 
-// Extensions join their ports as services do: through a host (services.go).
-
 // newExtensions makes the instances of every registered extension for n.
+// Each sees the network as services do, through a host (services.go), and
+// joins its ports by it.
 func (n *Network) newExtensions() {
 	for _, e := range link.Extensions() {
 		x := &extension{ext: e, kind: &link.Kind{Name: e.Name}}
