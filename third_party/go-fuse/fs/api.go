@@ -217,7 +217,9 @@
 // not block, but if files are on a FUSE filesystem, the kernel will
 // generate a POLL operation. To prevent this from happening, Go-FUSE
 // disables the POLL opcode on mount. To ensure this has happened, call
-// WaitMount.
+// WaitMount. With fuse.MountOptions.EnablePoll, POLL is on (see
+// NodePoller), and the process must not open its own files through
+// os.File.
 //
 // 3. Memory mapping a file served by FUSE. Accessing the mapped
 // memory generates a page fault, which blocks the OS thread running
@@ -466,6 +468,50 @@ type NodeSetlkwer interface {
 // Ioctl implements an ioctl on an open file.
 type NodeIoctler interface {
 	Ioctl(ctx context.Context, f FileHandle, cmd uint32, arg uint64, input []byte, output []byte) (result int32, errno syscall.Errno)
+}
+
+// Poll answers poll(2), select(2) and epoll on an open file, when the
+// mount has fuse.MountOptions.EnablePoll. It returns the events of the
+// events mask (poll(2) bits: POLLIN, POLLOUT...; POLLERR and POLLHUP
+// may be reported without being asked for) that are ready now, and
+// must not block. If the waker is Valid, somebody waits: the file must
+// call waker.Wake once an event may have become ready, even if some
+// are ready now (an edge-triggered epoll waiter waits for the next
+// one). To miss nothing, arm the wakeup before looking at the file's
+// state, under the lock that its producers take.
+//
+// Files whose node and handle have no Poll method are always readable
+// and writable (fuse.DefaultPollMask). An ENOSYS result is answered
+// the same way, as FUSE's ENOSYS would switch poll off for every file
+// of the mount.
+type NodePoller interface {
+	Poll(ctx context.Context, f FileHandle, events uint32, waker PollWaker) (revents uint32, errno syscall.Errno)
+}
+
+// PollWaker wakes the processes waiting in poll(2), select(2) or epoll
+// on one open file. The zero PollWaker is not Valid.
+type PollWaker struct {
+	kh     uint64
+	notify pollNotifier
+}
+
+// pollNotifier is what PollWaker needs of the *fuse.Server.
+type pollNotifier interface {
+	PollNotify(kh uint64) fuse.Status
+}
+
+// Valid reports whether anybody waits for this poll's events.
+func (w PollWaker) Valid() bool { return w.notify != nil }
+
+// Wake wakes every waiter of the open file; each polls it again, which
+// gives a new PollWaker if it still waits. So one Wake per Poll is
+// enough. Waking an invalid waker, or that of a file that has been
+// closed since, does nothing.
+func (w PollWaker) Wake() syscall.Errno {
+	if w.notify == nil {
+		return 0
+	}
+	return syscall.Errno(w.notify.PollNotify(w.kh))
 }
 
 // OnForget is called when the node becomes unreachable. This can
@@ -758,6 +804,11 @@ type FileAllocater interface {
 // See NodeIoctler.
 type FileIoctler interface {
 	Ioctl(ctx context.Context, cmd uint32, arg uint64, input []byte, output []byte) (result int32, errno syscall.Errno)
+}
+
+// See NodePoller.
+type FilePoller interface {
+	Poll(ctx context.Context, events uint32, waker PollWaker) (revents uint32, errno syscall.Errno)
 }
 
 // Opens a directory. This supersedes NodeOpendirer, allowing to pass

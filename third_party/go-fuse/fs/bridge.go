@@ -1364,6 +1364,35 @@ func (b *rawBridge) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte
 	return fuse.Status(syscall.ENOTTY)
 }
 
+func (b *rawBridge) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOut) fuse.Status {
+	n, f := b.inode(in.NodeId, in.Fh)
+	var waker PollWaker
+	if in.Flags&fuse.FUSE_POLL_SCHEDULE_NOTIFY != 0 {
+		if pn, ok := b.server.(pollNotifier); ok {
+			waker = PollWaker{kh: in.Kh, notify: pn}
+		}
+	}
+	events := in.Events
+	if events == 0 {
+		// Kernels before protocol 7.21 do not say: assume everything.
+		events = ^uint32(0)
+	}
+	ctx := &fuse.Context{Caller: in.Caller, Cancel: cancel}
+	revents, errno := uint32(fuse.DefaultPollMask), syscall.Errno(0)
+	if np, ok := n.ops.(NodePoller); ok {
+		revents, errno = np.Poll(ctx, f.file, events, waker)
+	} else if fp, ok := f.file.(FilePoller); ok {
+		revents, errno = fp.Poll(ctx, events, waker)
+	}
+	if errno == syscall.ENOSYS {
+		// The kernel takes ENOSYS to mean no file of the mount can
+		// be polled.
+		revents, errno = fuse.DefaultPollMask, 0
+	}
+	out.Revents = revents
+	return errnoToStatus(errno)
+}
+
 func (b *rawBridge) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
 	n, f := b.inode(in.NodeId, in.Fh)
 

@@ -295,6 +295,19 @@ type MountOptions struct {
 	//     tx 11:     OK, {tA=1s {M040755 SZ=0 L=1 1000:1000 B0*0 i0:1 A 0.000000 M 0.000000 C 0.000000}}
 	Logger *log.Logger
 
+	// EnablePoll, if set, forwards FUSE_POLL to RawFileSystem.Poll, so
+	// poll(2), select(2) and epoll on the mount's files report what the
+	// file system says. If unset, the server answers ENOSYS, and
+	// WaitMount provokes that answer, which makes the kernel report
+	// every file of the mount always readable and writable.
+	//
+	// The file system process must then not open files of its own
+	// mount through os.File (or anything else that registers them with
+	// the Go runtime's epoll): epoll_ctl sends FUSE_POLL and waits for
+	// the answer while holding a runtime P, and with GOMAXPROCS=1 the
+	// process deadlocks itself.
+	EnablePoll bool
+
 	// EnableLocks, if set, asks the kernel to forward file locks to FUSE
 	// When used, you must implement the GetLk/SetLk/SetLkw methods.
 	EnableLocks bool
@@ -490,6 +503,15 @@ type RawFileSystem interface {
 	Writev(cancel <-chan struct{}, input *WriteIn, data [][]byte) (written uint32, code Status)
 	CopyFileRange(cancel <-chan struct{}, input *CopyFileRangeIn) (written uint32, code Status)
 	Ioctl(cancel <-chan struct{}, input *IoctlIn, inbuf []byte, output *IoctlOut, outbuf []byte) (code Status)
+
+	// Poll answers poll(2), select(2) and epoll on an open file; it is
+	// called only with MountOptions.EnablePoll. It must not block:
+	// the polling process waits for the answer. If the file is not
+	// ready and the request has FUSE_POLL_SCHEDULE_NOTIFY, the file
+	// system calls Server.PollNotify(input.Kh) when it may have
+	// become ready. ENOSYS switches poll off for the whole mount: the
+	// kernel then reports every file always ready.
+	Poll(cancel <-chan struct{}, input *PollIn, out *PollOut) (code Status)
 
 	Flush(cancel <-chan struct{}, input *FlushIn) Status
 	Fsync(cancel <-chan struct{}, input *FsyncIn) (code Status)

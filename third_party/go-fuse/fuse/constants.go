@@ -25,6 +25,11 @@ const (
 
 	FUSE_POLL_SCHEDULE_NOTIFY = (1 << 0)
 
+	// DefaultPollMask is what the kernel reports for a file that
+	// cannot be polled (POLLIN|POLLOUT|POLLRDNORM|POLLWRNORM): always
+	// ready.
+	DefaultPollMask = 0x1 | 0x4 | 0x40 | 0x100
+
 	CUSE_INIT_INFO_MAX = 4096
 
 	S_IFDIR = syscall.S_IFDIR

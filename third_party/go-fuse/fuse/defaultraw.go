@@ -183,6 +183,10 @@ func (fs *defaultRawFileSystem) Lseek(cancel <-chan struct{}, in *LseekIn, out *
 	return ENOSYS
 }
 
+func (fs *defaultRawFileSystem) Poll(cancel <-chan struct{}, in *PollIn, out *PollOut) Status {
+	return ENOSYS
+}
+
 func (fs *defaultRawFileSystem) Statx(cancel <-chan struct{}, input *StatxIn, out *StatxOut) (code Status) {
 	return ENOSYS
 }

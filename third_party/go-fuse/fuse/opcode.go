@@ -74,8 +74,9 @@ const (
 	_OP_NOTIFY_RETRIEVE_CACHE = uint32(103)
 	_OP_NOTIFY_DELETE         = uint32(104) // protocol version 18
 	_OP_NOTIFY_PRUNE          = uint32(105) // protocol version 45
+	_OP_NOTIFY_POLL           = uint32(106) // protocol version 11
 
-	_OPCODE_COUNT = uint32(106)
+	_OPCODE_COUNT = uint32(107)
 
 	// Constants from Linux kernel fs/fuse/fuse_i.h
 	// Default MaxPages value in all kernel versions
@@ -479,7 +480,13 @@ func doIoctl(server *protocolServer, req *request) {
 }
 
 func doPoll(server *protocolServer, req *request) {
-	req.status = ENOSYS
+	if !server.opts.EnablePoll {
+		// Poll stays off for the whole mount, as the mount-time
+		// probe (pollHack) made it.
+		req.status = ENOSYS
+		return
+	}
+	req.status = server.fileSystem.Poll(req.cancel, (*PollIn)(req.inData()), (*PollOut)(req.outData()))
 }
 
 func doDestroy(server *protocolServer, req *request) {
@@ -622,6 +629,7 @@ func init() {
 		_OP_NOTIFY_STORE_CACHE:    "NOTIFY_STORE",
 		_OP_NOTIFY_RETRIEVE_CACHE: "NOTIFY_RETRIEVE",
 		_OP_NOTIFY_DELETE:         "NOTIFY_DELETE",
+		_OP_NOTIFY_POLL:           "NOTIFY_POLL",
 		_OP_FALLOCATE:             "FALLOCATE",
 		_OP_READDIRPLUS:           "READDIRPLUS",
 		_OP_RENAME2:               "RENAME2",
@@ -709,9 +717,10 @@ func init() {
 		_OP_NOTIFY_RETRIEVE_CACHE: NotifyRetrieveOut{},
 		_OP_NOTIFY_STORE_CACHE:    NotifyStoreOut{},
 		_OP_NOTIFY_PRUNE:          NotifyPruneOut{},
+		_OP_NOTIFY_POLL:           NotifyPollWakeupOut{},
 		_OP_OPEN:                  OpenOut{},
 		_OP_OPENDIR:               OpenOut{},
-		_OP_POLL:                  _PollOut{},
+		_OP_POLL:                  PollOut{},
 		_OP_SETATTR:               AttrOut{},
 		_OP_STATFS:                StatfsOut{},
 		_OP_SYMLINK:               EntryOut{},
@@ -749,7 +758,7 @@ func init() {
 		_OP_NOTIFY_REPLY:       NotifyRetrieveIn{},
 		_OP_OPEN:               OpenIn{},
 		_OP_OPENDIR:            OpenIn{},
-		_OP_POLL:               _PollIn{},
+		_OP_POLL:               PollIn{},
 		_OP_READ:               ReadIn{},
 		_OP_READDIR:            ReadIn{},
 		_OP_READDIRPLUS:        ReadIn{},

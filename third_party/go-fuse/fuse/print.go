@@ -385,8 +385,12 @@ func (o *LseekOut) string() string {
 	return fmt.Sprintf("{%d}", o.Offset)
 }
 
-func (p *_PollIn) string() string {
-	return fmt.Sprintf("Fh %d Kh %d Flags 0x%x", p.Fh, p.Kh, p.Flags)
+func (p *PollIn) string() string {
+	return fmt.Sprintf("{Fh %d Kh %d Flags 0x%x Events 0x%x}", p.Fh, p.Kh, p.Flags, p.Events)
+}
+
+func (p *PollOut) string() string {
+	return fmt.Sprintf("{Revents 0x%x}", p.Revents)
 }
 
 // Print pretty prints FUSE data types for kernel communication

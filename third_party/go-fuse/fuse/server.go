@@ -582,6 +582,7 @@ func newNotifyRequest(opcode uint32) *request {
 			_OP_NOTIFY_RETRIEVE_CACHE: NOTIFY_RETRIEVE_CACHE,
 			_OP_NOTIFY_DELETE:         NOTIFY_DELETE,
 			_OP_NOTIFY_PRUNE:          NOTIFY_PRUNE,
+			_OP_NOTIFY_POLL:           NOTIFY_POLL,
 		}[opcode],
 	}
 	r.inHeader().Opcode = opcode
@@ -598,6 +599,15 @@ func (ms *protocolServer) InodeNotify(node uint64, off int64, length int64) Stat
 	entry.Off = off
 	entry.Length = length
 
+	return ms.notifyWrite(req)
+}
+
+// PollNotify wakes the processes waiting in poll(2), select(2) or epoll
+// on the open file that the kernel calls kh (PollIn.Kh); they poll the
+// file again. Waking a file that is closed is harmless.
+func (ms *protocolServer) PollNotify(kh uint64) Status {
+	req := newNotifyRequest(_OP_NOTIFY_POLL)
+	(*NotifyPollWakeupOut)(req.outData()).Kh = kh
 	return ms.notifyWrite(req)
 }
 
@@ -814,6 +824,8 @@ func (in *InitIn) SupportsVersion(maj, min uint32) bool {
 // supported. Pass any of the NOTIFY_* types as argument.
 func (in *InitIn) SupportsNotify(notifyType int) bool {
 	switch notifyType {
+	case NOTIFY_POLL:
+		return in.SupportsVersion(7, 11)
 	case NOTIFY_INVAL_ENTRY:
 		return in.SupportsVersion(7, 12)
 	case NOTIFY_INVAL_INODE:
@@ -841,6 +853,10 @@ func (ms *Server) WaitMount() error {
 	err := <-ms.ready
 	if err != nil {
 		return err
+	}
+	if ms.opts.EnablePoll {
+		// The probe below exists to switch poll off.
+		return nil
 	}
 	if parseFuseFd(ms.mountPoint) >= 0 {
 		// Magic `/dev/fd/N` mountpoint. We don't know the real mountpoint, so

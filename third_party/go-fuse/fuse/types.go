@@ -435,20 +435,35 @@ type IoctlOut struct {
 	OutIovs uint32
 }
 
-type _PollIn struct {
+// PollIn is a FUSE_POLL request: is the open file Fh ready for Events?
+type PollIn struct {
 	InHeader
-	Fh      uint64
-	Kh      uint64
-	Flags   uint32
-	Padding uint32
+	Fh uint64
+
+	// Kh identifies the open file to the kernel for NOTIFY_POLL
+	// (Server.PollNotify). It is unique per connection, one per open
+	// file description (shared by dup and fork), and never reused.
+	Kh uint64
+
+	// Flags has FUSE_POLL_SCHEDULE_NOTIFY when someone waits: the
+	// server must then call PollNotify(Kh) once the file may have
+	// become ready, or the waiter sleeps on.
+	Flags uint32
+
+	// Events is what the caller waits for, in poll(2) bits (POLLIN,
+	// POLLOUT...). Kernels before protocol 7.21 send 0.
+	Events uint32
 }
 
-type _PollOut struct {
+// PollOut answers a PollIn with the events that are ready now, in poll(2)
+// bits.
+type PollOut struct {
 	Revents uint32
 	Padding uint32
 }
 
-type _NotifyPollWakeupOut struct {
+// NotifyPollWakeupOut is the payload of NOTIFY_POLL.
+type NotifyPollWakeupOut struct {
 	Kh uint64
 }
 

@@ -512,6 +512,10 @@ func (fs *rawBridge) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.L
 	return fuse.ENOSYS
 }
 
+func (fs *rawBridge) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOut) fuse.Status {
+	return fuse.ENOSYS
+}
+
 func (fs *rawBridge) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
 	return fuse.ENOSYS
 }
