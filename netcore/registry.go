@@ -103,16 +103,17 @@ func (c *Core) Close() {
 // rootDir holds README, families and one directory per family.
 type rootDir struct {
 	core    *Core
-	readme  *textFile
-	famfile *textFile
+	readme  *TextFile
+	famfile *TextFile
 	started time.Time
 }
 
 func newRootDir(c *Core) *rootDir {
 	d := &rootDir{core: c, started: time.Now()}
 	ro := func(*Cred) Attr { return Attr{Mode: syscall.S_IFREG | 0444, Mtime: d.started} }
-	d.readme = newTextFile(ro, func(*Cred) []byte { return []byte(rootReadme) })
-	d.famfile = newTextFile(ro, func(*Cred) []byte {
+	readme := c.readme()
+	d.readme = NewTextFile(ro, func(*Cred) []byte { return readme })
+	d.famfile = NewTextFile(ro, func(*Cred) []byte {
 		var b strings.Builder
 		for _, f := range c.families {
 			fmt.Fprintf(&b, "%s\t%s\n", f.Name(), f.Description())
@@ -145,30 +146,29 @@ func (d *rootDir) Lookup(c *Cred, name string) (Node, error) {
 	return nil, syscall.ENOENT
 }
 
-const rootReadme = `mnet: networking as files
+// Readmer is a Family that contributes to the README at the root of the
+// mount: a few lines for a person at a shell, paths indented by two spaces
+// as the rest of that file.
+type Readmer interface {
+	Readme() string
+}
 
+const readmeHead = `mnet: networking as files
+
+  README                this text
   families              registered protocol families, one per line: NAME<TAB>description
-  ipn/                  IPN networks; mkdir ipn/NAME creates one, rmdir destroys it
-  ipn/NAME/data         each open() is a port: one write sends one packet, one read receives one
-  ipn/NAME/ctl          read: settings; write: commands, one per line:
-                          policy hub|switch   mtu N   qlen N   lossless on|off
-                          maxports N   descr TEXT   persist on|off
-                          tap IFNAME   grab IFNAME   detach IFNAME
-  ipn/NAME/ports        table of ports
-  ipn/NAME/stats        counters
-  ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
-  inet/udp/HOST/PORT    each open() is a UDP socket connected to HOST:PORT: write one datagram, read one reply
-  inet/udp/0.0.0.0/PORT each open() binds PORT: read datagrams from anyone, write back to the last sender
-  inet/tcp/HOST/PORT    each open() connects to HOST:PORT; the file is the byte stream
-  inet/tcp/0.0.0.0/PORT each open() accepts one connection on PORT
-  inet6/                the same for IPv6: inet6/udp/::1/PORT, wildcard ::
-                        HOST: an address or a name; ls lists HOSTs and PORTs with open files
-
-Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage.
-inet ports below net.ipv4.ip_unprivileged_port_start are bound only by root.
-Example:
-  mkdir /mnt/mnet/ipn/lab
-  cat /mnt/mnet/ipn/lab/data &
-  echo hello > /mnt/mnet/ipn/lab/data
-  exec 3<>/mnt/mnet/inet/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\r\n\r\n' >&3; cat <&3
 `
+
+// readme assembles the root README from what each family contributes, in
+// registry order, so that no family is listed by hand here.
+func (c *Core) readme() []byte {
+	var b strings.Builder
+	b.WriteString(readmeHead)
+	for _, f := range c.families {
+		if r, ok := f.(Readmer); ok {
+			b.WriteString("\n")
+			b.WriteString(r.Readme())
+		}
+	}
+	return []byte(b.String())
+}

@@ -146,42 +146,50 @@ func ModeAccess(c *Cred, mask, mode, uid, gid uint32) error {
 	return nil
 }
 
-// textFile is a read-only file whose content is made at open time, so one
-// open reads one consistent snapshot.
-type textFile struct {
+// TextFile is a read-only file whose content is made at open time, so one
+// open reads one consistent snapshot (README, families, a table).
+type TextFile struct {
 	id      uint64
 	attr    func(c *Cred) Attr
 	content func(c *Cred) []byte
 }
 
-func newTextFile(attr func(c *Cred) Attr, content func(c *Cred) []byte) *textFile {
-	return &textFile{id: NewID(), attr: attr, content: content}
+// NewTextFile returns a read-only file with attributes attr whose every
+// open reads content's result.
+func NewTextFile(attr func(c *Cred) Attr, content func(c *Cred) []byte) *TextFile {
+	return &TextFile{id: NewID(), attr: attr, content: content}
 }
 
-func (f *textFile) ID() uint64        { return f.id }
-func (f *textFile) Attr(c *Cred) Attr { return f.attr(c) }
+var _ File = (*TextFile)(nil)
 
-func (f *textFile) Open(ctx context.Context, c *Cred, flags int) (Handle, error) {
+func (f *TextFile) ID() uint64        { return f.id }
+func (f *TextFile) Attr(c *Cred) Attr { return f.attr(c) }
+
+func (f *TextFile) Open(ctx context.Context, c *Cred, flags int) (Handle, error) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
 		return nil, syscall.EACCES
 	}
-	return &textHandle{data: f.content(c)}, nil
+	return &TextHandle{Data: f.content(c)}, nil
 }
 
-type textHandle struct{ data []byte }
+// TextHandle reads Data at file offsets, like a file with that content; it
+// is read-only.
+type TextHandle struct{ Data []byte }
 
-func (h *textHandle) Read(_ context.Context, p []byte, off int64, _ bool) (int, error) {
+var _ Handle = (*TextHandle)(nil)
+
+func (h *TextHandle) Read(_ context.Context, p []byte, off int64, _ bool) (int, error) {
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}
-	if off >= int64(len(h.data)) {
+	if off >= int64(len(h.Data)) {
 		return 0, nil
 	}
-	return copy(p, h.data[off:]), nil
+	return copy(p, h.Data[off:]), nil
 }
 
-func (h *textHandle) Write(context.Context, []byte, int64, bool) (int, error) {
+func (h *TextHandle) Write(context.Context, []byte, int64, bool) (int, error) {
 	return 0, syscall.EBADF
 }
 
-func (h *textHandle) Close() {}
+func (h *TextHandle) Close() {}

@@ -13,7 +13,7 @@ import (
 )
 
 // Device is one interface as a frame device. Read and Write move one frame
-// each, preceded by a VnetHdrLen-byte virtio-net header. Read blocks until
+// each, preceded by a vnet.HdrLen-byte virtio-net header. Read blocks until
 // a frame arrives or the device is closed. Close may be called while
 // another goroutine is in Read or Write.
 type Device interface {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/vnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -160,9 +161,9 @@ func TestGrabVethPair(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gb.Close()
-	frame := make([]byte, VnetHdrLen+60)
-	copy(frame[VnetHdrLen:], []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5}) // local experimental ethertype
-	copy(frame[VnetHdrLen+14:], "mnet tap test")
+	frame := make([]byte, vnet.HdrLen+60)
+	copy(frame[vnet.HdrLen:], []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xb5}) // local experimental ethertype
+	copy(frame[vnet.HdrLen+14:], "mnet tap test")
 
 	got := make(chan []byte, 4)
 	reader := func(d Device) {
@@ -173,7 +174,7 @@ func TestGrabVethPair(t *testing.T) {
 				return
 			}
 			if bytes.Contains(buf[:n], []byte("mnet tap test")) {
-				got <- append([]byte(d.Name()+":"), buf[VnetHdrLen:n]...)
+				got <- append([]byte(d.Name()+":"), buf[vnet.HdrLen:n]...)
 			}
 		}
 	}
@@ -191,7 +192,7 @@ func TestGrabVethPair(t *testing.T) {
 			if !bytes.HasPrefix(m, []byte(b+":")) {
 				t.Fatalf("frame read back on %s, want only on %s", m[:bytes.IndexByte(m, ':')], b)
 			}
-			if !bytes.Equal(m[len(b)+1:], frame[VnetHdrLen:]) {
+			if !bytes.Equal(m[len(b)+1:], frame[vnet.HdrLen:]) {
 				t.Fatalf("frame changed on the way: %x", m)
 			}
 			// Give a read-back on a time to show up before we conclude.

@@ -3,6 +3,7 @@ package tap
 import (
 	"fmt"
 
+	"github.com/mnet-project/mnet/vnet"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,7 +62,7 @@ func OpenTap(name string, mtu int) (*Tap, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s %s: %w", name, what, err)
 	}
-	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VnetHdrLen); err != nil {
+	if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, vnet.HdrLen); err != nil {
 		return fail("set vnet header size", err)
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapOffloads); err != nil {

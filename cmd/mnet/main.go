@@ -18,7 +18,9 @@ import (
 
 	"github.com/mnet-project/mnet/fs"
 	"github.com/mnet-project/mnet/netcore"
-	_ "github.com/mnet-project/mnet/netcore/inet" // the inet and inet6 families
+	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
+	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
+	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
 )
 
 const usage = `mnet: networking as files

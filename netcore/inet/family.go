@@ -62,6 +62,27 @@ func (f *Family) Name() string        { return f.v.family }
 func (f *Family) Description() string { return f.v.descr }
 func (f *Family) Root() netcore.Dir   { return f.root }
 
+// Readme is this family's part of the README at the root of the mount.
+func (f *Family) Readme() string { return f.v.readme }
+
+var (
+	_ netcore.Family  = (*Family)(nil)
+	_ netcore.Readmer = (*Family)(nil)
+)
+
+const readme4 = `  inet/udp/HOST/PORT    each open() is a UDP socket connected to HOST:PORT: write one datagram, read one reply
+  inet/udp/0.0.0.0/PORT each open() binds PORT: read datagrams from anyone, write back to the last sender
+  inet/tcp/HOST/PORT    each open() connects to HOST:PORT; the file is the byte stream
+  inet/tcp/0.0.0.0/PORT each open() accepts one connection on PORT
+                        HOST: an address or a name; ls lists HOSTs and PORTs with open files
+  Ports below net.ipv4.ip_unprivileged_port_start are bound only by root.
+  Example:
+    exec 3<>/mnt/mnet/inet/tcp/127.0.0.1/80; printf 'GET / HTTP/1.0\r\n\r\n' >&3; cat <&3
+`
+
+const readme6 = `  inet6/                the same as inet/ for IPv6: inet6/udp/::1/PORT, wildcard ::
+`
+
 // Close closes every socket and listener: blocked readers see end of file,
 // blocked writers EPIPE, opens waiting to connect or accept ECONNABORTED.
 func (f *Family) Close() {

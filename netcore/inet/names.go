@@ -12,13 +12,14 @@ type version struct {
 	ip       string // resolver network: ip4 or ip6
 	udp, tcp string // Go network names: udp4 or udp6, tcp4 or tcp6
 	descr    string
+	readme   string // its lines in the README at the root of the mount
 }
 
 var (
 	v4 = &version{family: "inet", ip: "ip4", udp: "udp4", tcp: "tcp4",
-		descr: "IPv4 through kernel sockets: udp/HOST/PORT and tcp/HOST/PORT"}
+		descr: "IPv4 through kernel sockets: udp/HOST/PORT and tcp/HOST/PORT", readme: readme4}
 	v6 = &version{family: "inet6", ip: "ip6", udp: "udp6", tcp: "tcp6",
-		descr: "IPv6 through kernel sockets: udp/HOST/PORT and tcp/HOST/PORT"}
+		descr: "IPv6 through kernel sockets: udp/HOST/PORT and tcp/HOST/PORT", readme: readme6}
 )
 
 // host is a parsed HOST name: an address literal of the family, or a name

@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"context"
@@ -6,22 +6,17 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/mnet-project/mnet/tap"
-)
-
-// Port kinds, as the ports file shows them.
-const (
-	KindFile = "file"
-	KindTap  = "tap"
-	KindGrab = "grab"
+	"github.com/mnet-project/mnet/netcore/link"
 )
 
 // Port is one member of a network. Packets delivered to it wait in a
 // bounded receive queue until read.
 type Port struct {
-	net  *Network
-	id   int
-	kind string
+	net *Network
+	id  int
+	// kind is the kind of a link port; nil for a port opened through
+	// the data file.
+	kind *link.Kind
 	uid  uint32
 	pid  uint32
 	name string
@@ -32,9 +27,10 @@ type Port struct {
 	// network's mutex is released, so these are atomic.
 	rxPkts, rxBytes, txPkts, txBytes, drops atomic.Uint64
 
-	// Interface ports (tap, grab) only.
-	dev     tap.Device
-	created bool // mnet created the TAP: it is deleted when detached
+	// Link ports only.
+	link link.Link
+	spec link.Spec
+	caps link.Caps
 	// stop is cancelled when the port leaves: it ends the pump's read
 	// loop and any lossless wait of its sends.
 	stop     context.Context
@@ -49,7 +45,7 @@ type Port struct {
 	ready  chan struct{} // one token: the queue may have become non-empty
 }
 
-func newPort(n *Network, id int, kind string, uid, pid uint32, name string, recv, send bool) *Port {
+func newPort(n *Network, id int, kind *link.Kind, uid, pid uint32, name string, recv, send bool) *Port {
 	return &Port{net: n, id: id, kind: kind, uid: uid, pid: pid, name: name,
 		recv: recv, send: send, ready: make(chan struct{}, 1)}
 }
@@ -82,10 +78,18 @@ func (p *Port) grow(qlen int) {
 	p.ring, p.head = ring, 0
 }
 
-// room reports whether one more packet fits under qlen. Interfaces take
-// every frame at once: they are written, not queued.
+// kindName is what the KIND column shows.
+func (p *Port) kindName() string {
+	if p.kind == nil {
+		return "file"
+	}
+	return p.kind.Name
+}
+
+// room reports whether one more packet fits under qlen. Links take every
+// frame at once: they are written, not queued.
 func (p *Port) room(qlen int) bool {
-	if p.dev != nil {
+	if p.link != nil {
 		return true
 	}
 	p.mu.Lock()

@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"encoding/json"
@@ -17,20 +17,10 @@ type savedNetwork struct {
 	Gid      uint32   `json:"gid"`
 	Mode     uint32   `json:"mode"`
 	Settings Settings `json:"settings"`
-	// Ifaces are the attached interfaces, in the order they were attached.
-	Ifaces []savedIface `json:"ifaces,omitempty"`
-}
-
-// savedIface is one attachment of a persistent network.
-type savedIface struct {
-	Kind string `json:"kind"` // tap or grab
-	Name string `json:"name"`
-	// Created: mnet created this TAP, so it deletes it when detached, also
-	// after a restart has taken the TAP over.
-	Created bool `json:"created,omitempty"`
-	// Netns is the named network namespace (/run/netns/NS) a TAP was in
-	// when the state was saved, where a restart looks for it.
-	Netns string `json:"netns,omitempty"`
+	// Links are the attachments, in the order they were attached: JSON
+	// objects with "kind", "name" and what the kind saves (package link).
+	// The key is from when only interfaces were attached.
+	Links []json.RawMessage `json:"ifaces,omitempty"`
 }
 
 type stateDoc struct {

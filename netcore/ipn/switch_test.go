@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 var (
@@ -24,7 +26,7 @@ func TestSwitchPolicy(t *testing.T) {
 	a := openData(t, nd, rootCred, syscall.O_RDWR)
 	b := openData(t, nd, rootCred, syscall.O_RDWR)
 	cc := openData(t, nd, rootCred, syscall.O_RDWR)
-	all := map[string]Handle{"a": a, "b": b, "c": cc}
+	all := map[string]netcore.Handle{"a": a, "b": b, "c": cc}
 	expect := func(f []byte, to ...string) {
 		t.Helper()
 		got := map[string]bool{}

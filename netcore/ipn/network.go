@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"context"
@@ -9,13 +9,18 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mnet-project/mnet/tap"
+	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/vnet"
 )
+
+// Policy is a network's delivery policy, by its ctl name.
+type Policy string
 
 // Delivery policies.
 const (
-	PolicyHub    = "hub"
-	PolicySwitch = "switch"
+	PolicyHub    Policy = "hub"    // every packet to every other port
+	PolicySwitch Policy = "switch" // an Ethernet learning switch
 )
 
 // Limits and defaults from SPEC.md.
@@ -32,7 +37,7 @@ const (
 
 // Settings are a network's ctl-visible configuration.
 type Settings struct {
-	Policy   string `json:"policy"`
+	Policy   Policy `json:"policy"`
 	MTU      int    `json:"mtu"`
 	Qlen     int    `json:"qlen"`
 	Lossless bool   `json:"lossless"`
@@ -98,12 +103,12 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 		mtime: time.Now(), set: set, nextPort: 1}
 	n.lossless.Store(set.Lossless)
 	n.fdb.init()
-	n.dir = &netDir{id: NewID(), n: n}
-	n.data = &netFile{id: NewID(), n: n, kind: "data"}
-	n.ctl = &netFile{id: NewID(), n: n, kind: "ctl"}
-	n.ports = &netFile{id: NewID(), n: n, kind: "ports"}
-	n.stats = &netFile{id: NewID(), n: n, kind: "stats"}
-	n.pcap = &netFile{id: NewID(), n: n, kind: "pcap"}
+	n.dir = &netDir{id: netcore.NewID(), n: n}
+	n.data = &netFile{id: netcore.NewID(), n: n, kind: fileData}
+	n.ctl = &netFile{id: netcore.NewID(), n: n, kind: fileCtl}
+	n.ports = &netFile{id: netcore.NewID(), n: n, kind: filePorts}
+	n.stats = &netFile{id: netcore.NewID(), n: n, kind: fileStats}
+	n.pcap = &netFile{id: netcore.NewID(), n: n, kind: filePcap}
 	return n
 }
 
@@ -112,14 +117,14 @@ func (n *Network) Name() string { return n.name }
 
 // rights computes what c may do on this network: the class bits of the
 // mode, as IPN read the mode of its socket file; root holds every right.
-func (n *Network) rights(c *Cred) Rights {
+func (n *Network) rights(c *netcore.Cred) Rights {
 	n.mu.Lock()
 	mode, uid, gid := n.mode, n.uid, n.gid
 	n.mu.Unlock()
 	return rightsOf(c, mode, uid, gid)
 }
 
-func rightsOf(c *Cred, mode, uid, gid uint32) Rights {
+func rightsOf(c *netcore.Cred, mode, uid, gid uint32) Rights {
 	switch {
 	case c.Root():
 		return RightRecv | RightSend | RightManage
@@ -134,7 +139,7 @@ func rightsOf(c *Cred, mode, uid, gid uint32) Rights {
 
 // Join adds a port. It fails with EBUSY at maxports and ENOENT once the
 // network is gone.
-func (n *Network) Join(kind string, uid, pid uint32, name string, recv, send bool) (*Port, error) {
+func (n *Network) Join(uid, pid uint32, name string, recv, send bool) (*Port, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -143,7 +148,7 @@ func (n *Network) Join(kind string, uid, pid uint32, name string, recv, send boo
 	if len(n.portList) >= n.set.MaxPorts {
 		return nil, syscall.EBUSY
 	}
-	p := newPort(n, n.nextPort, kind, uid, pid, name, recv, send)
+	p := newPort(n, n.nextPort, nil, uid, pid, name, recv, send)
 	n.nextPort++
 	n.portList = append(n.portList, p)
 	return p, nil
@@ -165,26 +170,27 @@ func (n *Network) leave(p *Port) {
 
 // send sends one packet written to a file port. The caller's buffer is
 // reused after we return: the copy, with room for a virtio-net header in
-// front for interfaces, is shared read-only by every receiver and capture.
+// front for links, is shared read-only by every receiver and capture.
 func (n *Network) send(ctx context.Context, from *Port, pkt []byte, nonblock bool) error {
 	if len(pkt) == 0 {
 		return nil
 	}
-	raw := make([]byte, tap.VnetHdrLen+len(pkt))
-	copy(raw[tap.VnetHdrLen:], pkt)
+	raw := make([]byte, vnet.HdrLen+len(pkt))
+	copy(raw[vnet.HdrLen:], pkt)
 	return n.transmit(ctx, from, raw, true, nonblock)
 }
 
 // transmit sends raw, a virtio-net header and a frame, into the network.
-// owned says raw may be kept (a file port's copy); an interface's read
-// buffer is not, and is copied only for receivers that queue it. Frames to
-// interfaces are written after the mutex is released, so the network is
-// not held across system calls, and a frame with offloads (a TCP segment
-// of up to 64 KiB, a checksum left to fill in) crosses to them as it came;
-// file ports and captures get it segmented in software.
+// owned says raw may be kept (a file port's copy); a link's read buffer is
+// not, and is copied only for receivers that queue it. Frames to links are
+// written after the mutex is released, so the network is not held across
+// system calls, and a frame with offloads (a TCP segment of up to 64 KiB,
+// a checksum left to fill in) crosses to links that take offloads
+// (link.CapGSO) as it came; file ports, captures and other links get it
+// segmented in software.
 func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, nonblock bool) error {
-	hdr := tap.DecodeVnetHdr(raw)
-	frame := raw[tap.VnetHdrLen:]
+	hdr := vnet.Decode(raw)
+	frame := raw[vnet.HdrLen:]
 	plain := hdr.Plain()
 	n.mu.Lock()
 	for {
@@ -194,7 +200,7 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 		}
 		size := len(frame)
 		if !plain {
-			size = tap.SegmentLen(hdr, frame)
+			size = vnet.SegmentLen(hdr, frame)
 		}
 		if size > n.set.MTU {
 			n.logReject(from, "longer than the mtu", size)
@@ -230,16 +236,16 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	from.txBytes.Add(uint64(len(frame)))
 	n.packets++
 	n.bytes += uint64(len(frame))
-	var ifaceBuf [8]*Port
-	ifaces := ifaceBuf[:0]
+	var linkBuf [8]*Port
+	links := linkBuf[:0]
 	var frames [][]byte // what queues and captures get; made on first need
-	queued := func() [][]byte {
+	segmented := func() [][]byte {
 		if frames != nil {
 			return frames
 		}
 		switch {
 		case !plain:
-			segs, err := tap.Segment(hdr, frame)
+			segs, err := vnet.Segment(hdr, frame)
 			if err != nil {
 				n.logReject(from, "offload that cannot be done in software", len(frame))
 			}
@@ -255,11 +261,14 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 		return frames
 	}
 	for _, p := range n.targets {
-		if p.dev != nil {
-			ifaces = append(ifaces, p)
+		if p.link != nil {
+			if !plain && p.caps&link.CapGSO == 0 {
+				segmented() // made here, under the lock that logReject needs
+			}
+			links = append(links, p)
 			continue
 		}
-		for _, f := range queued() {
+		for _, f := range segmented() {
 			if p.enqueue(f, n.set.Qlen) {
 				p.rxPkts.Add(1)
 				p.rxBytes.Add(uint64(len(f)))
@@ -272,7 +281,7 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	}
 	if len(n.captures) > 0 {
 		now := time.Now()
-		for _, f := range queued() {
+		for _, f := range segmented() {
 			for _, c := range n.captures {
 				if !c.add(now, f) {
 					n.pcapDrops++
@@ -282,22 +291,29 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	}
 	n.mu.Unlock()
 
-	for _, p := range ifaces {
-		n.writeIface(p, raw, len(frame), plain)
+	for _, p := range links {
+		if plain || p.caps&link.CapGSO != 0 {
+			n.writeLink(p, raw, len(frame), plain)
+			continue
+		}
+		for _, f := range frames {
+			seg := make([]byte, vnet.HdrLen+len(f)) // a zero header: a plain frame
+			copy(seg[vnet.HdrLen:], f)
+			n.writeLink(p, seg, len(f), true)
+		}
 	}
 	return nil
 }
 
-// writeIface writes one frame out of an interface port. A frame the
-// interface cannot take (longer than its MTU allows, or refused by the
-// kernel) is a drop for that port.
-func (n *Network) writeIface(p *Port, raw []byte, size int, plain bool) {
-	if plain && size > p.dev.MTU()+ethHeaderLen+vlanTagLen {
+// writeLink writes one frame out of a link port. A frame the link cannot
+// take (longer than its MTU allows, or refused) is a drop for that port.
+func (n *Network) writeLink(p *Port, raw []byte, size int, plain bool) {
+	if plain && size > p.link.MTU()+ethHeaderLen+vlanTagLen {
 		p.drops.Add(1)
 		n.drops.Add(1)
 		return
 	}
-	if _, err := p.dev.Write(raw); err != nil {
+	if err := p.link.Write(raw); err != nil {
 		p.drops.Add(1)
 		n.drops.Add(1)
 		return
@@ -352,7 +368,7 @@ func (n *Network) roomForAll() bool {
 func (n *Network) filePorts() int {
 	c := 0
 	for _, p := range n.portList {
-		if p.kind == KindFile {
+		if p.link == nil {
 			c++
 		}
 	}
@@ -372,7 +388,7 @@ func (n *Network) shutdown(exiting bool) {
 	keep := exiting && n.set.Persist
 	n.mu.Unlock()
 	for _, p := range ports {
-		if p.dev != nil {
+		if p.link != nil {
 			n.release(p, keep)
 		} else {
 			p.shut()
@@ -406,8 +422,8 @@ func (n *Network) ctlText() []byte {
 	}
 	fmt.Fprintf(&b, "persist %s\n", onOff(s.Persist))
 	for _, p := range n.portList {
-		if p.kind != KindFile {
-			fmt.Fprintf(&b, "%s %s\n", p.kind, p.name)
+		if p.link != nil {
+			fmt.Fprintf(&b, "%s %s\n", p.kind.Name, p.spec.Args())
 		}
 	}
 	if n.lastError != "" {
@@ -436,7 +452,7 @@ func (n *Network) portsText() []byte {
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(&b, "%d %s %d %d %s %d %d %d %d %d %s\n", p.id, p.kind, p.uid, p.pid,
+		fmt.Fprintf(&b, "%d %s %d %d %s %d %d %d %d %d %s\n", p.id, p.kindName(), p.uid, p.pid,
 			mode, p.rxPkts.Load(), p.rxBytes.Load(), p.txPkts.Load(), p.txBytes.Load(), p.drops.Load(), name)
 	}
 	return []byte(b.String())

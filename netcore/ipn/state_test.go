@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 func savedNames(t *testing.T, path string) []string {
@@ -33,9 +35,9 @@ func savedNames(t *testing.T, path string) []string {
 
 func TestPersistence(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "state.json")
-	owner := &Cred{Uid: 1234, Gid: 567}
+	owner := &netcore.Cred{Uid: 1234, Gid: 567}
 
-	c1, err := New(Env{Log: slog.New(slog.DiscardHandler), StatePath: path})
+	c1, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), StatePath: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,10 +110,10 @@ func TestPersistenceChmodAndRmdir(t *testing.T) {
 	if err != nil {
 		t.Fatalf("not restored: %v", err)
 	}
-	if m := node.(Node).Attr(ownerCred).Mode & 0777; m != 0705 {
+	if m := node.(netcore.Node).Attr(ownerCred).Mode & 0777; m != 0705 {
 		t.Errorf("restored mode %#o, want 0705 (chmod after persist on)", m)
 	}
-	if err := ipnRoot(t, c1).(Rmdirer).Rmdir(ownerCred, "p"); err != nil {
+	if err := ipnRoot(t, c1).(netcore.Rmdirer).Rmdir(ownerCred, "p"); err != nil {
 		t.Fatal(err)
 	}
 	if got := savedNames(t, path); len(got) != 0 {

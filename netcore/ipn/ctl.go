@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"errors"
@@ -7,7 +7,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/mnet-project/mnet/tap"
+	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/link"
 )
 
 // ctlError is a failed ctl command: the errno for the write and the reason
@@ -27,12 +28,12 @@ func ctlErr(errno syscall.Errno, format string, args ...any) *ctlError {
 type ctlCommand struct {
 	line  string
 	apply func(n *Network) *ctlError // called with n.mu held
-	// attach is set for tap and grab: the interface is opened before
-	// anything is applied. detach names the interface of a detach.
-	attach *ifaceAttach
-	detach string
-	// maxPorts is the value of a maxports line, which the interface
-	// check needs before anything is applied.
+	// attach is set for a link kind's line: the link is opened before
+	// anything is applied. detach is set for a detach line.
+	attach *attachment
+	detach *detachment
+	// maxPorts is the value of a maxports line, which the link check
+	// needs before anything is applied.
 	maxPorts int
 }
 
@@ -40,7 +41,7 @@ type ctlCommand struct {
 // before any is applied, so a write with a bad line changes nothing; the
 // errno of the first bad line is the write's and its reason is kept for
 // last-error.
-func (n *Network) applyCtl(c *Cred, text string) error {
+func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 	var cmds []ctlCommand
 	var bad *ctlError
 	for line := range strings.SplitSeq(text, "\n") {
@@ -55,7 +56,7 @@ func (n *Network) applyCtl(c *Cred, text string) error {
 		}
 		cmds = append(cmds, cmd)
 	}
-	// Interfaces are opened first, outside the network's lock (they take
+	// Links are opened first, outside the network's lock (they take
 	// system calls); a failure closes the ones opened so far.
 	var attached []*Port
 	var detached []*Port
@@ -64,7 +65,7 @@ func (n *Network) applyCtl(c *Cred, text string) error {
 			if cmd.attach == nil {
 				continue
 			}
-			if bad = cmd.attach.open(n); bad != nil {
+			if bad = cmd.attach.open(n, c); bad != nil {
 				break
 			}
 		}
@@ -72,15 +73,15 @@ func (n *Network) applyCtl(c *Cred, text string) error {
 	n.mu.Lock()
 	wasPersist := n.set.Persist
 	if bad == nil {
-		bad = n.checkIfacesLocked(cmds)
+		bad = n.checkLinksLocked(cmds)
 	}
 	if bad == nil {
 		for _, cmd := range cmds {
 			switch {
 			case cmd.attach != nil:
 				attached = append(attached, n.attachLocked(cmd.attach))
-			case cmd.detach != "":
-				p := n.ifacePort(cmd.detach)
+			case cmd.detach != nil:
+				p := n.linkPort(cmd.detach.kind, cmd.detach.name)
 				n.detachLocked(p)
 				detached = append(detached, p)
 			default:
@@ -131,7 +132,12 @@ func (n *Network) applyCtl(c *Cred, text string) error {
 	return nil
 }
 
-func parseCtl(c *Cred, line string) (ctlCommand, *ctlError) {
+// ctlWords are the ctl words of ipn itself; every other word is a link
+// kind's (package link).
+var ctlWords = map[string]bool{"policy": true, "mtu": true, "qlen": true, "maxports": true,
+	"lossless": true, "persist": true, "descr": true, "detach": true}
+
+func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 	word, arg, _ := strings.Cut(line, " ")
 	arg = strings.TrimSpace(arg)
 	cmd := ctlCommand{line: line}
@@ -156,12 +162,13 @@ func parseCtl(c *Cred, line string) (ctlCommand, *ctlError) {
 	}
 	switch word {
 	case "policy":
-		if arg != PolicyHub && arg != PolicySwitch {
+		policy := Policy(arg)
+		if policy != PolicyHub && policy != PolicySwitch {
 			return cmd, ctlErr(syscall.EINVAL, "policy: want hub or switch, not %q", arg)
 		}
 		cmd.apply = func(n *Network) *ctlError {
-			if n.set.Policy != arg {
-				n.set.Policy = arg
+			if n.set.Policy != policy {
+				n.set.Policy = policy
 				n.fdb.init()
 			}
 			return nil
@@ -202,52 +209,102 @@ func parseCtl(c *Cred, line string) (ctlCommand, *ctlError) {
 			return cmd, ctlErr(syscall.EINVAL, "descr: %d bytes, at most %d", len(arg), MaxDescr)
 		}
 		cmd.apply = func(n *Network) *ctlError { n.set.Descr = arg; return nil }
-	case "tap", "grab", "detach":
-		if !c.Root() {
-			return cmd, ctlErr(syscall.EPERM, "%s: only root may attach interfaces", word)
+	case "detach":
+		d, err := parseDetach(c, arg)
+		if err != nil {
+			return cmd, err
 		}
-		if arg == "" {
-			return cmd, ctlErr(syscall.EINVAL, "%s: missing interface name", word)
-		}
-		if err := tap.CheckName(arg); err != nil {
-			return cmd, ctlErr(syscall.EINVAL, "%s: %v", word, err)
-		}
-		if word == "detach" {
-			cmd.detach = arg
-		} else {
-			cmd.attach = &ifaceAttach{kind: word, name: arg}
-		}
+		cmd.detach = d
 	default:
-		return cmd, ctlErr(syscall.EINVAL, "unknown command %q", word)
+		kind := link.Lookup(word)
+		if kind == nil {
+			return cmd, ctlErr(syscall.EINVAL, "unknown command %q", word)
+		}
+		if !kind.Privilege.Held(c) {
+			return cmd, ctlErr(syscall.EPERM, "%s: needs %v", word, kind.Privilege)
+		}
+		spec, err := kind.Parse(arg)
+		if err != nil {
+			return cmd, ctlErr(link.ErrnoOf(err), "%v", err)
+		}
+		cmd.attach = &attachment{kind: kind, spec: spec}
 	}
 	return cmd, nil
 }
 
-// checkIfacesLocked checks what only the network's current ports can
-// tell, so that a write fails before anything of it is applied: each
-// detach names an interface attached here (or by an earlier line), and the
-// interfaces fit under maxports.
-func (n *Network) checkIfacesLocked(cmds []ctlCommand) *ctlError {
-	attached := map[string]bool{}
-	for _, p := range n.portList {
-		if p.dev != nil {
-			attached[p.name] = true
+// detachment is a parsed detach line: "detach NAME" detaches the link
+// called NAME, "detach KIND NAME" the one of that kind.
+type detachment struct {
+	kind *link.Kind // nil: any kind
+	name string
+}
+
+// parseDetach reads the argument of detach. Detaching needs the
+// privilege of the kind; when no kind is named, the highest any kind
+// needs, so that a caller without it learns nothing of what is attached.
+func parseDetach(c *netcore.Cred, arg string) (*detachment, *ctlError) {
+	words := strings.Fields(arg)
+	d := &detachment{}
+	need := link.PrivNone
+	switch len(words) {
+	case 1:
+		d.name = words[0]
+		for _, k := range link.Kinds() {
+			need = max(need, k.Privilege)
 		}
+	case 2:
+		d.kind, d.name = link.Lookup(words[0]), words[1]
+		if d.kind == nil {
+			return nil, ctlErr(syscall.EINVAL, "detach: no link kind %q", words[0])
+		}
+		need = d.kind.Privilege
+	default:
+		return nil, ctlErr(syscall.EINVAL, "detach: want a name, or a kind and a name")
+	}
+	if !need.Held(c) {
+		return nil, ctlErr(syscall.EPERM, "detach: needs %v", need)
+	}
+	return d, nil
+}
+
+// checkLinksLocked checks what only the network's current ports can
+// tell, so that a write fails before anything of it is applied: each
+// detach names a link attached here (or by an earlier line), and the links
+// fit under maxports.
+func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
+	type key struct {
+		kind *link.Kind
+		name string
+	}
+	attached := map[key]bool{}
+	for _, p := range n.portList {
+		if p.link != nil {
+			attached[key{p.kind, p.name}] = true
+		}
+	}
+	find := func(d *detachment) (key, bool) {
+		for k := range attached {
+			if k.name == d.name && (d.kind == nil || d.kind == k.kind) {
+				return k, true
+			}
+		}
+		return key{}, false
 	}
 	ports, maxPorts := len(n.portList), n.set.MaxPorts
 	for _, cmd := range cmds {
 		switch {
 		case cmd.attach != nil:
 			ports++
-			attached[cmd.attach.name] = true
+			attached[key{cmd.attach.kind, cmd.attach.spec.Name()}] = true
 			if ports > maxPorts {
 				return ctlErr(syscall.EBUSY, "%s: the network has maxports (%d) ports", cmd.line, maxPorts)
 			}
-		case cmd.detach != "":
-			if !attached[cmd.detach] {
-				return ctlErr(syscall.ENODEV, "detach %s: not attached to this network", cmd.detach)
+		case cmd.detach != nil:
+			k, ok := find(cmd.detach)
+			if !ok {
+				return ctlErr(syscall.ENODEV, "%s: not attached to this network", cmd.line)
 			}
-			delete(attached, cmd.detach)
+			delete(attached, k)
 			ports--
 		case cmd.maxPorts > 0:
 			maxPorts = cmd.maxPorts

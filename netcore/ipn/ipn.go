@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"context"
@@ -8,35 +8,63 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/link"
 )
 
 func init() {
-	Register("ipn", func(env *Env) (Family, error) { return newIPN(env) })
+	netcore.Register("ipn", func(env *netcore.Env) (netcore.Family, error) {
+		f, err := newIPN(env)
+		if err != nil {
+			return nil, err // not f: a nil *ipnFamily would be a non-nil Family
+		}
+		return f, nil
+	})
 }
 
 // MaxNetworks bounds how many IPN networks may exist at once.
 const MaxNetworks = 4096
 
 type ipnFamily struct {
-	env   *Env
+	env   *netcore.Env
 	log   *slog.Logger
 	dir   *ipnDir
 	state *stateFile
 
 	mu   sync.Mutex
 	nets map[string]*Network
-	// ifaces are the interfaces attached to any network, by name.
-	ifaces map[string]ifaceClaim
+	// claims are what links of any network hold (interfaces), by key.
+	claims map[string]linkClaim
 
 	// saveMu orders saves: the list a save builds is the one it writes, and
 	// a later save's list is never overwritten by an earlier one.
 	saveMu sync.Mutex
 }
 
-func newIPN(env *Env) (*ipnFamily, error) {
+var (
+	_ netcore.Family  = (*ipnFamily)(nil)
+	_ netcore.Readmer = (*ipnFamily)(nil)
+	_ netcore.Dir     = (*ipnDir)(nil)
+	_ netcore.Mkdirer = (*ipnDir)(nil)
+	_ netcore.Rmdirer = (*ipnDir)(nil)
+	_ netcore.Dir     = (*netDir)(nil)
+	_ netcore.Owned   = (*netDir)(nil)
+	_ netcore.File    = (*netFile)(nil)
+	_ netcore.Handle  = (*dataHandle)(nil)
+	_ netcore.Handle  = (*pcapHandle)(nil)
+	_ netcore.Handle  = (*ctlHandle)(nil)
+)
+
+func newIPN(env *netcore.Env) (*ipnFamily, error) {
+	for _, k := range link.Kinds() {
+		if ctlWords[k.Name] {
+			return nil, fmt.Errorf("link kind %q is also a ctl word of ipn", k.Name)
+		}
+	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
-		ifaces: make(map[string]ifaceClaim)}
-	f.dir = &ipnDir{id: NewID(), f: f, mtime: time.Now()}
+		claims: make(map[string]linkClaim)}
+	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
 	saved, err := f.state.load()
 	if err != nil {
@@ -58,7 +86,7 @@ func newIPN(env *Env) (*ipnFamily, error) {
 		n := newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
-		n.restoreIfaces(s.Ifaces)
+		n.restoreLinks(s.Links)
 	}
 	return f, nil
 }
@@ -67,7 +95,26 @@ func (f *ipnFamily) Name() string { return "ipn" }
 func (f *ipnFamily) Description() string {
 	return "Inter Process Networking: hub and switch networks joined by files"
 }
-func (f *ipnFamily) Root() Dir { return f.dir }
+func (f *ipnFamily) Root() netcore.Dir { return f.dir }
+
+// Readme is ipn's part of the README at the root of the mount.
+func (f *ipnFamily) Readme() string { return readme }
+
+const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one, rmdir destroys it
+  ipn/NAME/data         each open() is a port: one write sends one packet, one read receives one
+  ipn/NAME/ctl          read: settings; write: commands, one per line:
+                          policy hub|switch   mtu N   qlen N   lossless on|off
+                          maxports N   descr TEXT   persist on|off
+                          tap IFNAME   grab IFNAME   detach IFNAME
+  ipn/NAME/ports        table of ports
+  ipn/NAME/stats        counters
+  ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
+  Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage.
+  Example:
+    mkdir /mnt/mnet/ipn/lab
+    cat /mnt/mnet/ipn/lab/data &
+    echo hello > /mnt/mnet/ipn/lab/data
+`
 
 func (f *ipnFamily) Close() {
 	f.mu.Lock()
@@ -109,7 +156,7 @@ func (f *ipnFamily) saveState() error {
 		n.mu.Lock()
 		if n.set.Persist && !n.closed {
 			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set,
-				Ifaces: n.savedIfacesLocked()})
+				Links: n.savedLinksLocked()})
 		}
 		n.mu.Unlock()
 	}
@@ -145,31 +192,31 @@ type ipnDir struct {
 
 func (d *ipnDir) ID() uint64 { return d.id }
 
-func (d *ipnDir) Attr(*Cred) Attr {
+func (d *ipnDir) Attr(*netcore.Cred) netcore.Attr {
 	d.f.mu.Lock()
 	defer d.f.mu.Unlock()
-	return Attr{Mode: syscall.S_IFDIR | syscall.S_ISVTX | 0777, Mtime: d.mtime}
+	return netcore.Attr{Mode: syscall.S_IFDIR | syscall.S_ISVTX | 0777, Mtime: d.mtime}
 }
 
-func (d *ipnDir) List(*Cred) []DirEntry {
+func (d *ipnDir) List(*netcore.Cred) []netcore.DirEntry {
 	d.f.mu.Lock()
 	defer d.f.mu.Unlock()
-	ents := make([]DirEntry, 0, len(d.f.nets))
+	ents := make([]netcore.DirEntry, 0, len(d.f.nets))
 	for name, n := range d.f.nets {
-		ents = append(ents, DirEntry{name, n.dir})
+		ents = append(ents, netcore.DirEntry{Name: name, Node: n.dir})
 	}
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
 	return ents
 }
 
-func (d *ipnDir) Lookup(_ *Cred, name string) (Node, error) {
+func (d *ipnDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 	if n := d.f.network(name); n != nil {
 		return n.dir, nil
 	}
 	return nil, syscall.ENOENT
 }
 
-func (d *ipnDir) Mkdir(c *Cred, name string, mode uint32) (Node, error) {
+func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node, error) {
 	if !validNetName(name) {
 		d.f.log.Info("mkdir refused: bad network name", "name", name, "uid", c.Uid)
 		return nil, syscall.EINVAL
@@ -189,7 +236,7 @@ func (d *ipnDir) Mkdir(c *Cred, name string, mode uint32) (Node, error) {
 	return n.dir, nil
 }
 
-func (d *ipnDir) Rmdir(c *Cred, name string) error {
+func (d *ipnDir) Rmdir(c *netcore.Cred, name string) error {
 	n := d.f.network(name)
 	if n == nil {
 		return syscall.ENOENT
@@ -237,19 +284,24 @@ type netDir struct {
 
 func (d *netDir) ID() uint64 { return d.id }
 
-func (d *netDir) Attr(*Cred) Attr {
+func (d *netDir) Attr(*netcore.Cred) netcore.Attr {
 	n := d.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Attr{Mode: syscall.S_IFDIR | n.mode, Uid: n.uid, Gid: n.gid, Mtime: n.mtime}
+	return netcore.Attr{Mode: syscall.S_IFDIR | n.mode, Uid: n.uid, Gid: n.gid, Mtime: n.mtime}
 }
 
-func (d *netDir) List(*Cred) []DirEntry {
+func (d *netDir) List(*netcore.Cred) []netcore.DirEntry {
 	n := d.n
-	return []DirEntry{{"ctl", n.ctl}, {"data", n.data}, {"pcap", n.pcap}, {"ports", n.ports}, {"stats", n.stats}}
+	files := []*netFile{n.ctl, n.data, n.pcap, n.ports, n.stats}
+	ents := make([]netcore.DirEntry, len(files))
+	for i, f := range files {
+		ents[i] = netcore.DirEntry{Name: f.kind.String(), Node: f}
+	}
+	return ents
 }
 
-func (d *netDir) Lookup(c *Cred, name string) (Node, error) {
+func (d *netDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
 	for _, e := range d.List(c) {
 		if e.Name == name {
 			return e.Node, nil
@@ -259,7 +311,7 @@ func (d *netDir) Lookup(c *Cred, name string) (Node, error) {
 }
 
 // Chmod: the owner or root, as on any file.
-func (d *netDir) Chmod(c *Cred, mode uint32) error {
+func (d *netDir) Chmod(c *netcore.Cred, mode uint32) error {
 	n := d.n
 	n.mu.Lock()
 	if !c.Root() && c.Uid != n.uid {
@@ -280,7 +332,7 @@ func (d *netDir) Chmod(c *Cred, mode uint32) error {
 
 // Chown: root may give the network to anyone; the owner may only change
 // the group, to one of its own groups (chown(2) rules).
-func (d *netDir) Chown(c *Cred, uid, gid int64) error {
+func (d *netDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	n := d.n
 	n.mu.Lock()
 	if !c.Root() {
@@ -310,15 +362,31 @@ func (d *netDir) Chown(c *Cred, uid, gid int64) error {
 type netFile struct {
 	id   uint64
 	n    *Network
-	kind string // data, ctl, ports, stats, pcap
+	kind fileKind
+}
+
+// fileKind says which file of a network a netFile is.
+type fileKind int
+
+const (
+	fileData fileKind = iota
+	fileCtl
+	filePorts
+	fileStats
+	filePcap
+)
+
+// String is the file's name in the network directory.
+func (k fileKind) String() string {
+	return [...]string{"data", "ctl", "ports", "stats", "pcap"}[k]
 }
 
 func (f *netFile) ID() uint64 { return f.id }
 
-// Attr derives the file's mode from the network's: data shows the r and w
+// netcore.Attr derives the file's mode from the network's: data shows the r and w
 // rights of each class, ctl shows w where x (manage) is held, and every file
 // is readable where any right is, so ls -l and test -r/-w tell the truth.
-func (f *netFile) Attr(*Cred) Attr {
+func (f *netFile) Attr(*netcore.Cred) netcore.Attr {
 	n := f.n
 	n.mu.Lock()
 	mode, uid, gid, mtime := n.mode, n.uid, n.gid, n.mtime
@@ -328,9 +396,9 @@ func (f *netFile) Attr(*Cred) Attr {
 		class := mode >> shift & 7
 		var bits uint32
 		switch f.kind {
-		case "data":
+		case fileData:
 			bits = class & 6
-		case "ctl":
+		case fileCtl:
 			if class != 0 {
 				bits |= 4
 			}
@@ -344,27 +412,27 @@ func (f *netFile) Attr(*Cred) Attr {
 		}
 		perm |= bits << shift
 	}
-	return Attr{Mode: syscall.S_IFREG | perm, Uid: uid, Gid: gid, Mtime: mtime}
+	return netcore.Attr{Mode: syscall.S_IFREG | perm, Uid: uid, Gid: gid, Mtime: mtime}
 }
 
 // Open opens the file for c; a refusal is logged with who asked for what.
-func (f *netFile) Open(ctx context.Context, c *Cred, flags int) (Handle, error) {
+func (f *netFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
 	h, err := f.open(c, flags)
 	if err != nil {
-		f.n.fam.log.Info("open refused", "network", f.n.name, "file", f.kind, "uid", c.Uid, "pid", c.Pid,
+		f.n.fam.log.Info("open refused", "network", f.n.name, "file", f.kind.String(), "uid", c.Uid, "pid", c.Pid,
 			"flags", fmt.Sprintf("%#x", flags), "err", err.Error())
 	}
 	return h, err
 }
 
-func (f *netFile) open(c *Cred, flags int) (Handle, error) {
+func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 	n := f.n
 	r := n.rights(c)
 	acc := flags & syscall.O_ACCMODE
 	switch f.kind {
-	case "data":
+	case fileData:
 		return f.openData(c, r, acc)
-	case "ctl":
+	case fileCtl:
 		if r == 0 || (acc != syscall.O_RDONLY && r&RightManage == 0) {
 			return nil, syscall.EACCES
 		}
@@ -377,11 +445,11 @@ func (f *netFile) open(c *Cred, flags int) (Handle, error) {
 		return nil, syscall.EACCES
 	}
 	switch f.kind {
-	case "ports":
-		return &textHandle{data: n.portsText()}, nil
-	case "stats":
-		return &textHandle{data: n.statsText()}, nil
-	case "pcap":
+	case filePorts:
+		return &netcore.TextHandle{Data: n.portsText()}, nil
+	case fileStats:
+		return &netcore.TextHandle{Data: n.statsText()}, nil
+	case filePcap:
 		cp, err := n.startCapture()
 		if err != nil {
 			return nil, err
@@ -393,7 +461,7 @@ func (f *netFile) open(c *Cred, flags int) (Handle, error) {
 
 // openData joins the network. A caller holding only one of r and w gets a
 // port of that half even for O_RDWR (IPN's automatic shutdown).
-func (f *netFile) openData(c *Cred, r Rights, acc int) (Handle, error) {
+func (f *netFile) openData(c *netcore.Cred, r Rights, acc int) (netcore.Handle, error) {
 	wantRecv := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
 	wantSend := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
 	recv := wantRecv && r&RightRecv != 0
@@ -401,7 +469,7 @@ func (f *netFile) openData(c *Cred, r Rights, acc int) (Handle, error) {
 	if (wantRecv && !recv && acc != syscall.O_RDWR) || (wantSend && !send && acc != syscall.O_RDWR) || (!recv && !send) {
 		return nil, syscall.EACCES
 	}
-	p, err := f.n.Join(KindFile, c.Uid, c.Pid, "", recv, send)
+	p, err := f.n.Join(c.Uid, c.Pid, "", recv, send)
 	if err != nil {
 		return nil, err
 	}
@@ -446,17 +514,17 @@ func (h *pcapHandle) Close() { h.n.stopCapture(h.c) }
 // commands written to it.
 type ctlHandle struct {
 	n     *Network
-	cred  Cred // of the opener: rights are those of whoever opened ctl
+	cred  netcore.Cred // of the opener: rights are those of whoever opened ctl
 	write bool
 	mu    sync.Mutex
-	text  textHandle
+	text  netcore.TextHandle
 }
 
 func (h *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool) (int, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if off == 0 || h.text.data == nil {
-		h.text.data = h.n.ctlText()
+	if off == 0 || h.text.Data == nil {
+		h.text.Data = h.n.ctlText()
 	}
 	return h.text.Read(ctx, b, off, nonblock)
 }

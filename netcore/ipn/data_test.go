@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"bytes"
@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"syscall"
 	"testing"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 func TestHubDeliversToEveryOtherReceiverOnce(t *testing.T) {
@@ -252,7 +254,7 @@ func TestLosslessSenderUnblocksWhenReceiverLeaves(t *testing.T) {
 	mustCtl(t, nd, "qlen 1\nlossless on\n")
 	a := openData(t, nd, rootCred, syscall.O_WRONLY)
 	f, _ := nd.Lookup(rootCred, "data")
-	b, err := f.(File).Open(context.Background(), rootCred, syscall.O_RDONLY)
+	b, err := f.(netcore.File).Open(context.Background(), rootCred, syscall.O_RDONLY)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +268,7 @@ func TestLosslessSenderUnblocksWhenReceiverLeaves(t *testing.T) {
 }
 
 func TestCloseEndsBlockedRead(t *testing.T) {
-	c, err := New(Env{Log: slog.New(slog.DiscardHandler)})
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +277,7 @@ func TestCloseEndsBlockedRead(t *testing.T) {
 	ch := goRead(context.Background(), b, 100)
 	expectBlocked(t, ch, "read before Close")
 	c.Close()
-	r := waitResult(t, ch, "read blocked across Core.Close")
+	r := waitResult(t, ch, "read blocked across netcore.Core.Close")
 	if r.n != 0 || r.err != nil {
 		t.Fatalf("read after Close = %d, %v; want 0, nil (end of file)", r.n, r.err)
 	}
@@ -288,7 +290,7 @@ func TestCloseEndsBlockedRead(t *testing.T) {
 
 // After the core closes, a sender learns the network is gone.
 func TestWriteAfterCloseIsEPIPE(t *testing.T) {
-	c, err := New(Env{Log: slog.New(slog.DiscardHandler)})
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +305,7 @@ func TestWriteAfterCloseIsEPIPE(t *testing.T) {
 // The number of networks is bounded: mkdir beyond it is ENOSPC.
 func TestMaxNetworks(t *testing.T) {
 	c := newTestCore(t, "")
-	m := ipnRoot(t, c).(Mkdirer)
+	m := ipnRoot(t, c).(netcore.Mkdirer)
 	for i := range MaxNetworks {
 		if _, err := m.Mkdir(rootCred, fmt.Sprintf("n%d", i), 0755); err != nil {
 			t.Fatalf("network %d: %v", i+1, err)
@@ -312,7 +314,7 @@ func TestMaxNetworks(t *testing.T) {
 	if _, err := m.Mkdir(rootCred, "one-too-many", 0755); err != syscall.ENOSPC {
 		t.Fatalf("network %d: %v, want ENOSPC", MaxNetworks+1, err)
 	}
-	if err := ipnRoot(t, c).(Rmdirer).Rmdir(rootCred, "n0"); err != nil {
+	if err := ipnRoot(t, c).(netcore.Rmdirer).Rmdir(rootCred, "n0"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Mkdir(rootCred, "one-too-many", 0755); err != nil {
@@ -338,7 +340,7 @@ func TestRmdir(t *testing.T) {
 	c := newTestCore(t, "")
 	ipn := ipnRoot(t, c)
 	nd := mkNet(t, c, ownerCred, "gone", 0750)
-	rm := ipn.(Rmdirer)
+	rm := ipn.(netcore.Rmdirer)
 	h, err := netFileOf(t, nd, "data").Open(context.Background(), ownerCred, syscall.O_RDWR)
 	if err != nil {
 		t.Fatal(err)
@@ -349,7 +351,7 @@ func TestRmdir(t *testing.T) {
 	if _, err := ipn.Lookup(ownerCred, "gone"); err != nil {
 		t.Fatalf("network vanished after refused rmdir: %v", err)
 	}
-	other := &Cred{Uid: 2000, Gid: 2000}
+	other := &netcore.Cred{Uid: 2000, Gid: 2000}
 	h.Close()
 	if err := rm.Rmdir(other, "gone"); err == nil {
 		t.Fatal("rmdir by a caller without the manage right succeeded")
@@ -375,7 +377,7 @@ func TestRmdir(t *testing.T) {
 
 func TestMkdirNames(t *testing.T) {
 	c := newTestCore(t, "")
-	m := ipnRoot(t, c).(Mkdirer)
+	m := ipnRoot(t, c).(netcore.Mkdirer)
 	for _, name := range []string{"", ".hidden", "a/b", "sp ace", string(bytes.Repeat([]byte("x"), 65))} {
 		if _, err := m.Mkdir(ownerCred, name, 0777); !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("Mkdir(%q) = %v, want EINVAL", name, err)

@@ -1,4 +1,4 @@
-package tap
+package vnet
 
 import (
 	"bytes"
@@ -104,7 +104,7 @@ func TestSegmentTCP(t *testing.T) {
 		if v6 {
 			gso = GSOTCPv6
 		}
-		segs, err := Segment(VnetHdr{Flags: VnetFlagNeedsCsum, GSOType: gso, GSOSize: 1448}, frame)
+		segs, err := Segment(Hdr{Flags: FlagNeedsCsum, GSOType: gso, GSOSize: 1448}, frame)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func TestSegmentTCP(t *testing.T) {
 		if !bytes.Equal(got, payload) {
 			t.Errorf("v6=%v: the segments do not carry the payload", v6)
 		}
-		if l := SegmentLen(VnetHdr{GSOType: gso, GSOSize: 1448}, frame); l != len(segs[0]) {
+		if l := SegmentLen(Hdr{GSOType: gso, GSOSize: 1448}, frame); l != len(segs[0]) {
 			t.Errorf("SegmentLen %d, first segment %d", l, len(segs[0]))
 		}
 	}
@@ -145,7 +145,7 @@ func TestSegmentTCP(t *testing.T) {
 func TestSegmentUDPL4(t *testing.T) {
 	payload := payloadOf(3000)
 	frame := superFrame(t, false, true, payload, layers.TCP{})
-	segs, err := Segment(VnetHdr{Flags: VnetFlagNeedsCsum, GSOType: GSOUDPL4, GSOSize: 1000}, frame)
+	segs, err := Segment(Hdr{Flags: FlagNeedsCsum, GSOType: GSOUDPL4, GSOSize: 1000}, frame)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestSegmentChecksumOnly(t *testing.T) {
 	// pseudo-header sum, not complemented.
 	pseudo := checksum(frame[14+12:14+20], 0) + protoTCP + uint64(len(frame)-l4)
 	frame[l4+16], frame[l4+17] = byte(fold(pseudo)>>8), byte(fold(pseudo))
-	segs, err := Segment(VnetHdr{Flags: VnetFlagNeedsCsum, CsumStart: uint16(l4), CsumOffset: 16}, frame)
+	segs, err := Segment(Hdr{Flags: FlagNeedsCsum, CsumStart: uint16(l4), CsumOffset: 16}, frame)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,15 +185,15 @@ func TestSegmentChecksumOnly(t *testing.T) {
 func TestSegmentRefusesWhatItCannotDo(t *testing.T) {
 	tcp4 := superFrame(t, false, false, payloadOf(3000), layers.TCP{ACK: true})
 	for name, c := range map[string]struct {
-		h     VnetHdr
+		h     Hdr
 		frame []byte
 	}{
-		"UFO":             {VnetHdr{GSOType: GSOUDP, GSOSize: 1000}, tcp4},
-		"v6 type on v4":   {VnetHdr{GSOType: GSOTCPv6, GSOSize: 1000}, tcp4},
-		"zero gso size":   {VnetHdr{GSOType: GSOTCPv4}, tcp4},
-		"short":           {VnetHdr{GSOType: GSOTCPv4, GSOSize: 100}, tcp4[:30]},
-		"csum past frame": {VnetHdr{Flags: VnetFlagNeedsCsum, CsumStart: 60, CsumOffset: 9999}, tcp4[:80]},
-		"not IP":          {VnetHdr{GSOType: GSOTCPv4, GSOSize: 100}, append([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x88, 0xcc}, make([]byte, 100)...)},
+		"UFO":             {Hdr{GSOType: GSOUDP, GSOSize: 1000}, tcp4},
+		"v6 type on v4":   {Hdr{GSOType: GSOTCPv6, GSOSize: 1000}, tcp4},
+		"zero gso size":   {Hdr{GSOType: GSOTCPv4}, tcp4},
+		"short":           {Hdr{GSOType: GSOTCPv4, GSOSize: 100}, tcp4[:30]},
+		"csum past frame": {Hdr{Flags: FlagNeedsCsum, CsumStart: 60, CsumOffset: 9999}, tcp4[:80]},
+		"not IP":          {Hdr{GSOType: GSOTCPv4, GSOSize: 100}, append([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 0x88, 0xcc}, make([]byte, 100)...)},
 	} {
 		if _, err := Segment(c.h, c.frame); err == nil {
 			t.Errorf("%s: no error", name)
@@ -202,13 +202,13 @@ func TestSegmentRefusesWhatItCannotDo(t *testing.T) {
 }
 
 func TestVnetHdrRoundTrip(t *testing.T) {
-	h := VnetHdr{Flags: 1, GSOType: GSOTCPv6 | GSOECN, HdrLen: 66, GSOSize: 1428, CsumStart: 54, CsumOffset: 16}
-	b := make([]byte, VnetHdrLen)
+	h := Hdr{Flags: 1, GSOType: GSOTCPv6 | GSOECN, HdrLen: 66, GSOSize: 1428, CsumStart: 54, CsumOffset: 16}
+	b := make([]byte, HdrLen)
 	h.Encode(b)
-	if DecodeVnetHdr(b) != h {
-		t.Fatalf("round trip: %+v", DecodeVnetHdr(b))
+	if Decode(b) != h {
+		t.Fatalf("round trip: %+v", Decode(b))
 	}
-	if h.Plain() || !(VnetHdr{Flags: VnetFlagDataValid}).Plain() {
+	if h.Plain() || !(Hdr{Flags: FlagDataValid}).Plain() {
 		t.Error("Plain")
 	}
 }
@@ -216,10 +216,10 @@ func TestVnetHdrRoundTrip(t *testing.T) {
 func FuzzSegment(f *testing.F) {
 	f.Add([]byte{1, 1, 0, 0, 100, 0, 34, 0, 16, 0}, []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0, 0x45})
 	f.Fuzz(func(t *testing.T, hdr, frame []byte) {
-		if len(hdr) < VnetHdrLen {
+		if len(hdr) < HdrLen {
 			return
 		}
-		h := DecodeVnetHdr(hdr)
+		h := Decode(hdr)
 		segs, err := Segment(h, frame)
 		if err == nil && h.GSOSize > 0 && h.GSOType&^GSOECN != GSONone {
 			for _, s := range segs {

@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 // Whatever is written to ctl, the write ends with success or an errno the
@@ -19,13 +21,13 @@ func FuzzCtl(f *testing.F) {
 		f.Add(seed, true)
 		f.Add(seed, false)
 	}
-	c, err := New(Env{Log: slog.New(slog.DiscardHandler)})
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
 	}
 	defer c.Close()
 	ipn, _ := c.Root().Lookup(rootCred, "ipn")
-	node, err := ipn.(Mkdirer).Mkdir(rootCred, "fuzz", 0777)
+	node, err := ipn.(netcore.Mkdirer).Mkdir(rootCred, "fuzz", 0777)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -60,15 +62,15 @@ func FuzzNetName(f *testing.F) {
 	for _, seed := range []string{"lab", ".x", "a b", "", "-", "x/y", "ü", "Lab-1.t_x"} {
 		f.Add(seed)
 	}
-	c, err := New(Env{Log: slog.New(slog.DiscardHandler)})
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
 	}
 	defer c.Close()
 	ipnNode, _ := c.Root().Lookup(rootCred, "ipn")
-	ipn := ipnNode.(Dir)
+	ipn := ipnNode.(netcore.Dir)
 	f.Fuzz(func(t *testing.T, name string) {
-		_, err := ipn.(Mkdirer).Mkdir(rootCred, name, 0755)
+		_, err := ipn.(netcore.Mkdirer).Mkdir(rootCred, name, 0755)
 		switch {
 		case validNetName(name) && err != nil && !errors.Is(err, syscall.EEXIST):
 			t.Fatalf("valid name %q refused: %v", name, err)
@@ -76,7 +78,7 @@ func FuzzNetName(f *testing.F) {
 			t.Fatalf("bad name %q: %v, want EINVAL", name, err)
 		}
 		if err == nil {
-			if err := ipn.(Rmdirer).Rmdir(rootCred, name); err != nil {
+			if err := ipn.(netcore.Rmdirer).Rmdir(rootCred, name); err != nil {
 				t.Fatalf("rmdir %q: %v", name, err)
 			}
 		}

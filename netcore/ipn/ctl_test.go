@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 func TestCtlDefaults(t *testing.T) {
@@ -169,12 +171,12 @@ func TestCtlRights(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, ownerCred, "ctlrights", 0764) // group rw (no x), other r
 	ctlFile := netFileOf(t, nd, "ctl")
-	group := &Cred{Uid: 2000, Gid: 1000}
-	other := &Cred{Uid: 3000, Gid: 3000}
+	group := &netcore.Cred{Uid: 2000, Gid: 1000}
+	other := &netcore.Cred{Uid: 3000, Gid: 3000}
 	if _, err := ctlFile.Open(context.Background(), group, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("open ctl for writing without x: %v, want EACCES", err)
 	}
-	for _, cr := range []*Cred{group, other, ownerCred} {
+	for _, cr := range []*netcore.Cred{group, other, ownerCred} {
 		h, err := ctlFile.Open(context.Background(), cr, syscall.O_RDONLY)
 		if err != nil {
 			t.Errorf("uid %d: open ctl for reading: %v", cr.Uid, err)
@@ -201,4 +203,4 @@ func TestCtlRights(t *testing.T) {
 	}
 }
 
-func netDirOf(nd Dir) Owned { return nd.(Owned) }
+func netDirOf(nd netcore.Dir) netcore.Owned { return nd.(netcore.Owned) }

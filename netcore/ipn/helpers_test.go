@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"context"
@@ -9,6 +9,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab, for the ctl tests
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 // waitLimit bounds every wait for something that should happen; it is a
@@ -19,13 +23,13 @@ const waitLimit = 5 * time.Second
 const quiet = 50 * time.Millisecond
 
 var (
-	rootCred  = &Cred{Uid: 0, Gid: 0, Pid: 1}
-	ownerCred = &Cred{Uid: 1000, Gid: 1000, Pid: 42}
+	rootCred  = &netcore.Cred{Uid: 0, Gid: 0, Pid: 1}
+	ownerCred = &netcore.Cred{Uid: 1000, Gid: 1000, Pid: 42}
 )
 
-func newTestCore(t *testing.T, statePath string) *Core {
+func newTestCore(t *testing.T, statePath string) *netcore.Core {
 	t.Helper()
-	c, err := New(Env{Log: slog.New(slog.DiscardHandler), StatePath: statePath})
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), StatePath: statePath})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -33,25 +37,25 @@ func newTestCore(t *testing.T, statePath string) *Core {
 	return c
 }
 
-func ipnRoot(t *testing.T, c *Core) Dir {
+func ipnRoot(t *testing.T, c *netcore.Core) netcore.Dir {
 	t.Helper()
 	node, err := c.Root().Lookup(rootCred, "ipn")
 	if err != nil {
 		t.Fatalf("Lookup(ipn): %v", err)
 	}
-	d, ok := node.(Dir)
+	d, ok := node.(netcore.Dir)
 	if !ok {
-		t.Fatalf("ipn is a %T, not a Dir", node)
+		t.Fatalf("ipn is a %T, not a netcore.Dir", node)
 	}
 	return d
 }
 
 // mkNet creates ipn/name as cred with mode and returns its directory.
-func mkNet(t *testing.T, c *Core, cred *Cred, name string, mode uint32) *netDir {
+func mkNet(t *testing.T, c *netcore.Core, cred *netcore.Cred, name string, mode uint32) *netDir {
 	t.Helper()
-	m, ok := ipnRoot(t, c).(Mkdirer)
+	m, ok := ipnRoot(t, c).(netcore.Mkdirer)
 	if !ok {
-		t.Fatal("ipn directory is not a Mkdirer")
+		t.Fatal("ipn directory is not a netcore.Mkdirer")
 	}
 	node, err := m.Mkdir(cred, name, mode)
 	if err != nil {
@@ -64,20 +68,20 @@ func mkNet(t *testing.T, c *Core, cred *Cred, name string, mode uint32) *netDir 
 	return nd
 }
 
-func netFileOf(t *testing.T, nd Dir, name string) File {
+func netFileOf(t *testing.T, nd netcore.Dir, name string) netcore.File {
 	t.Helper()
 	node, err := nd.Lookup(rootCred, name)
 	if err != nil {
 		t.Fatalf("Lookup(%s): %v", name, err)
 	}
-	f, ok := node.(File)
+	f, ok := node.(netcore.File)
 	if !ok {
-		t.Fatalf("%s is a %T, not a File", name, node)
+		t.Fatalf("%s is a %T, not a netcore.File", name, node)
 	}
 	return f
 }
 
-func openFile(t *testing.T, nd Dir, name string, cred *Cred, flags int) Handle {
+func openFile(t *testing.T, nd netcore.Dir, name string, cred *netcore.Cred, flags int) netcore.Handle {
 	t.Helper()
 	h, err := netFileOf(t, nd, name).Open(context.Background(), cred, flags)
 	if err != nil {
@@ -87,13 +91,13 @@ func openFile(t *testing.T, nd Dir, name string, cred *Cred, flags int) Handle {
 	return h
 }
 
-func openData(t *testing.T, nd Dir, cred *Cred, flags int) Handle {
+func openData(t *testing.T, nd netcore.Dir, cred *netcore.Cred, flags int) netcore.Handle {
 	t.Helper()
 	return openFile(t, nd, "data", cred, flags)
 }
 
 // ctl writes text to ctl as cred and returns the write's error.
-func ctl(t *testing.T, nd Dir, cred *Cred, text string) error {
+func ctl(t *testing.T, nd netcore.Dir, cred *netcore.Cred, text string) error {
 	t.Helper()
 	h, err := netFileOf(t, nd, "ctl").Open(context.Background(), cred, syscall.O_WRONLY)
 	if err != nil {
@@ -107,7 +111,7 @@ func ctl(t *testing.T, nd Dir, cred *Cred, text string) error {
 	return err
 }
 
-func mustCtl(t *testing.T, nd Dir, text string) {
+func mustCtl(t *testing.T, nd netcore.Dir, text string) {
 	t.Helper()
 	if err := ctl(t, nd, rootCred, text); err != nil {
 		t.Fatalf("ctl %q: %v", text, err)
@@ -115,7 +119,7 @@ func mustCtl(t *testing.T, nd Dir, text string) {
 }
 
 // readAll reads a text file (ctl, ports, stats) to its end.
-func readAll(t *testing.T, nd Dir, name string) string {
+func readAll(t *testing.T, nd netcore.Dir, name string) string {
 	t.Helper()
 	h, err := netFileOf(t, nd, name).Open(context.Background(), rootCred, syscall.O_RDONLY)
 	if err != nil {
@@ -125,7 +129,7 @@ func readAll(t *testing.T, nd Dir, name string) string {
 	return readHandle(t, h)
 }
 
-func readHandle(t *testing.T, h Handle) string {
+func readHandle(t *testing.T, h netcore.Handle) string {
 	t.Helper()
 	var out []byte
 	buf := make([]byte, 7) // small on purpose: offsets must work
@@ -154,7 +158,7 @@ func keyValues(text string) map[string]string {
 	return m
 }
 
-func statsOf(t *testing.T, nd Dir) map[string]int {
+func statsOf(t *testing.T, nd netcore.Dir) map[string]int {
 	t.Helper()
 	m := make(map[string]int)
 	for k, v := range keyValues(readAll(t, nd, "stats")) {
@@ -169,7 +173,7 @@ func statsOf(t *testing.T, nd Dir) map[string]int {
 
 // portRow returns the ports-file row of the port with the given number as
 // a column map.
-func portRow(t *testing.T, nd Dir, id int) map[string]string {
+func portRow(t *testing.T, nd netcore.Dir, id int) map[string]string {
 	t.Helper()
 	lines := strings.Split(strings.TrimRight(readAll(t, nd, "ports"), "\n"), "\n")
 	head := strings.Split(lines[0], " ")
@@ -190,7 +194,7 @@ func portRow(t *testing.T, nd Dir, id int) map[string]string {
 	return nil
 }
 
-func portID(t *testing.T, h Handle) int {
+func portID(t *testing.T, h netcore.Handle) int {
 	t.Helper()
 	dh, ok := h.(*dataHandle)
 	if !ok {
@@ -199,7 +203,7 @@ func portID(t *testing.T, h Handle) int {
 	return dh.p.id
 }
 
-func send(t *testing.T, h Handle, pkt []byte) {
+func send(t *testing.T, h netcore.Handle, pkt []byte) {
 	t.Helper()
 	n, err := h.Write(context.Background(), pkt, 0, false)
 	if err != nil || n != len(pkt) {
@@ -208,13 +212,13 @@ func send(t *testing.T, h Handle, pkt []byte) {
 }
 
 // recvNow reads one packet without blocking.
-func recvNow(h Handle, size int) ([]byte, error) {
+func recvNow(h netcore.Handle, size int) ([]byte, error) {
 	buf := make([]byte, size)
 	n, err := h.Read(context.Background(), buf, 0, true)
 	return buf[:n], err
 }
 
-func expectPkt(t *testing.T, h Handle, want []byte, who string) {
+func expectPkt(t *testing.T, h netcore.Handle, want []byte, who string) {
 	t.Helper()
 	got, err := recvNow(h, 70000)
 	if err != nil {
@@ -225,7 +229,7 @@ func expectPkt(t *testing.T, h Handle, want []byte, who string) {
 	}
 }
 
-func expectEmpty(t *testing.T, h Handle, who string) {
+func expectEmpty(t *testing.T, h netcore.Handle, who string) {
 	t.Helper()
 	got, err := recvNow(h, 70000)
 	if !errors.Is(err, syscall.EAGAIN) {
@@ -240,7 +244,7 @@ type result struct {
 }
 
 // goRead starts a blocking Read and reports on the returned channel.
-func goRead(ctx context.Context, h Handle, size int) <-chan result {
+func goRead(ctx context.Context, h netcore.Handle, size int) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		buf := make([]byte, size)
@@ -251,7 +255,7 @@ func goRead(ctx context.Context, h Handle, size int) <-chan result {
 }
 
 // goWrite starts a blocking Write and reports on the returned channel.
-func goWrite(ctx context.Context, h Handle, pkt []byte) <-chan result {
+func goWrite(ctx context.Context, h netcore.Handle, pkt []byte) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
 		n, err := h.Write(ctx, pkt, 0, false)

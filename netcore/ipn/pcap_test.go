@@ -1,4 +1,4 @@
-package netcore
+package ipn
 
 import (
 	"bytes"
@@ -8,13 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/netcore"
+
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 )
 
-// handleReader turns a blocking Handle into an io.Reader.
+// handleReader turns a blocking netcore.Handle into an io.Reader.
 type handleReader struct {
-	h   Handle
+	h   netcore.Handle
 	ctx context.Context
 }
 
@@ -126,7 +128,7 @@ func TestPcapEndsOnRmdir(t *testing.T) {
 	}
 	ch := goRead(context.Background(), ph, 100)
 	expectBlocked(t, ch, "pcap read with no traffic")
-	if err := ipnRoot(t, c).(Rmdirer).Rmdir(rootCred, "capgone"); err != nil {
+	if err := ipnRoot(t, c).(netcore.Rmdirer).Rmdir(rootCred, "capgone"); err != nil {
 		t.Fatal(err)
 	}
 	if r := waitResult(t, ch, "pcap read across rmdir"); r.n != 0 || r.err != nil {
@@ -139,7 +141,7 @@ func TestPcapReadersBounded(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, rootCred, "many", 0777)
 	f := netFileOf(t, nd, "pcap")
-	var hs []Handle
+	var hs []netcore.Handle
 	for range MaxCaptures {
 		h, err := f.Open(context.Background(), rootCred, syscall.O_RDONLY)
 		if err != nil {

@@ -1,22 +1,24 @@
-package netcore
+package ipn
 
 import (
 	"context"
 	"errors"
 	"syscall"
 	"testing"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 func TestRightsOf(t *testing.T) {
 	const uid, gid = 1000, 100
-	owner := &Cred{Uid: uid, Gid: 1000}
-	member := &Cred{Uid: 2000, Gid: gid}
-	supp := &Cred{Uid: 2001, Gid: 2001, Groups: []uint32{7, gid}}
-	other := &Cred{Uid: 3000, Gid: 3000, Groups: []uint32{7}}
-	root := &Cred{Uid: 0, Gid: 0}
+	owner := &netcore.Cred{Uid: uid, Gid: 1000}
+	member := &netcore.Cred{Uid: 2000, Gid: gid}
+	supp := &netcore.Cred{Uid: 2001, Gid: 2001, Groups: []uint32{7, gid}}
+	other := &netcore.Cred{Uid: 3000, Gid: 3000, Groups: []uint32{7}}
+	root := &netcore.Cred{Uid: 0, Gid: 0}
 	for _, tc := range []struct {
 		name string
-		c    *Cred
+		c    *netcore.Cred
 		mode uint32
 		want Rights
 	}{
@@ -37,41 +39,9 @@ func TestRightsOf(t *testing.T) {
 		}
 	}
 	// Owner that is also in the group: the owner class applies alone.
-	both := &Cred{Uid: uid, Gid: gid}
+	both := &netcore.Cred{Uid: uid, Gid: gid}
 	if got := rightsOf(both, 0070, uid, gid); got != 0 {
 		t.Errorf("owner in group with mode 0070: %03b, want none (first match)", got)
-	}
-}
-
-func TestModeAccess(t *testing.T) {
-	const uid, gid = 1000, 100
-	owner := &Cred{Uid: uid, Gid: 1000}
-	member := &Cred{Uid: 2000, Gid: 2000, Groups: []uint32{gid}}
-	other := &Cred{Uid: 3000, Gid: 3000}
-	root := &Cred{}
-	for _, tc := range []struct {
-		name       string
-		c          *Cred
-		mask, mode uint32
-		ok         bool
-	}{
-		{"owner rw of 0600", owner, 6, 0600, true},
-		{"owner x of 0600", owner, 1, 0600, false},
-		{"owner r of 0077 (first match)", owner, 4, 0077, false},
-		{"member r of 0040", member, 4, 0040, true},
-		{"member w of 0040", member, 2, 0040, false},
-		{"member r of 0404 (first match)", member, 4, 0404, false},
-		{"other r of 0004", other, 4, 0004, true},
-		{"other rw of 0004", other, 6, 0004, false},
-		{"root rw of 0000", root, 6, 0000, true},
-		{"root x of 0100", root, 1, 0100, true},
-		{"root x of 0666", root, 1, 0666, false},
-		{"mask 0", other, 0, 0, true},
-	} {
-		err := ModeAccess(tc.c, tc.mask, tc.mode, uid, gid)
-		if tc.ok && err != nil || !tc.ok && !errors.Is(err, syscall.EACCES) {
-			t.Errorf("%s: ModeAccess = %v, want ok=%v", tc.name, err, tc.ok)
-		}
 	}
 }
 
@@ -134,13 +104,13 @@ func TestOpenDataRights(t *testing.T) {
 
 	// Group via a supplementary group; O_TRUNC|O_APPEND are ignored.
 	chmod(0060)
-	member := &Cred{Uid: 5000, Gid: 5000, Groups: []uint32{ownerCred.Gid}}
+	member := &netcore.Cred{Uid: 5000, Gid: 5000, Groups: []uint32{ownerCred.Gid}}
 	h, err = data.Open(context.Background(), member, syscall.O_WRONLY|syscall.O_TRUNC|syscall.O_APPEND)
 	if err != nil {
 		t.Fatalf("group member via supplementary group: %v", err)
 	}
 	h.Close()
-	if _, err := data.Open(context.Background(), &Cred{Uid: 6000, Gid: 6000}, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
+	if _, err := data.Open(context.Background(), &netcore.Cred{Uid: 6000, Gid: 6000}, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("other with mode 0060: %v, want EACCES", err)
 	}
 	// Root holds every right.
@@ -156,7 +126,7 @@ func TestChmodChown(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, ownerCred, "own", 0750)
 	o := netDirOf(nd)
-	stranger := &Cred{Uid: 4000, Gid: 4000}
+	stranger := &netcore.Cred{Uid: 4000, Gid: 4000}
 	if err := o.Chmod(stranger, 0777); !errors.Is(err, syscall.EPERM) {
 		t.Errorf("chmod by a stranger: %v, want EPERM", err)
 	}

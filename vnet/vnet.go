@@ -1,18 +1,26 @@
-package tap
+// Package vnet is the frame format of mnet's networks: an Ethernet frame
+// behind a virtio-net header (struct virtio_net_hdr), the way Linux TAP
+// devices and packet sockets carry frames with offloads, so that a TCP
+// segment of up to 64 KiB (TSO/GSO) or a frame whose checksum is left to
+// the receiver crosses a network as one frame. It also does what a
+// receiver that takes no offloads needs: software segmentation and
+// checksum completion (Segment). Every port kind and package tap use it;
+// it imports nothing of ours.
+package vnet
 
 import (
 	"encoding/binary"
 	"errors"
 )
 
-// VnetHdrLen is the size of struct virtio_net_hdr, which precedes every
+// HdrLen is the size of struct virtio_net_hdr, which precedes every
 // frame read from or written to a Device.
-const VnetHdrLen = 10
+const HdrLen = 10
 
 // Flags and GSO types of struct virtio_net_hdr (linux/virtio_net.h).
 const (
-	VnetFlagNeedsCsum = 1 // checksum from CsumStart to the end goes at CsumStart+CsumOffset
-	VnetFlagDataValid = 2 // the checksum was checked already
+	FlagNeedsCsum = 1 // checksum from CsumStart to the end goes at CsumStart+CsumOffset
+	FlagDataValid = 2 // the checksum was checked already
 
 	GSONone  = 0
 	GSOTCPv4 = 1
@@ -22,9 +30,9 @@ const (
 	GSOECN   = 0x80
 )
 
-// VnetHdr is struct virtio_net_hdr. TAP devices and packet sockets use it
+// Hdr is struct virtio_net_hdr. TAP devices and packet sockets use it
 // in the host's byte order (legacy virtio).
-type VnetHdr struct {
+type Hdr struct {
 	Flags      uint8
 	GSOType    uint8
 	HdrLen     uint16
@@ -33,17 +41,17 @@ type VnetHdr struct {
 	CsumOffset uint16
 }
 
-// DecodeVnetHdr reads the header at the front of b (at least VnetHdrLen bytes).
-func DecodeVnetHdr(b []byte) VnetHdr {
-	_ = b[VnetHdrLen-1]
+// Decode reads the header at the front of b (at least HdrLen bytes).
+func Decode(b []byte) Hdr {
+	_ = b[HdrLen-1]
 	e := binary.NativeEndian
-	return VnetHdr{Flags: b[0], GSOType: b[1], HdrLen: e.Uint16(b[2:]), GSOSize: e.Uint16(b[4:]),
+	return Hdr{Flags: b[0], GSOType: b[1], HdrLen: e.Uint16(b[2:]), GSOSize: e.Uint16(b[4:]),
 		CsumStart: e.Uint16(b[6:]), CsumOffset: e.Uint16(b[8:])}
 }
 
 // Encode writes h at the front of b.
-func (h VnetHdr) Encode(b []byte) {
-	_ = b[VnetHdrLen-1]
+func (h Hdr) Encode(b []byte) {
+	_ = b[HdrLen-1]
 	e := binary.NativeEndian
 	b[0], b[1] = h.Flags, h.GSOType
 	e.PutUint16(b[2:], h.HdrLen)
@@ -54,8 +62,8 @@ func (h VnetHdr) Encode(b []byte) {
 
 // Plain reports whether the frame is already what a wire would carry: no
 // segment to cut and no checksum to fill in.
-func (h VnetHdr) Plain() bool {
-	return h.GSOType&^GSOECN == GSONone && h.Flags&VnetFlagNeedsCsum == 0
+func (h Hdr) Plain() bool {
+	return h.GSOType&^GSOECN == GSONone && h.Flags&FlagNeedsCsum == 0
 }
 
 // ErrBadOffload is returned by Segment for a frame whose offload request it
@@ -74,11 +82,11 @@ const (
 // checksum the sender left to us filled in and a GSO segment cut into
 // frames of at most GSOSize payload bytes each, as the kernel's software
 // GSO would. The frames returned are new; frame is not changed.
-func Segment(h VnetHdr, frame []byte) ([][]byte, error) {
+func Segment(h Hdr, frame []byte) ([][]byte, error) {
 	switch h.GSOType &^ GSOECN {
 	case GSONone:
 		out := append([]byte(nil), frame...)
-		if h.Flags&VnetFlagNeedsCsum != 0 {
+		if h.Flags&FlagNeedsCsum != 0 {
 			if err := finishChecksum(out, int(h.CsumStart), int(h.CsumOffset)); err != nil {
 				return nil, err
 			}
@@ -160,7 +168,7 @@ func parseLayout(frame []byte) (layout, error) {
 	return lo, nil
 }
 
-func segment(h VnetHdr, frame []byte) ([][]byte, error) {
+func segment(h Hdr, frame []byte) ([][]byte, error) {
 	lo, err := parseLayout(frame)
 	if err != nil {
 		return nil, err
@@ -265,7 +273,7 @@ func fold(sum uint64) uint16 {
 // SegmentLen is the length of the longest frame Segment would make of
 // frame: for a GSO frame its headers plus GSOSize, otherwise the frame's
 // own length.
-func SegmentLen(h VnetHdr, frame []byte) int {
+func SegmentLen(h Hdr, frame []byte) int {
 	if h.GSOType&^GSOECN == GSONone || h.GSOSize == 0 {
 		return len(frame)
 	}

@@ -1,0 +1,23 @@
+// Package ipn is the ipn family: IPN (Inter Process Networking) networks
+// at ipn/NAME, buses of ports with a delivery policy (hub or learning
+// switch), rights from the directory's mode (r receive, w send, x manage),
+// counters and a live pcap capture.
+//
+// A port is either a file port, one per open of ipn/NAME/data, with a
+// bounded receive queue, or a link port (package link): a TAP, a grabbed
+// interface or any other registered link kind, attached by its ctl line.
+// Links have no queue: the sender writes to them after the network's lock
+// is released, and each has a pump goroutine that reads its frames into
+// the network. Frames travel in the format of package vnet (a virtio-net
+// header, then the Ethernet frame); links that take offloads
+// (link.CapGSO) get 64 KiB segments as they came, everything else gets
+// them cut into wire-size frames.
+//
+// Locks, outermost first: ipnFamily.saveMu (one state file write at a
+// time), ipnFamily.mu (the networks and the claims), Network.mu (ports,
+// settings, routing; held while a packet is delivered so that order and
+// the lossless room check are exact), then Port.mu (a receive queue) or a
+// capture's lock. The notifier of lossless senders and the claims are
+// taken with no network lock held, and no system call on a link is made
+// under Network.mu.
+package ipn

@@ -1,0 +1,261 @@
+package ipn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"syscall"
+
+	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/vnet"
+)
+
+// Links (package link) join a network as ports of their kind. Each has a
+// pump goroutine that reads frames from the link into the network; frames
+// the network delivers to it are written by the sender (transmit), after
+// the network's mutex is released.
+
+// maxLinkFrame is the largest frame read from a link: a 64 KiB TSO
+// segment with its Ethernet header and a VLAN tag.
+const maxLinkFrame = 65536 + ethHeaderLen + vlanTagLen
+
+// linkClaim records which network holds a claimed key (an interface), so
+// that no two networks (nor one, twice) attach the same thing.
+type linkClaim struct {
+	n    *Network
+	kind *link.Kind
+}
+
+// claim reserves key for n, before the link is opened.
+func (f *ipnFamily) claim(n *Network, kind *link.Kind, key, line string) *ctlError {
+	if key == "" {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.claims[key]; ok {
+		switch {
+		case kind.Busy && c.kind == kind:
+			return ctlErr(syscall.EBUSY, "%s: busy, attached to network %s", line, c.n.name)
+		case c.n == n:
+			return ctlErr(syscall.EEXIST, "%s: already attached to this network", line)
+		default:
+			return ctlErr(syscall.EEXIST, "%s: in use by network %s", line, c.n.name)
+		}
+	}
+	f.claims[key] = linkClaim{n, kind}
+	return nil
+}
+
+func (f *ipnFamily) unclaim(n *Network, key string) {
+	if key == "" {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.claims[key]; ok && c.n == n {
+		delete(f.claims, key)
+	}
+}
+
+// attachment is one link between its ctl check and its apply.
+type attachment struct {
+	kind *link.Kind
+	spec link.Spec
+	link link.Link // open, not yet a port
+}
+
+// line is the ctl line that makes the attachment.
+func (a *attachment) line() string { return a.kind.Name + " " + a.spec.Args() }
+
+// open claims what the link needs and opens it. On failure nothing is held.
+func (a *attachment) open(n *Network, c *netcore.Cred) *ctlError {
+	if err := n.fam.claim(n, a.kind, a.spec.Claim(), a.line()); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	env := link.Env{Network: n.name, MTU: n.set.MTU, Cred: c, Log: n.fam.log}
+	n.mu.Unlock()
+	l, err := a.spec.Open(env)
+	if err != nil {
+		n.fam.unclaim(n, a.spec.Claim())
+		return ctlErr(link.ErrnoOf(err), "%v", err)
+	}
+	a.link = l
+	return nil
+}
+
+// abort undoes open.
+func (a *attachment) abort(n *Network) {
+	if a.link != nil {
+		a.link.Close(false)
+		a.link = nil
+		n.fam.unclaim(n, a.spec.Claim())
+	}
+}
+
+// attachLocked adds the opened link as a port. Called with n.mu held,
+// after checkLinksLocked.
+func (n *Network) attachLocked(a *attachment) *Port {
+	p := newPort(n, n.nextPort, a.kind, 0, 0, a.spec.Name(), true, true)
+	n.nextPort++
+	p.link, p.spec = a.link, a.spec
+	p.caps = a.link.Caps()
+	p.stop, p.cancel = context.WithCancel(context.Background())
+	p.pumpDone = make(chan struct{})
+	n.portList = append(n.portList, p)
+	a.link = nil // the port owns it now
+	return p
+}
+
+// linkPort returns the link port called name (of kind, if not nil), or
+// nil. Called with n.mu held.
+func (n *Network) linkPort(kind *link.Kind, name string) *Port {
+	for _, p := range n.portList {
+		if p.link != nil && p.name == name && (kind == nil || p.kind == kind) {
+			return p
+		}
+	}
+	return nil
+}
+
+// detachLocked takes a link port out of the network; release finishes
+// the job once n.mu is released.
+func (n *Network) detachLocked(p *Port) {
+	for i, q := range n.portList {
+		if q == p {
+			n.portList = append(n.portList[:i], n.portList[i+1:]...)
+			break
+		}
+	}
+	n.fdb.forget(p)
+}
+
+// release stops a link port that has left the network: its pump ends, the
+// link is closed (a created TAP deleted unless keep) and its claim is free
+// again when release returns.
+func (n *Network) release(p *Port, keep bool) {
+	p.shut()
+	p.cancel()
+	p.link.Close(keep)
+	<-p.pumpDone // the link's descriptor is really closed once Read returned
+	n.fam.unclaim(n, p.spec.Claim())
+	n.space.broadcast()
+}
+
+// pump reads frames from the link into the network until the port leaves
+// or the link goes away.
+func (p *Port) pump() {
+	defer close(p.pumpDone)
+	n := p.net
+	buf := make([]byte, vnet.HdrLen+maxLinkFrame)
+	for {
+		k, err := p.link.Read(buf)
+		if err != nil {
+			if p.stop.Err() != nil || errors.Is(err, link.ErrClosed) {
+				return
+			}
+			n.fam.log.Warn("link gone; detached", "network", n.name, "kind", p.kindName(), "name", p.name, "err", err)
+			go n.detachGone(p)
+			<-p.stop.Done()
+			return
+		}
+		if k <= vnet.HdrLen {
+			continue
+		}
+		// Errors (too long, too short for a switch) are counted and
+		// logged by the network; the link just goes on.
+		n.transmit(p.stop, p, buf[:k], false, false)
+	}
+}
+
+// detachGone removes a link port whose link went away.
+func (n *Network) detachGone(p *Port) {
+	n.mu.Lock()
+	if n.linkPort(p.kind, p.name) != p {
+		n.mu.Unlock()
+		return // detached meanwhile
+	}
+	n.detachLocked(p)
+	persist := n.set.Persist
+	n.mu.Unlock()
+	n.release(p, false)
+	if persist {
+		n.fam.saveState()
+	}
+}
+
+// savedLinksLocked lists the attachments for the state file: each is an
+// object with "kind" and "name" and the fields its link saves. Called with
+// n.mu held.
+func (n *Network) savedLinksLocked() []json.RawMessage {
+	var out []json.RawMessage
+	for _, p := range n.portList {
+		s, ok := p.link.(link.Saver)
+		if p.link == nil || !ok || p.kind.Restore == nil {
+			continue
+		}
+		b, err := savedLink(p.kind.Name, p.name, s)
+		if err != nil {
+			n.fam.log.Error("cannot save attachment; it is not restored after a restart",
+				"network", n.name, "kind", p.kind.Name, "name", p.name, "err", err)
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// savedLink is what s saves, with kind and name set.
+func savedLink(kind, name string, s link.Saver) (json.RawMessage, error) {
+	b, err := s.Save()
+	if err != nil {
+		return nil, err
+	}
+	fields := map[string]json.RawMessage{}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, &fields); err != nil {
+			return nil, err
+		}
+	}
+	fields["kind"], _ = json.Marshal(kind)
+	fields["name"], _ = json.Marshal(name)
+	return json.Marshal(fields)
+}
+
+// restoreLinks attaches the links of a restored persistent network. One
+// that cannot be attached is logged and left out; the network serves
+// without it.
+func (n *Network) restoreLinks(saved []json.RawMessage) {
+	for _, raw := range saved {
+		var head struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		}
+		if err := json.Unmarshal(raw, &head); err != nil {
+			n.fam.log.Error("state file: bad attachment, skipped", "network", n.name, "err", err)
+			continue
+		}
+		kind := link.Lookup(head.Kind)
+		if kind == nil || kind.Restore == nil {
+			n.fam.log.Error("state file: bad attachment kind, skipped", "network", n.name, "kind", head.Kind)
+			continue
+		}
+		spec, err := kind.Restore(raw)
+		if err != nil {
+			n.fam.log.Error("state file: bad attachment, skipped", "network", n.name, "kind", head.Kind, "err", err)
+			continue
+		}
+		a := &attachment{kind: kind, spec: spec}
+		if err := a.open(n, nil); err != nil {
+			n.fam.log.Error("cannot restore attachment", "network", n.name, "err", err.reason)
+			continue
+		}
+		n.mu.Lock()
+		p := n.attachLocked(a)
+		n.mu.Unlock()
+		go p.pump()
+		n.fam.log.Info("attachment restored", "network", n.name, "kind", head.Kind, "name", spec.Name())
+	}
+}

@@ -1,0 +1,238 @@
+// Package iface is the tap and grab kinds of link: a TAP device mnet
+// creates (or takes over) and an existing interface grabbed through a
+// packet socket, both from package tap. ctl's "tap IFNAME" and
+// "grab IFNAME" attach them; they need CAP_NET_ADMIN.
+package iface
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"syscall"
+
+	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/tap"
+)
+
+func init() {
+	link.Register(&link.Kind{Name: "tap", Privilege: link.PrivNetAdmin,
+		Parse: func(args string) (link.Spec, error) { return parse(kindTap, args) }, Restore: restore})
+	link.Register(&link.Kind{Name: "grab", Privilege: link.PrivNetAdmin, Busy: true,
+		Parse: func(args string) (link.Spec, error) { return parse(kindGrab, args) }, Restore: restore})
+}
+
+type kind int
+
+const (
+	kindTap kind = iota
+	kindGrab
+)
+
+func (k kind) String() string {
+	if k == kindGrab {
+		return "grab"
+	}
+	return "tap"
+}
+
+// defaultTapMTU is the MTU of a TAP mnet creates, as a NIC's: a network of
+// TAPs then has the MTU of the Ethernet around it, and offloads (not a
+// larger MTU) carry the big segments.
+const defaultTapMTU = 1500
+
+const (
+	ethHeaderLen = 14
+	minIPv4MTU   = 68
+)
+
+// spec is one tap or grab line, or a restored attachment.
+type spec struct {
+	kind kind
+	name string
+	// Restored TAPs only: the named namespace the TAP was left in, and
+	// whether mnet created it (then it is still mnet's to delete).
+	netns   string
+	created bool
+}
+
+var _ link.Spec = (*spec)(nil)
+
+func parse(k kind, args string) (link.Spec, error) {
+	if args == "" {
+		return nil, link.Errorf(syscall.EINVAL, "%s: missing interface name", k)
+	}
+	if err := tap.CheckName(args); err != nil {
+		return nil, link.Errorf(syscall.EINVAL, "%s: %v", k, err)
+	}
+	return &spec{kind: k, name: args}, nil
+}
+
+// saved is what a persistent network keeps of a tap or grab attachment;
+// the field names are those of the state file since attachments were
+// first saved.
+type saved struct {
+	Kind string `json:"kind"`
+	Name string `json:"name"`
+	// Created: mnet created this TAP, so it deletes it when detached, also
+	// after a restart has taken the TAP over.
+	Created bool `json:"created,omitempty"`
+	// Netns is the named network namespace (/run/netns/NS) a TAP was in
+	// when the state was saved, where a restart looks for it.
+	Netns string `json:"netns,omitempty"`
+}
+
+func restore(raw json.RawMessage) (link.Spec, error) {
+	var s saved
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, err
+	}
+	k := kindTap
+	if s.Kind == "grab" {
+		k = kindGrab
+	}
+	sp, err := parse(k, s.Name)
+	if err != nil {
+		return nil, err
+	}
+	if k == kindTap {
+		sp.(*spec).netns, sp.(*spec).created = s.Netns, s.Created
+	}
+	return sp, nil
+}
+
+func (s *spec) Name() string  { return s.name }
+func (s *spec) Args() string  { return s.name }
+func (s *spec) Claim() string { return "iface:" + s.name }
+
+func (s *spec) Open(env link.Env) (link.Link, error) {
+	if s.kind == kindGrab {
+		g, err := tap.Grab(s.name)
+		if err != nil {
+			return nil, openError(s.kind, s.name, err)
+		}
+		return &grabLink{devLink{g}}, nil
+	}
+	netns := s.netns
+	if netns != "" {
+		if _, err := os.Stat(netns); err != nil {
+			env.Log.Warn("the TAP's network namespace is gone; creating it in the daemon's",
+				"network", env.Network, "interface", s.name, "netns", netns)
+			netns = ""
+		}
+	}
+	mtu := max(min(defaultTapMTU, env.MTU-ethHeaderLen), minIPv4MTU)
+	t, err := tap.OpenTapIn(netns, s.name, mtu)
+	if err != nil {
+		return nil, openError(s.kind, s.name, err)
+	}
+	return &tapLink{devLink: devLink{t}, tap: t, created: t.Created() || s.created, env: env}, nil
+}
+
+// openError gives an error of package tap the errno SPEC.md names.
+func openError(k kind, name string, err error) error {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, tap.ErrNotTap):
+		return link.Errorf(syscall.EEXIST, "tap %s: %v", name, err)
+	case errors.Is(err, tap.ErrLoopback):
+		return link.Errorf(syscall.EINVAL, "grab %s: %v", name, err)
+	case errors.Is(err, syscall.ENODEV):
+		return link.Errorf(syscall.ENODEV, "%s %s: no such interface", k, name)
+	case errors.Is(err, syscall.EBUSY):
+		return link.Errorf(syscall.EBUSY, "%s %s: held by another process", k, name)
+	case errors.As(err, &errno):
+		return link.Errorf(errno, "%s %s: %v", k, name, err)
+	}
+	return link.Errorf(syscall.EIO, "%s %s: %v", k, name, err)
+}
+
+// device is what tapLink and grabLink share of package tap's devices.
+type device interface {
+	Name() string
+	MTU() int
+	Read(p []byte) (int, error)
+	Write(p []byte) (int, error)
+	Close() error
+}
+
+// devLink is a device of package tap as a link; tapLink and grabLink add
+// how each lets its device go and what each saves.
+type devLink struct{ dev device }
+
+// Read reads the next frame. An interface taken down (ENETDOWN while it
+// still exists) is waited out: frames come again when it is up.
+func (l devLink) Read(p []byte) (int, error) {
+	for {
+		n, err := l.dev.Read(p)
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, os.ErrClosed):
+			return 0, link.ErrClosed
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(l.dev.Name()):
+			continue
+		}
+		return 0, err
+	}
+}
+
+func (l devLink) Write(p []byte) error {
+	_, err := l.dev.Write(p)
+	return err
+}
+
+func (l devLink) MTU() int { return l.dev.MTU() }
+
+// Caps: TAPs and packet sockets run with a virtio-net header and take
+// TSO segments and partial checksums as they are.
+func (l devLink) Caps() link.Caps { return link.CapGSO }
+
+// tapLink is a TAP device.
+type tapLink struct {
+	devLink
+	tap     *tap.Tap
+	created bool // mnet created the TAP: it deletes it when let go
+	env     link.Env
+}
+
+var (
+	_ link.Link  = (*tapLink)(nil)
+	_ link.Saver = (*tapLink)(nil)
+)
+
+// Close lets the TAP go. One mnet created is deleted (the kernel deletes a
+// non-persistent TAP when its last descriptor closes), unless keep: then
+// it is made persistent, for the next daemon to take over.
+func (l *tapLink) Close(keep bool) error {
+	if l.created {
+		l.tap.SetPersist(keep)
+	}
+	return l.tap.Close()
+}
+
+// Save records whether mnet created the TAP and which named namespace it
+// is in now (the user may have moved it since it was attached).
+func (l *tapLink) Save() (json.RawMessage, error) {
+	ns, err := l.tap.Netns()
+	if err != nil {
+		l.env.Log.Warn("cannot tell where the TAP is; a restart looks for it in the daemon's namespace",
+			"network", l.env.Network, "interface", l.tap.Name(), "err", err)
+	}
+	return json.Marshal(saved{Kind: "tap", Name: l.tap.Name(), Created: l.created, Netns: ns})
+}
+
+// grabLink is an existing interface grabbed through a packet socket.
+type grabLink struct{ devLink }
+
+var (
+	_ link.Link  = (*grabLink)(nil)
+	_ link.Saver = (*grabLink)(nil)
+)
+
+func (l *grabLink) Close(bool) error { return l.dev.Close() }
+
+func (l *grabLink) Save() (json.RawMessage, error) {
+	return json.Marshal(saved{Kind: "grab", Name: l.dev.Name()})
+}

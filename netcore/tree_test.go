@@ -1,0 +1,39 @@
+package netcore
+
+import (
+	"errors"
+	"syscall"
+	"testing"
+)
+
+func TestModeAccess(t *testing.T) {
+	const uid, gid = 1000, 100
+	owner := &Cred{Uid: uid, Gid: 1000}
+	member := &Cred{Uid: 2000, Gid: 2000, Groups: []uint32{gid}}
+	other := &Cred{Uid: 3000, Gid: 3000}
+	root := &Cred{}
+	for _, tc := range []struct {
+		name       string
+		c          *Cred
+		mask, mode uint32
+		ok         bool
+	}{
+		{"owner rw of 0600", owner, 6, 0600, true},
+		{"owner x of 0600", owner, 1, 0600, false},
+		{"owner r of 0077 (first match)", owner, 4, 0077, false},
+		{"member r of 0040", member, 4, 0040, true},
+		{"member w of 0040", member, 2, 0040, false},
+		{"member r of 0404 (first match)", member, 4, 0404, false},
+		{"other r of 0004", other, 4, 0004, true},
+		{"other rw of 0004", other, 6, 0004, false},
+		{"root rw of 0000", root, 6, 0000, true},
+		{"root x of 0100", root, 1, 0100, true},
+		{"root x of 0666", root, 1, 0666, false},
+		{"mask 0", other, 0, 0, true},
+	} {
+		err := ModeAccess(tc.c, tc.mask, tc.mode, uid, gid)
+		if tc.ok && err != nil || !tc.ok && !errors.Is(err, syscall.EACCES) {
+			t.Errorf("%s: ModeAccess = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
