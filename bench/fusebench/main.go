@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -42,6 +43,7 @@ var (
 	dur       = flag.Duration("d", 3*time.Second, "measuring time of each scenario")
 	rbuf      = flag.Int("rbuf", 65536, "read(2) buffer size, i.e. the largest packet a reader takes (mnet's mtu)")
 	rounds    = flag.Int("n", 1, "rounds: each scenario runs n times, interleaved, and the median is shown")
+	only      = flag.String("s", "", "run only the scenarios whose name matches this regexp (with the rows they are compared with)")
 	serveBare = flag.String("serve-bare", "", "internal: serve the bare relay at this directory until SIGTERM")
 )
 
@@ -111,8 +113,10 @@ type result struct {
 	t        tput
 	p50, p99 time.Duration
 	// epoll rows: the daemon's POLL requests and NOTIFY_POLL messages for
-	// the reader's file, over every packet it read.
-	polls, notifies, readerPkts uint64
+	// the reader's file, and the packets it read, in the throughput run
+	// and in the latency run.
+	polls, notifies, readerPkts    uint64
+	lpolls, lnotifies, latencyPkts uint64
 }
 
 func run() error {
@@ -171,7 +175,7 @@ func run() error {
 		blockingOf[size] = add(&scenario{name: "mnet 1→1", mnet: true, size: size, readers: 1, latency: true, bare: dropOf[size], same: bareOf[size]})
 	}
 	for _, size := range []int{64, 1500} {
-		add(&scenario{name: "mnet 1→1 epoll", mnet: true, epoll: true, size: size, readers: 1, bare: dropOf[size], blocking: blockingOf[size]})
+		add(&scenario{name: "mnet 1→1 epoll", mnet: true, epoll: true, size: size, readers: 1, latency: true, bare: dropOf[size], blocking: blockingOf[size]})
 	}
 	for _, size := range []int{64, 1500} {
 		add(&scenario{name: "mnet 1→4", mnet: true, size: size, readers: 4})
@@ -179,6 +183,30 @@ func run() error {
 	// With one packet in flight lossless changes nothing: no latency here.
 	for _, size := range []int{64, 1500} {
 		add(&scenario{name: "mnet 1→1 lossless", mnet: true, size: size, readers: 1, lossless: true, bare: bareOf[size]})
+	}
+
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return fmt.Errorf("-s: %v", err)
+		}
+		keep := map[*scenario]bool{}
+		var mark func(sc *scenario)
+		mark = func(sc *scenario) {
+			if sc == nil || keep[sc] {
+				return
+			}
+			keep[sc] = true
+			mark(sc.bare)
+			mark(sc.same)
+			mark(sc.blocking)
+		}
+		for _, sc := range scs {
+			if re.MatchString(sc.name) {
+				mark(sc)
+			}
+		}
+		scs = slices.DeleteFunc(scs, func(sc *scenario) bool { return !keep[sc] })
 	}
 
 	nets := 0
@@ -217,8 +245,18 @@ func run() error {
 				r.readerPkts = r.t.rxAll
 			}
 			if sc.latency {
-				if r.p50, r.p99, err = latency(data, sc.size); err != nil {
+				if sc.epoll {
+					released = len(pollReleases(mnetd.log))
+				}
+				var n uint64
+				if r.p50, r.p99, n, err = latency(data, sc.size, sc.epoll); err != nil {
 					return fmt.Errorf("round %d, %s %d B latency: %v", round+1, sc.name, sc.size, err)
+				}
+				if sc.epoll {
+					if r.lpolls, r.lnotifies, err = pollCounts(mnetd.log, released); err != nil {
+						return fmt.Errorf("round %d, %s %d B latency: %v", round+1, sc.name, sc.size, err)
+					}
+					r.latencyPkts = n
 				}
 			}
 			sc.results = append(sc.results, r)
@@ -333,9 +371,10 @@ func printTable(scs []*scenario) {
 		if sc.ratio(sc.blocking) < 0.8 {
 			verdict = "NOT met"
 		}
-		var polls, notifies, pkts uint64
+		var polls, notifies, pkts, lpolls, lnotifies, lpkts uint64
 		for _, r := range sc.results {
 			polls, notifies, pkts = polls+r.polls, notifies+r.notifies, pkts+r.readerPkts
+			lpolls, lnotifies, lpkts = lpolls+r.lpolls, lnotifies+r.lnotifies, lpkts+r.latencyPkts
 		}
 		fmt.Printf("target >= 0.80: %s %d B over %s %d B: %.2f, %s", sc.name, sc.size, sc.blocking.name, sc.size,
 			sc.ratio(sc.blocking), verdict)
@@ -346,8 +385,9 @@ func printTable(scs []*scenario) {
 			}
 			fmt.Printf(")")
 		}
-		fmt.Printf("; per packet read: %.4f notifies, %.4f polls (%d packets)\n",
-			float64(notifies)/float64(pkts), float64(polls)/float64(pkts), pkts)
+		fmt.Printf("\n  per packet read: throughput %.4f notifies, %.4f polls (%d packets); latency, one in flight: %.3f notifies, %.3f polls (%d packets)\n",
+			float64(notifies)/float64(pkts), float64(polls)/float64(pkts), pkts,
+			float64(lnotifies)/float64(lpkts), float64(lpolls)/float64(lpkts), lpkts)
 	}
 	for _, sc := range scs {
 		if sc.same != nil && sc.same != sc.bare {
@@ -532,18 +572,11 @@ func throughput(data, stats string, srvPid, size, nreaders int, epoll bool) (tpu
 // edge-triggered epoll, each wakeup read until EAGAIN. It returns after the
 // first packet it reads once done is set.
 func epollReader(fd int, buf []byte, rx *atomic.Uint64, done *atomic.Bool) error {
-	if err := unix.SetNonblock(fd, true); err != nil {
-		return err
-	}
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	ep, err := epollFor(fd)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(ep)
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		return err
-	}
 	events := make([]unix.EpollEvent, 1)
 	for {
 		n, err := unix.EpollWait(ep, events, 5000)
@@ -573,6 +606,24 @@ func epollReader(fd int, buf []byte, rx *atomic.Uint64, done *atomic.Bool) error
 			}
 		}
 	}
+}
+
+// epollFor makes fd non-blocking and returns a new epoll that watches it
+// for input, edge-triggered.
+func epollFor(fd int) (int, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return -1, err
+	}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(ep)
+		return -1, err
+	}
+	return ep, nil
 }
 
 // pollReleases returns the "polled file released" lines of mnet's log.
@@ -704,12 +755,16 @@ const latencyMagic = 0x68636e6562657375
 // interval. (A ping-pong through two ports would measure the same path,
 // twice per sample, plus a second wake-up.) Both ends use one clock in one
 // process, so there is no clock skew. The first 1% of samples is warm-up.
-// Packet layout: sequence number, send time (ns since base), magic.
-func latency(data string, size int) (p50, p99 time.Duration, err error) {
+// With epoll, the reader reads until EAGAIN and then waits in an
+// edge-triggered epoll: each sample also has the wake-up through FUSE poll
+// (NOTIFY_POLL, then a POLL request) and the extra read that found nothing.
+// Packet layout: sequence number, send time (ns since base), magic. It
+// returns the packets the reader read.
+func latency(data string, size int, epoll bool) (p50, p99 time.Duration, read uint64, err error) {
 	size = max(size, 24)
 	fds, err := openData(data, 1)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	rfd, wfd := fds[0], fds[1]
 	defer unix.Close(wfd)
@@ -718,20 +773,39 @@ func latency(data string, size int) (p50, p99 time.Duration, err error) {
 	got := make(chan uint64, 1)
 	readerDone := make(chan error, 1)
 	samples := make([]time.Duration, 0, 1<<18)
+	var readCount atomic.Uint64
 	go func() {
 		runtime.LockOSThread()
 		defer unix.Close(rfd)
 		buf := make([]byte, *rbuf)
+		ep := -1
+		if epoll {
+			var err error
+			if ep, err = epollFor(rfd); err != nil {
+				readerDone <- err
+				return
+			}
+			defer unix.Close(ep)
+		}
+		events := make([]unix.EpollEvent, 1)
 		for {
 			n, err := unix.Read(rfd, buf)
 			now := time.Since(base)
 			if err == unix.EINTR {
 				continue
 			}
+			if err == unix.EAGAIN && epoll {
+				if _, err := unix.EpollWait(ep, events, 5000); err != nil && err != unix.EINTR {
+					readerDone <- fmt.Errorf("reader: epoll_wait: %v", err)
+					return
+				}
+				continue
+			}
 			if err != nil || n == 0 {
 				readerDone <- fmt.Errorf("reader: read returned %d, %v", n, err)
 				return
 			}
+			readCount.Add(1)
 			if n < 24 || binary.LittleEndian.Uint64(buf[16:]) != latencyMagic {
 				continue // left in the bare relay's channel by a throughput run
 			}
@@ -762,38 +836,38 @@ func latency(data string, size int) (p50, p99 time.Duration, err error) {
 	}
 	for seq, end := uint64(0), time.Now().Add(*dur); time.Now().Before(end); seq++ {
 		if err := send(seq); err != nil {
-			return 0, 0, fmt.Errorf("writer: %v", err)
+			return 0, 0, 0, fmt.Errorf("writer: %v", err)
 		}
 		timer.Reset(time.Second)
 		select {
 		case s := <-got:
 			if s != seq {
-				return 0, 0, fmt.Errorf("sent packet %d, received %d", seq, s)
+				return 0, 0, 0, fmt.Errorf("sent packet %d, received %d", seq, s)
 			}
 		case err := <-readerDone:
-			return 0, 0, fmt.Errorf("reader stopped early: %v", err)
+			return 0, 0, 0, fmt.Errorf("reader stopped early: %v", err)
 		case <-timer.C:
-			return 0, 0, fmt.Errorf("packet %d not received within 1s", seq)
+			return 0, 0, 0, fmt.Errorf("packet %d not received within 1s", seq)
 		}
 	}
 	if err := send(math.MaxUint64); err != nil {
-		return 0, 0, fmt.Errorf("writer: %v", err)
+		return 0, 0, 0, fmt.Errorf("writer: %v", err)
 	}
 	timer.Reset(5 * time.Second)
 	select {
 	case err := <-readerDone:
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	case <-timer.C:
-		return 0, 0, errors.New("reader did not stop")
+		return 0, 0, 0, errors.New("reader did not stop")
 	}
 	s := samples[len(samples)/100:]
 	if len(s) == 0 {
-		return 0, 0, errors.New("no samples")
+		return 0, 0, 0, errors.New("no samples")
 	}
 	slices.Sort(s)
-	return s[len(s)/2], s[len(s)*99/100], nil
+	return s[len(s)/2], s[len(s)*99/100], readCount.Load(), nil
 }
 
 // daemon is a file system server process mounted at mnt.
