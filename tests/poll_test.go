@@ -523,6 +523,25 @@ check(os.read(c, 100) == b"", "read after the peer closed is not 0 bytes")
 	wg.Wait()
 }
 
+// The same for inet6: an idle bound inet6/udp file is not readable, and
+// becomes readable on a datagram.
+func TestPollInet6UDP(t *testing.T) {
+	requireInet(t, true, "python3")
+	d := startMnet(t)
+	port := freePort(t, "udp6")
+	py(t, 30*time.Second, pyPrelude+`
+path, port = sys.argv[1], int(sys.argv[2])
+u = os.open(path, os.O_RDWR)
+p = select.poll()
+p.register(u, select.POLLIN)
+check(p.poll(200) == [], "idle bound UDP file readable")
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+later(0.1, lambda: s.sendto(b"hi6", ("::1", port)))
+check(p.poll(5000) == [(u, select.POLLIN)], "not readable after a datagram")
+check(os.read(u, 100) == b"hi6", "wrong datagram")
+`, d.path("inet6", "udp", "::", strconv.Itoa(port)), strconv.Itoa(port))
+}
+
 // Closing files with polls pending (epoll registrations, a poll(2) in a
 // killed process) and traffic afterwards leave no error or warning in the
 // daemon's log, and later polls still work.

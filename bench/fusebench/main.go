@@ -389,9 +389,13 @@ func printTable(scs []*scenario) {
 			slices.Sort(rs)
 			fmt.Printf("; their median %.2f)", rs[len(rs)/2])
 		}
-		fmt.Printf("\n  per packet read: throughput %.4f notifies, %.4f polls (%d packets); latency, one in flight: %.3f notifies, %.3f polls (%d packets)\n",
-			float64(notifies)/float64(pkts), float64(polls)/float64(pkts), pkts,
-			float64(lnotifies)/float64(lpkts), float64(lpolls)/float64(lpkts), lpkts)
+		fmt.Printf("\n  per packet read: throughput %.4f notifies, %.4f polls (%d packets)",
+			float64(notifies)/float64(pkts), float64(polls)/float64(pkts), pkts)
+		if lpkts > 0 {
+			fmt.Printf("; latency, one in flight: %.3f notifies, %.3f polls (%d packets)",
+				float64(lnotifies)/float64(lpkts), float64(lpolls)/float64(lpkts), lpkts)
+		}
+		fmt.Println()
 	}
 	for _, sc := range scs {
 		if sc.same != nil && sc.same != sc.bare {
