@@ -28,6 +28,10 @@ type Env struct {
 	Log *slog.Logger
 	// StatePath is the file where families keep state across restarts.
 	StatePath string
+	// Flags are mount flags meant for one family or service, by flag
+	// name without dashes ("vde-dir"), so that a new option does not
+	// change this struct. A missing flag means its default.
+	Flags map[string]string
 }
 
 // FamilyConstructor builds a family for one Core.
@@ -157,6 +161,7 @@ const readmeHead = `mnet: networking as files
 
   README                this text
   families              registered protocol families, one per line: NAME<TAB>description
+  (man 7 mnet is the manual of these files, man 8 mnet of the daemon and mount -t mnet)
 `
 
 // readme assembles the root README from what each family contributes, in

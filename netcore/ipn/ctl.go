@@ -35,13 +35,16 @@ type ctlCommand struct {
 	// maxPorts is the value of a maxports line, which the link check
 	// needs before anything is applied.
 	maxPorts int
+	// service is set for a service's line: services are started or
+	// stopped once the settings are applied.
+	service bool
 }
 
 // applyCtl runs the commands in text, one per line. Every line is checked
 // before any is applied, so a write with a bad line changes nothing; the
 // errno of the first bad line is the write's and its reason is kept for
 // last-error.
-func (n *Network) applyCtl(c *netcore.Cred, text string) error {
+func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 	var cmds []ctlCommand
 	var bad *ctlError
 	for line := range strings.SplitSeq(text, "\n") {
@@ -119,6 +122,21 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 	if bad != nil {
 		return bad.errno
 	}
+	// A service that cannot start fails the write, but the setting
+	// stands (and is saved: a persistent network tries again at the next
+	// start); last-error tells why it does not serve.
+	var svcErr error
+	for _, cmd := range cmds {
+		if cmd.service {
+			svcErr = n.syncServices()
+			break
+		}
+	}
+	defer func() {
+		if svcErr != nil && err == nil {
+			err = link.ErrnoOf(svcErr)
+		}
+	}()
 	if persist && len(cmds) > 0 {
 		// The settings apply either way; the caller learns that they
 		// will not survive a restart.
@@ -216,6 +234,15 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 		}
 		cmd.detach = d
 	default:
+		if s := link.LookupService(word); s != nil {
+			v, err := flag()
+			if err != nil {
+				return cmd, err
+			}
+			cmd.service = true
+			cmd.apply = func(n *Network) *ctlError { n.set = withService(n.set, s.Name, v); return nil }
+			break
+		}
 		kind := link.Lookup(word)
 		if kind == nil {
 			return cmd, ctlErr(syscall.EINVAL, "unknown command %q", word)
@@ -278,7 +305,7 @@ func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 	}
 	attached := map[key]bool{}
 	for _, p := range n.portList {
-		if p.link != nil {
+		if p.spec != nil {
 			attached[key{p.kind, p.name}] = true
 		}
 	}

@@ -19,5 +19,8 @@
 // the lossless room check are exact), then Port.mu (a receive queue) or a
 // capture's lock. The notifier of lossless senders and the claims are
 // taken with no network lock held, and no system call on a link is made
-// under Network.mu.
+// under Network.mu. Network.svcMu orders the starts and stops of a
+// network's services (package link); it is taken with no other lock held
+// and held while a service starts or stops, so a service may take the
+// network's lock (to join or leave ports) but never svcMu.
 package ipn

@@ -36,6 +36,9 @@ type ipnFamily struct {
 	nets map[string]*Network
 	// claims are what links of any network hold (interfaces), by key.
 	claims map[string]linkClaim
+	// services are the registered services (package link), by name; set
+	// up once, at start.
+	services []*service
 
 	// saveMu orders saves: the list a save builds is the one it writes, and
 	// a later save's list is never overwritten by an earlier one.
@@ -64,10 +67,16 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 			return nil, fmt.Errorf("link kind %q is also a ctl word of ipn", k.Name)
 		}
 	}
+	for _, s := range link.Services() {
+		if ctlWords[s.Name] {
+			return nil, fmt.Errorf("service %q is also a ctl word of ipn", s.Name)
+		}
+	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
 		claims: make(map[string]linkClaim)}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
+	f.openServices()
 	saved, err := f.state.load()
 	if err != nil {
 		// A broken state file must not keep the daemon from serving, nor
@@ -89,6 +98,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
 		n.restoreLinks(s.Links)
+		n.syncServices()
 	}
 	return f, nil
 }
@@ -107,7 +117,7 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
   ipn/NAME/ctl          read: settings; write: commands, one per line:
                           policy hub|switch   mtu N   qlen N   lossless on|off
                           maxports N   descr TEXT   persist on|off
-                          tap IFNAME   grab IFNAME   detach IFNAME
+                          tap IFNAME   grab IFNAME   detach IFNAME   vde on|off
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
@@ -138,6 +148,7 @@ func (f *ipnFamily) Close() {
 	for _, n := range nets {
 		n.shutdown(true)
 	}
+	f.closeServices()
 }
 
 // network returns the network called name, or nil.
@@ -224,17 +235,22 @@ func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node,
 		return nil, syscall.EINVAL
 	}
 	d.f.mu.Lock()
-	defer d.f.mu.Unlock()
 	if _, ok := d.f.nets[name]; ok {
+		d.f.mu.Unlock()
 		return nil, syscall.EEXIST
 	}
 	if len(d.f.nets) >= MaxNetworks {
+		d.f.mu.Unlock()
 		return nil, syscall.ENOSPC
 	}
 	n := newNetwork(d.f, name, c.Uid, c.Gid, mode, DefaultSettings())
 	d.f.nets[name] = n
 	d.mtime = time.Now()
+	d.f.mu.Unlock()
 	d.f.log.Info("network created", "network", name, "uid", c.Uid, "gid", c.Gid, "mode", octal(n.mode))
+	// A service that cannot serve leaves the network without it, with
+	// last-error saying why.
+	n.syncServices()
 	return n.dir, nil
 }
 
@@ -326,6 +342,7 @@ func (d *netDir) Chmod(c *netcore.Cred, mode uint32) error {
 	persist := n.set.Persist
 	n.mu.Unlock()
 	n.fam.log.Info("network mode changed", "network", n.name, "mode", octal(mode&0777), "uid", c.Uid)
+	n.accessChanged()
 	if persist {
 		n.fam.saveState()
 	}
@@ -354,6 +371,7 @@ func (d *netDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	persist := n.set.Persist
 	n.mu.Unlock()
 	n.fam.log.Info("network owner changed", "network", n.name, "owner", uid, "group", gid, "uid", c.Uid)
+	n.accessChanged()
 	if persist {
 		n.fam.saveState()
 	}

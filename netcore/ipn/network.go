@@ -44,6 +44,10 @@ type Settings struct {
 	MaxPorts int    `json:"maxports"`
 	Descr    string `json:"descr"`
 	Persist  bool   `json:"persist"`
+	// Services are the services (package link) switched on or off by
+	// ctl; one not in the map has its default. Never changed in place
+	// (see withService).
+	Services map[string]bool `json:"services,omitempty"`
 }
 
 // DefaultSettings are those of a new network.
@@ -96,6 +100,11 @@ type Network struct {
 	// space is broadcast when a queue may have room again (lossless senders
 	// wait on it).
 	space notifier
+
+	// svcMu orders the starts and stops of services; running are the
+	// services serving this network, by name (guarded by svcMu).
+	svcMu   sync.Mutex
+	running map[string]link.Stopper
 }
 
 func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings) *Network {
@@ -396,6 +405,9 @@ func (n *Network) filePorts() int {
 func (n *Network) shutdown(exiting bool) {
 	n.mu.Lock()
 	n.closed = true
+	n.mu.Unlock()
+	n.syncServices() // their clients leave; closed, none can join again
+	n.mu.Lock()
 	ports := n.portList
 	n.portList = nil
 	caps := n.captures
@@ -438,8 +450,11 @@ func (n *Network) ctlText() []byte {
 		fmt.Fprintf(&b, "descr %s\n", s.Descr)
 	}
 	fmt.Fprintf(&b, "persist %s\n", onOff(s.Persist))
+	for _, svc := range n.fam.services {
+		fmt.Fprintf(&b, "%s %s\n", svc.svc.Name, onOff(serviceOn(s, svc.svc)))
+	}
 	for _, p := range n.portList {
-		if p.link != nil {
+		if p.spec != nil {
 			fmt.Fprintf(&b, "%s %s\n", p.kind.Name, p.spec.Args())
 		}
 	}
