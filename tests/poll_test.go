@@ -64,7 +64,7 @@ func TestPollIdleDataAndWakeup(t *testing.T) {
 	require(t, "python3")
 	d := startMnet(t)
 	net := d.mkNet(t, "idle")
-	py(t, 30*time.Second, pyPrelude+`
+	out := py(t, 30*time.Second, pyPrelude+`
 data = sys.argv[1]
 r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
 w = os.open(data, os.O_WRONLY)
@@ -96,6 +96,7 @@ ep = select.epoll()
 ep.register(r, select.EPOLLIN)
 woken("epoll", lambda s: ep.poll(s) == [(r, select.EPOLLIN)])
 `, filepath.Join(net, "data"))
+	t.Log(strings.TrimSpace(out))
 }
 
 // Level-triggered epoll reports a queued packet at every wait until it is
