@@ -151,7 +151,8 @@ func (s *sock) Poll(events uint32, wake func()) uint32 {
 	if err != nil {
 		return closed & (events | netcore.PollHup)
 	}
-	fds := []unix.PollFd{{Events: unix.POLLIN | unix.POLLOUT | unix.POLLRDHUP}}
+	// poll(2)'s bits are netcore's: ask for what the caller asks.
+	fds := []unix.PollFd{{Events: int16(uint16(events))}}
 	var perr error
 	err = s.rc.Control(func(fd uintptr) {
 		fds[0].Fd = int32(fd)
@@ -164,8 +165,7 @@ func (s *sock) Poll(events uint32, wake func()) uint32 {
 	if err != nil || perr != nil {
 		return closed & (events | netcore.PollHup)
 	}
-	// poll(2)'s bits are netcore's.
-	return uint32(fds[0].Revents) & (events | netcore.PollErr | netcore.PollHup)
+	return uint32(uint16(fds[0].Revents)) & (events | netcore.PollErr | netcore.PollHup)
 }
 
 // pollEvent wakes the polls armed for what the event says.
