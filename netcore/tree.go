@@ -112,7 +112,9 @@ type Streamer interface {
 	Stream() bool
 }
 
-// Poll events, in poll(2)'s bits (the same on every Linux architecture).
+// Poll events, in poll(2)'s bits as the kernel's generic headers number
+// them (x86, arm, riscv...; mips and sparc number POLLWRNORM differently),
+// which is how FUSE passes them.
 const (
 	PollIn     = 0x1    // POLLIN: a read would not block
 	PollOut    = 0x4    // POLLOUT: a write would not block
