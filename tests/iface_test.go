@@ -1101,8 +1101,7 @@ func (p *pcapReader) stats() (int, int) {
 
 func readPcap(t *testing.T, net string) *pcapReader {
 	t.Helper()
-	// A raw descriptor: os.File would register the FUSE file with the
-	// netpoller, and poll on mnet files always reports ready (README).
+	// A raw descriptor, read by blocking reads in this goroutine.
 	fd, err := unix.Open(filepath.Join(net, "pcap"), unix.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)

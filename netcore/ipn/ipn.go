@@ -56,6 +56,8 @@ var (
 	_ netcore.File    = (*netFile)(nil)
 	_ netcore.Handle  = (*dataHandle)(nil)
 	_ netcore.Handle  = (*pcapHandle)(nil)
+	_ netcore.Poller  = (*dataHandle)(nil)
+	_ netcore.Poller  = (*pcapHandle)(nil)
 	_ netcore.Handle  = (*ctlHandle)(nil)
 )
 
@@ -519,6 +521,8 @@ func (h *dataHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bool
 	return len(b), nil
 }
 
+func (h *dataHandle) Poll(events uint32, wake func()) uint32 { return h.p.Poll(events, wake) }
+
 func (h *dataHandle) Close() {
 	h.p.Close()
 	h.p.net.fam.log.Debug("port left", "network", h.p.net.name, "port", h.p.id)
@@ -536,6 +540,8 @@ func (h *pcapHandle) Read(ctx context.Context, b []byte, _ int64, nonblock bool)
 func (h *pcapHandle) Write(context.Context, []byte, int64, bool) (int, error) {
 	return 0, syscall.EBADF
 }
+
+func (h *pcapHandle) Poll(events uint32, wake func()) uint32 { return h.c.poll(events, wake) }
 
 func (h *pcapHandle) Close() { h.n.stopCapture(h.c) }
 

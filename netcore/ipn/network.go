@@ -177,7 +177,8 @@ func (n *Network) leave(p *Port) {
 	}
 	n.fdb.forget(p)
 	n.mu.Unlock()
-	p.shut()
+	p.shut() // the file is being released: nobody polls it any more
+	n.space.disarm(p)
 	n.space.broadcast() // a lossless sender may have been waiting for p
 }
 
@@ -251,6 +252,9 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	n.bytes += uint64(len(frame))
 	var linkBuf [8]*Port
 	links := linkBuf[:0]
+	// Polls armed on the receivers, woken once n.mu is released.
+	var wakeBuf [8]func()
+	wakes := wakeBuf[:0]
 	var frames [][]byte // what queues and captures get; made on first need
 	segmented := func() [][]byte {
 		if frames != nil {
@@ -282,7 +286,11 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			continue
 		}
 		for _, f := range segmented() {
-			if p.enqueue(f, n.set.Qlen) {
+			ok, wake := p.enqueue(f, n.set.Qlen)
+			if wake != nil {
+				wakes = append(wakes, wake)
+			}
+			if ok {
 				p.rxPkts.Add(1)
 				p.rxBytes.Add(uint64(len(f)))
 				n.delivered.Add(1)
@@ -296,13 +304,20 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 		now := time.Now()
 		for _, f := range segmented() {
 			for _, c := range n.captures {
-				if !c.add(now, f) {
+				ok, wake := c.add(now, f)
+				if wake != nil {
+					wakes = append(wakes, wake)
+				}
+				if !ok {
 					n.pcapDrops++
 				}
 			}
 		}
 	}
 	n.mu.Unlock()
+	for _, wake := range wakes {
+		wake()
+	}
 
 	for _, p := range links {
 		if plain || p.caps&link.CapGSO != 0 {
@@ -407,12 +422,14 @@ func (n *Network) shutdown(exiting bool) {
 	for _, p := range ports {
 		if p.link != nil {
 			n.release(p, keep)
-		} else {
-			p.shut()
+		} else if wake := p.shut(); wake != nil {
+			wake() // a poll of the data file sees the end
 		}
 	}
 	for _, c := range caps {
-		c.shut()
+		if wake := c.shut(); wake != nil {
+			wake()
+		}
 	}
 	n.space.broadcast()
 }

@@ -160,6 +160,7 @@ type anyEndpoint struct {
 var (
 	_ netcore.Handle   = (*anyEndpoint)(nil)
 	_ netcore.Streamer = (*anyEndpoint)(nil)
+	_ netcore.Poller   = (*anyEndpoint)(nil)
 )
 
 func (a *anyEndpoint) Stream() bool { return true }

@@ -175,39 +175,29 @@ func (q *queue) close() {
 	}
 }
 
-// Poll events, poll(2)'s bits (netcore's Poll constants).
-const (
-	pollIn     = 0x1
-	pollOut    = 0x4
-	pollErr    = 0x8
-	pollHup    = 0x10
-	pollRdNorm = 0x40
-	pollWrNorm = 0x100
-)
-
-// poll is the readiness of an endpoint with this queue (netcore's Poller,
-// by its method): readable with a datagram queued or at the end (POLLHUP);
-// writable where the caller may send. wake is armed before looking.
+// poll is the readiness of an endpoint with this queue (netcore.Poller):
+// readable with a datagram queued or at the end (POLLHUP); writable where
+// the caller may send. wake is armed before looking.
 func (q *queue) poll(events uint32, wake func(), recv, send bool) uint32 {
 	var ready uint32
 	if send {
-		ready |= pollOut | pollWrNorm
+		ready |= netcore.PollOut | netcore.PollWrNorm
 	}
 	if !recv {
 		return ready & events
 	}
 	q.mu.Lock()
-	if wake != nil && events&(pollIn|pollRdNorm) != 0 {
+	if wake != nil && events&(netcore.PollIn|netcore.PollRdNorm) != 0 {
 		q.inWake = wake
 	}
 	if len(q.items) > 0 {
-		ready |= pollIn | pollRdNorm
+		ready |= netcore.PollIn | netcore.PollRdNorm
 	}
 	if q.closed {
-		ready |= pollIn | pollRdNorm | pollHup
+		ready |= netcore.PollIn | netcore.PollRdNorm | netcore.PollHup
 	}
 	q.mu.Unlock()
-	return ready & (events | pollErr | pollHup)
+	return ready & (events | netcore.PollErr | netcore.PollHup)
 }
 
 // get returns the next datagram, blocking as a socket's read does.
@@ -271,6 +261,7 @@ type endpoint struct {
 var (
 	_ netcore.Handle   = (*endpoint)(nil)
 	_ netcore.Streamer = (*endpoint)(nil)
+	_ netcore.Poller   = (*endpoint)(nil)
 )
 
 func (ep *endpoint) Stream() bool { return true }

@@ -275,6 +275,7 @@ var (
 	_ Sink             = (*udpHandle)(nil)
 	_ netcore.Handle   = (*udpHandle)(nil)
 	_ netcore.Streamer = (*udpHandle)(nil)
+	_ netcore.Poller   = (*udpHandle)(nil)
 )
 
 func (u *udpHandle) wake() {
@@ -328,45 +329,35 @@ func (u *udpHandle) Closed() {
 	}
 }
 
-// Poll events, poll(2)'s bits (netcore's Poll constants).
-const (
-	pollIn     = 0x1
-	pollOut    = 0x4
-	pollErr    = 0x8
-	pollHup    = 0x10
-	pollRdNorm = 0x40
-	pollWrNorm = 0x100
-)
-
-// Poll reports readiness for poll(2) and epoll (netcore's Poller, by its
-// method): readable when a datagram is queued, an error is pending
-// (POLLERR too) or the host is gone (POLLHUP: end of file); writable
+// Poll reports readiness for poll(2) and epoll (netcore.Poller): readable
+// when a datagram is queued, an error is pending (POLLERR too) or the
+// host is gone (POLLHUP: end of file); writable
 // always where the caller may send (a write waits at most for its
 // neighbour and a short queue). A half without the right is never ready.
 // wake is armed before the state is looked at, so nothing is missed.
 func (u *udpHandle) Poll(events uint32, wake func()) uint32 {
 	var ready uint32
 	if u.send {
-		ready |= pollOut | pollWrNorm
+		ready |= netcore.PollOut | netcore.PollWrNorm
 	}
 	if !u.recv {
 		return ready & events
 	}
 	u.mu.Lock()
-	if wake != nil && events&(pollIn|pollRdNorm) != 0 {
+	if wake != nil && events&(netcore.PollIn|netcore.PollRdNorm) != 0 {
 		u.inWake = wake
 	}
 	if len(u.queue) > 0 {
-		ready |= pollIn | pollRdNorm
+		ready |= netcore.PollIn | netcore.PollRdNorm
 	}
 	if u.err != 0 {
-		ready |= pollIn | pollRdNorm | pollErr
+		ready |= netcore.PollIn | netcore.PollRdNorm | netcore.PollErr
 	}
 	if u.closed {
-		ready |= pollIn | pollRdNorm | pollHup
+		ready |= netcore.PollIn | netcore.PollRdNorm | netcore.PollHup
 	}
 	u.mu.Unlock()
-	return ready & (events | pollErr | pollHup)
+	return ready & (events | netcore.PollErr | netcore.PollHup)
 }
 
 // takeErr returns and clears the pending error; u.mu is held.
