@@ -111,7 +111,8 @@ func (n *Network) attachLocked(a *attachment) *Port {
 }
 
 // linkPort returns the attachment called name (of kind, if not nil), or
-// nil; ports of services are not attachments. Called with n.mu held.
+// nil; ports of services and extensions are not attachments. Called
+// with n.mu held.
 func (n *Network) linkPort(kind *link.Kind, name string) *Port {
 	for _, p := range n.portList {
 		if p.spec != nil && p.name == name && (kind == nil || p.kind == kind) {
@@ -360,7 +361,7 @@ func (n *Network) savedLinksLocked() []json.RawMessage {
 	var out []json.RawMessage
 	for _, p := range n.portList {
 		s, ok := p.link.(link.Saver)
-		if p.link == nil || !ok || p.kind.Restore == nil {
+		if p.spec == nil || !ok || p.kind.Restore == nil {
 			continue
 		}
 		b, err := savedLink(p.kind.Name, p.name, s)

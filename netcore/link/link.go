@@ -11,6 +11,13 @@
 //
 // Frames cross a link in the network's frame format (package vnet): a
 // vnet.HdrLen-byte virtio-net header, then the Ethernet frame.
+//
+// Two more ways to add to every network use the same Link: a Service
+// (service.go) serves each network through something outside ctl, such as
+// a VDE switch directory, and is switched by "NAME on|off"; an Extension
+// (ext.go) owns ctl words with settings of its own and names in the
+// network's directory, such as the userspace host ("addr", "mac", udp/).
+// Both see their network as a Host and join their ports through it.
 package link
 
 import (
@@ -210,7 +217,7 @@ var reserved = map[string]bool{"file": true, "detach": true}
 func Register(k *Kind) {
 	kindsMu.Lock()
 	defer kindsMu.Unlock()
-	if k.Name == "" || reserved[k.Name] || kinds[k.Name] != nil || services[k.Name] != nil {
+	if k.Name == "" || reserved[k.Name] || kinds[k.Name] != nil || services[k.Name] != nil || extWord(k.Name) != nil {
 		panic("link: kind name empty, reserved or registered twice: " + k.Name)
 	}
 	if k.Parse == nil {
