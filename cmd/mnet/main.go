@@ -23,8 +23,10 @@ import (
 	"github.com/mnet-project/mnet/netcore"
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
+	_ "github.com/mnet-project/mnet/netcore/link/host"  // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
 	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
+	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
 	_ "github.com/mnet-project/mnet/netcore/link/vxlan" // vxlan cables
 )
 
@@ -147,12 +149,11 @@ func serve(args []string, ready *detach.Reporter) error {
 		return err
 	}
 
-	// Signals are caught from before the mount: one arriving while it is
-	// being set up (go-fuse's WaitMount holds a file of the new mount open
-	// for its poll probe) would otherwise kill the process with that file
-	// open, and closing it at exit waits for an answer from the dead
-	// process itself, leaving it unkillable. Caught, it is handled once
-	// the mount is up.
+	// Signals are caught from before the mount and handled once it is up.
+	// A process killed while it holds a file of its own mount open cannot
+	// exit: closing the file waits for an answer from itself. go-fuse's
+	// mount-time poll probe used to hold one; with poll on there is no
+	// probe, and the daemon never opens its own files (see fs.Mount).
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 

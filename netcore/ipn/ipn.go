@@ -56,6 +56,8 @@ var (
 	_ netcore.File    = (*netFile)(nil)
 	_ netcore.Handle  = (*dataHandle)(nil)
 	_ netcore.Handle  = (*pcapHandle)(nil)
+	_ netcore.Poller  = (*dataHandle)(nil)
+	_ netcore.Poller  = (*pcapHandle)(nil)
 	_ netcore.Handle  = (*ctlHandle)(nil)
 )
 
@@ -68,6 +70,13 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 	for _, s := range link.Services() {
 		if ctlWords[s.Name] {
 			return nil, fmt.Errorf("service %q is also a ctl word of ipn", s.Name)
+		}
+	}
+	for _, e := range link.Extensions() {
+		for _, w := range e.Words {
+			if ctlWords[w] {
+				return nil, fmt.Errorf("extension %s's word %q is also a ctl word of ipn", e.Name, w)
+			}
 		}
 	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
@@ -95,6 +104,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		n := newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
+		n.restoreExts(s.Ext)
 		n.restoreLinks(s.Links)
 		n.syncServices()
 	}
@@ -116,9 +126,12 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
                           policy hub|switch   mtu N   qlen N   lossless on|off
                           maxports N   descr TEXT   persist on|off
                           tap IFNAME   grab IFNAME   detach IFNAME   vde on|off
+                          addr CIDR   addr -CIDR   mac XX:XX:XX:XX:XX:XX
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
+  ipn/NAME/udp/HOST/PORT  UDP through mnet's own host on the network (after addr), as inet/udp
+  ipn/NAME/host         that host: MAC, addresses, neighbours, counters
   Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage.
   Example:
     mkdir /mnt/mnet/ipn/lab
@@ -167,7 +180,7 @@ func (f *ipnFamily) saveState() error {
 		n.mu.Lock()
 		if n.set.Persist && !n.closed {
 			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set,
-				Links: n.savedLinksLocked()})
+				Links: n.savedLinksLocked(), Ext: n.savedExts()})
 		}
 		n.mu.Unlock()
 	}
@@ -266,7 +279,7 @@ func (d *ipnDir) Rmdir(c *netcore.Cred, name string) error {
 		n.mu.Unlock()
 		return syscall.ENOENT // another rmdir got there first
 	}
-	if ports := n.filePorts(); ports > 0 {
+	if ports := n.filePorts(); ports > 0 || n.extBusy() {
 		n.mu.Unlock()
 		d.f.log.Info("rmdir refused: ports open", "network", name, "uid", c.Uid, "ports", ports)
 		return syscall.EBUSY
@@ -314,7 +327,7 @@ func (d *netDir) List(*netcore.Cred) []netcore.DirEntry {
 	for i, f := range files {
 		ents[i] = netcore.DirEntry{Name: f.kind.String(), Node: f}
 	}
-	return ents
+	return append(ents, n.extEntries()...)
 }
 
 func (d *netDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
@@ -508,6 +521,8 @@ func (h *dataHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bool
 	return len(b), nil
 }
 
+func (h *dataHandle) Poll(events uint32, wake func()) uint32 { return h.p.Poll(events, wake) }
+
 func (h *dataHandle) Close() {
 	h.p.Close()
 	h.p.net.fam.log.Debug("port left", "network", h.p.net.name, "port", h.p.id)
@@ -525,6 +540,8 @@ func (h *pcapHandle) Read(ctx context.Context, b []byte, _ int64, nonblock bool)
 func (h *pcapHandle) Write(context.Context, []byte, int64, bool) (int, error) {
 	return 0, syscall.EBADF
 }
+
+func (h *pcapHandle) Poll(events uint32, wake func()) uint32 { return h.c.poll(events, wake) }
 
 func (h *pcapHandle) Close() { h.n.stopCapture(h.c) }
 

@@ -105,6 +105,9 @@ type Network struct {
 	// services serving this network, by name (guarded by svcMu).
 	svcMu   sync.Mutex
 	running map[string]link.Stopper
+
+	// exts are the network's extensions (package link), made with it.
+	exts []*extension
 }
 
 func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings) *Network {
@@ -118,6 +121,7 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 	n.ports = &netFile{id: netcore.NewID(), n: n, kind: filePorts}
 	n.stats = &netFile{id: netcore.NewID(), n: n, kind: fileStats}
 	n.pcap = &netFile{id: netcore.NewID(), n: n, kind: filePcap}
+	n.newExtensions()
 	return n
 }
 
@@ -173,7 +177,8 @@ func (n *Network) leave(p *Port) {
 	}
 	n.fdb.forget(p)
 	n.mu.Unlock()
-	p.shut()
+	p.shut() // the file is being released: nobody polls it any more
+	n.space.disarm(p)
 	n.space.broadcast() // a lossless sender may have been waiting for p
 }
 
@@ -247,6 +252,9 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	n.bytes += uint64(len(frame))
 	var linkBuf [8]*Port
 	links := linkBuf[:0]
+	// Polls armed on the receivers, woken once n.mu is released.
+	var wakeBuf [8]func()
+	wakes := wakeBuf[:0]
 	var frames [][]byte // what queues and captures get; made on first need
 	segmented := func() [][]byte {
 		if frames != nil {
@@ -278,7 +286,11 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			continue
 		}
 		for _, f := range segmented() {
-			if p.enqueue(f, n.set.Qlen) {
+			ok, wake := p.enqueue(f, n.set.Qlen)
+			if wake != nil {
+				wakes = append(wakes, wake)
+			}
+			if ok {
 				p.rxPkts.Add(1)
 				p.rxBytes.Add(uint64(len(f)))
 				n.delivered.Add(1)
@@ -292,13 +304,20 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 		now := time.Now()
 		for _, f := range segmented() {
 			for _, c := range n.captures {
-				if !c.add(now, f) {
+				ok, wake := c.add(now, f)
+				if wake != nil {
+					wakes = append(wakes, wake)
+				}
+				if !ok {
 					n.pcapDrops++
 				}
 			}
 		}
 	}
 	n.mu.Unlock()
+	for _, wake := range wakes {
+		wake()
+	}
 
 	for _, p := range links {
 		if plain || p.caps&link.CapGSO != 0 {
@@ -311,6 +330,7 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			n.writeLink(p, seg, len(f), true)
 		}
 	}
+	linkWrote(ctx, links)
 	return nil
 }
 
@@ -392,6 +412,7 @@ func (n *Network) shutdown(exiting bool) {
 	n.closed = true
 	n.mu.Unlock()
 	n.syncServices() // their clients leave; closed, none can join again
+	n.closeExts()    // their ports leave likewise
 	n.mu.Lock()
 	ports := n.portList
 	n.portList = nil
@@ -402,12 +423,14 @@ func (n *Network) shutdown(exiting bool) {
 	for _, p := range ports {
 		if p.link != nil {
 			n.release(p, keep)
-		} else {
-			p.shut()
+		} else if wake := p.shut(); wake != nil {
+			wake() // a poll of the data file sees the end
 		}
 	}
 	for _, c := range caps {
-		c.shut()
+		if wake := c.shut(); wake != nil {
+			wake()
+		}
 	}
 	n.space.broadcast()
 }
@@ -436,10 +459,21 @@ func (n *Network) ctlText() []byte {
 	for _, svc := range n.fam.services {
 		fmt.Fprintf(&b, "%s %s\n", svc.svc.Name, onOff(serviceOn(s, svc.svc)))
 	}
+	var items []string
+	for _, x := range n.exts {
+		settings, its := x.inst.CtlLines()
+		for _, l := range settings {
+			fmt.Fprintf(&b, "%s\n", l)
+		}
+		items = append(items, its...)
+	}
 	for _, p := range n.portList {
 		if p.spec != nil {
 			fmt.Fprintf(&b, "%s %s\n", p.kind.Name, p.spec.Args())
 		}
+	}
+	for _, l := range items {
+		fmt.Fprintf(&b, "%s\n", l)
 	}
 	if n.lastError != "" {
 		fmt.Fprintf(&b, "last-error %s\n", n.lastError)
