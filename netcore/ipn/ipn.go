@@ -436,7 +436,14 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 		if r == 0 || (acc != syscall.O_RDONLY && r&RightManage == 0) {
 			return nil, syscall.EACCES
 		}
-		return &ctlHandle{n: n, cred: *c, write: acc != syscall.O_RDONLY}, nil
+		write := acc != syscall.O_RDONLY
+		if write {
+			// Writes act with the opener's capabilities, read now (as
+			// the kernel keeps a file's opener credentials), and before
+			// the Cred is copied into the handle that writes share.
+			c.LoadCaps()
+		}
+		return &ctlHandle{n: n, cred: *c, write: write}, nil
 	}
 	if r == 0 {
 		return nil, syscall.EACCES

@@ -114,7 +114,8 @@ const (
 	// PrivNone: the manage right is enough.
 	PrivNone Privilege = iota
 	// PrivNetAdmin: the caller may change the network configuration of
-	// its host (CAP_NET_ADMIN).
+	// its network namespace: CAP_NET_ADMIN in its effective set, counted
+	// only in the daemon's user namespace. uid 0 without it is refused.
 	PrivNetAdmin
 )
 
@@ -124,7 +125,7 @@ func (p Privilege) Held(c *netcore.Cred) bool {
 	case PrivNone:
 		return true
 	case PrivNetAdmin:
-		return c.Root()
+		return c.HasCap(netcore.CapNetAdmin)
 	}
 	return false
 }
