@@ -28,6 +28,43 @@ type Env struct {
 	Log *slog.Logger
 	// StatePath is the file where families keep state across restarts.
 	StatePath string
+	// Limits are what one uid other than 0 may hold; zero fields get
+	// the defaults.
+	Limits Limits
+}
+
+// Limits bound what a single uid other than 0 may hold of what every
+// caller shares, so that none can use it up. Root sets them with `mnet
+// mount` flags.
+type Limits struct {
+	// Networks is how many IPN networks one uid may own (ENOSPC beyond).
+	Networks int
+	// Persistent is how many of them may be persistent (ENOSPC beyond).
+	Persistent int
+	// Sockets is how many inet (and as many inet6) sockets one uid may
+	// have open (EMFILE beyond).
+	Sockets int
+}
+
+// The default Limits.
+const (
+	DefaultNetworksPerUid   = 256
+	DefaultPersistentPerUid = 32
+	DefaultSocketsPerUid    = 1024
+)
+
+// WithDefaults returns l with zero fields set to the defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.Networks == 0 {
+		l.Networks = DefaultNetworksPerUid
+	}
+	if l.Persistent == 0 {
+		l.Persistent = DefaultPersistentPerUid
+	}
+	if l.Sockets == 0 {
+		l.Sockets = DefaultSocketsPerUid
+	}
+	return l
 }
 
 // FamilyConstructor builds a family for one Core.
@@ -71,6 +108,7 @@ func New(env Env) (*Core, error) {
 	if env.Log == nil {
 		env.Log = slog.Default()
 	}
+	env.Limits = env.Limits.WithDefaults()
 	c := &Core{env: env}
 	registryMu.Lock()
 	regs := append([]registration(nil), registry...)
