@@ -35,6 +35,11 @@ mount flags:
   --debug-fuse    log every FUSE request (very verbose)
   --state PATH    where persistent networks are kept (default /var/lib/mnet/state.json;
                   empty: keep nothing)
+  --max-networks-per-uid N     IPN networks one uid other than 0 may own (default 256;
+                               ENOSPC beyond)
+  --max-persistent-per-uid N   of which persistent (default 32; ENOSPC beyond)
+  --max-sockets-per-uid N      open inet sockets one uid other than 0 may have, and as
+                               many inet6 ones (default 1024; EMFILE beyond)
 
 The daemon stops on SIGINT, SIGTERM or umount: it unmounts, deletes what it
 created and exits 0. A stale mount left by a killed daemon is recovered by the
@@ -79,6 +84,9 @@ func mountCmd(args []string) error {
 	verbose := fl.Bool("v", false, "")
 	debugFuse := fl.Bool("debug-fuse", false, "")
 	state := fl.String("state", "/var/lib/mnet/state.json", "")
+	maxNets := fl.Int("max-networks-per-uid", netcore.DefaultNetworksPerUid, "")
+	maxPersist := fl.Int("max-persistent-per-uid", netcore.DefaultPersistentPerUid, "")
+	maxSocks := fl.Int("max-sockets-per-uid", netcore.DefaultSocketsPerUid, "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Print(usage)
@@ -89,6 +97,15 @@ func mountCmd(args []string) error {
 	if fl.NArg() != 1 {
 		return errors.New("mount: want exactly one MOUNTPOINT (see mnet help)")
 	}
+	for _, lim := range []struct {
+		name string
+		v    int
+	}{{"max-networks-per-uid", *maxNets}, {"max-persistent-per-uid", *maxPersist}, {"max-sockets-per-uid", *maxSocks}} {
+		if lim.v < 1 {
+			return fmt.Errorf("mount: --%s %d: want at least 1 (see mnet help)", lim.name, lim.v)
+		}
+	}
+	limits := netcore.Limits{Networks: *maxNets, Persistent: *maxPersist, Sockets: *maxSocks}
 	level := slog.LevelInfo
 	if *verbose || *debugFuse {
 		level = slog.LevelDebug
@@ -115,7 +132,7 @@ func mountCmd(args []string) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state})
+	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state, Limits: limits})
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package ipn
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,6 +36,9 @@ type ctlCommand struct {
 	// maxPorts is the value of a maxports line, which the link check
 	// needs before anything is applied.
 	maxPorts int
+	// persistOn is set for "persist on", checked against the owner's
+	// per-uid limit before anything is applied.
+	persistOn bool
 }
 
 // applyCtl runs the commands in text, one per line. Every line is checked
@@ -55,6 +59,11 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 			break
 		}
 		cmds = append(cmds, cmd)
+	}
+	if bad == nil && !c.Root() && slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.persistOn }) {
+		n.fam.persistMu.Lock()
+		defer n.fam.persistMu.Unlock()
+		bad = n.checkPersistLimit(c)
 	}
 	// Links are opened first, outside the network's lock (they take
 	// system calls); a failure closes the ones opened so far.
@@ -132,6 +141,29 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 	return nil
 }
 
+// checkPersistLimit refuses "persist on" for a network that does not
+// persist yet when its owner (other than root) already owns as many
+// persistent networks as the per-uid limit allows. Called with
+// f.persistMu held and no other lock.
+func (n *Network) checkPersistLimit(c *netcore.Cred) *ctlError {
+	n.mu.Lock()
+	owner, already := n.uid, n.set.Persist
+	n.mu.Unlock()
+	if owner == 0 || already {
+		return nil
+	}
+	f := n.fam
+	f.mu.Lock()
+	_, persistent := f.ownedLocked(owner, n)
+	f.mu.Unlock()
+	if persistent < f.limits.Persistent {
+		return nil
+	}
+	f.log.Warn("persist refused: per-uid limit of persistent networks reached", "network", n.name,
+		"owner", owner, "uid", c.Uid, "limit", f.limits.Persistent)
+	return ctlErr(syscall.ENOSPC, "persist: uid %d already owns %d persistent networks, the limit", owner, persistent)
+}
+
 // ctlWords are the ctl words of ipn itself; every other word is a link
 // kind's (package link).
 var ctlWords = map[string]bool{"policy": true, "mtu": true, "qlen": true, "maxports": true,
@@ -203,6 +235,7 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 		if err != nil {
 			return cmd, err
 		}
+		cmd.persistOn = v
 		cmd.apply = func(n *Network) *ctlError { n.set.Persist = v; return nil }
 	case "descr":
 		if len(arg) > MaxDescr {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/netns"
 	"github.com/mnet-project/mnet/tap"
 )
 
@@ -104,28 +105,58 @@ func (s *spec) Name() string  { return s.name }
 func (s *spec) Args() string  { return s.name }
 func (s *spec) Claim() string { return "iface:" + s.name }
 
+// Open opens the device inside the network namespace it belongs to: the
+// caller's, for a ctl line (a caller the daemon cannot see has none:
+// EACCES); for a restored TAP, the named namespace it was left in, or the
+// daemon's if that is gone.
 func (s *spec) Open(env link.Env) (link.Link, error) {
+	ns, err := s.netnsFor(env)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close() // a device stays in its namespace once opened
+	var dev device
+	var derr error
 	if s.kind == kindGrab {
-		g, err := tap.Grab(s.name)
-		if err != nil {
-			return nil, openError(s.kind, s.name, err)
-		}
-		return &grabLink{dev: g}, nil
+		err = ns.Do(func() { dev, derr = tap.Grab(s.name) })
+	} else {
+		mtu := max(min(defaultTapMTU, env.MTU-ethHeaderLen), minIPv4MTU)
+		err = ns.Do(func() { dev, derr = tap.OpenTap(s.name, mtu) })
 	}
-	netns := s.netns
-	if netns != "" {
-		if _, err := os.Stat(netns); err != nil {
-			env.Log.Warn("the TAP's network namespace is gone; creating it in the daemon's",
-				"network", env.Network, "interface", s.name, "netns", netns)
-			netns = ""
-		}
+	if err == nil {
+		err = derr
 	}
-	mtu := max(min(defaultTapMTU, env.MTU-ethHeaderLen), minIPv4MTU)
-	t, err := tap.OpenTapIn(netns, s.name, mtu)
 	if err != nil {
 		return nil, openError(s.kind, s.name, err)
 	}
+	if env.Cred != nil && !ns.Self() {
+		env.Log.Info("interface in the caller's network namespace", "network", env.Network,
+			"kind", s.kind.String(), "interface", s.name, "pid", env.Cred.Pid)
+	}
+	if g, ok := dev.(*tap.Grabbed); ok {
+		return &grabLink{dev: g}, nil
+	}
+	t := dev.(*tap.Tap)
 	return &tapLink{dev: t, created: t.Created() || s.created, env: env}, nil
+}
+
+func (s *spec) netnsFor(env link.Env) (*netns.NS, error) {
+	if env.Cred != nil {
+		ns, err := netns.OfTask(env.Cred.Pid)
+		if err != nil {
+			return nil, link.Errorf(syscall.EACCES, "%s %s: the caller's network namespace cannot be seen", s.kind, s.name)
+		}
+		return ns, nil
+	}
+	if s.netns != "" {
+		ns, err := netns.Open(s.netns)
+		if err == nil {
+			return ns, nil
+		}
+		env.Log.Warn("the TAP's network namespace is gone; creating it in the daemon's",
+			"network", env.Network, "interface", s.name, "netns", s.netns)
+	}
+	return netns.Self(), nil
 }
 
 // openError gives an error of package tap the errno SPEC.md names.
