@@ -78,6 +78,17 @@ func (c *Cred) TaskPath(name string) string {
 	return "/proc/" + pid + "/task/" + pid + "/" + name
 }
 
+// ProcMatches reports whether /proc shows the daemon's own pid namespace
+// (its /proc/self is its pid), so that a FUSE request's pid names the
+// caller there. A daemon in a pid namespace of its own with its parent's
+// /proc mounted would read another process under that number: then no
+// caller's /proc entry is trusted (no groups beyond the primary, no
+// capabilities, no network namespace).
+var ProcMatches = sync.OnceValue(func() bool {
+	self, err := os.Readlink("/proc/self")
+	return err == nil && self == strconv.Itoa(os.Getpid())
+})
+
 var daemonUserNS = sync.OnceValues(func() (syscall.Stat_t, error) {
 	var st syscall.Stat_t
 	err := syscall.Stat("/proc/self/ns/user", &st)
@@ -88,7 +99,7 @@ var daemonUserNS = sync.OnceValues(func() (syscall.Stat_t, error) {
 // the daemon's user namespace, else none. A thread that cannot be seen
 // (pid 0, gone) has none.
 func capsOf(pid uint32) uint64 {
-	if pid == 0 {
+	if pid == 0 || !ProcMatches() {
 		return 0
 	}
 	c := Cred{Pid: pid}

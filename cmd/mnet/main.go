@@ -142,6 +142,10 @@ func mountCmd(args []string) error {
 		return fmt.Errorf("mount %s: %v", mp, err)
 	}
 	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid())
+	if !netcore.ProcMatches() {
+		log.Warn("/proc is not of the daemon's pid namespace (mount one: unshare --mount-proc); " +
+			"callers get no supplementary groups, no capabilities and EACCES for inet")
+	}
 
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()

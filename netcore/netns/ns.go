@@ -38,6 +38,12 @@ type NS struct {
 }
 
 var self = func() *NS {
+	// A /proc of another pid namespace than the daemon's would show other
+	// processes under the callers' pids: then no caller's namespace can
+	// be found, and none is taken for the daemon's.
+	if pid, err := os.Readlink("/proc/self"); err != nil || pid != strconv.Itoa(os.Getpid()) {
+		return &NS{fd: -1}
+	}
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
 		// No /proc: every caller is then refused its namespace (EACCES),
