@@ -5,29 +5,26 @@
 // uses it later; and the kernel takes a socket's owner (what `ss -e` shows
 // and `iptables -m owner` matches) from the creating thread's fsuid. So
 // only the socket(2) call (and accept(2), which gives the new socket an
-// owner too) needs the right thread: for the daemon's own namespace, the
-// calling goroutine's thread, locked for the call and given the caller's
-// fsuid (per thread on Linux, unlike setuid); for another namespace, one
-// locked OS thread per namespace in use, which has entered it with
-// setns(2), found by the namespace's inode and ended after a while
-// unused. Everything after socket(2) (bind, connect, reads, writes) runs
-// anywhere, in Go's poller, as for any socket.
+// owner too) needs the right thread: a thread locked for the call, given
+// the caller's fsuid (per thread on Linux, unlike setuid) and, for
+// another namespace than the daemon's, moved into it with setns(2) and
+// back. Everything after socket(2) (bind, connect, reads, writes) runs
+// anywhere, in Go's poller, as for any socket. Namespaces are told apart
+// by their inode.
 package netns
 
 import (
 	"os"
 	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // ID tells network namespaces apart: the device and inode of their nsfs
-// file. A namespace keeps its inode while it lives; a namespace with a
-// thread in it (a worker) lives.
+// file. A namespace keeps its inode while it lives (while a socket or a
+// descriptor holds it).
 type ID struct{ Dev, Ino uint64 }
 
 // NS is a network namespace: the daemon's own, or one held open by a
@@ -117,124 +114,51 @@ func Open(path string) (*NS, error) {
 }
 
 // Do runs fn on a thread inside ns and returns when it has: on the
-// calling goroutine for the daemon's own namespace, else on the
-// namespace's worker thread. fn must not start goroutines that make
-// sockets (they would run elsewhere); what it makes keeps the namespace.
+// calling goroutine for the daemon's own namespace, else on a goroutine
+// of its own whose thread enters ns for the call (setns) and comes back.
+// fn must not start goroutines that make sockets (they would run
+// elsewhere); what it makes keeps the namespace.
+//
+// Entering on the spot costs two setns calls (about 10 µs), where handing
+// the work to a thread parked inside the namespace costs a wake-up of
+// that thread, which on a busy machine waits for the scheduler (100 µs
+// and more were measured); and nothing is left running between calls.
 func (ns *NS) Do(fn func()) error {
 	if ns.Self() {
 		fn()
 		return nil
 	}
-	if ns.fd < 0 {
+	if ns.fd < 0 || selfFD < 0 {
 		return syscall.EBADF
 	}
-	w, err := acquire(ns)
+	errc := make(chan error, 1)
+	go func() {
+		// Locked while outside the daemon's namespace. If the thread
+		// cannot come back, the goroutine ends locked and Go ends the
+		// thread with it, so no other goroutine ever runs there; and
+		// Go never clones new threads from a locked one.
+		runtime.LockOSThread()
+		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- os.NewSyscallError("setns", err)
+			return
+		}
+		fn()
+		if err := unix.Setns(selfFD, unix.CLONE_NEWNET); err != nil {
+			errc <- nil // fn's work is done; this thread is let go
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- nil
+	}()
+	return <-errc
+}
+
+// selfFD holds the daemon's own namespace open, for threads to return to.
+var selfFD = func() int {
+	fd, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return -1
 	}
-	done := make(chan struct{})
-	w.jobs <- func() { fn(); close(done) }
-	<-done
-	release(w)
-	return nil
-}
-
-// IdleTimeout is how long a namespace's worker thread outlives its last
-// job.
-var IdleTimeout = 10 * time.Second
-
-// worker is the locked OS thread that runs jobs inside one namespace.
-type worker struct {
-	id    ID
-	jobs  chan func()
-	users int         // jobs in flight; guarded by pool.mu
-	idle  *time.Timer // running while users == 0
-}
-
-var pool struct {
-	mu      sync.Mutex
-	workers map[ID]*worker
-}
-
-// Workers is how many namespace threads are running, for tests and logs.
-func Workers() int {
-	pool.mu.Lock()
-	defer pool.mu.Unlock()
-	return len(pool.workers)
-}
-
-func acquire(ns *NS) (*worker, error) {
-	pool.mu.Lock()
-	if w := pool.workers[ns.id]; w != nil {
-		w.users++
-		if w.idle != nil {
-			w.idle.Stop()
-			w.idle = nil
-		}
-		pool.mu.Unlock()
-		return w, nil
-	}
-	pool.mu.Unlock()
-
-	// Start one outside the lock (setns takes a while); if another
-	// started meanwhile, ours is let go.
-	w := &worker{id: ns.id, jobs: make(chan func())}
-	started := make(chan error, 1)
-	go w.run(ns.fd, started)
-	if err := <-started; err != nil {
-		return nil, err
-	}
-	pool.mu.Lock()
-	defer pool.mu.Unlock()
-	if pool.workers == nil {
-		pool.workers = make(map[ID]*worker)
-	}
-	if other := pool.workers[ns.id]; other != nil {
-		close(w.jobs)
-		other.users++
-		if other.idle != nil {
-			other.idle.Stop()
-			other.idle = nil
-		}
-		return other, nil
-	}
-	w.users = 1
-	pool.workers[ns.id] = w
-	return w, nil
-}
-
-func release(w *worker) {
-	pool.mu.Lock()
-	defer pool.mu.Unlock()
-	w.users--
-	if w.users > 0 {
-		return
-	}
-	var t *time.Timer
-	t = time.AfterFunc(IdleTimeout, func() {
-		pool.mu.Lock()
-		defer pool.mu.Unlock()
-		if w.idle != t || w.users > 0 {
-			return // used again meanwhile
-		}
-		delete(pool.workers, w.id)
-		close(w.jobs)
-	})
-	w.idle = t
-}
-
-// run enters the namespace and runs jobs until jobs is closed. The thread
-// stays locked to the end: when the goroutine returns, Go ends the thread
-// rather than let it serve other goroutines from inside another namespace
-// (and Go never clones new threads from a locked one).
-func (w *worker) run(fd int, started chan<- error) {
-	runtime.LockOSThread()
-	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-		started <- os.NewSyscallError("setns", err)
-		return
-	}
-	started <- nil
-	for job := range w.jobs {
-		job()
-	}
-}
+	return fd
+}()
