@@ -147,6 +147,27 @@ func TestConfineTapInNamespace(t *testing.T) {
 	}
 	wantAttachRow(t, nw, "tap", tp)
 
+	// An interface name is claimed in its namespace: b and the daemon's
+	// own namespace attach a TAP of the same name to another network,
+	// and a second one of that name in the same network is EEXIST.
+	b := e.netns("b")
+	nw2 := d.mkNet(t, "sw2")
+	sh(t, fmt.Sprintf("ip netns exec %s bash -c \"echo 'tap %s' > %s\"", b, tp, filepath.Join(nw2, "ctl")))
+	if !linkExists(b, tp) {
+		t.Errorf("TAP %s not in namespace %s", tp, b)
+	}
+	out, err := shAs(t, nil, 20*time.Second, fmt.Sprintf("ip netns exec %s bash -c \"echo 'tap %s' > %s\"", b, tp, ctlPath))
+	if err == nil || !strings.Contains(out, "File exists") {
+		t.Errorf("a second TAP %s in one network: %v %q, want File exists", tp, err, out)
+	}
+	e.link(tp)
+	if err := ctl(d.mkNet(t, "sw3"), "tap "+tp); err != nil {
+		t.Errorf("TAP %s in the daemon's namespace while a and b have one: %v", tp, err)
+	}
+	if !linkExists("", tp) {
+		t.Errorf("TAP %s not in the daemon's namespace", tp)
+	}
+
 	// A veth end inside a, grabbed from inside a.
 	g, gp := e.name("g"), e.name("gp")
 	sh(t, fmt.Sprintf("ip -n %s link add %s type veth peer name %s", a, g, gp))

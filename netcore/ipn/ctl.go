@@ -327,8 +327,14 @@ func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 	for _, cmd := range cmds {
 		switch {
 		case cmd.attach != nil:
+			// A name is claimed in its namespace (interfaces), but
+			// detach names one link of the network: one of a kind.
+			k := key{cmd.attach.kind, cmd.attach.spec.Name()}
+			if attached[k] {
+				return ctlErr(syscall.EEXIST, "%s: already attached to this network", cmd.line)
+			}
 			ports++
-			attached[key{cmd.attach.kind, cmd.attach.spec.Name()}] = true
+			attached[k] = true
 			if ports > maxPorts {
 				return ctlErr(syscall.EBUSY, "%s: the network has maxports (%d) ports", cmd.line, maxPorts)
 			}

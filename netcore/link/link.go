@@ -94,6 +94,15 @@ type Spec interface {
 	Open(env Env) (Link, error)
 }
 
+// Binder is a Spec whose Claim depends on who attaches it: an interface
+// name means the interface of that name in the caller's network
+// namespace. Bind is called once, before Claim, with the caller whose ctl
+// write attaches the link (nil when a persistent network's attachment is
+// restored at start); its errors carry the errno the writer gets.
+type Binder interface {
+	Bind(c *netcore.Cred) error
+}
+
 // Env is what a link learns of the network it joins when it is opened.
 type Env struct {
 	// Network is the network's name, for log lines.

@@ -7,9 +7,12 @@ package iface
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"syscall"
 
+	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/netcore/netns"
 	"github.com/mnet-project/mnet/tap"
@@ -54,9 +57,15 @@ type spec struct {
 	// whether mnet created it (then it is still mnet's to delete).
 	netns   string
 	created bool
+	// ns is the network namespace the name is looked up in (Bind): its
+	// identity, for Claim; zero for the daemon's own.
+	ns netns.ID
 }
 
-var _ link.Spec = (*spec)(nil)
+var (
+	_ link.Spec   = (*spec)(nil)
+	_ link.Binder = (*spec)(nil)
+)
 
 func parse(k kind, args string) (link.Spec, error) {
 	if args == "" {
@@ -101,16 +110,37 @@ func restore(raw json.RawMessage) (link.Spec, error) {
 	return sp, nil
 }
 
-func (s *spec) Name() string  { return s.name }
-func (s *spec) Args() string  { return s.name }
-func (s *spec) Claim() string { return "iface:" + s.name }
+func (s *spec) Name() string { return s.name }
+func (s *spec) Args() string { return s.name }
+
+// Claim is the interface: its name in its namespace. Two namespaces may
+// each attach an interface of the same name.
+func (s *spec) Claim() string {
+	if s.ns == (netns.ID{}) {
+		return "iface:" + s.name
+	}
+	return fmt.Sprintf("iface:%d:%d:%s", s.ns.Dev, s.ns.Ino, s.name)
+}
+
+// Bind finds the namespace the interface is to be found or made in.
+func (s *spec) Bind(c *netcore.Cred) error {
+	ns, err := s.netnsFor(c, nil)
+	if err != nil {
+		return err
+	}
+	if !ns.Self() {
+		s.ns = ns.ID()
+	}
+	ns.Close()
+	return nil
+}
 
 // Open opens the device inside the network namespace it belongs to: the
 // caller's, for a ctl line (a caller the daemon cannot see has none:
 // EACCES); for a restored TAP, the named namespace it was left in, or the
 // daemon's if that is gone.
 func (s *spec) Open(env link.Env) (link.Link, error) {
-	ns, err := s.netnsFor(env)
+	ns, err := s.netnsFor(env.Cred, env.Log.With("network", env.Network))
 	if err != nil {
 		return nil, err
 	}
@@ -140,9 +170,12 @@ func (s *spec) Open(env link.Env) (link.Link, error) {
 	return &tapLink{dev: t, created: t.Created() || s.created, env: env}, nil
 }
 
-func (s *spec) netnsFor(env link.Env) (*netns.NS, error) {
-	if env.Cred != nil {
-		ns, err := netns.OfTask(env.Cred.Pid)
+// netnsFor is the caller's namespace (c from a ctl write) or, for a
+// restored TAP (c nil), the named namespace it was left in, or the
+// daemon's if that is gone (logged when log is set).
+func (s *spec) netnsFor(c *netcore.Cred, log *slog.Logger) (*netns.NS, error) {
+	if c != nil {
+		ns, err := netns.OfTask(c.Pid)
 		if err != nil {
 			return nil, link.Errorf(syscall.EACCES, "%s %s: the caller's network namespace cannot be seen", s.kind, s.name)
 		}
@@ -153,8 +186,10 @@ func (s *spec) netnsFor(env link.Env) (*netns.NS, error) {
 		if err == nil {
 			return ns, nil
 		}
-		env.Log.Warn("the TAP's network namespace is gone; creating it in the daemon's",
-			"network", env.Network, "interface", s.name, "netns", s.netns)
+		if log != nil {
+			log.Warn("the TAP's network namespace is gone; creating it in the daemon's",
+				"interface", s.name, "netns", s.netns)
+		}
 	}
 	return netns.Self(), nil
 }
