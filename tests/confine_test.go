@@ -116,6 +116,23 @@ func TestConfineNetnsLoopback(t *testing.T) {
 		t.Errorf("host caller connecting to X's listener port: %v, want ECONNREFUSED", err)
 	}
 
+	// A listener is made in the caller's namespace: the host's listener on
+	// a port (kept by an O_NONBLOCK accept) is not X's on the same port.
+	lport := freePort(t, "tcp4")
+	lfile := d.path("inet", "tcp", "0.0.0.0", strconv.Itoa(lport))
+	if fd, err := unix.Open(lfile, unix.O_RDWR|unix.O_NONBLOCK, 0); err != unix.EAGAIN {
+		if err == nil {
+			unix.Close(fd)
+		}
+		t.Fatalf("host O_NONBLOCK accept: %v, want EAGAIN", err)
+	}
+	out = sh(t, fmt.Sprintf(`ip netns exec %s bash -c '( exec 3<>%s && cat <&3 ) &
+for i in $(seq 100); do ss -Htln "sport = :%d" | grep -q . && break; sleep 0.05; done
+echo via-x | nc -N 127.0.0.1 %d; wait'`, x, lfile, lport, lport))
+	if !strings.Contains(out, "via-x") {
+		t.Errorf("accept in %s while the host listens on the same port: %q, want via-x", x, out)
+	}
+
 	// UDP, and a name resolved in X: "localhost" from /etc/hosts.
 	uport := freePort(t, "udp4")
 	usrv := startProc(t, "ip", "netns", "exec", x, "socat", "-u",
