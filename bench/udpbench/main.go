@@ -182,8 +182,8 @@ func run() error {
 		{"mnet", host, tcpFile(mnt)},
 	}
 	if away != nil {
-		udp = append(udp, scenario{"socket-ns", away, udp[0].open}, scenario{"mnet-ns", away, udpFile(mnt)})
-		tcp = append(tcp, scenario{"socket-ns", away, tcp[0].open}, scenario{"mnet-ns", away, tcpFile(mnt)})
+		udp = append(udp, scenario{"mnet-ns", away, udpFile(mnt)}, scenario{"socket-ns", away, udp[0].open})
+		tcp = append(tcp, scenario{"mnet-ns", away, tcpFile(mnt)}, scenario{"socket-ns", away, tcp[0].open})
 	}
 	if *oldBin != "" {
 		udp = append(udp, scenario{"old", host, udpFile(oldMnt)})
@@ -200,6 +200,12 @@ func run() error {
 	res := map[string][]result{}
 	key := func(kind string, size int) string { return fmt.Sprintf("%s/%d", kind, size) }
 	for r := range *rounds {
+		// Every other round runs the scenarios in reverse order, so that
+		// a drift in the machine's load weighs on all alike.
+		if r > 0 {
+			slices.Reverse(udp)
+			slices.Reverse(tcp)
+		}
 		for _, size := range szs {
 			for _, sc := range udp {
 				x, err := measure(sc.at, func() (int, error) { return sc.open(sc.at) }, size)
@@ -260,12 +266,15 @@ func run() error {
 	}
 	if len(tcp) > 0 {
 		fmt.Printf("\n| TCP path | connects/s | |\n|---|---|---|\n")
-		for _, sc := range tcp {
-			fmt.Printf("| %s | %.0f | |\n", sc.name, median(res[key("tcp-"+sc.name, 0)]).sent)
+		for _, name := range []string{"socket", "mnet", "mnet-ns", "socket-ns", "old"} {
+			if rs := res[key("tcp-"+name, 0)]; len(rs) > 0 {
+				fmt.Printf("| %s | %.0f | |\n", name, median(rs).sent)
+			}
 		}
 		fmt.Printf("| mnet over plain socket | | %s |\n", ratio(key("tcp-mnet", 0), key("tcp-socket", 0)))
 		if away != nil {
 			fmt.Printf("| mnet, caller in another namespace over caller in the daemon's | | %s |\n", ratio(key("tcp-mnet-ns", 0), key("tcp-mnet", 0)))
+			fmt.Printf("| (plain sockets: the other namespace over the benchmark's) | | %s |\n", ratio(key("tcp-socket-ns", 0), key("tcp-socket", 0)))
 		}
 		if *oldBin != "" {
 			fmt.Printf("| this mnet over the old one | | %s |\n", ratio(key("tcp-mnet", 0), key("tcp-old", 0)))

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -189,4 +190,49 @@ func testNSB(b *testing.B) *NS {
 	}
 	b.Cleanup(ns.Close)
 	return ns
+}
+
+// A caller in another namespace is found by its thread; the namespace
+// stays open for the next call and is let go when idle.
+func TestOfTaskOtherNamespace(t *testing.T) {
+	ns := testNS(t)
+	tidc := make(chan int)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
+			tidc <- -1
+			return
+		}
+		tidc <- unix.Gettid()
+		<-stop
+	}()
+	tid := <-tidc
+	if tid < 0 {
+		t.Fatal("setns failed")
+	}
+	old := IdleTimeout
+	IdleTimeout = 50 * time.Millisecond
+	defer func() { IdleTimeout = old }()
+	for range 2 {
+		got, err := OfTask(uint32(tid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Self() || got.ID() != ns.ID() {
+			t.Errorf("OfTask of a thread in the test namespace: %+v, want %+v", got.ID(), ns.ID())
+		}
+		if Cached() != 1 {
+			t.Errorf("%d namespaces held open, want 1", Cached())
+		}
+		got.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for Cached() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the namespace was not let go when idle")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

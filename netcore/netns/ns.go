@@ -17,7 +17,9 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,7 +33,8 @@ type ID struct{ Dev, Ino uint64 }
 // descriptor. Close it when done (a no-op for the daemon's own).
 type NS struct {
 	id ID
-	fd int // -1 for the daemon's own namespace
+	fd int   // -1 for the daemon's own namespace
+	h  *held // the cache entry whose descriptor fd is, if any
 }
 
 var self = func() *NS {
@@ -61,10 +64,100 @@ func (ns *NS) ID() ID { return ns.id }
 
 // Close lets the namespace go.
 func (ns *NS) Close() {
-	if ns.fd >= 0 {
+	switch {
+	case ns.h != nil:
+		ns.h.release()
+		ns.h = nil
+	case ns.fd >= 0:
 		unix.Close(ns.fd)
-		ns.fd = -2 // neither open nor the daemon's
+	default:
+		return
 	}
+	ns.fd = -2 // neither open nor the daemon's
+}
+
+// A caller's namespace is kept open for a while after its last use, so
+// that the next open from it costs one stat(2), as from the daemon's
+// own, and not a walk of /proc to open it again. A descriptor held keeps
+// the namespace alive, so its inode names it and no other meanwhile.
+type held struct {
+	id   ID
+	fd   int
+	refs int         // NS values using fd; guarded by cache.mu
+	idle *time.Timer // running while refs == 0
+}
+
+// IdleTimeout is how long a namespace stays open after its last use.
+var IdleTimeout = 10 * time.Second
+
+var cache struct {
+	mu   sync.Mutex
+	byID map[ID]*held
+}
+
+// cached returns an NS for id from the cache, or nil.
+func cached(id ID) *NS {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	h := cache.byID[id]
+	if h == nil {
+		return nil
+	}
+	h.use()
+	return &NS{id: id, fd: h.fd, h: h}
+}
+
+// keep puts ns (just opened) in the cache, or, if another open of the same
+// namespace got there first, uses that one.
+func keep(ns *NS) *NS {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	if cache.byID == nil {
+		cache.byID = make(map[ID]*held)
+	}
+	if h := cache.byID[ns.id]; h != nil {
+		unix.Close(ns.fd)
+		h.use()
+		return &NS{id: ns.id, fd: h.fd, h: h}
+	}
+	h := &held{id: ns.id, fd: ns.fd, refs: 1}
+	cache.byID[ns.id] = h
+	return &NS{id: ns.id, fd: h.fd, h: h}
+}
+
+// use counts one more user; cache.mu is held.
+func (h *held) use() {
+	h.refs++
+	if h.idle != nil {
+		h.idle.Stop()
+		h.idle = nil
+	}
+}
+
+func (h *held) release() {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	if h.refs--; h.refs > 0 {
+		return
+	}
+	var t *time.Timer
+	t = time.AfterFunc(IdleTimeout, func() {
+		cache.mu.Lock()
+		defer cache.mu.Unlock()
+		if h.idle != t || h.refs > 0 {
+			return // used again meanwhile
+		}
+		delete(cache.byID, h.id)
+		unix.Close(h.fd)
+	})
+	h.idle = t
+}
+
+// Cached is how many namespaces other than the daemon's are held open.
+func Cached() int {
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	return len(cache.byID)
 }
 
 // OfTask returns the network namespace of thread tid (a FUSE request's
@@ -83,14 +176,21 @@ func OfTask(tid uint32) (*NS, error) {
 	if err := unix.Stat(path, &st); err != nil {
 		return nil, syscall.EACCES
 	}
-	if (ID{st.Dev, st.Ino}) == self.id {
+	id := ID{st.Dev, st.Ino}
+	if id == self.id {
 		return self, nil // the common case: one stat, nothing held
+	}
+	if ns := cached(id); ns != nil {
+		return ns, nil
 	}
 	ns, err := Open(path)
 	if err != nil {
 		return nil, syscall.EACCES
 	}
-	return ns, nil
+	if ns.Self() {
+		return ns, nil
+	}
+	return keep(ns), nil
 }
 
 // Open opens the network namespace at path (/run/netns/NAME,
