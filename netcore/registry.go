@@ -195,6 +195,7 @@ const readmeHead = `mnet: networking as files
 
   README                this text
   families              registered protocol families, one per line: NAME<TAB>description
+  (man 7 mnet is the manual of these files, man 8 mnet of the daemon and mount -t mnet)
 `
 
 // readme assembles the root README from what each family contributes, in

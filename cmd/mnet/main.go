@@ -16,6 +16,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/cmd/mnet/internal/detach"
+	"github.com/mnet-project/mnet/cmd/mnet/internal/logdest"
+	"github.com/mnet-project/mnet/cmd/mnet/internal/sdnotify"
 	"github.com/mnet-project/mnet/fs"
 	"github.com/mnet-project/mnet/netcore"
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
@@ -29,12 +32,16 @@ Usage:
   mnet mount [flags] MOUNTPOINT   serve mnet at MOUNTPOINT in the foreground (as root)
   mnet umount MOUNTPOINT          unmount it; the daemon then exits
   mnet help                       this text
+  mnet --version                  the version this binary was built from
+  mount -t mnet mnet MOUNTPOINT   the same daemon in the background, through the
+                                  mount helper mount.mnet (-o state=PATH,debug,log=PATH)
 
 mount flags:
   -v              debug log lines (port joins and leaves, and more)
   --debug-fuse    log every FUSE request (very verbose)
   --state PATH    where persistent networks are kept (default /var/lib/mnet/state.json;
                   empty: keep nothing)
+  --log DEST      where log lines go: standard error (default), syslog, or a file
   --max-networks-per-uid N     IPN networks one uid other than 0 may own (default 256;
                                ENOSPC beyond)
   --max-persistent-per-uid N   of which persistent (default 32; ENOSPC beyond)
@@ -49,9 +56,15 @@ next mount. Try:
   mkdir /mnt/mnet/ipn/lab
   cat /mnt/mnet/ipn/lab/data &
   echo hello > /mnt/mnet/ipn/lab/data
+
+Manual: man 7 mnet (the files: the interface), man 8 mnet (the daemon, the mount
+helper, fstab and systemd). In the source tree: man/mnet.7.md and man/mnet.8.md.
 `
 
 func main() {
+	if filepath.Base(os.Args[0]) == helperName {
+		os.Exit(helperMain(os.Args[1:]))
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
@@ -64,6 +77,9 @@ func main() {
 		err = umountCmd(os.Args[2:])
 	case "help", "-h", "-help", "--help":
 		fmt.Print(usage)
+		return
+	case "version", "--version", "-version":
+		fmt.Println(version())
 		return
 	default:
 		fmt.Fprintf(os.Stderr, "mnet: unknown command %q\n\n%s", os.Args[1], usage)
@@ -78,9 +94,21 @@ func main() {
 	}
 }
 
+// mountCmd serves until stopped. Started by the mount helper, it reports its
+// first error, or that it serves, to the helper waiting for it.
 func mountCmd(args []string) error {
+	ready := detach.FromEnv()
+	err := serve(args, ready)
+	if err != nil {
+		ready.Fail(err) // nothing once it reported ready
+	}
+	return err
+}
+
+func serve(args []string, ready *detach.Reporter) error {
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
 	fl.SetOutput(io.Discard)
+	logDest := fl.String("log", "", "")
 	verbose := fl.Bool("v", false, "")
 	debugFuse := fl.Bool("debug-fuse", false, "")
 	state := fl.String("state", "/var/lib/mnet/state.json", "")
@@ -110,7 +138,15 @@ func mountCmd(args []string) error {
 	if *verbose || *debugFuse {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log, logCloser, err := logdest.Open(*logDest, level)
+	if err != nil {
+		return fmt.Errorf("mount: %v", err)
+	}
+	defer logCloser.Close()
+	if f, ok := logCloser.(*os.File); ok {
+		// The Go runtime writes a crash to standard error: into the log.
+		unix.Dup2(int(f.Fd()), 2)
+	}
 
 	if os.Geteuid() != 0 {
 		return errors.New("mount: must run as root (it mounts for every user and creates interfaces)")
@@ -146,6 +182,8 @@ func mountCmd(args []string) error {
 		log.Warn("/proc is not of the daemon's pid namespace (mount one: unshare --mount-proc); " +
 			"callers get no supplementary groups, no capabilities and EACCES for inet")
 	}
+	ready.Ready()
+	notify(log, "READY=1\nSTATUS=serving "+mp)
 
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
@@ -153,6 +191,7 @@ func mountCmd(args []string) error {
 	select {
 	case sig := <-sigs:
 		log.Info("stopping", "signal", sig.String())
+		notify(log, "STOPPING=1")
 		// Wake every blocked reader first, so their requests finish and
 		// the unmount is not refused for them.
 		core.Close()
@@ -187,10 +226,19 @@ func mountCmd(args []string) error {
 		}
 	case <-served:
 		log.Info("unmounted from outside, stopping")
+		notify(log, "STOPPING=1")
 		core.Close()
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// notify tells systemd (or another service manager) how the daemon is
+// doing, when it started the daemon with NOTIFY_SOCKET.
+func notify(log *slog.Logger, state string) {
+	if err := sdnotify.Notify(state); err != nil {
+		log.Warn("telling the service manager", "state", state, "err", err)
+	}
 }
 
 // prepareMountpoint makes sure mp is a directory we can mount on: it creates
@@ -218,7 +266,7 @@ func prepareMountpoint(mp string, log *slog.Logger) error {
 		return fmt.Errorf("mountpoint %s: %v", mp, err)
 	}
 	if fstype, ok := mountedAt(mp); ok && strings.HasPrefix(fstype, "fuse") {
-		return fmt.Errorf("%s is already mounted (%s); run mnet umount %s first", mp, fstype, mp)
+		return fmt.Errorf("%s is already mounted (%s); umount %s first", mp, fstype, mp)
 	}
 	if err := unix.Stat(mp, &st); err != nil {
 		return fmt.Errorf("mountpoint %s: %v", mp, err)

@@ -164,10 +164,10 @@ func (s *spec) Open(env link.Env) (link.Link, error) {
 			"kind", s.kind.String(), "interface", s.name, "pid", env.Cred.Pid)
 	}
 	if g, ok := dev.(*tap.Grabbed); ok {
-		return &grabLink{dev: g}, nil
+		return &grabLink{devLink{g}}, nil
 	}
 	t := dev.(*tap.Tap)
-	return &tapLink{dev: t, created: t.Created() || s.created, env: env}, nil
+	return &tapLink{devLink: devLink{t}, tap: t, created: t.Created() || s.created, env: env}, nil
 }
 
 // netnsFor is the caller's namespace (c from a ctl write) or, for a
@@ -218,13 +218,18 @@ type device interface {
 	MTU() int
 	Read(p []byte) (int, error)
 	Write(p []byte) (int, error)
+	Close() error
 }
 
-// read reads the next frame. An interface taken down (ENETDOWN while it
+// devLink is a device of package tap as a link; tapLink and grabLink add
+// how each lets its device go and what each saves.
+type devLink struct{ dev device }
+
+// Read reads the next frame. An interface taken down (ENETDOWN while it
 // still exists) is waited out: frames come again when it is up.
-func read(d device, p []byte) (int, error) {
+func (l devLink) Read(p []byte) (int, error) {
 	for {
-		n, err := d.Read(p)
+		n, err := l.dev.Read(p)
 		switch {
 		case err == nil:
 			return n, nil
@@ -232,16 +237,28 @@ func read(d device, p []byte) (int, error) {
 			return 0, link.ErrClosed
 		case errors.Is(err, syscall.EINTR):
 			continue
-		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(d.Name()):
+		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(l.dev.Name()):
 			continue
 		}
 		return 0, err
 	}
 }
 
+func (l devLink) Write(p []byte) error {
+	_, err := l.dev.Write(p)
+	return err
+}
+
+func (l devLink) MTU() int { return l.dev.MTU() }
+
+// Caps: TAPs and packet sockets run with a virtio-net header and take
+// TSO segments and partial checksums as they are.
+func (l devLink) Caps() link.Caps { return link.CapGSO }
+
 // tapLink is a TAP device.
 type tapLink struct {
-	dev     *tap.Tap
+	devLink
+	tap     *tap.Tap
 	created bool // mnet created the TAP: it deletes it when let go
 	env     link.Env
 }
@@ -251,50 +268,35 @@ var (
 	_ link.Saver = (*tapLink)(nil)
 )
 
-func (l *tapLink) Read(p []byte) (int, error) { return read(l.dev, p) }
-func (l *tapLink) Write(p []byte) error {
-	_, err := l.dev.Write(p)
-	return err
-}
-func (l *tapLink) MTU() int        { return l.dev.MTU() }
-func (l *tapLink) Caps() link.Caps { return link.CapGSO }
-
 // Close lets the TAP go. One mnet created is deleted (the kernel deletes a
 // non-persistent TAP when its last descriptor closes), unless keep: then
 // it is made persistent, for the next daemon to take over.
 func (l *tapLink) Close(keep bool) error {
 	if l.created {
-		l.dev.SetPersist(keep)
+		l.tap.SetPersist(keep)
 	}
-	return l.dev.Close()
+	return l.tap.Close()
 }
 
 // Save records whether mnet created the TAP and which named namespace it
 // is in now (the user may have moved it since it was attached).
 func (l *tapLink) Save() (json.RawMessage, error) {
-	ns, err := l.dev.Netns()
+	ns, err := l.tap.Netns()
 	if err != nil {
 		l.env.Log.Warn("cannot tell where the TAP is; a restart looks for it in the daemon's namespace",
-			"network", l.env.Network, "interface", l.dev.Name(), "err", err)
+			"network", l.env.Network, "interface", l.tap.Name(), "err", err)
 	}
-	return json.Marshal(saved{Kind: "tap", Name: l.dev.Name(), Created: l.created, Netns: ns})
+	return json.Marshal(saved{Kind: "tap", Name: l.tap.Name(), Created: l.created, Netns: ns})
 }
 
 // grabLink is an existing interface grabbed through a packet socket.
-type grabLink struct{ dev *tap.Grabbed }
+type grabLink struct{ devLink }
 
 var (
 	_ link.Link  = (*grabLink)(nil)
 	_ link.Saver = (*grabLink)(nil)
 )
 
-func (l *grabLink) Read(p []byte) (int, error) { return read(l.dev, p) }
-func (l *grabLink) Write(p []byte) error {
-	_, err := l.dev.Write(p)
-	return err
-}
-func (l *grabLink) MTU() int         { return l.dev.MTU() }
-func (l *grabLink) Caps() link.Caps  { return link.CapGSO }
 func (l *grabLink) Close(bool) error { return l.dev.Close() }
 
 func (l *grabLink) Save() (json.RawMessage, error) {

@@ -1,0 +1,41 @@
+package netcore
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The layers keep to their direction: netcore is the standard library
+// only, and a family links nothing of another family's (inet does not pull
+// in ipn's packet code, pcap or devices).
+func TestDependencies(t *testing.T) {
+	for _, c := range []struct {
+		pkg       string
+		forbidden []string // prefixes
+	}{
+		{"github.com/mnet-project/mnet/netcore", []string{"github.com/", "golang.org/x/"}},
+		{"github.com/mnet-project/mnet/netcore/inet", []string{
+			"github.com/google/gopacket", "github.com/hanwen/go-fuse",
+			"github.com/mnet-project/mnet/netcore/ipn", "github.com/mnet-project/mnet/netcore/link",
+			"github.com/mnet-project/mnet/tap", "github.com/mnet-project/mnet/vnet"}},
+		{"github.com/mnet-project/mnet/netcore/ipn", []string{
+			"github.com/hanwen/go-fuse", "github.com/mnet-project/mnet/tap", "github.com/mnet-project/mnet/fs"}},
+		{"github.com/mnet-project/mnet/vnet", []string{"github.com/mnet-project/"}},
+	} {
+		out, err := exec.Command("go", "list", "-deps", c.pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", c.pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if dep == c.pkg {
+				continue
+			}
+			for _, f := range c.forbidden {
+				if strings.HasPrefix(dep, f) {
+					t.Errorf("%s depends on %s", c.pkg, dep)
+				}
+			}
+		}
+	}
+}
