@@ -9,3 +9,10 @@ require (
 )
 
 require golang.org/x/net v0.0.0-20190620200207-3b0461eec859 // indirect
+
+// go-fuse v2.12.1 (h1:b6NXOPCraS9NvN4vtHZXDN1nsNKdoDlyafWxWnuO30Q=) plus
+// FUSE_POLL: third_party/go-fuse is that module with
+// third_party/go-fuse-patches/*.patch applied, made and checked by
+// third_party/go-fuse.sh. The versioned left side makes a bump of the
+// require above stop matching, so it cannot silently drop the patches.
+replace github.com/hanwen/go-fuse/v2 v2.12.1 => ./third_party/go-fuse

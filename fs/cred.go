@@ -57,7 +57,8 @@ func groupsOf(pid uint32) []uint32 {
 // file flags, which is where O_NONBLOCK set by fcntl(2) after open shows up.
 // rawFS records the flags of non-blocking requests, keyed by the request's
 // cancel channel, which the handle finds again in its fuse.Context. Blocking
-// requests, the common case, cost one atomic load.
+// requests, the common case, cost one atomic load. Every other request,
+// POLL included, goes straight to the embedded file system.
 type rawFS struct {
 	fuse.RawFileSystem
 }

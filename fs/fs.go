@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -185,6 +186,11 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 type handle struct {
 	h   netcore.Handle
 	log *slog.Logger
+
+	// What poll cost this file: POLL requests answered and NOTIFY_POLL
+	// sent, logged at debug level when it is released (fusebench
+	// reports notifies per packet from it).
+	polls, notifies atomic.Uint64
 }
 
 var (
@@ -192,6 +198,7 @@ var (
 	_ gofs.FileWriter   = (*handle)(nil)
 	_ gofs.FileReleaser = (*handle)(nil)
 	_ gofs.FileFlusher  = (*handle)(nil)
+	_ gofs.FilePoller   = (*handle)(nil)
 )
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
@@ -210,10 +217,34 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	return uint32(n), 0
 }
 
+// Poll answers poll(2), select(2) and epoll. A handle that is not a
+// netcore.Poller never blocks, so it is always ready. The kernel polls
+// again after every wakeup, so the handle's wake, called once, is all a
+// waiter needs. A wakeup that fails (the file was closed meanwhile, the
+// mount is going away) has nobody left to wake.
+func (h *handle) Poll(_ context.Context, events uint32, waker gofs.PollWaker) (uint32, syscall.Errno) {
+	h.polls.Add(1)
+	p, ok := h.h.(netcore.Poller)
+	if !ok {
+		return netcore.PollAlways, 0
+	}
+	var wake func()
+	if waker.Valid() {
+		wake = func() {
+			h.notifies.Add(1)
+			waker.Wake()
+		}
+	}
+	return p.Poll(events, wake), 0
+}
+
 func (h *handle) Flush(context.Context) syscall.Errno { return 0 }
 
 func (h *handle) Release(context.Context) syscall.Errno {
 	h.h.Close()
+	if polls := h.polls.Load(); polls > 0 {
+		h.log.Debug("polled file released", "polls", polls, "notifies", h.notifies.Load())
+	}
 	return 0
 }
 

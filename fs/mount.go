@@ -46,8 +46,12 @@ func Mount(core *netcore.Core, cfg Config) (*fuse.Server, error) {
 			Name:              "mnet",
 			MaxWrite:          maxIO,
 			DisableXAttrs:     true,
-			Debug:             cfg.Debug,
-			Logger:            log.New(slogWriter{cfg.Log}, "", 0),
+			// poll(2), select(2) and epoll ask the files (handle.Poll)
+			// instead of seeing every file always ready. This daemon must
+			// then never open files of its own mount: see EnablePoll.
+			EnablePoll: true,
+			Debug:      cfg.Debug,
+			Logger:     log.New(slogWriter{cfg.Log}, "", 0),
 		},
 	}
 	raw := rawFS{gofs.NewNodeFS(root, opts)}

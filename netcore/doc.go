@@ -40,6 +40,7 @@
 //	Owned     a Node whose mode and owner chmod(2) and chown(2) change
 //	Accesser  a Node that answers access(2) itself (default: Attr's mode)
 //	Streamer  a Handle that is a stream with no file position (sockets)
+//	Poller    a Handle whose readiness poll(2) and epoll ask (default: always ready)
 //	Readmer   a Family that contributes lines to the root README
 //
 // # Errors

@@ -28,8 +28,13 @@ type Env struct {
 	Log *slog.Logger
 	// StatePath is the file where families keep state across restarts.
 	StatePath string
-	// Limits are what one uid other than 0 may hold; zero fields get
-	// the defaults.
+	// Flags are mount flags meant for one family or service, by flag
+	// name without dashes ("vde-dir"), so that a new option does not
+	// change this struct. A missing flag means its default.
+	Flags map[string]string
+	// Limits are what one uid other than 0 may hold, in every family
+	// (so typed here, not one family's flag); zero fields get the
+	// defaults.
 	Limits Limits
 }
 

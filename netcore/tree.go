@@ -88,6 +88,38 @@ type Streamer interface {
 	Stream() bool
 }
 
+// Poll events, in poll(2)'s bits as the kernel's generic headers number
+// them (x86, arm, riscv...; mips and sparc number POLLWRNORM differently),
+// which is how FUSE passes them.
+const (
+	PollIn     = 0x1    // POLLIN: a read would not block
+	PollOut    = 0x4    // POLLOUT: a write would not block
+	PollErr    = 0x8    // POLLERR: an error is pending
+	PollHup    = 0x10   // POLLHUP: hung up; reads return end of file
+	PollRdNorm = 0x40   // POLLRDNORM: as PollIn
+	PollWrNorm = 0x100  // POLLWRNORM: as PollOut
+	PollRdHup  = 0x2000 // POLLRDHUP: the peer shut down its writing side
+
+	// PollAlways is what a Handle without Poll reports: always readable and
+	// writable, as the kernel reports a file that cannot be polled.
+	PollAlways = PollIn | PollOut | PollRdNorm | PollWrNorm
+)
+
+// Poller is a Handle whose readiness changes: poll(2), select(2) and epoll
+// ask it. Poll returns the events that are ready now (events says what the
+// caller waits for; PollErr and PollHup may be reported unasked) and never
+// blocks. When wake is not nil somebody waits: the handle calls wake once,
+// from any goroutine but holding none of its locks, when an event of
+// events may have become ready; even when some event is ready now, since
+// an edge-triggered epoll waits for the next one. The waiter then polls
+// again, with a new wake if it still waits. To miss nothing, the handle
+// arms wake before it looks at its state, under the lock its producers
+// take. Handles that are not Pollers are reported PollAlways: their reads
+// and writes never block.
+type Poller interface {
+	Poll(events uint32, wake func()) uint32
+}
+
 var lastID atomic.Uint64
 
 func init() { lastID.Store(1) } // 1 is the root of the mount

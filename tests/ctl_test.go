@@ -43,12 +43,12 @@ func TestNetworkNames(t *testing.T) {
 func TestCtlSettingsAndErrors(t *testing.T) {
 	d := startMnet(t)
 	net := d.mkNet(t, "c")
-	want := "policy hub\nmtu 65535\nqlen 256\nlossless off\nmaxports 1024\ndescr\npersist off\n"
+	want := "policy hub\nmtu 65535\nqlen 256\nlossless off\nmaxports 1024\ndescr\npersist off\nvde on\n"
 	if got := readFile(t, filepath.Join(net, "ctl")); got != want {
 		t.Fatalf("default ctl:\n%s\nwant:\n%s", got, want)
 	}
 	sh(t, "printf 'policy switch\\nmtu 9000\\nqlen 64\\nlossless on\\nmaxports 8\\ndescr the lab network\\n' > "+filepath.Join(net, "ctl"))
-	want = "policy switch\nmtu 9000\nqlen 64\nlossless on\nmaxports 8\ndescr the lab network\npersist off\n"
+	want = "policy switch\nmtu 9000\nqlen 64\nlossless on\nmaxports 8\ndescr the lab network\npersist off\nvde on\n"
 	if got := readFile(t, filepath.Join(net, "ctl")); got != want {
 		t.Fatalf("ctl after commands:\n%s\nwant:\n%s", got, want)
 	}

@@ -136,7 +136,9 @@ func startMnet(t *testing.T, args ...string) *daemon {
 func startMnetAt(t *testing.T, mp, state string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{t: t, mp: mp, state: state, log: &syncBuffer{}, done: make(chan struct{})}
-	full := append([]string{"mount", "-v", "--state", state}, args...)
+	// VDE switch directories next to the state file, not in the shared
+	// /run/mnet/vde where parallel daemons' networks would collide.
+	full := append([]string{"mount", "-v", "--state", state, "--vde-dir", vdeDir(state)}, args...)
 	full = append(full, mp)
 	d.cmd = exec.Command(mnetBin, full...)
 	// A race-enabled daemon would otherwise sleep a second on exit.
@@ -176,6 +178,13 @@ func startMnetAt(t *testing.T, mp, state string, args ...string) *daemon {
 		}
 	}
 }
+
+// vdeDir is where a daemon with state file state serves its networks as
+// VDE switches.
+func vdeDir(state string) string { return filepath.Join(filepath.Dir(state), "vde") }
+
+// vdePath is the VDE switch directory of network name.
+func (d *daemon) vdePath(name string) string { return filepath.Join(vdeDir(d.state), name) }
 
 // stop sends SIGTERM and waits; it returns the exit error.
 func (d *daemon) stop() error {

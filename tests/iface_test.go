@@ -510,7 +510,7 @@ func TestTapPingBetweenNamespaces(t *testing.T) {
 	}
 	// Attachments come after the settings.
 	for i, l := range lines {
-		if strings.HasPrefix(l, "tap ") && i < 7 {
+		if strings.HasPrefix(l, "tap ") && i < 8 {
 			t.Errorf("ctl line %d %q comes before the settings:\n%s", i, l, strings.Join(lines, "\n"))
 		}
 	}
@@ -747,9 +747,9 @@ func TestIfaceCtlErrors(t *testing.T) {
 	if rows := portRows(t, n1); len(rows) != 2 {
 		t.Errorf("n1 should hold exactly its tap and grab: %v", rows)
 	}
-	// ctl of n1: the seven settings, the attachments in the order they
-	// were made, then last-error.
-	if l := ctlLines(t, n1); len(l) != 10 || l[7] != "tap "+tp || l[8] != "grab "+g || !strings.HasPrefix(l[9], "last-error ") {
+	// ctl of n1: the eight settings (vde included), the attachments in
+	// the order they were made, then last-error.
+	if l := ctlLines(t, n1); len(l) != 11 || l[8] != "tap "+tp || l[9] != "grab "+g || !strings.HasPrefix(l[10], "last-error ") {
 		t.Errorf("ctl of n1:\n%s\nwant settings, tap %s, grab %s, last-error", strings.Join(l, "\n"), tp, g)
 	}
 	for _, l := range ctlLines(t, n2) {
@@ -1101,8 +1101,7 @@ func (p *pcapReader) stats() (int, int) {
 
 func readPcap(t *testing.T, net string) *pcapReader {
 	t.Helper()
-	// A raw descriptor: os.File would register the FUSE file with the
-	// netpoller, and poll on mnet files always reports ready (README).
+	// A raw descriptor, read by blocking reads in this goroutine.
 	fd, err := unix.Open(filepath.Join(net, "pcap"), unix.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -42,6 +43,7 @@ var (
 	dur       = flag.Duration("d", 3*time.Second, "measuring time of each scenario")
 	rbuf      = flag.Int("rbuf", 65536, "read(2) buffer size, i.e. the largest packet a reader takes (mnet's mtu)")
 	rounds    = flag.Int("n", 1, "rounds: each scenario runs n times, interleaved, and the median is shown")
+	only      = flag.String("s", "", "run only the scenarios whose name matches this regexp (with the rows they are compared with)")
 	serveBare = flag.String("serve-bare", "", "internal: serve the bare relay at this directory until SIGTERM")
 )
 
@@ -99,15 +101,22 @@ type scenario struct {
 	size     int
 	readers  int
 	lossless bool
+	epoll    bool // readers wait in epoll (edge-triggered) and read to EAGAIN
 	latency  bool // also measure the write→read latency
 	results  []result
 	bare     *scenario // the bare relay that treats a full queue as this does (/bare)
 	same     *scenario // the other bare relay, for the unlike ratio in the footer
+	blocking *scenario // for an epoll row: the same with blocking readers
 }
 
 type result struct {
 	t        tput
 	p50, p99 time.Duration
+	// epoll rows: the daemon's POLL requests and NOTIFY_POLL messages for
+	// the reader's file, and the packets it read, in the throughput run
+	// and in the latency run.
+	polls, notifies, readerPkts    uint64
+	lpolls, lnotifies, latencyPkts uint64
 }
 
 func run() error {
@@ -138,7 +147,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	mnetd, err := startDaemon("mnet", mnetMnt, *mnetBin, "mount", "--state", "", mnetMnt)
+	// -v: the daemon logs the polls and notifies of each polled file
+	// when it is released, at debug level.
+	mnetd, err := startDaemon("mnet", mnetMnt, *mnetBin, "mount", "-v", "--state", "", mnetMnt)
 	if err != nil {
 		return err
 	}
@@ -159,15 +170,43 @@ func run() error {
 	for _, size := range []int{64, 1500} {
 		dropOf[size] = add(&scenario{name: "bare-drop 1→1", drop: true, size: size, readers: 1})
 	}
+	// Each epoll row runs right after its blocking twin, so that the
+	// machine's drift hits both alike.
 	for _, size := range []int{64, 1500} {
-		add(&scenario{name: "mnet 1→1", mnet: true, size: size, readers: 1, latency: true, bare: dropOf[size], same: bareOf[size]})
+		b := add(&scenario{name: "mnet 1→1", mnet: true, size: size, readers: 1, latency: true, bare: dropOf[size], same: bareOf[size]})
+		add(&scenario{name: "mnet 1→1 epoll", mnet: true, epoll: true, size: size, readers: 1, latency: true, bare: dropOf[size], blocking: b})
 	}
 	for _, size := range []int{64, 1500} {
 		add(&scenario{name: "mnet 1→4", mnet: true, size: size, readers: 4})
 	}
 	// With one packet in flight lossless changes nothing: no latency here.
 	for _, size := range []int{64, 1500} {
-		add(&scenario{name: "mnet 1→1 lossless", mnet: true, size: size, readers: 1, lossless: true, bare: bareOf[size]})
+		b := add(&scenario{name: "mnet 1→1 lossless", mnet: true, size: size, readers: 1, lossless: true, bare: bareOf[size]})
+		add(&scenario{name: "mnet 1→1 lossl. epoll", mnet: true, epoll: true, size: size, readers: 1, lossless: true, bare: bareOf[size], blocking: b})
+	}
+
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			return fmt.Errorf("-s: %v", err)
+		}
+		keep := map[*scenario]bool{}
+		var mark func(sc *scenario)
+		mark = func(sc *scenario) {
+			if sc == nil || keep[sc] {
+				return
+			}
+			keep[sc] = true
+			mark(sc.bare)
+			mark(sc.same)
+			mark(sc.blocking)
+		}
+		for _, sc := range scs {
+			if re.MatchString(sc.name) {
+				mark(sc)
+			}
+		}
+		scs = slices.DeleteFunc(scs, func(sc *scenario) bool { return !keep[sc] })
 	}
 
 	nets := 0
@@ -192,19 +231,44 @@ func run() error {
 				data, stats, pid = filepath.Join(dir, "data"), filepath.Join(dir, "stats"), mnetd.cmd.Process.Pid
 			}
 			var r result
-			if r.t, err = throughput(data, stats, pid, sc.size, sc.readers); err != nil {
+			released := 0
+			if sc.epoll {
+				released = len(pollReleases(mnetd.log))
+			}
+			if r.t, err = throughput(data, stats, pid, sc.size, sc.readers, sc.epoll); err != nil {
 				return fmt.Errorf("round %d, %s %d B: %v", round+1, sc.name, sc.size, err)
 			}
+			if sc.epoll {
+				if r.polls, r.notifies, err = pollCounts(mnetd.log, released); err != nil {
+					return fmt.Errorf("round %d, %s %d B: %v", round+1, sc.name, sc.size, err)
+				}
+				r.readerPkts = r.t.rxAll
+			}
 			if sc.latency {
-				if r.p50, r.p99, err = latency(data, sc.size); err != nil {
+				if sc.epoll {
+					released = len(pollReleases(mnetd.log))
+				}
+				var n uint64
+				if r.p50, r.p99, n, err = latency(data, sc.size, sc.epoll); err != nil {
 					return fmt.Errorf("round %d, %s %d B latency: %v", round+1, sc.name, sc.size, err)
+				}
+				if sc.epoll {
+					if r.lpolls, r.lnotifies, err = pollCounts(mnetd.log, released); err != nil {
+						return fmt.Errorf("round %d, %s %d B latency: %v", round+1, sc.name, sc.size, err)
+					}
+					r.latencyPkts = n
 				}
 			}
 			sc.results = append(sc.results, r)
 		}
 	}
+	idle, err := idleEpollReader(mnetMnt, mnetd.cmd.Process.Pid)
+	if err != nil {
+		return fmt.Errorf("idle epoll reader: %v", err)
+	}
 	mnetOK, bareOK := mnetd.stop(), bare.stop()
 	printTable(scs)
+	fmt.Println(idle)
 	if !mnetOK || !bareOK {
 		return errors.New("a daemon did not stop cleanly (see above)")
 	}
@@ -237,7 +301,7 @@ func printTable(scs []*scenario) {
 	unix.Uname(&uts)
 	fmt.Printf("fusebench: %d CPUs, Linux %s, %s, %v per scenario (+%v warm-up), read buffer %d B, %d round(s)\n\n",
 		runtime.NumCPU(), unix.ByteSliceToString(uts.Release[:]), runtime.Version(), *dur, warmup, *rbuf, *rounds)
-	fmt.Printf("%-17s %4s %7s %7s %7s %6s %7s %7s %7s %6s %6s %5s",
+	fmt.Printf("%-21s %4s %7s %7s %7s %6s %7s %7s %7s %6s %6s %5s",
 		"scenario", "size", "sent/s", "rx/s/r", "deliv/s", "Mbit/s", "drops/s", "p50", "p99", "srvCPU", "cliCPU", "/bare")
 	if *rounds > 1 {
 		fmt.Printf("  deliv/s min..max")
@@ -258,7 +322,7 @@ func printTable(scs []*scenario) {
 			ratio = fmt.Sprintf("%.2f", sc.ratio(sc.bare))
 		}
 		perPkt := func(cpu float64) float64 { return cpu / (deliv * t.secs) * 1e6 }
-		fmt.Printf("%-17s %4d %7.0f %7.0f %7.0f %6.1f %7s %7s %7s %6.1f %6.1f %5s",
+		fmt.Printf("%-21s %4d %7.0f %7.0f %7.0f %6.1f %7s %7s %7s %6.1f %6.1f %5s",
 			sc.name, sc.size, float64(t.sent)/t.secs, deliv/float64(len(t.rx)), deliv,
 			deliv*float64(sc.size)*8/1e6, drops, lat50, lat99, perPkt(t.srvCPU), perPkt(t.cliCPU), ratio)
 		if len(sc.results) > 1 {
@@ -300,6 +364,40 @@ func printTable(scs []*scenario) {
 		}
 	}
 	for _, sc := range scs {
+		if sc.blocking == nil {
+			continue
+		}
+		verdict := "met"
+		if sc.ratio(sc.blocking) < 0.8 {
+			verdict = "NOT met"
+		}
+		var polls, notifies, pkts, lpolls, lnotifies, lpkts uint64
+		for _, r := range sc.results {
+			polls, notifies, pkts = polls+r.polls, notifies+r.notifies, pkts+r.readerPkts
+			lpolls, lnotifies, lpkts = lpolls+r.lpolls, lnotifies+r.lnotifies, lpkts+r.latencyPkts
+		}
+		fmt.Printf("target >= 0.80: %s %d B over %s %d B: %.2f, %s", sc.name, sc.size, sc.blocking.name, sc.size,
+			sc.ratio(sc.blocking), verdict)
+		if len(sc.results) > 1 {
+			var rs []float64
+			fmt.Printf(" (round by round:")
+			for i := range sc.results {
+				r := sc.results[i].t.delivered() / sc.blocking.results[i].t.delivered()
+				rs = append(rs, r)
+				fmt.Printf(" %.2f", r)
+			}
+			slices.Sort(rs)
+			fmt.Printf("; their median %.2f)", rs[len(rs)/2])
+		}
+		fmt.Printf("\n  per packet read: throughput %.4f notifies, %.4f polls (%d packets)",
+			float64(notifies)/float64(pkts), float64(polls)/float64(pkts), pkts)
+		if lpkts > 0 {
+			fmt.Printf("; latency, one in flight: %.3f notifies, %.3f polls (%d packets)",
+				float64(lnotifies)/float64(lpkts), float64(lpolls)/float64(lpkts), lpkts)
+		}
+		fmt.Println()
+	}
+	for _, sc := range scs {
 		if sc.same != nil && sc.same != sc.bare {
 			fmt.Printf("unlike for unlike: %s %d B (drops when full) over %s %d B (blocks when full): %.2f\n",
 				sc.name, sc.size, sc.same.name, sc.same.size, sc.ratio(sc.same))
@@ -334,6 +432,7 @@ type tput struct {
 	secs  float64
 	sent  uint64   // write(2)s completed
 	rx    []uint64 // packets each reader received
+	rxAll uint64   // packets the readers received from open to close
 	drops int64    // the network's drops (stats file); -1 if there is none
 	// CPU time (user+system) the server daemon and this process (the
 	// readers and the writer) used in the window, in seconds.
@@ -355,8 +454,10 @@ func (t tput) delivered() float64 {
 // Then the writer stops; every reader returns after the next packet it
 // reads, the writer poking with small packets until all have. Each
 // goroutine closes its own descriptors, so a stuck one can never touch a
-// reused descriptor number after we have given up on it.
-func throughput(data, stats string, srvPid, size, nreaders int) (tput, error) {
+// reused descriptor number after we have given up on it. With epoll, each
+// reader waits in its own edge-triggered epoll and reads to EAGAIN, as an
+// event loop does.
+func throughput(data, stats string, srvPid, size, nreaders int, epoll bool) (tput, error) {
 	fds, err := openData(data, nreaders)
 	if err != nil {
 		return tput{}, err
@@ -378,6 +479,12 @@ func throughput(data, stats string, srvPid, size, nreaders int) (tput, error) {
 			defer readersLeft.Add(-1)
 			defer unix.Close(fd)
 			buf := make([]byte, *rbuf)
+			if epoll {
+				if err := epollReader(fd, buf, &rx[i], &writerDone); err != nil {
+					errs <- fmt.Errorf("reader %d: %v", i, err)
+				}
+				return
+			}
 			for {
 				n, err := unix.Read(fd, buf)
 				if err == unix.EINTR {
@@ -458,6 +565,7 @@ func throughput(data, stats string, srvPid, size, nreaders int) (tput, error) {
 		srvCPU: s1.srvCPU - s0.srvCPU, cliCPU: s1.cliCPU - s0.cliCPU}
 	for i := range s1.rx {
 		t.rx = append(t.rx, s1.rx[i]-s0.rx[i])
+		t.rxAll += rx[i].Load()
 	}
 	if stats != "" {
 		if s0.drops < 0 || s1.drops < 0 {
@@ -466,6 +574,143 @@ func throughput(data, stats string, srvPid, size, nreaders int) (tput, error) {
 		t.drops = s1.drops - s0.drops
 	}
 	return t, nil
+}
+
+// epollReader is one event-loop reader: fd non-blocking in an
+// edge-triggered epoll, each wakeup read until EAGAIN. It returns after the
+// first packet it reads once done is set.
+func epollReader(fd int, buf []byte, rx *atomic.Uint64, done *atomic.Bool) error {
+	ep, err := epollFor(fd)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ep)
+	events := make([]unix.EpollEvent, 1)
+	for {
+		n, err := unix.EpollWait(ep, events, 5000)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errors.New("no event in 5 s")
+		}
+		for {
+			n, err := unix.Read(fd, buf)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				break
+			}
+			if err != nil || n == 0 {
+				return fmt.Errorf("read returned %d, %v", n, err)
+			}
+			rx.Add(1)
+			if done.Load() {
+				return nil
+			}
+		}
+	}
+}
+
+// epollFor makes fd non-blocking and returns a new epoll that watches it
+// for input, edge-triggered.
+func epollFor(fd int) (int, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return -1, err
+	}
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		unix.Close(ep)
+		return -1, err
+	}
+	return ep, nil
+}
+
+// pollReleases returns the "polled file released" lines of mnet's log.
+func pollReleases(log string) []string {
+	b, _ := os.ReadFile(log)
+	var lines []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if strings.Contains(line, `msg="polled file released"`) {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
+// pollCounts waits for the log line of the next polled file released
+// after the first before of them (the epoll reader's file: the writer's is
+// never polled) and returns its counts.
+func pollCounts(log string, before int) (polls, notifies uint64, err error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lines := pollReleases(log)
+		if len(lines) > before {
+			line := lines[before]
+			for f := range strings.FieldsSeq(line) {
+				if v, ok := strings.CutPrefix(f, "polls="); ok {
+					polls, _ = strconv.ParseUint(v, 10, 64)
+				}
+				if v, ok := strings.CutPrefix(f, "notifies="); ok {
+					notifies, _ = strconv.ParseUint(v, 10, 64)
+				}
+			}
+			return polls, notifies, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, 0, errors.New("mnet logged no polled file released (is it run with -v?)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// idleEpollReader measures what a reader waiting in epoll on an idle
+// network costs: the CPU time of this process (the reader, parked in
+// epoll_wait) and of the daemon over 3 s.
+func idleEpollReader(mnt string, srvPid int) (string, error) {
+	dir := filepath.Join(mnt, "ipn", "idle")
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		return "", err
+	}
+	fds, err := openData(filepath.Join(dir, "data"), 1)
+	if err != nil {
+		return "", err
+	}
+	rfd, wfd := fds[0], fds[1]
+	var rx atomic.Uint64
+	var done atomic.Bool
+	finished := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer unix.Close(rfd)
+		finished <- epollReader(rfd, make([]byte, *rbuf), &rx, &done)
+	}()
+	time.Sleep(200 * time.Millisecond) // the reader is in epoll_wait
+	cpu := func() float64 {
+		var ru unix.Rusage
+		unix.Getrusage(unix.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	}
+	const window = 3 * time.Second
+	c0, s0 := cpu(), procCPU(srvPid)
+	time.Sleep(window)
+	c1, s1 := cpu(), procCPU(srvPid)
+	done.Store(true)
+	unix.Write(wfd, []byte{0})
+	unix.Close(wfd)
+	if err := <-finished; err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("idle epoll reader over %v: this process %.0f ms CPU, mnet %.0f ms CPU (10 ms ticks)",
+		window, (c1-c0)*1000, (s1-s0)*1000), nil
 }
 
 // readStat returns the value of one "key N" line of an mnet stats file, or
@@ -518,12 +763,16 @@ const latencyMagic = 0x68636e6562657375
 // interval. (A ping-pong through two ports would measure the same path,
 // twice per sample, plus a second wake-up.) Both ends use one clock in one
 // process, so there is no clock skew. The first 1% of samples is warm-up.
-// Packet layout: sequence number, send time (ns since base), magic.
-func latency(data string, size int) (p50, p99 time.Duration, err error) {
+// With epoll, the reader reads until EAGAIN and then waits in an
+// edge-triggered epoll: each sample also has the wake-up through FUSE poll
+// (NOTIFY_POLL, then a POLL request) and the extra read that found nothing.
+// Packet layout: sequence number, send time (ns since base), magic. It
+// returns the packets the reader read.
+func latency(data string, size int, epoll bool) (p50, p99 time.Duration, read uint64, err error) {
 	size = max(size, 24)
 	fds, err := openData(data, 1)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	rfd, wfd := fds[0], fds[1]
 	defer unix.Close(wfd)
@@ -532,20 +781,39 @@ func latency(data string, size int) (p50, p99 time.Duration, err error) {
 	got := make(chan uint64, 1)
 	readerDone := make(chan error, 1)
 	samples := make([]time.Duration, 0, 1<<18)
+	var readCount atomic.Uint64
 	go func() {
 		runtime.LockOSThread()
 		defer unix.Close(rfd)
 		buf := make([]byte, *rbuf)
+		ep := -1
+		if epoll {
+			var err error
+			if ep, err = epollFor(rfd); err != nil {
+				readerDone <- err
+				return
+			}
+			defer unix.Close(ep)
+		}
+		events := make([]unix.EpollEvent, 1)
 		for {
 			n, err := unix.Read(rfd, buf)
 			now := time.Since(base)
 			if err == unix.EINTR {
 				continue
 			}
+			if err == unix.EAGAIN && epoll {
+				if _, err := unix.EpollWait(ep, events, 5000); err != nil && err != unix.EINTR {
+					readerDone <- fmt.Errorf("reader: epoll_wait: %v", err)
+					return
+				}
+				continue
+			}
 			if err != nil || n == 0 {
 				readerDone <- fmt.Errorf("reader: read returned %d, %v", n, err)
 				return
 			}
+			readCount.Add(1)
 			if n < 24 || binary.LittleEndian.Uint64(buf[16:]) != latencyMagic {
 				continue // left in the bare relay's channel by a throughput run
 			}
@@ -576,38 +844,38 @@ func latency(data string, size int) (p50, p99 time.Duration, err error) {
 	}
 	for seq, end := uint64(0), time.Now().Add(*dur); time.Now().Before(end); seq++ {
 		if err := send(seq); err != nil {
-			return 0, 0, fmt.Errorf("writer: %v", err)
+			return 0, 0, 0, fmt.Errorf("writer: %v", err)
 		}
 		timer.Reset(time.Second)
 		select {
 		case s := <-got:
 			if s != seq {
-				return 0, 0, fmt.Errorf("sent packet %d, received %d", seq, s)
+				return 0, 0, 0, fmt.Errorf("sent packet %d, received %d", seq, s)
 			}
 		case err := <-readerDone:
-			return 0, 0, fmt.Errorf("reader stopped early: %v", err)
+			return 0, 0, 0, fmt.Errorf("reader stopped early: %v", err)
 		case <-timer.C:
-			return 0, 0, fmt.Errorf("packet %d not received within 1s", seq)
+			return 0, 0, 0, fmt.Errorf("packet %d not received within 1s", seq)
 		}
 	}
 	if err := send(math.MaxUint64); err != nil {
-		return 0, 0, fmt.Errorf("writer: %v", err)
+		return 0, 0, 0, fmt.Errorf("writer: %v", err)
 	}
 	timer.Reset(5 * time.Second)
 	select {
 	case err := <-readerDone:
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 	case <-timer.C:
-		return 0, 0, errors.New("reader did not stop")
+		return 0, 0, 0, errors.New("reader did not stop")
 	}
 	s := samples[len(samples)/100:]
 	if len(s) == 0 {
-		return 0, 0, errors.New("no samples")
+		return 0, 0, 0, errors.New("no samples")
 	}
 	slices.Sort(s)
-	return s[len(s)/2], s[len(s)*99/100], nil
+	return s[len(s)/2], s[len(s)*99/100], readCount.Load(), nil
 }
 
 // daemon is a file system server process mounted at mnt.

@@ -24,6 +24,7 @@ import (
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
+	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
 )
 
 const usage = `mnet: networking as files
@@ -41,6 +42,8 @@ mount flags:
   --debug-fuse    log every FUSE request (very verbose)
   --state PATH    where persistent networks are kept (default /var/lib/mnet/state.json;
                   empty: keep nothing)
+  --vde-dir DIR   where each network with vde on is a VDE switch, DIR/NAME
+                  (default /run/mnet/vde): vde_plug DIR/NAME joins it
   --log DEST      where log lines go: standard error (default), syslog, or a file
   --max-networks-per-uid N     IPN networks one uid other than 0 may own (default 256;
                                ENOSPC beyond)
@@ -115,6 +118,7 @@ func serve(args []string, ready *detach.Reporter) error {
 	maxNets := fl.Int("max-networks-per-uid", netcore.DefaultNetworksPerUid, "")
 	maxPersist := fl.Int("max-persistent-per-uid", netcore.DefaultPersistentPerUid, "")
 	maxSocks := fl.Int("max-sockets-per-uid", netcore.DefaultSocketsPerUid, "")
+	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Print(usage)
@@ -159,16 +163,16 @@ func serve(args []string, ready *detach.Reporter) error {
 		return err
 	}
 
-	// Signals are caught from before the mount: one arriving while it is
-	// being set up (go-fuse's WaitMount holds a file of the new mount open
-	// for its poll probe) would otherwise kill the process with that file
-	// open, and closing it at exit waits for an answer from the dead
-	// process itself, leaving it unkillable. Caught, it is handled once
-	// the mount is up.
+	// Signals are caught from before the mount and handled once it is up.
+	// A process killed while it holds a file of its own mount open cannot
+	// exit: closing the file waits for an answer from itself. go-fuse's
+	// mount-time poll probe used to hold one; with poll on there is no
+	// probe, and the daemon never opens its own files (see fs.Mount).
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state, Limits: limits})
+	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state, Limits: limits,
+		Flags: map[string]string{vde.DirFlag: *vdeDir}})
 	if err != nil {
 		return err
 	}

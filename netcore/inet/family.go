@@ -71,6 +71,7 @@ func (f *Family) Readme() string { return f.v.readme }
 var (
 	_ netcore.Family  = (*Family)(nil)
 	_ netcore.Readmer = (*Family)(nil)
+	_ netcore.Poller  = (*sock)(nil)
 )
 
 const readme4 = `  inet/udp/HOST/PORT    each open() is a UDP socket connected to HOST:PORT: write one datagram, read one reply
@@ -102,6 +103,7 @@ func (f *Family) Close() {
 	f.mu.Unlock()
 	for _, s := range socks {
 		s.conn.Close()
+		s.hangUp()
 	}
 	for _, l := range lns {
 		l.close()

@@ -37,6 +37,12 @@ type sock struct {
 
 	closeOnce sync.Once
 	onClose   func() // the family's bookkeeping
+
+	// Polls (poll.go).
+	pollMu        sync.Mutex
+	pollID        uint64   // in the daemon-wide epoll once polled; 0 before
+	inArm, outArm *pollArm // the wakeups of polls waiting for each half
+	hungUp        bool     // closed by the daemon stopping
 }
 
 func newSock(conn pollConn, stream, bound bool) (*sock, error) {
@@ -163,6 +169,7 @@ func (s *sock) Stream() bool { return true }
 // Close closes the socket at once: the peer sees it go, ss no longer shows it.
 func (s *sock) Close() {
 	s.closeOnce.Do(func() {
+		s.stopPolls()
 		s.conn.Close()
 		if s.onClose != nil {
 			s.onClose()

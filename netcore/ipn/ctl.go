@@ -39,13 +39,16 @@ type ctlCommand struct {
 	// persistOn is set for "persist on", checked against the owner's
 	// per-uid limit before anything is applied.
 	persistOn bool
+	// service is set for a service's line: services are started or
+	// stopped once the settings are applied.
+	service bool
 }
 
 // applyCtl runs the commands in text, one per line. Every line is checked
 // before any is applied, so a write with a bad line changes nothing; the
 // errno of the first bad line is the write's and its reason is kept for
 // last-error.
-func (n *Network) applyCtl(c *netcore.Cred, text string) error {
+func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 	var cmds []ctlCommand
 	var bad *ctlError
 	for line := range strings.SplitSeq(text, "\n") {
@@ -60,9 +63,13 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 		}
 		cmds = append(cmds, cmd)
 	}
+	// persistMu is held from the per-uid check of "persist on" to its
+	// apply, and let go before services start (svcMu is taken with no
+	// other lock held).
+	persistLocked := false
 	if bad == nil && !c.Root() && slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.persistOn }) {
 		n.fam.persistMu.Lock()
-		defer n.fam.persistMu.Unlock()
+		persistLocked = true
 		bad = n.checkPersistLimit(c)
 	}
 	// Links are opened first, outside the network's lock (they take
@@ -110,6 +117,9 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 	persist := n.set.Persist || wasPersist
 	n.lossless.Store(n.set.Lossless)
 	n.mu.Unlock()
+	if persistLocked {
+		n.fam.persistMu.Unlock()
+	}
 	n.space.broadcast() // qlen or lossless may have changed what senders wait for
 	for _, cmd := range cmds {
 		if cmd.attach != nil {
@@ -128,6 +138,21 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) error {
 	if bad != nil {
 		return bad.errno
 	}
+	// A service that cannot start fails the write, but the setting
+	// stands (and is saved: a persistent network tries again at the next
+	// start); last-error tells why it does not serve.
+	var svcErr error
+	for _, cmd := range cmds {
+		if cmd.service {
+			svcErr = n.syncServices()
+			break
+		}
+	}
+	defer func() {
+		if svcErr != nil && err == nil {
+			err = link.ErrnoOf(svcErr)
+		}
+	}()
 	if persist && len(cmds) > 0 {
 		// The settings apply either way; the caller learns that they
 		// will not survive a restart.
@@ -249,6 +274,15 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 		}
 		cmd.detach = d
 	default:
+		if s := link.LookupService(word); s != nil {
+			v, err := flag()
+			if err != nil {
+				return cmd, err
+			}
+			cmd.service = true
+			cmd.apply = func(n *Network) *ctlError { n.set = withService(n.set, s.Name, v); return nil }
+			break
+		}
 		kind := link.Lookup(word)
 		if kind == nil {
 			return cmd, ctlErr(syscall.EINVAL, "unknown command %q", word)
@@ -311,7 +345,7 @@ func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 	}
 	attached := map[key]bool{}
 	for _, p := range n.portList {
-		if p.link != nil {
+		if p.spec != nil {
 			attached[key{p.kind, p.name}] = true
 		}
 	}

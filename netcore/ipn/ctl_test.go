@@ -14,7 +14,7 @@ func TestCtlDefaults(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, rootCred, "defaults", 0777)
 	txt := readAll(t, nd, "ctl")
-	want := "policy hub\nmtu 65535\nqlen 256\nlossless off\nmaxports 1024\ndescr\npersist off\n"
+	want := "policy hub\nmtu 65535\nqlen 256\nlossless off\nmaxports 1024\ndescr\npersist off\n" + memSvc + " on\n"
 	if txt != want {
 		t.Fatalf("ctl of a new network:\n%s\nwant:\n%s", txt, want)
 	}

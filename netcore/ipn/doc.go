@@ -13,11 +13,15 @@
 // (link.CapGSO) get 64 KiB segments as they came, everything else gets
 // them cut into wire-size frames.
 //
-// Locks, outermost first: ipnFamily.saveMu (one state file write at a
+// Locks, outermost first: ipnFamily.persistMu (from the per-uid check of
+// "persist on" to its apply), ipnFamily.saveMu (one state file write at a
 // time), ipnFamily.mu (the networks and the claims), Network.mu (ports,
 // settings, routing; held while a packet is delivered so that order and
 // the lossless room check are exact), then Port.mu (a receive queue) or a
 // capture's lock. The notifier of lossless senders and the claims are
 // taken with no network lock held, and no system call on a link is made
-// under Network.mu.
+// under Network.mu. Network.svcMu orders the starts and stops of a
+// network's services (package link); it is taken with no other lock held
+// and held while a service starts or stops, so a service may take the
+// network's lock (to join or leave ports) but never svcMu.
 package ipn

@@ -36,6 +36,9 @@ type ipnFamily struct {
 	nets map[string]*Network
 	// claims are what links of any network hold (interfaces), by key.
 	claims map[string]linkClaim
+	// services are the registered services (package link), by name; set
+	// up once, at start.
+	services []*service
 
 	// saveMu orders saves: the list a save builds is the one it writes, and
 	// a later save's list is never overwritten by an earlier one.
@@ -58,6 +61,8 @@ var (
 	_ netcore.File    = (*netFile)(nil)
 	_ netcore.Handle  = (*dataHandle)(nil)
 	_ netcore.Handle  = (*pcapHandle)(nil)
+	_ netcore.Poller  = (*dataHandle)(nil)
+	_ netcore.Poller  = (*pcapHandle)(nil)
 	_ netcore.Handle  = (*ctlHandle)(nil)
 )
 
@@ -67,10 +72,16 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 			return nil, fmt.Errorf("link kind %q is also a ctl word of ipn", k.Name)
 		}
 	}
+	for _, s := range link.Services() {
+		if ctlWords[s.Name] {
+			return nil, fmt.Errorf("service %q is also a ctl word of ipn", s.Name)
+		}
+	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
 		claims: make(map[string]linkClaim), limits: env.Limits.WithDefaults()}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
+	f.openServices()
 	saved, err := f.state.load()
 	if err != nil {
 		// A broken state file must not keep the daemon from serving, nor
@@ -92,6 +103,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
 		n.restoreLinks(s.Links)
+		n.syncServices()
 	}
 	return f, nil
 }
@@ -110,7 +122,7 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
   ipn/NAME/ctl          read: settings; write: commands, one per line:
                           policy hub|switch   mtu N   qlen N   lossless on|off
                           maxports N   descr TEXT   persist on|off
-                          tap IFNAME   grab IFNAME   detach IFNAME
+                          tap IFNAME   grab IFNAME   detach IFNAME   vde on|off
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
@@ -141,6 +153,7 @@ func (f *ipnFamily) Close() {
 	for _, n := range nets {
 		n.shutdown(true)
 	}
+	f.closeServices()
 }
 
 // network returns the network called name, or nil.
@@ -227,15 +240,17 @@ func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node,
 		return nil, syscall.EINVAL
 	}
 	d.f.mu.Lock()
-	defer d.f.mu.Unlock()
 	if _, ok := d.f.nets[name]; ok {
+		d.f.mu.Unlock()
 		return nil, syscall.EEXIST
 	}
 	if len(d.f.nets) >= MaxNetworks {
+		d.f.mu.Unlock()
 		return nil, syscall.ENOSPC
 	}
 	if !c.Root() {
 		if owned, _ := d.f.ownedLocked(c.Uid, nil); owned >= d.f.limits.Networks {
+			d.f.mu.Unlock()
 			d.f.log.Warn("mkdir refused: per-uid network limit reached", "name", name, "uid", c.Uid, "limit", d.f.limits.Networks)
 			return nil, syscall.ENOSPC
 		}
@@ -243,7 +258,11 @@ func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node,
 	n := newNetwork(d.f, name, c.Uid, c.Gid, mode, DefaultSettings())
 	d.f.nets[name] = n
 	d.mtime = time.Now()
+	d.f.mu.Unlock()
 	d.f.log.Info("network created", "network", name, "uid", c.Uid, "gid", c.Gid, "mode", octal(n.mode))
+	// A service that cannot serve leaves the network without it, with
+	// last-error saying why.
+	n.syncServices()
 	return n.dir, nil
 }
 
@@ -354,6 +373,7 @@ func (d *netDir) Chmod(c *netcore.Cred, mode uint32) error {
 	persist := n.set.Persist
 	n.mu.Unlock()
 	n.fam.log.Info("network mode changed", "network", n.name, "mode", octal(mode&0777), "uid", c.Uid)
+	n.accessChanged()
 	if persist {
 		n.fam.saveState()
 	}
@@ -382,6 +402,7 @@ func (d *netDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	persist := n.set.Persist
 	n.mu.Unlock()
 	n.fam.log.Info("network owner changed", "network", n.name, "owner", uid, "group", gid, "uid", c.Uid)
+	n.accessChanged()
 	if persist {
 		n.fam.saveState()
 	}
@@ -527,6 +548,8 @@ func (h *dataHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bool
 	return len(b), nil
 }
 
+func (h *dataHandle) Poll(events uint32, wake func()) uint32 { return h.p.Poll(events, wake) }
+
 func (h *dataHandle) Close() {
 	h.p.Close()
 	h.p.net.fam.log.Debug("port left", "network", h.p.net.name, "port", h.p.id)
@@ -544,6 +567,8 @@ func (h *pcapHandle) Read(ctx context.Context, b []byte, _ int64, nonblock bool)
 func (h *pcapHandle) Write(context.Context, []byte, int64, bool) (int, error) {
 	return 0, syscall.EBADF
 }
+
+func (h *pcapHandle) Poll(events uint32, wake func()) uint32 { return h.c.poll(events, wake) }
 
 func (h *pcapHandle) Close() { h.n.stopCapture(h.c) }
 

@@ -114,11 +114,11 @@ func (n *Network) attachLocked(a *attachment) *Port {
 	return p
 }
 
-// linkPort returns the link port called name (of kind, if not nil), or
-// nil. Called with n.mu held.
+// linkPort returns the attachment called name (of kind, if not nil), or
+// nil; ports of services are not attachments. Called with n.mu held.
 func (n *Network) linkPort(kind *link.Kind, name string) *Port {
 	for _, p := range n.portList {
-		if p.link != nil && p.name == name && (kind == nil || p.kind == kind) {
+		if p.spec != nil && p.name == name && (kind == nil || p.kind == kind) {
 			return p
 		}
 	}
@@ -145,7 +145,9 @@ func (n *Network) release(p *Port, keep bool) {
 	p.cancel()
 	p.link.Close(keep)
 	<-p.pumpDone // the link's descriptor is really closed once Read returned
-	n.fam.unclaim(n, p.spec.Claim())
+	if p.spec != nil {
+		n.fam.unclaim(n, p.spec.Claim())
+	}
 	n.space.broadcast()
 }
 
@@ -166,8 +168,8 @@ func (p *Port) pump() {
 			<-p.stop.Done()
 			return
 		}
-		if k <= vnet.HdrLen {
-			continue
+		if k <= vnet.HdrLen || !p.send {
+			continue // a port without the send right only receives
 		}
 		// Errors (too long, too short for a switch) are counted and
 		// logged by the network; the link just goes on.
@@ -178,12 +180,12 @@ func (p *Port) pump() {
 // detachGone removes a link port whose link went away.
 func (n *Network) detachGone(p *Port) {
 	n.mu.Lock()
-	if n.linkPort(p.kind, p.name) != p {
+	if !n.hasPort(p) {
 		n.mu.Unlock()
 		return // detached meanwhile
 	}
 	n.detachLocked(p)
-	persist := n.set.Persist
+	persist := n.set.Persist && p.spec != nil
 	n.mu.Unlock()
 	n.release(p, false)
 	if persist {

@@ -44,6 +44,10 @@ type Settings struct {
 	MaxPorts int    `json:"maxports"`
 	Descr    string `json:"descr"`
 	Persist  bool   `json:"persist"`
+	// Services are the services (package link) switched on or off by
+	// ctl; one not in the map has its default. Never changed in place
+	// (see withService).
+	Services map[string]bool `json:"services,omitempty"`
 }
 
 // DefaultSettings are those of a new network.
@@ -96,6 +100,11 @@ type Network struct {
 	// space is broadcast when a queue may have room again (lossless senders
 	// wait on it).
 	space notifier
+
+	// svcMu orders the starts and stops of services; running are the
+	// services serving this network, by name (guarded by svcMu).
+	svcMu   sync.Mutex
+	running map[string]link.Stopper
 }
 
 func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings) *Network {
@@ -164,7 +173,8 @@ func (n *Network) leave(p *Port) {
 	}
 	n.fdb.forget(p)
 	n.mu.Unlock()
-	p.shut()
+	p.shut() // the file is being released: nobody polls it any more
+	n.space.disarm(p)
 	n.space.broadcast() // a lossless sender may have been waiting for p
 }
 
@@ -238,6 +248,9 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	n.bytes += uint64(len(frame))
 	var linkBuf [8]*Port
 	links := linkBuf[:0]
+	// Polls armed on the receivers, woken once n.mu is released.
+	var wakeBuf [8]func()
+	wakes := wakeBuf[:0]
 	var frames [][]byte // what queues and captures get; made on first need
 	segmented := func() [][]byte {
 		if frames != nil {
@@ -269,7 +282,11 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			continue
 		}
 		for _, f := range segmented() {
-			if p.enqueue(f, n.set.Qlen) {
+			ok, wake := p.enqueue(f, n.set.Qlen)
+			if wake != nil {
+				wakes = append(wakes, wake)
+			}
+			if ok {
 				p.rxPkts.Add(1)
 				p.rxBytes.Add(uint64(len(f)))
 				n.delivered.Add(1)
@@ -283,13 +300,20 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 		now := time.Now()
 		for _, f := range segmented() {
 			for _, c := range n.captures {
-				if !c.add(now, f) {
+				ok, wake := c.add(now, f)
+				if wake != nil {
+					wakes = append(wakes, wake)
+				}
+				if !ok {
 					n.pcapDrops++
 				}
 			}
 		}
 	}
 	n.mu.Unlock()
+	for _, wake := range wakes {
+		wake()
+	}
 
 	for _, p := range links {
 		if plain || p.caps&link.CapGSO != 0 {
@@ -381,6 +405,9 @@ func (n *Network) filePorts() int {
 func (n *Network) shutdown(exiting bool) {
 	n.mu.Lock()
 	n.closed = true
+	n.mu.Unlock()
+	n.syncServices() // their clients leave; closed, none can join again
+	n.mu.Lock()
 	ports := n.portList
 	n.portList = nil
 	caps := n.captures
@@ -390,12 +417,14 @@ func (n *Network) shutdown(exiting bool) {
 	for _, p := range ports {
 		if p.link != nil {
 			n.release(p, keep)
-		} else {
-			p.shut()
+		} else if wake := p.shut(); wake != nil {
+			wake() // a poll of the data file sees the end
 		}
 	}
 	for _, c := range caps {
-		c.shut()
+		if wake := c.shut(); wake != nil {
+			wake()
+		}
 	}
 	n.space.broadcast()
 }
@@ -421,8 +450,11 @@ func (n *Network) ctlText() []byte {
 		fmt.Fprintf(&b, "descr %s\n", s.Descr)
 	}
 	fmt.Fprintf(&b, "persist %s\n", onOff(s.Persist))
+	for _, svc := range n.fam.services {
+		fmt.Fprintf(&b, "%s %s\n", svc.svc.Name, onOff(serviceOn(s, svc.svc)))
+	}
 	for _, p := range n.portList {
-		if p.link != nil {
+		if p.spec != nil {
 			fmt.Fprintf(&b, "%s %s\n", p.kind.Name, p.spec.Args())
 		}
 	}

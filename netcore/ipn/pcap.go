@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 // Bounds of one capture reader's backlog: beyond either, records are dropped
@@ -31,12 +34,18 @@ type captureRecord struct {
 
 // capture is one reader of a network's pcap file.
 type capture struct {
-	mu      sync.Mutex
-	recs    []captureRecord
-	bytes   int
-	closed  bool
-	ready   chan struct{}
-	out     bytes.Buffer // serialized, not yet read
+	mu     sync.Mutex
+	recs   []captureRecord
+	bytes  int
+	closed bool
+	ready  chan struct{}
+	// inWake wakes a poll that waits for capture bytes; the next add,
+	// shut or read that leaves bytes behind takes it.
+	inWake func()
+	// unread is out.Len() for polls, which may not touch out.
+	unread atomic.Int64
+
+	out     bytes.Buffer // serialized, not yet read; only the reader touches it
 	w       *pcapgo.Writer
 	scratch []captureRecord
 	// reading admits one reader of the handle at a time (threads sharing
@@ -50,34 +59,81 @@ func newCapture() (*capture, error) {
 	if err := c.w.WriteFileHeader(pcapSnaplen, layers.LinkTypeEthernet); err != nil {
 		return nil, err
 	}
+	c.unread.Store(int64(c.out.Len()))
 	return c, nil
 }
 
 // add queues a record; false means it was dropped. Called under the
-// network's mutex.
-func (c *capture) add(t time.Time, pkt []byte) bool {
+// network's mutex; it returns the wakeup of a poll armed on the capture,
+// if any, for the caller to call once it holds no lock.
+func (c *capture) add(t time.Time, pkt []byte) (ok bool, pollWake func()) {
 	c.mu.Lock()
 	if c.closed || len(c.recs) >= captureMaxRecords || c.bytes+len(pkt) > captureMaxBytes {
 		c.mu.Unlock()
-		return false
+		return false, nil
 	}
 	c.recs = append(c.recs, captureRecord{t, pkt})
 	c.bytes += len(pkt)
+	pollWake, c.inWake = c.inWake, nil
 	c.mu.Unlock()
 	select {
 	case c.ready <- struct{}{}:
 	default:
 	}
-	return true
+	return true, pollWake
 }
 
-func (c *capture) shut() {
+// shut ends the capture: reads return what is left, then end of file. It
+// returns the wakeup of a poll armed on it, as add does.
+func (c *capture) shut() (pollWake func()) {
 	c.mu.Lock()
 	c.closed = true
+	pollWake, c.inWake = c.inWake, nil
 	c.mu.Unlock()
 	select {
 	case c.ready <- struct{}{}:
 	default:
+	}
+	return pollWake
+}
+
+// poll reports the pcap file readable when capture bytes are pending or
+// the capture has ended (PollHup: reads return end of file once drained).
+// It is never writable: writes fail with EBADF.
+func (c *capture) poll(events uint32, wake func()) uint32 {
+	if events&(netcore.PollIn|netcore.PollRdNorm) == 0 {
+		wake = nil
+	}
+	c.mu.Lock()
+	if wake != nil {
+		c.inWake = wake
+	}
+	var ready uint32
+	if len(c.recs) > 0 || c.closed || c.unread.Load() > 0 {
+		ready = netcore.PollIn | netcore.PollRdNorm
+	}
+	if c.closed {
+		ready |= netcore.PollHup
+	}
+	c.mu.Unlock()
+	return ready & (events | netcore.PollHup)
+}
+
+// readDone is the end of a read that consumed from out: a poll that
+// looked while the read had taken the records but not yet turned them into
+// bytes saw nothing pending, so if bytes are left it is woken now.
+func (c *capture) readDone() {
+	left := c.out.Len()
+	c.unread.Store(int64(left))
+	if left == 0 {
+		return
+	}
+	c.mu.Lock()
+	wake := c.inWake
+	c.inWake = nil
+	c.mu.Unlock()
+	if wake != nil {
+		wake()
 	}
 }
 
@@ -92,7 +148,9 @@ func (c *capture) read(ctx context.Context, p []byte, nonblock bool) (int, error
 	defer func() { <-c.reading }()
 	for {
 		if c.out.Len() > 0 {
-			return c.out.Read(p)
+			n, err := c.out.Read(p)
+			c.readDone()
+			return n, err
 		}
 		c.mu.Lock()
 		c.scratch, c.recs = c.recs, c.scratch[:0]
@@ -150,5 +208,5 @@ func (n *Network) stopCapture(c *capture) {
 		}
 	}
 	n.mu.Unlock()
-	c.shut()
+	c.shut() // the file is being released: nobody polls it any more
 }

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
 )
 
@@ -37,12 +38,16 @@ type Port struct {
 	cancel   context.CancelFunc
 	pumpDone chan struct{} // closed when the pump has stopped reading dev
 
-	mu     sync.Mutex // guards the queue
+	mu     sync.Mutex // guards the queue and inWake
 	ring   [][]byte
 	head   int
 	count  int
 	closed bool
 	ready  chan struct{} // one token: the queue may have become non-empty
+	// inWake wakes a poll of the data file that waits for a packet or
+	// the end; the next enqueue or shut takes it, so one arrival costs one
+	// wakeup per poll, not one per packet.
+	inWake func()
 }
 
 func newPort(n *Network, id int, kind *link.Kind, uid, pid uint32, name string, recv, send bool) *Port {
@@ -50,21 +55,24 @@ func newPort(n *Network, id int, kind *link.Kind, uid, pid uint32, name string, 
 		recv: recv, send: send, ready: make(chan struct{}, 1)}
 }
 
-// enqueue appends pkt unless the queue already holds qlen packets.
-func (p *Port) enqueue(pkt []byte, qlen int) bool {
+// enqueue appends pkt unless the queue already holds qlen packets. It
+// returns the wakeup of a poll armed on the port, if any, for the caller
+// to call once it holds no lock (it writes to /dev/fuse).
+func (p *Port) enqueue(pkt []byte, qlen int) (ok bool, pollWake func()) {
 	p.mu.Lock()
 	if p.closed || p.count >= qlen {
 		p.mu.Unlock()
-		return false
+		return false, nil
 	}
 	if p.count == len(p.ring) {
 		p.grow(qlen)
 	}
 	p.ring[(p.head+p.count)%len(p.ring)] = pkt
 	p.count++
+	pollWake, p.inWake = p.inWake, nil
 	p.mu.Unlock()
 	p.wake()
-	return true
+	return true, pollWake
 }
 
 // grow doubles the ring, up to qlen: idle ports cost little memory.
@@ -154,22 +162,106 @@ func (p *Port) Send(ctx context.Context, pkt []byte, nonblock bool) error {
 	return p.net.send(ctx, p, pkt, nonblock)
 }
 
+// Poll reports what the data file is ready for (netcore.Poller): reading
+// when a packet is queued or the port is closed (then with PollHup: reads
+// return end of file), writing unless lossless is on and some other
+// receiver's queue is full. A half the port has no right to (opened
+// without it, or without the r or w right) is never ready, since its
+// read or write fails at once, and a loop polling for it would spin.
+func (p *Port) Poll(events uint32, wake func()) uint32 {
+	var ready uint32
+	if p.send && events&(netcore.PollOut|netcore.PollWrNorm) != 0 {
+		// Armed before looking, so that room made in between wakes
+		// the poll. Armed even when there is room now: lossless may be
+		// turned on, and an edge-triggered waiter waits for the next
+		// change.
+		if wake != nil {
+			p.net.space.arm(p, wake)
+		}
+		if p.writable() {
+			ready |= netcore.PollOut | netcore.PollWrNorm
+		}
+	}
+	in := p.recv && events&(netcore.PollIn|netcore.PollRdNorm) != 0
+	p.mu.Lock()
+	if in && wake != nil {
+		p.inWake = wake
+	}
+	if in && (p.count > 0 || p.closed) {
+		ready |= netcore.PollIn | netcore.PollRdNorm
+	}
+	if p.closed {
+		ready |= netcore.PollHup
+	}
+	p.mu.Unlock()
+	return ready
+}
+
+// writable reports whether a write would go through now: without lossless
+// always (full queues drop), with it when every other receiving port has
+// room. That is what a hub needs; a switch may deliver a unicast to one
+// port only, so it may be writable where this says no, never the reverse.
+// A closed network is writable: the write fails at once.
+func (p *Port) writable() bool {
+	n := p.net
+	if !n.lossless.Load() {
+		return true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed || !n.set.Lossless {
+		return true
+	}
+	for _, q := range n.portList {
+		if q != p && q.recv && !q.room(n.set.Qlen) {
+			return false
+		}
+	}
+	return true
+}
+
 // Close leaves the network; queued packets are discarded and blocked
 // readers see end of file.
 func (p *Port) Close() { p.net.leave(p) }
 
-func (p *Port) shut() {
+// shut closes the queue: blocked readers see end of file. It returns the
+// wakeup of a poll armed on the port, if any: the caller calls it when the
+// port closes under its users (the network is removed), and drops it when
+// the file itself is being released (nobody polls a released file).
+func (p *Port) shut() (pollWake func()) {
 	p.mu.Lock()
 	p.closed = true
 	p.ring, p.count, p.head = nil, 0, 0
+	pollWake, p.inWake = p.inWake, nil
 	p.mu.Unlock()
 	p.wake()
+	return pollWake
 }
 
-// notifier lets any number of goroutines wait for the next broadcast.
+// notifier lets any number of goroutines wait for the next broadcast, and
+// polls of ports be woken by it.
 type notifier struct {
-	mu sync.Mutex
-	ch chan struct{}
+	mu    sync.Mutex
+	ch    chan struct{}
+	armed map[*Port]func() // one wakeup per port: the latest poll's
+}
+
+// arm has the next broadcast call wake, once, in place of any wakeup p
+// armed before. Arm before checking the condition.
+func (w *notifier) arm(p *Port, wake func()) {
+	w.mu.Lock()
+	if w.armed == nil {
+		w.armed = make(map[*Port]func())
+	}
+	w.armed[p] = wake
+	w.mu.Unlock()
+}
+
+// disarm forgets p's wakeup: its file is being released.
+func (w *notifier) disarm(p *Port) {
+	w.mu.Lock()
+	delete(w.armed, p)
+	w.mu.Unlock()
 }
 
 // wait returns a channel closed by the next broadcast. Take it before
@@ -183,11 +275,18 @@ func (w *notifier) wait() <-chan struct{} {
 	return w.ch
 }
 
+// broadcast wakes every waiter and every armed poll. Call it holding no
+// network or port lock: a poll's wakeup writes to /dev/fuse.
 func (w *notifier) broadcast() {
 	w.mu.Lock()
 	if w.ch != nil {
 		close(w.ch)
 		w.ch = nil
 	}
+	armed := w.armed
+	w.armed = nil
 	w.mu.Unlock()
+	for _, wake := range armed {
+		wake()
+	}
 }

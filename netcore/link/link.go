@@ -181,7 +181,7 @@ var reserved = map[string]bool{"file": true, "detach": true}
 func Register(k *Kind) {
 	kindsMu.Lock()
 	defer kindsMu.Unlock()
-	if k.Name == "" || reserved[k.Name] || kinds[k.Name] != nil {
+	if k.Name == "" || reserved[k.Name] || kinds[k.Name] != nil || services[k.Name] != nil {
 		panic("link: kind name empty, reserved or registered twice: " + k.Name)
 	}
 	if k.Parse == nil {

@@ -39,10 +39,11 @@ type daemonOption struct {
 
 // daemonOptions maps mnet's own mount options to daemon flags. A new
 // daemon flag that an administrator sets per mount gets a row here (and a
-// line in mnet(8)): issue 10 adds the per-uid limits, issue 11 --vde-dir.
+// line in mnet(8)): issue 10 adds the per-uid limits.
 var daemonOptions = []daemonOption{
 	{name: "state", flag: "--state", value: true, check: emptyOrAbsolute},
 	{name: "log", flag: "--log", value: true, check: absolute},
+	{name: "vde_dir", flag: "--vde-dir", value: true, check: absolute},
 	{name: "debug", flag: "-v"},
 	{name: "debug_fuse", flag: "--debug-fuse"},
 	{name: "max_networks_per_uid", flag: "--max-networks-per-uid", value: true, check: positive},

@@ -1,0 +1,612 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Readiness: poll(2), select(2) and epoll ask mnet's files, which answer
+// what a read or a write would do. The clients are real programs: Python's
+// select module and asyncio, a Go program reading through os.File, socat.
+
+// py runs a Python 3 script with args and returns its output; the test
+// fails if it fails or takes longer than timeout.
+func py(t *testing.T, timeout time.Duration, script string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "python3", append([]string{"-c", script}, args...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("python3 timed out after %v:\n%s", timeout, out)
+	}
+	if err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// pyPrelude is shared by the scripts: check(cond, what) fails the script,
+// later(s, f) runs f in s seconds in a thread, and ms(t0) is the time since
+// t0 in milliseconds.
+const pyPrelude = `
+import os, sys, select, socket, threading, time
+def check(cond, what):
+    if not cond:
+        print("FAIL:", what, flush=True)
+        sys.exit(1)
+def later(s, f):
+    th = threading.Timer(s, f)
+    th.start()
+    return th
+def ms(t0):
+    return (time.monotonic() - t0) * 1000
+`
+
+// An idle data file is not readable to poll, select or epoll; each of them
+// wakes within 100 ms of another port's write.
+func TestPollIdleDataAndWakeup(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "idle")
+	out := py(t, 30*time.Second, pyPrelude+`
+data = sys.argv[1]
+r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(data, os.O_WRONLY)
+sent = []
+def send():
+    sent.append(time.monotonic())  # counted from the start of the write
+    os.write(w, b"ping")
+
+def woken(name, wait):
+    # idle: nothing after 200 ms, nothing at once
+    t0 = time.monotonic()
+    check(not wait(0.2), name + ": idle file readable")
+    check(ms(t0) >= 190, name + ": idle wait returned early")
+    check(not wait(0), name + ": idle file readable to a zero timeout")
+    # a write 100 ms later wakes it within 100 ms
+    sent.clear()
+    later(0.1, send)
+    check(wait(5), name + ": not woken by a write")
+    delay = (time.monotonic() - sent[0]) * 1000
+    check(delay < 100, "%s: woken %.1f ms after the write" % (name, delay))
+    check(os.read(r, 100) == b"ping", name + ": wrong packet")
+    print("%s woken %.1f ms after the write" % (name, delay))
+
+p = select.poll()
+p.register(r, select.POLLIN)
+woken("poll", lambda s: p.poll(s * 1000) == [(r, select.POLLIN)])
+woken("select", lambda s: select.select([r], [], [], s)[0] == [r])
+ep = select.epoll()
+ep.register(r, select.EPOLLIN)
+woken("epoll", lambda s: ep.poll(s) == [(r, select.EPOLLIN)])
+`, filepath.Join(net, "data"))
+	t.Log(strings.TrimSpace(out))
+}
+
+// Level-triggered epoll reports a queued packet at every wait until it is
+// read; a packet written while nobody waits is reported by the next wait.
+func TestPollEpollLevelTriggered(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "lt")
+	py(t, 30*time.Second, pyPrelude+`
+data = sys.argv[1]
+r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(data, os.O_WRONLY)
+ep = select.epoll()
+ep.register(r, select.EPOLLIN)
+check(ep.poll(0.1) == [], "idle file readable")
+os.write(w, b"one")
+for i in range(3):
+    check(ep.poll(1) == [(r, select.EPOLLIN)], "wait %d without reading: not readable" % i)
+check(os.read(r, 100) == b"one", "wrong packet")
+check(ep.poll(0.2) == [], "drained file still readable")
+os.write(w, b"two")   # nobody is inside epoll_wait now
+time.sleep(0.05)
+check(ep.poll(1) == [(r, select.EPOLLIN)], "a write between waits was not reported")
+check(os.read(r, 100) == b"two", "wrong packet")
+check(ep.poll(0.2) == [], "drained file still readable")
+`, filepath.Join(net, "data"))
+}
+
+// Edge-triggered epoll gets one event per arrival and none spurious, and a
+// new one after the reader has read to EAGAIN and another packet arrives.
+func TestPollEpollEdgeTriggered(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "et")
+	py(t, 30*time.Second, pyPrelude+`
+data = sys.argv[1]
+r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(data, os.O_WRONLY)
+ep = select.epoll()
+ep.register(r, select.EPOLLIN | select.EPOLLET)
+check(ep.poll(0.2) == [], "idle file: spurious event")
+os.write(w, b"a")
+check(ep.poll(1) == [(r, select.EPOLLIN)], "no event for the first packet")
+check(ep.poll(0.2) == [], "a second event without a new packet")
+os.write(w, b"b")
+check(ep.poll(1) == [(r, select.EPOLLIN)], "no event for the second packet")
+check(ep.poll(0.2) == [], "spurious event after the second packet")
+got = []
+while True:
+    try:
+        got.append(os.read(r, 100))
+    except BlockingIOError:
+        break
+check(got == [b"a", b"b"], "read to EAGAIN got %r" % got)
+check(ep.poll(0.2) == [], "event after reading to EAGAIN")
+os.write(w, b"c")
+check(ep.poll(1) == [(r, select.EPOLLIN)], "no event after EAGAIN and a new packet")
+check(os.read(r, 100) == b"c", "wrong packet")
+`, filepath.Join(net, "data"))
+}
+
+// Three writers send 3000 packets each under lossless on; an
+// edge-triggered epoll reader that reads to EAGAIN gets all 9000.
+func TestPollEpollEdgeTriggeredStress(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "stress")
+	mustCtl(t, net, "lossless on\n")
+	out := py(t, 120*time.Second, pyPrelude+`
+data = sys.argv[1]
+r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
+ep = select.epoll()
+ep.register(r, select.EPOLLIN | select.EPOLLET)
+N = 3000
+def writer(k):
+    w = os.open(data, os.O_WRONLY)
+    for i in range(N):
+        os.write(w, b"%d %d" % (k, i))
+    os.close(w)
+ths = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
+for th in ths:
+    th.start()
+last = [-1, -1, -1]
+got = 0
+deadline = time.monotonic() + 90
+while got < 3 * N and time.monotonic() < deadline:
+    if not ep.poll(5):
+        break   # 5 s without an event: a lost wakeup
+    while True:
+        try:
+            pkt = os.read(r, 100)
+        except BlockingIOError:
+            break
+        k, i = map(int, pkt.split())
+        check(i == last[k] + 1, "writer %d: packet %d after %d" % (k, i, last[k]))
+        last[k] = i
+        got += 1
+for th in ths:
+    th.join()
+print("received %d/%d" % (got, 3 * N))
+check(got == 3 * N, "lost packets")
+`, filepath.Join(net, "data"))
+	t.Log(strings.TrimSpace(out))
+}
+
+// The README's asyncio reader, as written, receives 1000 packets in order
+// without spinning: the CPU time of the reader and of the daemon, which
+// answers a spinning reader's reads, is under 30% of the wall time, half a
+// second of waiting included.
+func TestPollAsyncioReader(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "lab")
+	mustCtl(t, net, "lossless on\n")
+	script := readmeBlock(t, "python", "# asyncio-reader")
+	script = strings.ReplaceAll(script, "/mnt/mnet", d.mp)
+	p := startProc(t, "python3", "-c", script)
+	waitFor(t, "the reader's port", func() bool { return len(portRows(t, net)) == 1 })
+	w := openPort(t, net, unix.O_WRONLY)
+
+	cpu := func() time.Duration { return procCPU(t, p.cmd.Process.Pid) + procCPU(t, d.cmd.Process.Pid) }
+	cpu0, t0 := cpu(), time.Now()
+	time.Sleep(500 * time.Millisecond)
+	// About 1.5 s of traffic in bursts: a reader that spins burns a CPU
+	// between them.
+	const n = 1000
+	for i := range n {
+		if _, err := unix.Write(w, fmt.Appendf(nil, "packet %04d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 {
+			time.Sleep(15 * time.Millisecond)
+		}
+	}
+	var want strings.Builder
+	for i := range n {
+		fmt.Fprintf(&want, "packet %04d\n", i)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for p.out.String() != want.String() {
+		if time.Now().After(deadline) || !strings.HasPrefix(want.String(), p.out.String()) {
+			t.Fatalf("asyncio reader printed %d bytes, want %d packets in order:\n%.500s",
+				len(p.out.String()), n, p.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	used, wall := cpu()-cpu0, time.Since(t0)
+	t.Logf("asyncio reader: %d packets in %v, reader and daemon CPU %v (%.0f%%)",
+		n, wall, used, 100*used.Seconds()/wall.Seconds())
+	if used.Seconds() > 0.3*wall.Seconds() {
+		t.Errorf("the asyncio reader and the daemon used %v of CPU in %v: spinning", used, wall)
+	}
+}
+
+// procCPU is the user and system time of process pid so far.
+func procCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which is in parentheses): state is
+	// field 3, utime 14, stime 15.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// The README's Go reader, as written (os.File, whose reads wait in the Go
+// runtime's epoll), receives 100 packets out of 100.
+func TestPollGoFileReader(t *testing.T) {
+	require(t, "go")
+	d := startMnet(t)
+	net := d.mkNet(t, "lab")
+	dir := t.TempDir()
+	src := filepath.Join(dir, "main.go")
+	code := strings.ReplaceAll(readmeBlock(t, "go", "// go-file-reader"), "/mnt/mnet", d.mp)
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "reader")
+	if out, err := exec.Command("go", "build", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("go build of the README's reader: %v\n%s", err, out)
+	}
+	p := startProc(t, bin)
+	waitFor(t, "the reader's port", func() bool { return len(portRows(t, net)) == 1 })
+	w := openPort(t, net, unix.O_WRONLY)
+	var want strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&want, "packet %d\n", i)
+		if _, err := unix.Write(w, fmt.Appendf(nil, "packet %d", i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond) // under qlen either way; spread over arm and re-arm
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.out.String() != want.String() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Go reader printed %d of 100 packets in 10 s:\n%s",
+				strings.Count(p.out.String(), "\n"), p.out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The README's socat bridge, as written, relays 50 datagrams each way
+// between a network and a UDP peer.
+func TestPollSocatBridge(t *testing.T) {
+	require(t, "python3", "socat", "ss")
+	d := startMnet(t)
+	lab := d.mkNet(t, "lab")
+	peerPort, bridgePort := freePort(t, "udp4"), freePort(t, "udp4")
+	peer, err := netListenUDP(peerPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	script := readmeBlock(t, "sh", "# socat-bridge")
+	script = strings.ReplaceAll(script, "/mnt/mnet", d.mp)
+	script = strings.ReplaceAll(script, "9999", strconv.Itoa(peerPort))
+	script = strings.ReplaceAll(script, "9998", strconv.Itoa(bridgePort))
+	startProc(t, "bash", "-c", script)
+	waitSocket(t, "u", bridgePort, false)
+	waitFor(t, "socat's port", func() bool { return len(portRows(t, lab)) == 1 })
+	member := openPort(t, lab, unix.O_RDWR)
+
+	// Network → UDP: what a member writes reaches the peer.
+	for i := range 50 {
+		if _, err := unix.Write(member, fmt.Appendf(nil, "to udp %d", i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	buf := make([]byte, 2000)
+	for i := range 50 {
+		peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, from, err := peer.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("peer got %d of 50 datagrams: %v", i, err)
+		}
+		if want := fmt.Sprintf("to udp %d", i); string(buf[:n]) != want {
+			t.Fatalf("peer got %q, want %q", buf[:n], want)
+		}
+		if from.Port != bridgePort {
+			t.Fatalf("datagram from port %d, want socat's %d", from.Port, bridgePort)
+		}
+	}
+	// UDP → network: what the peer sends to socat reaches the member.
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: bridgePort}
+	for i := range 50 {
+		if _, err := peer.WriteToUDP(fmt.Appendf(nil, "from udp %d", i), to); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := range 50 {
+		p, err := readTimeout(member, 5*time.Second)
+		if err != nil {
+			t.Fatalf("member got %d of 50 packets: %v", i, err)
+		}
+		if want := fmt.Sprintf("from udp %d", i); string(p) != want {
+			t.Fatalf("member got %q, want %q", p, want)
+		}
+	}
+}
+
+func netListenUDP(port int) (*net.UDPConn, error) {
+	return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+}
+
+// Under lossless on with qlen 4, a writer is not writable while a receiver's
+// queue is full, and becomes writable when the receiver reads; the same
+// with edge-triggered epoll, and when the full receiver leaves.
+func TestPollLosslessPollout(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "full")
+	mustCtl(t, net, "lossless on\nqlen 4\n")
+	out := py(t, 30*time.Second, pyPrelude+`
+data = sys.argv[1]
+r = os.open(data, os.O_RDONLY)
+w = os.open(data, os.O_WRONLY | os.O_NONBLOCK)
+def fill():
+    n = 0
+    while True:
+        try:
+            os.write(w, b"x")
+            n += 1
+        except BlockingIOError:
+            return n
+check(fill() == 4, "qlen 4 did not take 4 packets")
+p = select.poll()
+p.register(w, select.POLLOUT)
+check(p.poll(300) == [], "writable with a full receiver")
+later(0.1, lambda: os.read(r, 10))
+t0 = time.monotonic()
+check(p.poll(5000) == [(w, select.POLLOUT)], "not writable after the receiver read")
+print("POLLOUT %.1f ms after the poll began" % ms(t0), flush=True)
+
+check(fill() == 1, "one packet of room")
+ep = select.epoll()
+ep.register(w, select.EPOLLOUT | select.EPOLLET)
+check(ep.poll(0.3) == [], "edge-triggered: writable with a full receiver")
+later(0.1, lambda: os.read(r, 10))
+check(ep.poll(5) == [(w, select.EPOLLOUT)], "edge-triggered: no event after the receiver read")
+check(fill() == 1, "one packet of room")
+check(ep.poll(0.2) == [], "edge-triggered: spurious event")
+later(0.1, lambda: os.close(r))
+t0 = time.monotonic()
+check(ep.poll(5) == [(w, select.EPOLLOUT)], "edge-triggered: no event when the full receiver left")
+print("leave: %.1f ms" % ms(t0))
+`, filepath.Join(net, "data"))
+	t.Log(strings.TrimSpace(out))
+}
+
+// A half the caller has no right to is never ready: a reader without the w
+// right polling for POLLOUT, and a write-only port polling for POLLIN, see
+// nothing even with packets queued.
+func TestPollNoRightNeverReady(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "rights")
+	py(t, 30*time.Second, pyPrelude+`
+data = sys.argv[1]
+r = os.open(data, os.O_RDONLY)
+w = os.open(data, os.O_WRONLY)
+w2 = os.open(data, os.O_WRONLY)
+os.write(w2, b"queued for r and w, which w cannot read")
+p = select.poll()
+p.register(r, select.POLLIN | select.POLLOUT)
+p.register(w, select.POLLIN | select.POLLOUT)
+got = dict(p.poll(1000))
+check(got.get(r) == select.POLLIN, "read-only port: %r, want POLLIN only" % got.get(r))
+check(got.get(w) == select.POLLOUT, "write-only port: %r, want POLLOUT only" % got.get(w))
+`, filepath.Join(net, "data"))
+}
+
+// pcap is readable at open (the file header), not readable once drained on
+// an idle network, and readable again on the next packet.
+func TestPollPcap(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "cap")
+	py(t, 30*time.Second, pyPrelude+`
+net = sys.argv[1]
+c = os.open(net + "/pcap", os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(net + "/data", os.O_WRONLY)
+p = select.poll()
+p.register(c, select.POLLIN)
+check(p.poll(1000) == [(c, select.POLLIN)], "not readable at open")
+check(len(os.read(c, 24)) == 24, "no 24-byte file header")
+check(p.poll(200) == [], "readable when drained on an idle network")
+pkt = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x00payload"
+later(0.1, lambda: os.write(w, pkt))
+check(p.poll(5000) == [(c, select.POLLIN)], "not readable after a packet")
+check(len(os.read(c, 65536)) == 16 + len(pkt), "not one record")
+check(p.poll(200) == [], "readable when drained again")
+`, net)
+}
+
+// ctl, ports, stats, README and families are always ready.
+func TestPollTextFilesAlwaysReady(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "text")
+	py(t, 30*time.Second, pyPrelude+`
+for path in sys.argv[1:]:
+    fd = os.open(path, os.O_RDONLY)
+    p = select.poll()
+    p.register(fd, select.POLLIN | select.POLLOUT)
+    got = p.poll(1000)
+    check(got == [(fd, select.POLLIN | select.POLLOUT)], "%s: %r, want POLLIN|POLLOUT" % (path, got))
+    os.close(fd)
+`, filepath.Join(net, "ctl"), filepath.Join(net, "ports"), filepath.Join(net, "stats"),
+		d.path("README"), d.path("families"))
+}
+
+// An idle bound inet/udp file is not readable, and becomes readable on a
+// datagram; a TCP file whose peer closes is readable and reads 0.
+func TestPollInetSockets(t *testing.T) {
+	requireInet(t, false, "python3")
+	d := startMnet(t)
+	udpPort := freePort(t, "udp4")
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	tcpPort := l.Addr().(*net.TCPAddr).Port
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+		c.Close()
+	}()
+	py(t, 30*time.Second, pyPrelude+`
+udp, udpPort, tcp = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+u = os.open(udp, os.O_RDWR)
+p = select.poll()
+p.register(u, select.POLLIN)
+check(p.poll(200) == [], "idle bound UDP file readable to poll")
+check(select.select([u], [], [], 0.2)[0] == [], "idle bound UDP file readable to select")
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+later(0.1, lambda: s.sendto(b"hi", ("127.0.0.1", udpPort)))
+check(p.poll(5000) == [(u, select.POLLIN)], "not readable after a datagram")
+check(os.read(u, 100) == b"hi", "wrong datagram")
+check(p.poll(0) == [], "readable after reading the datagram")
+
+c = os.open(tcp, os.O_RDWR)
+p = select.poll()
+p.register(c, select.POLLIN)
+check(p.poll(100) == [], "open TCP file readable before the peer closed")
+got = p.poll(5000)
+check(len(got) == 1 and got[0][1] & select.POLLIN, "not readable after the peer closed: %r" % got)
+check(os.read(c, 100) == b"", "read after the peer closed is not 0 bytes")
+`, d.path("inet", "udp", "0.0.0.0", strconv.Itoa(udpPort)), strconv.Itoa(udpPort),
+		d.path("inet", "tcp", "127.0.0.1", strconv.Itoa(tcpPort)))
+	wg.Wait()
+}
+
+// The same for inet6: an idle bound inet6/udp file is not readable, and
+// becomes readable on a datagram.
+func TestPollInet6UDP(t *testing.T) {
+	requireInet(t, true, "python3")
+	d := startMnet(t)
+	port := freePort(t, "udp6")
+	py(t, 30*time.Second, pyPrelude+`
+path, port = sys.argv[1], int(sys.argv[2])
+u = os.open(path, os.O_RDWR)
+p = select.poll()
+p.register(u, select.POLLIN)
+check(p.poll(200) == [], "idle bound UDP file readable")
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+later(0.1, lambda: s.sendto(b"hi6", ("::1", port)))
+check(p.poll(5000) == [(u, select.POLLIN)], "not readable after a datagram")
+check(os.read(u, 100) == b"hi6", "wrong datagram")
+`, d.path("inet6", "udp", "::", strconv.Itoa(port)), strconv.Itoa(port))
+}
+
+// Closing files with polls pending (epoll registrations, a poll(2) in a
+// killed process) and traffic afterwards leave no error or warning in the
+// daemon's log, and later polls still work.
+func TestPollCloseWithPollPending(t *testing.T) {
+	require(t, "python3")
+	d := startMnet(t)
+	net := d.mkNet(t, "close")
+	capture := d.path("ipn", "close", "pcap")
+	py(t, 30*time.Second, pyPrelude+`
+data, pcap = sys.argv[1], sys.argv[2]
+w = os.open(data, os.O_WRONLY)
+for k in range(20):
+    r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
+    c = os.open(pcap, os.O_RDONLY | os.O_NONBLOCK)
+    os.read(c, 24)
+    ep = select.epoll()
+    ep.register(r, select.EPOLLIN | select.EPOLLET)
+    ep.register(c, select.EPOLLIN | select.EPOLLET)
+    ep.poll(0.01)
+    os.close(r)        # armed in the daemon, released by the kernel
+    os.close(c)
+    ep.close()
+    os.write(w, b"after close %d" % k)
+# a poll(2) in a process killed while it waits
+pid = os.fork()
+if pid == 0:
+    r = os.open(data, os.O_RDONLY)
+    select.poll().register(r, select.POLLIN)
+    p = select.poll()
+    p.register(r, select.POLLIN)
+    p.poll(10000)
+    os._exit(0)
+time.sleep(0.3)
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+os.write(w, b"after kill")
+# polls still work
+r = os.open(data, os.O_RDONLY)
+p = select.poll()
+p.register(r, select.POLLIN)
+check(p.poll(200) == [], "idle file readable")
+later(0.05, lambda: os.write(w, b"last"))
+check(p.poll(5000) == [(r, select.POLLIN)], "not woken after the closes")
+`, filepath.Join(net, "data"), capture)
+	time.Sleep(200 * time.Millisecond) // releases are asynchronous
+	for line := range strings.SplitSeq(d.log.String(), "\n") {
+		if strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN") {
+			t.Errorf("daemon log: %s", line)
+		}
+	}
+}
+
+// readmeBlock returns the README's fenced block in lang whose first line
+// starts with name (a comment naming it).
+func readmeBlock(t *testing.T, lang, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```"+lang+"\n"+name)
+	if !ok {
+		t.Fatalf("README has no %s block starting with %s", lang, name)
+	}
+	block, _, _ := strings.Cut(rest, "```")
+	return name + block
+}
