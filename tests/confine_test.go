@@ -38,6 +38,18 @@ func privSh(t *testing.T, args []string, script string) (string, error) {
 	return string(out), err
 }
 
+// openRetry is open(2) again while it is EINTR: Go's runtime signals its
+// own threads (preemption), and mnet answers an interrupted open with
+// EINTR.
+func openRetry(path string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, mode)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
 // rootNoCaps is uid 0 with empty bounding, inheritable and so effective
 // sets: Docker's default root, minus even what Docker keeps.
 var rootNoCaps = []string{"--bounding-set=-all", "--inh-caps=-all"}
@@ -109,7 +121,7 @@ func TestConfineNetnsLoopback(t *testing.T) {
 	sh(t, fmt.Sprintf("ip netns exec %s bash -c 'exec 3<>%s && echo hello-from-x >&3'", x,
 		d.path("inet", "tcp", "127.0.0.1", strconv.Itoa(port))))
 	srv.waitOutput(t, "hello-from-x")
-	if fd, err := unix.Open(d.path("inet", "tcp", "127.0.0.1", strconv.Itoa(port)), unix.O_RDWR, 0); err != unix.ECONNREFUSED {
+	if fd, err := openRetry(d.path("inet", "tcp", "127.0.0.1", strconv.Itoa(port)), unix.O_RDWR, 0); err != unix.ECONNREFUSED {
 		if err == nil {
 			unix.Close(fd)
 		}
@@ -120,7 +132,7 @@ func TestConfineNetnsLoopback(t *testing.T) {
 	// a port (kept by an O_NONBLOCK accept) is not X's on the same port.
 	lport := freePort(t, "tcp4")
 	lfile := d.path("inet", "tcp", "0.0.0.0", strconv.Itoa(lport))
-	if fd, err := unix.Open(lfile, unix.O_RDWR|unix.O_NONBLOCK, 0); err != unix.EAGAIN {
+	if fd, err := openRetry(lfile, unix.O_RDWR|unix.O_NONBLOCK, 0); err != unix.EAGAIN {
 		if err == nil {
 			unix.Close(fd)
 		}
@@ -443,7 +455,7 @@ func TestConfineInvisibleCaller(t *testing.T) {
 		d.path("inet", "udp", "127.0.0.1", strconv.Itoa(port)),
 		d.path("inet", "udp", "0.0.0.0", strconv.Itoa(freePort(t, "udp4"))),
 	} {
-		if fd, err := unix.Open(f, unix.O_RDWR, 0); err != unix.EACCES {
+		if fd, err := openRetry(f, unix.O_RDWR, 0); err != unix.EACCES {
 			if err == nil {
 				unix.Close(fd)
 			}
