@@ -2,6 +2,7 @@ package tap
 
 import (
 	"errors"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -117,3 +118,14 @@ func (g *Grabbed) Write(p []byte) (int, error) { return g.f.write(p) }
 
 // Close lets the interface go.
 func (g *Grabbed) Close() error { return g.f.Close() }
+
+// TryRead returns the next frame if one is there now; EAGAIN if not. It
+// may run while another goroutine waits in Read or WaitRead.
+func (g *Grabbed) TryRead(p []byte) (int, error) { return g.f.tryRead(p) }
+
+// ReadLocked is Read for a caller that holds mu, which it unlocks while
+// it waits for a frame and locks again before taking one; waited reports
+// that it waited.
+func (g *Grabbed) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	return g.f.readLocked(p, mu)
+}

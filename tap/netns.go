@@ -56,8 +56,14 @@ func sameFile(a, b *unix.Stat_t) bool { return a.Dev == b.Dev && a.Ino == b.Ino 
 // the daemon's own): it takes over a TAP left there, or creates one
 // there. The device works from any thread once opened.
 func OpenTapIn(netns, name string, mtu int) (*Tap, error) {
+	return OpenTapInQueues(netns, name, mtu, 1)
+}
+
+// OpenTapInQueues is OpenTapQueues inside the network namespace at path
+// netns, as OpenTapIn.
+func OpenTapInQueues(netns, name string, mtu, queues int) (*Tap, error) {
 	if netns == "" {
-		return OpenTap(name, mtu)
+		return OpenTapQueues(name, mtu, queues)
 	}
 	target, err := unix.Open(netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -85,7 +91,7 @@ func OpenTapIn(netns, name string, mtu int) (*Tap, error) {
 			done <- result{nil, err}
 			return
 		}
-		t, err := OpenTap(name, mtu)
+		t, err := OpenTapQueues(name, mtu, queues)
 		if rerr := unix.Setns(self, unix.CLONE_NEWNET); rerr != nil {
 			if t != nil {
 				t.Close()

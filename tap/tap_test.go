@@ -283,3 +283,51 @@ func TestNetnsAndOpenTapIn(t *testing.T) {
 		t.Errorf("TAP still in %s after Close:\n%s", ns, out)
 	}
 }
+
+// A multi-queue TAP has its queues, spreads flows over them, and is
+// EBUSY for a second holder, as a single-queue TAP is.
+func TestOpenTapQueues(t *testing.T) {
+	needRoot(t)
+	name := ifname("q")
+	t.Cleanup(func() { delLink(name) })
+	tp, err := OpenTapQueues(name, 1400, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if n := len(tp.Queues()); n != 2 {
+		t.Errorf("%d queues, want 2", n)
+	}
+	if n, err := attachedQueues(name); n != 2 || err != nil {
+		t.Errorf("attachedQueues = %d, %v; want 2", n, err)
+	}
+	if _, err := OpenTapQueues(name, 0, 2); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("second OpenTapQueues: %v, want EBUSY", err)
+	}
+	if _, err := OpenTap(name, 0); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("second OpenTap: %v, want EBUSY", err)
+	}
+}
+
+// FlowHash is the same both ways of a flow, and tells flows apart.
+func TestFlowHashSymmetric(t *testing.T) {
+	frame := func(src, dst byte, sport, dport byte) []byte {
+		f := make([]byte, 14+20+8)
+		f[12], f[13] = 0x08, 0x00
+		ip := f[14:]
+		ip[0], ip[9] = 0x45, 17
+		ip[15], ip[19] = src, dst
+		ip[21], ip[23] = sport, dport
+		return f
+	}
+	if a, b := FlowHash(frame(1, 2, 10, 20)), FlowHash(frame(2, 1, 20, 10)); a != b {
+		t.Errorf("FlowHash differs by direction: %x, %x", a, b)
+	}
+	seen := map[uint32]bool{}
+	for p := byte(1); p <= 16; p++ {
+		seen[FlowHash(frame(1, 2, p, 20))%2] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("16 flows all hash to one of 2 queues")
+	}
+}

@@ -1,7 +1,9 @@
 package tap
 
 import (
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/mnet-project/mnet/vnet"
 	"golang.org/x/sys/unix"
@@ -13,13 +15,18 @@ import (
 // (Segment). UDP offloads stay off: UFO would need IP fragmentation.
 const tapOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6 | unix.TUN_F_TSO_ECN
 
-// Tap is a TAP device opened through /dev/net/tun.
+// Tap is a TAP device opened through /dev/net/tun, with one queue or
+// several (IFF_MULTI_QUEUE).
 type Tap struct {
 	name    string
 	mtu     int
 	created bool
-	f       *frameFile
+	f       *frameFile   // queue 0
+	queues  []*frameFile // every queue, f first
 }
+
+// MaxQueues bounds the queues OpenTapQueues opens.
+const MaxQueues = 16
 
 // OpenTap creates the TAP device name, or takes over the existing TAP of
 // that name, and brings it up. A TAP it creates gets MTU mtu (0 leaves the
@@ -29,10 +36,20 @@ type Tap struct {
 //
 // Errors: EINVAL for a bad name, ErrNotTap when name is another kind of
 // interface, EBUSY when another process holds the TAP.
-func OpenTap(name string, mtu int) (*Tap, error) {
+func OpenTap(name string, mtu int) (*Tap, error) { return OpenTapQueues(name, mtu, 1) }
+
+// OpenTapQueues is OpenTap with up to queues queues (IFF_MULTI_QUEUE):
+// the kernel hands each flow's frames to one queue, chosen by a hash of
+// the flow (symmetric, so a flow's replies come back on the queue its
+// frames were written to), and the queues can be read in parallel. A TAP
+// that exists without IFF_MULTI_QUEUE is taken over with one queue. A
+// multi-queue TAP held by another process is EBUSY too: the kernel would
+// attach a second holder's queues, so OpenTapQueues asks it first.
+func OpenTapQueues(name string, mtu, queues int) (*Tap, error) {
 	if err := CheckName(name); err != nil {
 		return nil, unix.EINVAL
 	}
+	queues = min(max(queues, 1), MaxQueues)
 	existed := Exists(name)
 	if existed {
 		isTap, err := IsTap(name)
@@ -42,22 +59,19 @@ func OpenTap(name string, mtu int) (*Tap, error) {
 		if !isTap {
 			return nil, ErrNotTap
 		}
-	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open /dev/net/tun: %w", err)
-	}
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		unix.Close(fd)
-		return nil, unix.EINVAL
-	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
-	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
-		unix.Close(fd)
-		return nil, err
+		if n, err := attachedQueues(name); err == nil && n > 0 {
+			return nil, unix.EBUSY
+		}
 	}
 	t := &Tap{name: name, created: !existed}
+	fd, err := openQueue(name, queues > 1)
+	if errors.Is(err, unix.EINVAL) && existed && queues > 1 {
+		queues = 1 // a single-queue TAP
+		fd, err = openQueue(name, false)
+	}
+	if err != nil {
+		return nil, err
+	}
 	fail := func(what string, err error) (*Tap, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("%s %s: %w", name, what, err)
@@ -82,7 +96,45 @@ func OpenTap(name string, mtu int) (*Tap, error) {
 	if t.f, err = newFrameFile(fd, "/dev/net/tun:"+name); err != nil {
 		return nil, err
 	}
+	t.queues = []*frameFile{t.f}
+	// More queues: the device is set up; a queue the kernel refuses
+	// (another process took the slots) only means fewer.
+	for len(t.queues) < queues {
+		qfd, err := openQueue(name, true)
+		if err != nil {
+			break
+		}
+		f, err := newFrameFile(qfd, "/dev/net/tun:"+name)
+		if err != nil {
+			break
+		}
+		t.queues = append(t.queues, f)
+	}
 	return t, nil
+}
+
+// openQueue opens /dev/net/tun and attaches it to TAP name, creating it
+// if it does not exist.
+func openQueue(name string, multi bool) (int, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /dev/net/tun: %w", err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return -1, unix.EINVAL
+	}
+	flags := uint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if multi {
+		flags |= unix.IFF_MULTI_QUEUE
+	}
+	ifr.SetUint16(flags)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 // Name is the interface name given to OpenTap.
@@ -95,11 +147,22 @@ func (t *Tap) MTU() int { return t.mtu }
 // taking over an existing one).
 func (t *Tap) Created() bool { return t.created }
 
-// Read returns the next frame the interface sent, header first.
+// Read returns the next frame the interface sent on queue 0, header first.
 func (t *Tap) Read(p []byte) (int, error) { return t.f.read(p) }
 
-// Write hands one frame, header first, to the interface as received.
-func (t *Tap) Write(p []byte) (int, error) { return t.f.write(p) }
+// Write hands one frame, header first, to the interface as received,
+// through the queue of its flow (FlowHash), so that the kernel sends the
+// flow's frames back on that queue.
+func (t *Tap) Write(p []byte) (int, error) { return t.queues[t.QueueOf(p)].write(p) }
+
+// QueueOf is the queue Write writes p (header first) on: where the kernel
+// sends the replies of p's flow.
+func (t *Tap) QueueOf(p []byte) int {
+	if len(t.queues) == 1 {
+		return 0
+	}
+	return int(FlowHash(p[min(len(p), vnet.HdrLen):]) % uint32(len(t.queues)))
+}
 
 // SetPersist marks the interface persistent (it outlives the device being
 // closed, as `ip tuntap add` makes it) or not.
@@ -112,4 +175,44 @@ func (t *Tap) SetPersist(on bool) error {
 }
 
 // Close releases the device. A TAP that is not persistent disappears.
-func (t *Tap) Close() error { return t.f.Close() }
+func (t *Tap) Close() error {
+	var err error
+	for i := len(t.queues) - 1; i >= 0; i-- {
+		if cerr := t.queues[i].Close(); i == 0 {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// TryRead returns the next frame on queue 0 if one is there now; EAGAIN if
+// not. It may run while another goroutine waits in Read or ReadLocked.
+func (t *Tap) TryRead(p []byte) (int, error) { return t.f.tryRead(p) }
+
+// ReadLocked is Read for a caller that holds mu, which it unlocks while
+// it waits for a frame and locks again before taking one; waited reports
+// that it waited.
+func (t *Tap) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) { return t.f.readLocked(p, mu) }
+
+// Queues are the TAP's queues, queue 0 first.
+func (t *Tap) Queues() []*Queue {
+	qs := make([]*Queue, len(t.queues))
+	for i, f := range t.queues {
+		qs[i] = &Queue{f}
+	}
+	return qs
+}
+
+// Queue is one queue of a TAP, for reading.
+type Queue struct{ f *frameFile }
+
+// Read returns the next frame of this queue, header first.
+func (q *Queue) Read(p []byte) (int, error) { return q.f.read(p) }
+
+// TryRead is Tap.TryRead on this queue.
+func (q *Queue) TryRead(p []byte) (int, error) { return q.f.tryRead(p) }
+
+// ReadLocked is Tap.ReadLocked on this queue.
+func (q *Queue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	return q.f.readLocked(p, mu)
+}

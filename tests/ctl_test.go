@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -43,12 +44,18 @@ func TestNetworkNames(t *testing.T) {
 func TestCtlSettingsAndErrors(t *testing.T) {
 	d := startMnet(t)
 	net := d.mkNet(t, "c")
-	want := "policy hub\nmtu 65535\nqlen 256\nlossless off\nmaxports 1024\ndescr\npersist off\nvde on\n"
-	if got := readFile(t, filepath.Join(net, "ctl")); got != want {
-		t.Fatalf("default ctl:\n%s\nwant:\n%s", got, want)
+	// Last the userspace host's MAC, made from the network's name.
+	ctlText := readFile(t, filepath.Join(net, "ctl"))
+	mac := regexp.MustCompile(`(?m)^mac [0-9a-f]{2}(:[0-9a-f]{2}){5}\n`).FindString(ctlText)
+	if mac == "" {
+		t.Fatalf("ctl has no mac line:\n%s", ctlText)
+	}
+	want := "policy hub\nmtu 65535\nqlen 256\nlossless off\nmaxports 1024\ndescr\npersist off\nvde on\n" + mac
+	if ctlText != want {
+		t.Fatalf("default ctl:\n%s\nwant:\n%s", ctlText, want)
 	}
 	sh(t, "printf 'policy switch\\nmtu 9000\\nqlen 64\\nlossless on\\nmaxports 8\\ndescr the lab network\\n' > "+filepath.Join(net, "ctl"))
-	want = "policy switch\nmtu 9000\nqlen 64\nlossless on\nmaxports 8\ndescr the lab network\npersist off\nvde on\n"
+	want = "policy switch\nmtu 9000\nqlen 64\nlossless on\nmaxports 8\ndescr the lab network\npersist off\nvde on\n" + mac
 	if got := readFile(t, filepath.Join(net, "ctl")); got != want {
 		t.Fatalf("ctl after commands:\n%s\nwant:\n%s", got, want)
 	}

@@ -226,7 +226,7 @@ func TestRootLayout(t *testing.T) {
 		}
 		names = append(names, name)
 	}
-	if strings.Join(names, " ") != "inet inet6 ipn" {
+	if strings.Join(names, " ") != "inet inet6 ipn mhost" {
 		t.Errorf("families: %q", fam)
 	}
 	readme := readFile(t, d.path("README"))

@@ -747,9 +747,9 @@ func TestIfaceCtlErrors(t *testing.T) {
 	if rows := portRows(t, n1); len(rows) != 2 {
 		t.Errorf("n1 should hold exactly its tap and grab: %v", rows)
 	}
-	// ctl of n1: the eight settings (vde included), the attachments in
-	// the order they were made, then last-error.
-	if l := ctlLines(t, n1); len(l) != 11 || l[8] != "tap "+tp || l[9] != "grab "+g || !strings.HasPrefix(l[10], "last-error ") {
+	// ctl of n1: the nine settings (the seven of ipn, vde and mac), the
+	// attachments in the order they were made, then last-error.
+	if l := ctlLines(t, n1); len(l) != 12 || l[9] != "tap "+tp || l[10] != "grab "+g || !strings.HasPrefix(l[11], "last-error ") {
 		t.Errorf("ctl of n1:\n%s\nwant settings, tap %s, grab %s, last-error", strings.Join(l, "\n"), tp, g)
 	}
 	for _, l := range ctlLines(t, n2) {

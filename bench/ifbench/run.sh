@@ -5,7 +5,9 @@
 #   (b) Debian's vde_switch with two tap ports (vde_switch -t A -t B),
 #   (c) a Linux bridge over two veth pairs,
 # all set up once, then measured in interleaved rounds (a, b, c, a, b, c, ...)
-# so that drift on the machine hits every setup alike. See bench/README.md.
+# so that drift on the machine hits every setup alike: in each round, ping
+# RTT, iperf3 TCP throughput, and the 64-byte frames/s that reach B while
+# bench/ifbench/flood sends as fast as it can from A. See bench/README.md.
 #
 # Run as root from anywhere:   bench/ifbench/run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS]
 # Needs: iperf3, vde2 (vde_switch), iproute2 (ip), iputils-ping, python3, go
@@ -14,7 +16,7 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-s SETUPS] [-p] [-k]
+usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-f SECS] [-s SETUPS] [-p] [-T] [-k]
 
   -m MNET     mnet binary to benchmark (default: go build -o TMP/mnet ./cmd/mnet
               from this repository)
@@ -23,16 +25,28 @@ usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-s SETUPS
   -r ROUNDS   rounds; each round measures every setup once, in turn (default 3)
   -P STREAMS  parallel TCP streams per iperf3 run (iperf3 -P) (default 1)
   -c PINGS    pings per RTT measurement, 50 ms apart (default 20)
+  -f SECS     seconds of each small-frame flood (bench/ifbench/flood: UDP with
+              an 18-byte payload, i.e. 60-byte frames, 64 with the FCS, to
+              an address B's MAC answers for but B does not have, so that B
+              drops them at once); 0 skips it (default 5)
   -s SETUPS   which setups, in this order (default "mnet vde bridge"); also
               relay: bench/ifbench/taprelay -vnet, a bare Go TAP-to-TAP relay
                 with virtio-net headers and TSO, as mnet opens its TAPs;
               relay-plain: the same without offloads (frames <= MTU, as vde)
+              relay-netpoll: the relay with vnet hdr + TSO, but reading
+                through os.File on non-blocking descriptors (waiting in
+                Go's netpoller, as mnet does), one goroutine per direction
   -p          profile mnet with perf record -g during its last iperf3 run and
               print the top of perf report (perf.data is kept in TMP with -k)
+  -T          after the rounds, trace 100 pings through each switch with
+              perf (scheduler and system call events, system-wide) and
+              print where their microseconds go, stage by stage
+              (bench/ifbench/stages.py)
   -k          keep the temporary directory (logs, iperf3 JSON) at the end
 
-Output: one line per run, then a Markdown table (median Gbit/s over the
-rounds, mean ping RTT) with mnet's ratios to vde_switch and to the bridge.
+Output: one line per run, then Markdown tables (median Gbit/s and frames/s
+over the rounds, ping RTT) with mnet's ratios to vde_switch and to the
+bridge, per round and of the medians.
 EOF
 }
 
@@ -41,19 +55,23 @@ DUR=10
 ROUNDS=3
 STREAMS=1
 PINGS=20
+FLOOD=5
 SETUPS="mnet vde bridge"
 KEEP=0
 PROFILE=0
-while getopts 'm:t:r:P:c:s:pkh' opt; do
+TRACE=0
+while getopts 'm:t:r:P:c:f:s:pTkh' opt; do
 	case $opt in
 	m) MNET=$OPTARG ;;
 	t) DUR=$OPTARG ;;
 	r) ROUNDS=$OPTARG ;;
 	P) STREAMS=$OPTARG ;;
 	c) PINGS=$OPTARG ;;
+	f) FLOOD=$OPTARG ;;
 	s) SETUPS=$OPTARG ;;
 	k) KEEP=1 ;;
 	p) PROFILE=1 ;;
+	T) TRACE=1 ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -63,8 +81,9 @@ shift $((OPTIND - 1))
 for v in DUR ROUNDS STREAMS PINGS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "ifbench: $v must be a positive integer, not '${!v}'" >&2; exit 2; }
 done
+[[ $FLOOD =~ ^[0-9]+$ ]] || { echo "ifbench: -f must be a number of seconds, not '$FLOOD'" >&2; exit 2; }
 for s in $SETUPS; do
-	case $s in mnet | vde | bridge | relay | relay-plain) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge, relay, relay-plain)" >&2; exit 2 ;; esac
+	case $s in mnet | vde | bridge | relay | relay-plain | relay-netpoll) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge, relay, relay-plain, relay-netpoll)" >&2; exit 2 ;; esac
 done
 
 die() { echo "ifbench: $*" >&2; exit 1; }
@@ -75,7 +94,7 @@ has() { [[ " $SETUPS " == *" $1 "* ]]; }
 missing=()
 for c in ip iperf3 ping python3 mountpoint; do command -v "$c" >/dev/null || missing+=("$c"); done
 if has vde; then command -v vde_switch >/dev/null || missing+=(vde_switch); fi
-if ((PROFILE)); then command -v perf >/dev/null || missing+=(perf); fi
+if ((PROFILE || TRACE)); then command -v perf >/dev/null || missing+=(perf); fi
 ((${#missing[@]} == 0)) || die "missing commands: ${missing[*]} (apt-get install -y iproute2 iperf3 iputils-ping vde2 python3 util-linux)"
 [[ -c /dev/net/tun ]] || die "/dev/net/tun is missing"
 
@@ -92,6 +111,7 @@ NSA[vde]=$P-va NSB[vde]=$P-vb IFA[vde]=${P}va IFB[vde]=${P}vb
 NSA[bridge]=$P-ca NSB[bridge]=$P-cb IFA[bridge]=${P}ca IFB[bridge]=${P}cb
 NSA[relay]=$P-ra NSB[relay]=$P-rb IFA[relay]=${P}ra IFB[relay]=${P}rb
 NSA[relay-plain]=$P-pa NSB[relay-plain]=$P-pb IFA[relay-plain]=${P}pa IFB[relay-plain]=${P}pb
+NSA[relay-netpoll]=$P-na NSB[relay-netpoll]=$P-nb IFA[relay-netpoll]=${P}na IFB[relay-netpoll]=${P}nb
 declare -A RELAY_PID
 NSBR=$P-cs # the bridge and the host ends of the veths live here
 BR=${P}br
@@ -127,7 +147,7 @@ cleanup() {
 	for s in "${!RELAY_PID[@]}"; do
 		kill -TERM "${RELAY_PID[$s]}" 2>/dev/null && wait "${RELAY_PID[$s]}" 2>/dev/null
 	done
-	for s in mnet vde relay relay-plain; do
+	for s in mnet vde relay relay-plain relay-netpoll; do
 		for i in "${IFA[$s]}" "${IFB[$s]}"; do ip link del "$i" 2>/dev/null; done
 	done
 	if ((rc != 0)) && [[ -s $TMP/mnet.log ]]; then
@@ -207,6 +227,27 @@ setup_vde() {
 	joinpair vde
 }
 
+buildflood() {
+	[[ -x $TMP/flood ]] && return
+	command -v go >/dev/null || die "go is needed to build bench/ifbench/flood"
+	(cd "$REPO" && go build -o "$TMP/flood" ./bench/ifbench/flood)
+}
+
+# floodtarget SETUP: A sends the flood to 198.18.0.3, which B does not
+# have, with B's MAC: every frame crosses the switch as a known unicast
+# frame and B drops it in IP input (no forwarding, no ICMP error).
+floodtarget() {
+	local s=$1 mac
+	mac=$(ip -n "${NSB[$s]}" -o link show "${IFB[$s]}" | sed -n 's/.* link\/ether \([0-9a-f:]*\) .*/\1/p')
+	[[ -n $mac ]] || die "$s: no MAC address on ${IFB[$s]}"
+	ip -n "${NSA[$s]}" neigh replace 198.18.0.3 lladdr "$mac" dev "${IFA[$s]}" nud permanent
+}
+
+# rxpackets SETUP: frames B's interface has received.
+rxpackets() {
+	ip netns exec "${NSB[$1]}" cat "/sys/class/net/${IFB[$1]}/statistics/rx_packets"
+}
+
 buildrelay() {
 	[[ -x $TMP/taprelay ]] && return
 	command -v go >/dev/null || die "go is needed to build bench/ifbench/taprelay"
@@ -224,6 +265,7 @@ setup_relay() {
 	joinpair "$s"
 }
 setup_relay-plain() { setup_relay relay-plain; }
+setup_relay-netpoll() { setup_relay relay-netpoll -vnet -netpoll; }
 
 setup_bridge() {
 	addns "$NSBR"
@@ -275,7 +317,7 @@ measure() {
 	pingout=$(ip netns exec "$nsa" ping -c "$PINGS" -i 0.05 -n 198.18.0.2) ||
 		die "$s: ping failed: $pingout"
 	# every reply's RTT in ms, for the summary's median
-	sed -n 's/.* time=\([0-9.]*\) ms$/\1/p' <<<"$pingout" | sed "s/^/$s\t/" >>"$TMP/rtts.tsv"
+	sed -n 's/.* time=\([0-9.]*\) ms$/\1/p' <<<"$pingout" | sed "s/^/$s\t$r\t/" >>"$TMP/rtts.tsv"
 	local rtt
 	rtt=$(awk -F'[/ =]+' '/^(rtt|round-trip)/ { print $7 }' <<<"$pingout")
 	local pid t0 t1 start end
@@ -309,6 +351,30 @@ EOF
 		printf "round %s  %-11s  %7.3f Gbit/s  retr %6s  rtt avg %s ms  switch CPU %s\n", $1, $2, $3, $4, $5, ($6 == "nan" ? "(kernel)" : $6 "%") }'
 }
 
+# measure_flood SETUP ROUND: 64-byte frames from A; appends a flood line.
+measure_flood() {
+	local s=$1 r=$2 pid t0 t1 rx0 rx1 start end out
+	pid=$(switchpid "$s")
+	rx0=$(rxpackets "$s")
+	t0=$(cputicks "$pid")
+	start=$(date +%s.%N)
+	out=$(ip netns exec "${NSA[$s]}" "$TMP/flood" -l 18 -t "$FLOOD" 198.18.0.3) || die "$s: flood failed: $out"
+	end=$(date +%s.%N)
+	t1=$(cputicks "$pid")
+	rx1=$(rxpackets "$s")
+	python3 - "$s" "$r" "$out" "$((rx1 - rx0))" "$((t1 - t0))" "$(getconf CLK_TCK)" "$start" "$end" "$pid" >>"$TMP/flood.tsv" <<'EOF'
+import sys
+s, r, out, rx, ticks, hz, start, end, pid = sys.argv[1:]
+f = out.split()
+sent, secs = int(f[1]), float(f[3])
+wall = float(end) - float(start)
+cpu = int(ticks) / int(hz) / wall * 100 if pid else float("nan")
+print(f"{r}\t{s}\t{int(rx) / secs:.0f}\t{sent / secs:.0f}\t{cpu:.0f}")
+EOF
+	tail -n 1 "$TMP/flood.tsv" | awk -F'\t' '{
+		printf "round %s  %-11s  %9d frames/s reach B (of %d/s sent)  switch CPU %s\n", $1, $2, $3, $4, ($5 == "nan" ? "(kernel)" : $5 "%") }'
+}
+
 # ---- setup -------------------------------------------------------------------
 
 log "ifbench: ${DUR} s per iperf3 run (+1 s warm-up), $ROUNDS rounds, $STREAMS stream(s), setups: $SETUPS"
@@ -322,12 +388,14 @@ done
 for s in $SETUPS; do
 	ip netns exec "${NSB[$s]}" iperf3 -s -D -B 198.18.0.2 --pidfile "$TMP/iperf-$s.pid"
 done
+if ((FLOOD > 0)); then buildflood; fi
 for s in $SETUPS; do
 	# Wait for the server and for the path (the first frames also fill
 	# the switches' address tables and the ARP caches).
 	waitfor 10 ip netns exec "${NSA[$s]}" ping -c 1 -W 1 198.18.0.2 >/dev/null ||
 		die "$s: no ping through the setup after 10 s"
 	waitfor 10 test -s "$TMP/iperf-$s.pid" || die "$s: iperf3 server did not start"
+	if ((FLOOD > 0)); then floodtarget "$s"; fi
 	log "$s: ${IFA[$s]} mtu $(ip -n "${NSA[$s]}" -o link show "${IFA[$s]}" | sed -n 's/.* mtu \([0-9]*\) .*/\1/p'), $(offloads "$s")"
 done
 if [[ -n $MNET_PID ]]; then log "mnet: $MNET (pid $MNET_PID), log $TMP/mnet.log"; fi
@@ -336,9 +404,11 @@ if [[ -n $MNET_PID ]]; then log "mnet: $MNET (pid $MNET_PID), log $TMP/mnet.log"
 
 : >"$TMP/results.tsv"
 : >"$TMP/rtts.tsv"
+: >"$TMP/flood.tsv"
 for r in $(seq "$ROUNDS"); do
 	for s in $SETUPS; do
 		measure "$s" "$r"
+		if ((FLOOD > 0)); then measure_flood "$s" "$r"; fi
 	done
 done
 
@@ -361,47 +431,107 @@ if ((PROFILE)) && [[ -s $TMP/perf.data ]]; then
 		grep -v '^#' | grep -v '^$' | head -n 25 | sed 's/^/#   /' >&2
 fi
 
+# trace_stages SETUP: 100 pings 50 ms apart under perf; where their time goes.
+trace_stages() {
+	local s=$1 pid
+	pid=$(switchpid "$s")
+	[[ -n $pid ]] || return 0
+	perf record -q -a -o "$TMP/stages-$s.data" \
+		-e sched:sched_switch,sched:sched_wakeup,raw_syscalls:sys_enter,raw_syscalls:sys_exit \
+		-- ip netns exec "${NSA[$s]}" ping -c 100 -i 0.05 -n 198.18.0.2 >"$TMP/stages-$s.log" 2>&1 ||
+		{ log "$s: perf record failed: $(tail -n 3 "$TMP/stages-$s.log")"; return 0; }
+	perf script -i "$TMP/stages-$s.data" -F comm,tid,cpu,time,event,trace >"$TMP/stages-$s.txt" 2>/dev/null
+	log "$s: stages of a ping (perf trace; each traced system call adds about 1 µs):"
+	python3 "$REPO/bench/ifbench/stages.py" "$TMP/stages-$s.txt" "$pid" | sed 's/^/#   /' >&2
+	rm -f "$TMP/stages-$s.data"
+}
+
+if ((TRACE)); then
+	for s in $SETUPS; do trace_stages "$s"; done
+fi
+
 # ---- summary -----------------------------------------------------------------
 
-python3 - "$TMP/results.tsv" "$TMP/rtts.tsv" "$DUR" "$ROUNDS" "$STREAMS" "$(nproc)" "$PINGS" <<'EOF'
+python3 - "$TMP/results.tsv" "$TMP/rtts.tsv" "$TMP/flood.tsv" "$DUR" "$ROUNDS" "$STREAMS" "$(nproc)" "$PINGS" "$FLOOD" <<'EOF'
 import statistics as st, sys
-path, rttpath, dur, rounds, streams, ncpu, pings = sys.argv[1:]
-allrtt = {}
+path, rttpath, floodpath, dur, rounds, streams, ncpu, pings, flood = sys.argv[1:]
+allrtt, roundrtt = {}, {}
 for l in open(rttpath):
     if l.strip():
-        k, v = l.split("\t")
+        k, r, v = l.split("\t")
         allrtt.setdefault(k, []).append(float(v))
+        roundrtt.setdefault(k, {}).setdefault(r, []).append(float(v))
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 names = {"mnet": "mnet switch, 2 TAP ports", "vde": "vde_switch, 2 tap ports", "bridge": "Linux bridge, 2 veth pairs",
-         "relay": "bare Go TAP relay, vnet hdr + TSO", "relay-plain": "bare Go TAP relay, no offloads"}
+         "relay": "bare Go TAP relay, vnet hdr + TSO", "relay-plain": "bare Go TAP relay, no offloads",
+         "relay-netpoll": "bare Go TAP relay, vnet hdr + TSO, netpoller"}
+order = ("mnet", "vde", "bridge", "relay", "relay-plain", "relay-netpoll")
 res = {}
 for r, s, g, retr, rtt, cpu in rows:
-    d = res.setdefault(s, {"g": [], "retr": [], "rtt": [], "cpu": []})
-    d["g"].append(float(g)); d["retr"].append(int(retr)); d["rtt"].append(float(rtt))
+    d = res.setdefault(s, {"g": [], "retr": [], "cpu": []})
+    d["g"].append(float(g)); d["retr"].append(int(retr))
     if cpu != "nan": d["cpu"].append(float(cpu))
+
+def spread(ratios):
+    return f"rounds {min(ratios):.2f}–{max(ratios):.2f}" if ratios else "no rounds"
+
+def ratios(a, b):
+    """Per-round ratios a/b of two setups' per-round figures."""
+    return [x / y for x, y in zip(a, b) if y > 0]
+
 print()
 print(f"iperf3 TCP, {streams} stream(s), {dur} s per run, median of {rounds} interleaved rounds; "
       f"{ncpu} CPUs shared by the iperf3 client, the server and the switch. "
-      f"RTT: {pings} pings 50 ms apart before each iperf3 run, median and mean of all of them.")
+      f"RTT: {pings} pings 50 ms apart before each iperf3 run; median and mean of all of them, "
+      f"and the spread of the rounds' medians.")
 print()
-print("| setup | Gbit/s (median) | min..max | retransmits (median) | ping RTT median | ping RTT mean | switch CPU |")
-print("|---|---|---|---|---|---|---|")
-med = {}
-rtt = {}
-for s in ("mnet", "vde", "bridge", "relay", "relay-plain"):
+print("| setup | Gbit/s (median) | min..max | retransmits (median) | ping RTT median | rounds' medians | ping RTT mean | switch CPU |")
+print("|---|---|---|---|---|---|---|---|")
+med, rtt, rrtt = {}, {}, {}
+for s in order:
     if s not in res: continue
     d = res[s]
     med[s] = st.median(d["g"]); rtt[s] = st.median(allrtt[s]); mean = st.mean(allrtt[s])
+    rrtt[s] = [st.median(v) for _, v in sorted(roundrtt[s].items(), key=lambda kv: int(kv[0]))]
     cpu = f"{st.median(d['cpu']):.0f}%" if d["cpu"] else "(kernel)"
-    print(f"| {names[s]} | {med[s]:.2f} | {min(d['g']):.2f}..{max(d['g']):.2f} | {st.median(d['retr']):.0f} | {rtt[s]*1000:.0f} µs | {mean*1000:.0f} µs | {cpu} |")
+    print(f"| {names[s]} | {med[s]:.2f} | {min(d['g']):.2f}..{max(d['g']):.2f} | {st.median(d['retr']):.0f} "
+          f"| {rtt[s]*1000:.0f} µs | {min(rrtt[s])*1000:.0f}..{max(rrtt[s])*1000:.0f} µs | {mean*1000:.0f} µs | {cpu} |")
+
+fl = {}
+for l in open(floodpath):
+    if l.strip():
+        r, s, rx, sent, cpu = l.rstrip("\n").split("\t")
+        d = fl.setdefault(s, {"rx": [], "sent": [], "cpu": []})
+        d["rx"].append(float(rx)); d["sent"].append(float(sent))
+        if cpu != "nan": d["cpu"].append(float(cpu))
+fmed = {}
+if fl:
+    print()
+    print(f"64-byte frames (60 bytes + FCS: UDP, 18-byte payload) sent from A by bench/ifbench/flood as fast as "
+          f"one thread can, {flood} s per run; frames/s counted at B's interface; median of {rounds} rounds.")
+    print()
+    print("| setup | frames/s at B (median) | min..max | sent/s (median) | switch CPU |")
+    print("|---|---|---|---|---|")
+    for s in order:
+        if s not in fl: continue
+        d = fl[s]
+        fmed[s] = st.median(d["rx"])
+        cpu = f"{st.median(d['cpu']):.0f}%" if d["cpu"] else "(kernel)"
+        print(f"| {names[s]} | {fmed[s]:.0f} | {min(d['rx']):.0f}..{max(d['rx']):.0f} | {st.median(d['sent']):.0f} | {cpu} |")
+
 if "mnet" in med:
     print()
-    for o, label in (("vde", "vde_switch"), ("bridge", "the bridge"), ("relay", "the bare relay (vnet hdr + TSO)")):
-        if o in med and med[o] > 0:
-            per = [m / v for m, v in zip(res["mnet"]["g"], res[o]["g"]) if v > 0]
-            print(f"- mnet / {label}: **{med['mnet']/med[o]:.2f}×** throughput "
-                  f"(rounds {min(per):.2f}–{max(per):.2f}), median RTT {rtt['mnet']/rtt[o]:.2f}×")
-    if "vde" in med and med["vde"] > 0:
-        ok = med["mnet"] >= 3 * med["vde"]
-        print(f"- target mnet ≥ 3× vde_switch: {'met' if ok else 'NOT met'}")
+    for o, label in (("vde", "vde_switch"), ("bridge", "the bridge"), ("relay", "the bare relay (vnet hdr + TSO)"),
+                     ("relay-netpoll", "the bare relay waiting in the netpoller")):
+        if o not in med:
+            continue
+        line = (f"- mnet / {label}: throughput **{med['mnet']/med[o]:.2f}×** ({spread(ratios(res['mnet']['g'], res[o]['g']))}), "
+                f"RTT **{rtt['mnet']/rtt[o]:.2f}×** ({spread(ratios(rrtt['mnet'], rrtt[o]))})")
+        if o in fmed and fmed[o] > 0:
+            line += f", 64-byte frames/s **{fmed['mnet']/fmed[o]:.2f}×** ({spread(ratios(fl['mnet']['rx'], fl[o]['rx']))})"
+        print(line)
+    if "vde" in rtt:
+        print(f"- target RTT ≤ vde_switch's: {'met' if rtt['mnet'] <= rtt['vde'] else 'NOT met'}")
+    if "bridge" in med:
+        print(f"- target throughput ≥ the bridge's: {'met' if med['mnet'] >= med['bridge'] else 'NOT met'}")
 EOF

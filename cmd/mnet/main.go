@@ -23,8 +23,10 @@ import (
 	"github.com/mnet-project/mnet/netcore"
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
+	_ "github.com/mnet-project/mnet/netcore/link/host"  // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
 	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
+	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
 )
 
 const usage = `mnet: networking as files

@@ -42,6 +42,9 @@ type ctlCommand struct {
 	// service is set for a service's line: services are started or
 	// stopped once the settings are applied.
 	service bool
+	// ext applies an extension's line, once the network's own settings
+	// are applied and its lock is released.
+	ext func() error
 }
 
 // applyCtl runs the commands in text, one per line. Every line is checked
@@ -56,7 +59,10 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		cmd, err := parseCtl(c, line)
+		cmd, err := n.parseExtCtl(c, line)
+		if cmd.ext == nil && err == nil {
+			cmd, err = parseCtl(c, line)
+		}
 		if err != nil {
 			bad = err
 			break
@@ -100,6 +106,8 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 				p := n.linkPort(cmd.detach.kind, cmd.detach.name)
 				n.detachLocked(p)
 				detached = append(detached, p)
+			case cmd.ext != nil:
+				continue // after the lock is released
 			default:
 				if err := cmd.apply(n); err != nil {
 					bad = err
@@ -131,6 +139,21 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 	}
 	for _, p := range detached {
 		n.release(p, false)
+	}
+	if bad == nil {
+		for _, cmd := range cmds {
+			if cmd.ext == nil {
+				continue
+			}
+			if err := cmd.ext(); err != nil {
+				bad = ctlErr(link.ErrnoOf(err), "%v", err)
+				n.mu.Lock()
+				n.lastError = bad.reason
+				n.mu.Unlock()
+				break
+			}
+			n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
+		}
 	}
 	if bad != nil {
 		n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", bad.reason, "errno", bad.errno.Error())
@@ -187,6 +210,27 @@ func (n *Network) checkPersistLimit(c *netcore.Cred) *ctlError {
 	f.log.Warn("persist refused: per-uid limit of persistent networks reached", "network", n.name,
 		"owner", owner, "uid", c.Uid, "limit", f.limits.Persistent)
 	return ctlErr(syscall.ENOSPC, "persist: uid %d already owns %d persistent networks, the limit", owner, persistent)
+}
+
+// parseExtCtl parses line if its word is an extension's; otherwise it
+// returns a command without ext.
+func (n *Network) parseExtCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
+	word, arg, _ := strings.Cut(line, " ")
+	cmd := ctlCommand{line: line}
+	x := n.extFor(word)
+	if x == nil {
+		return cmd, nil
+	}
+	apply, err := x.inst.Parse(c, word, strings.TrimSpace(arg))
+	if err != nil {
+		errno := link.ErrnoOf(err)
+		if errno == syscall.EIO {
+			errno = syscall.EINVAL
+		}
+		return cmd, ctlErr(errno, "%v", err)
+	}
+	cmd.ext = apply
+	return cmd, nil
 }
 
 // ctlWords are the ctl words of ipn itself; every other word is a link

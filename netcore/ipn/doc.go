@@ -24,4 +24,12 @@
 // network's services (package link); it is taken with no other lock held
 // and held while a service starts or stops, so a service may take the
 // network's lock (to join or leave ports) but never svcMu.
+//
+// Extensions (package link) are made with the network and closed with
+// it. Their ctl lines are parsed with the others and applied after the
+// network's lock is released, since applying one may join or leave a port;
+// CtlLines, Entries, Busy and Save are called with Network.mu held (and
+// Save also under ipnFamily.mu), so an extension's own locks come after
+// the network's and it never takes the network's lock while holding one
+// of its own.
 package ipn

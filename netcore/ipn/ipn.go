@@ -77,6 +77,13 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 			return nil, fmt.Errorf("service %q is also a ctl word of ipn", s.Name)
 		}
 	}
+	for _, e := range link.Extensions() {
+		for _, w := range e.Words {
+			if ctlWords[w] {
+				return nil, fmt.Errorf("extension %s's word %q is also a ctl word of ipn", e.Name, w)
+			}
+		}
+	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
 		claims: make(map[string]linkClaim), limits: env.Limits.WithDefaults()}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
@@ -102,6 +109,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		n := newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
+		n.restoreExts(s.Ext)
 		n.restoreLinks(s.Links)
 		n.syncServices()
 	}
@@ -123,9 +131,12 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
                           policy hub|switch   mtu N   qlen N   lossless on|off
                           maxports N   descr TEXT   persist on|off
                           tap IFNAME   grab IFNAME   detach IFNAME   vde on|off
+                          addr CIDR   addr -CIDR   mac XX:XX:XX:XX:XX:XX
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
+  ipn/NAME/udp/HOST/PORT  UDP through mnet's own host on the network (after addr), as inet/udp
+  ipn/NAME/host         that host: MAC, addresses, neighbours, counters
   Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage.
   Example:
     mkdir /mnt/mnet/ipn/lab
@@ -174,7 +185,7 @@ func (f *ipnFamily) saveState() error {
 		n.mu.Lock()
 		if n.set.Persist && !n.closed {
 			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set,
-				Links: n.savedLinksLocked()})
+				Links: n.savedLinksLocked(), Ext: n.savedExts()})
 		}
 		n.mu.Unlock()
 	}
@@ -280,7 +291,7 @@ func (d *ipnDir) Rmdir(c *netcore.Cred, name string) error {
 		n.mu.Unlock()
 		return syscall.ENOENT // another rmdir got there first
 	}
-	if ports := n.filePorts(); ports > 0 {
+	if ports := n.filePorts(); ports > 0 || n.extBusy() {
 		n.mu.Unlock()
 		d.f.log.Info("rmdir refused: ports open", "network", name, "uid", c.Uid, "ports", ports)
 		return syscall.EBUSY
@@ -347,7 +358,7 @@ func (d *netDir) List(*netcore.Cred) []netcore.DirEntry {
 	for i, f := range files {
 		ents[i] = netcore.DirEntry{Name: f.kind.String(), Node: f}
 	}
-	return ents
+	return append(ents, n.extEntries()...)
 }
 
 func (d *netDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore"
@@ -115,7 +116,8 @@ func (n *Network) attachLocked(a *attachment) *Port {
 }
 
 // linkPort returns the attachment called name (of kind, if not nil), or
-// nil; ports of services are not attachments. Called with n.mu held.
+// nil; ports of services and extensions are not attachments. Called
+// with n.mu held.
 func (n *Network) linkPort(kind *link.Kind, name string) *Port {
 	for _, p := range n.portList {
 		if p.spec != nil && p.name == name && (kind == nil || p.kind == kind) {
@@ -151,29 +153,193 @@ func (n *Network) release(p *Port, keep bool) {
 	n.space.broadcast()
 }
 
+// linkQueue is one queue of a link port (a link that is not a
+// link.Multiqueue is its own single queue), read by a pump of its own. It
+// is the context of the frames it sends: the port's stop, and a note of
+// the link ports they were written to, for read-through (linkWrote).
+type linkQueue struct {
+	context.Context // the port's stop
+	port            *Port
+	r               link.Reader
+	pl              link.Poller // r as a Poller, or nil
+
+	// rmu is held while a frame is read from pl and sent, by this
+	// queue's pump or by another pump reading through it.
+	rmu sync.Mutex
+	// wrote lists the link ports the last frame read from this queue
+	// was written to; guarded by rmu.
+	wrote []*Port
+}
+
+// replyQueue is a queue of a link port that a frame was written to, where
+// the kernel may have queued the reply.
+type replyQueue struct {
+	port *Port
+	q    int
+}
+
+// linkWrote notes, for read-through, the link ports a frame sent with
+// ctx went to, when ctx is a link queue.
+func linkWrote(ctx context.Context, links []*Port) {
+	if q, ok := ctx.(*linkQueue); ok {
+		q.wrote = append(q.wrote[:0], links...)
+	}
+}
+
+// linkQueues are the port's link queues, made on first use (by its pump,
+// or by another pump reading through it), whoever made the port.
+func (p *Port) linkQueues() []*linkQueue {
+	p.queuesOnce.Do(func() {
+		readers := []link.Reader{p.link}
+		if mq, ok := p.link.(link.Multiqueue); ok {
+			readers = mq.Queues()
+		}
+		for _, r := range readers {
+			q := &linkQueue{Context: p.stop, port: p, r: r}
+			q.pl, _ = r.(link.Poller)
+			p.queues = append(p.queues, q)
+		}
+	})
+	return p.queues
+}
+
 // pump reads frames from the link into the network until the port leaves
-// or the link goes away.
+// or the link goes away: one goroutine per queue.
 func (p *Port) pump() {
 	defer close(p.pumpDone)
-	n := p.net
+	qs := p.linkQueues()
+	var wg sync.WaitGroup
+	for _, q := range qs[1:] {
+		wg.Go(q.pump)
+	}
+	qs[0].pump()
+	wg.Wait()
+}
+
+func (q *linkQueue) pump() {
 	buf := make([]byte, vnet.HdrLen+maxLinkFrame)
+	if q.pl != nil {
+		q.pumpPoller(buf)
+		return
+	}
 	for {
-		k, err := p.link.Read(buf)
+		k, err := q.r.Read(buf)
 		if err != nil {
-			if p.stop.Err() != nil || errors.Is(err, link.ErrClosed) {
-				return
-			}
-			n.fam.log.Warn("link gone; detached", "network", n.name, "kind", p.kindName(), "name", p.name, "err", err)
-			go n.detachGone(p)
-			<-p.stop.Done()
+			q.readFailed(err)
 			return
 		}
-		if k <= vnet.HdrLen || !p.send {
-			continue // a port without the send right only receives
+		q.forward(buf[:k])
+	}
+}
+
+// forward sends a frame the link gave into the network; a port without
+// the send right only receives. Errors (too long, too short for a switch)
+// are counted and logged by the network; the link just goes on.
+func (q *linkQueue) forward(raw []byte) {
+	if len(raw) > vnet.HdrLen && q.port.send {
+		q.port.net.transmit(q, q.port, raw, false, false)
+	}
+}
+
+// readFailed ends a pump after a read error: the link was closed, or it
+// is gone and the port is detached.
+func (q *linkQueue) readFailed(err error) {
+	if q.Err() != nil || errors.Is(err, link.ErrClosed) {
+		return
+	}
+	q.port.gone(err)
+	<-q.Done()
+}
+
+// gone detaches a link port whose link went away.
+func (p *Port) gone(err error) {
+	p.goneOnce.Do(func() {
+		n := p.net
+		n.fam.log.Warn("link gone; detached", "network", n.name, "kind", p.kindName(), "name", p.name, "err", err)
+		go n.detachGone(p)
+	})
+}
+
+// readThroughMax bounds the frames one read-through takes from a queue.
+const readThroughMax = 8
+
+// pumpPoller is the pump of a link.Poller queue. A frame is read and sent
+// under the queue's rmu, so that the frames of one queue enter the
+// network in order whoever reads them. After a frame that found the pump
+// waiting (an idle link: a ping, a request), the pump also reads through
+// the links it was just written to: what the kernel queued on them during
+// the write (the reply, an acknowledgement) is forwarded at once by this
+// goroutine, with no wake-up of their pumps on the way. A busy link (frames
+// waiting when the pump comes back) skips that, so a stream pays no extra
+// read.
+func (q *linkQueue) pumpPoller(buf []byte) {
+	var replies []replyQueue
+	for {
+		q.rmu.Lock()
+		k, waited, err := q.pl.ReadLocked(buf, &q.rmu)
+		if err != nil {
+			q.rmu.Unlock()
+			q.readFailed(err)
+			return
 		}
-		// Errors (too long, too short for a switch) are counted and
-		// logged by the network; the link just goes on.
-		n.transmit(p.stop, p, buf[:k], false, false)
+		q.forward(buf[:k])
+		if waited {
+			replies = replies[:0]
+			for _, d := range q.wrote {
+				replies = append(replies, replyQueue{d, d.queueOf(buf[:k])})
+			}
+		}
+		q.rmu.Unlock()
+		if waited {
+			for _, r := range replies {
+				r.port.readThrough(r.q, buf)
+			}
+		}
+	}
+}
+
+// queueOf is the index of the queue of p's link where the replies to raw,
+// written to it, arrive.
+func (p *Port) queueOf(raw []byte) int {
+	if mq, ok := p.link.(link.Multiqueue); ok && len(p.linkQueues()) > 1 {
+		if i := mq.QueueOf(raw); i >= 0 && i < len(p.queues) {
+			return i
+		}
+	}
+	return 0
+}
+
+// readThrough forwards the frames waiting on queue i of p's link now,
+// unless its reader is busy (then they are its to read). A lossless
+// network is not read through: a frame sent there may wait for room, and
+// the goroutine reading through must not wait on p's behalf (a detach of
+// its own port would wait for it).
+func (p *Port) readThrough(i int, buf []byte) {
+	if p.net.lossless.Load() {
+		return
+	}
+	if q := p.linkQueues()[i]; q.pl != nil && q.rmu.TryLock() {
+		q.readThrough(buf)
+		q.rmu.Unlock()
+	}
+}
+
+// readThrough forwards up to readThroughMax frames waiting on q. Called
+// with q.rmu held.
+func (q *linkQueue) readThrough(buf []byte) {
+	for range readThroughMax {
+		k, err := q.pl.TryRead(buf)
+		switch {
+		case err == nil:
+			q.forward(buf[:k])
+			continue
+		case err == link.ErrNoFrame || errors.Is(err, link.ErrClosed) || q.Err() != nil:
+		default:
+			// The error is not left for q's pump to find (a packet
+			// socket reports it once): detach here.
+			q.port.gone(err)
+		}
+		return
 	}
 }
 
@@ -200,7 +366,7 @@ func (n *Network) savedLinksLocked() []json.RawMessage {
 	var out []json.RawMessage
 	for _, p := range n.portList {
 		s, ok := p.link.(link.Saver)
-		if p.link == nil || !ok || p.kind.Restore == nil {
+		if p.spec == nil || !ok || p.kind.Restore == nil {
 			continue
 		}
 		b, err := savedLink(p.kind.Name, p.name, s)

@@ -105,6 +105,9 @@ type Network struct {
 	// services serving this network, by name (guarded by svcMu).
 	svcMu   sync.Mutex
 	running map[string]link.Stopper
+
+	// exts are the network's extensions (package link), made with it.
+	exts []*extension
 }
 
 func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings) *Network {
@@ -118,6 +121,7 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 	n.ports = &netFile{id: netcore.NewID(), n: n, kind: filePorts}
 	n.stats = &netFile{id: netcore.NewID(), n: n, kind: fileStats}
 	n.pcap = &netFile{id: netcore.NewID(), n: n, kind: filePcap}
+	n.newExtensions()
 	return n
 }
 
@@ -326,6 +330,7 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			n.writeLink(p, seg, len(f), true)
 		}
 	}
+	linkWrote(ctx, links)
 	return nil
 }
 
@@ -407,6 +412,7 @@ func (n *Network) shutdown(exiting bool) {
 	n.closed = true
 	n.mu.Unlock()
 	n.syncServices() // their clients leave; closed, none can join again
+	n.closeExts()    // their ports leave likewise
 	n.mu.Lock()
 	ports := n.portList
 	n.portList = nil
@@ -453,10 +459,21 @@ func (n *Network) ctlText() []byte {
 	for _, svc := range n.fam.services {
 		fmt.Fprintf(&b, "%s %s\n", svc.svc.Name, onOff(serviceOn(s, svc.svc)))
 	}
+	var items []string
+	for _, x := range n.exts {
+		settings, its := x.inst.CtlLines()
+		for _, l := range settings {
+			fmt.Fprintf(&b, "%s\n", l)
+		}
+		items = append(items, its...)
+	}
 	for _, p := range n.portList {
 		if p.spec != nil {
 			fmt.Fprintf(&b, "%s %s\n", p.kind.Name, p.spec.Args())
 		}
+	}
+	for _, l := range items {
+		fmt.Fprintf(&b, "%s\n", l)
 	}
 	if n.lastError != "" {
 		fmt.Fprintf(&b, "last-error %s\n", n.lastError)

@@ -34,9 +34,12 @@ type Port struct {
 	caps link.Caps
 	// stop is cancelled when the port leaves: it ends the pump's read
 	// loop and any lossless wait of its sends.
-	stop     context.Context
-	cancel   context.CancelFunc
-	pumpDone chan struct{} // closed when the pump has stopped reading dev
+	stop       context.Context
+	cancel     context.CancelFunc
+	pumpDone   chan struct{} // closed when the pump has stopped reading dev
+	queues     []*linkQueue  // the link's queues, each with a pump (links.go)
+	queuesOnce sync.Once     // makes queues
+	goneOnce   sync.Once     // the link went away: detach once
 
 	mu     sync.Mutex // guards the queue and inWake
 	ring   [][]byte

@@ -21,6 +21,8 @@ type savedNetwork struct {
 	// objects with "kind", "name" and what the kind saves (package link).
 	// The key is from when only interfaces were attached.
 	Links []json.RawMessage `json:"ifaces,omitempty"`
+	// Ext is what extensions (package link) keep, by extension name.
+	Ext map[string]json.RawMessage `json:"ext,omitempty"`
 }
 
 type stateDoc struct {

@@ -11,6 +11,13 @@
 //
 // Frames cross a link in the network's frame format (package vnet): a
 // vnet.HdrLen-byte virtio-net header, then the Ethernet frame.
+//
+// Two more ways to add to every network use the same Link: a Service
+// (service.go) serves each network through something outside ctl, such as
+// a VDE switch directory, and is switched by "NAME on|off"; an Extension
+// (ext.go) owns ctl words with settings of its own and names in the
+// network's directory, such as the userspace host ("addr", "mac", udp/).
+// Both see their network as a Host and join their ports through it.
 package link
 
 import (
@@ -54,6 +61,45 @@ type Link interface {
 	// next daemon to take over, instead of being deleted.
 	Close(keep bool) error
 }
+
+// Poller is a Link whose frames can also be taken without waiting. The
+// network then reads it under a per-link lock, which lets the goroutine
+// that has just written a frame to this link take the link's answer at
+// once (a ping's reply, a TCP acknowledgement, made by the kernel during
+// that very write) instead of waking the link's own reader for it.
+type Poller interface {
+	// TryRead is Read without waiting: ErrNoFrame when no frame is there
+	// now. It may run while another goroutine is in ReadLocked.
+	TryRead(p []byte) (int, error)
+	// ReadLocked is Read for a caller that holds mu, the lock under which
+	// frames are taken off this link: mu is unlocked while ReadLocked
+	// waits and locked again before it takes a frame, and it is held when
+	// ReadLocked returns. waited reports that it had to wait.
+	ReadLocked(p []byte, mu sync.Locker) (n int, waited bool, err error)
+}
+
+// Multiqueue is a Link whose frames arrive on several queues (a TAP with
+// IFF_MULTI_QUEUE, where the kernel hands each flow to one queue): the
+// network reads every queue with a pump of its own, so that flows are
+// forwarded in parallel. The frames of one queue keep their order; those
+// of different queues (different flows) need not.
+type Multiqueue interface {
+	// Queues are the link's queues, the first being the Link itself
+	// (its Read and Poller methods). A queue that is a Poller is read as
+	// one.
+	Queues() []Reader
+	// QueueOf is the index in Queues of the queue where the replies to
+	// frame p, written to the link, arrive (p as Write takes it).
+	QueueOf(p []byte) int
+}
+
+// Reader is one queue of a Multiqueue link: Read as Link's.
+type Reader interface {
+	Read(p []byte) (int, error)
+}
+
+// ErrNoFrame is what Poller.TryRead returns when no frame is waiting.
+var ErrNoFrame = errors.New("no frame waiting")
 
 // Caps are the capabilities of a link, as gVisor's LinkEndpoint has them.
 type Caps uint32
@@ -181,7 +227,7 @@ var reserved = map[string]bool{"file": true, "detach": true}
 func Register(k *Kind) {
 	kindsMu.Lock()
 	defer kindsMu.Unlock()
-	if k.Name == "" || reserved[k.Name] || kinds[k.Name] != nil || services[k.Name] != nil {
+	if k.Name == "" || reserved[k.Name] || kinds[k.Name] != nil || services[k.Name] != nil || extWord(k.Name) != nil {
 		panic("link: kind name empty, reserved or registered twice: " + k.Name)
 	}
 	if k.Parse == nil {

@@ -45,7 +45,7 @@ type Stopper interface {
 	AccessChanged()
 }
 
-// Host is what a service sees of the network it serves.
+// Host is what a service (or an extension) sees of the network it serves.
 type Host interface {
 	// Network is the network's name.
 	Network() string
@@ -79,7 +79,7 @@ var services = map[string]*Service{}
 func RegisterService(s *Service) {
 	kindsMu.Lock()
 	defer kindsMu.Unlock()
-	if s.Name == "" || reserved[s.Name] || kinds[s.Name] != nil || services[s.Name] != nil {
+	if s.Name == "" || reserved[s.Name] || kinds[s.Name] != nil || services[s.Name] != nil || extWord(s.Name) != nil {
 		panic("link: service name empty, reserved or registered twice: " + s.Name)
 	}
 	if s.New == nil {

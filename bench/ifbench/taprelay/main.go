@@ -5,16 +5,22 @@
 // the ceiling a userspace TAP switch on this machine can reach (setups
 // relay and relay-plain), the way fusebench uses its bare relay.
 //
-//	taprelay [-vnet] A B     # as root; runs until SIGTERM or SIGINT
+//	taprelay [-vnet] [-netpoll] A B     # as root; runs until SIGTERM or SIGINT
 //
 // With -vnet the TAPs are opened with IFF_VNET_HDR and accept TSO and
 // checksum offload (TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6), as mnet opens its
 // TAPs: a TCP segment of up to 64 KiB crosses as one frame, its virtio-net
 // header passed on unchanged. Without -vnet each frame is at most MTU
 // bytes, as with vde_switch.
+//
+// With -netpoll the descriptors are non-blocking and each direction is a
+// goroutine reading through os.File, which waits in Go's netpoller, as
+// mnet's links do: the floor of a Go switch's round trip, with none of
+// mnet's code on the path (setup relay-netpoll of run.sh).
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -27,8 +33,12 @@ import (
 
 const vnetHdrLen = 10 // struct virtio_net_hdr
 
-func openTap(name string, vnet bool) (int, error) {
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+func openTap(name string, vnet, nonblock bool) (int, error) {
+	oflags := unix.O_RDWR | unix.O_CLOEXEC
+	if nonblock {
+		oflags |= unix.O_NONBLOCK
+	}
+	fd, err := unix.Open("/dev/net/tun", oflags, 0)
 	if err != nil {
 		return -1, err
 	}
@@ -82,8 +92,25 @@ func relay(src, dst int, errc chan<- error) {
 	}
 }
 
+// relayNetpoll is relay through os.File: reads wait in the netpoller.
+func relayNetpoll(src, dst *os.File, errc chan<- error) {
+	buf := make([]byte, vnetHdrLen+65536+64)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			errc <- fmt.Errorf("read: %w", err)
+			return
+		}
+		if _, err := dst.Write(buf[:n]); err != nil && !errors.Is(err, unix.EIO) {
+			errc <- fmt.Errorf("write: %w", err)
+			return
+		}
+	}
+}
+
 func main() {
 	vnet := flag.Bool("vnet", false, "virtio-net header with TSO and checksum offload, as mnet")
+	netpoll := flag.Bool("netpoll", false, "non-blocking descriptors, reads waiting in Go's netpoller")
 	flag.Parse()
 	if flag.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "usage: taprelay [-vnet] TAPA TAPB")
@@ -91,7 +118,7 @@ func main() {
 	}
 	var fds [2]int
 	for i, name := range flag.Args() {
-		fd, err := openTap(name, *vnet)
+		fd, err := openTap(name, *vnet, *netpoll)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "taprelay:", err)
 			os.Exit(1)
@@ -101,8 +128,14 @@ func main() {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	errc := make(chan error, 2)
-	go relay(fds[0], fds[1], errc)
-	go relay(fds[1], fds[0], errc)
+	if *netpoll {
+		a, b := os.NewFile(uintptr(fds[0]), flag.Arg(0)), os.NewFile(uintptr(fds[1]), flag.Arg(1))
+		go relayNetpoll(a, b, errc)
+		go relayNetpoll(b, a, errc)
+	} else {
+		go relay(fds[0], fds[1], errc)
+		go relay(fds[1], fds[0], errc)
+	}
 	select {
 	case <-sigs:
 	case err := <-errc:

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
+	"sync"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore"
@@ -151,7 +153,7 @@ func (s *spec) Open(env link.Env) (link.Link, error) {
 		err = ns.Do(func() { dev, derr = tap.Grab(s.name) })
 	} else {
 		mtu := max(min(defaultTapMTU, env.MTU-ethHeaderLen), minIPv4MTU)
-		err = ns.Do(func() { dev, derr = tap.OpenTap(s.name, mtu) })
+		err = ns.Do(func() { dev, derr = tap.OpenTapQueues(s.name, mtu, tapQueues()) })
 	}
 	if err == nil {
 		err = derr
@@ -219,6 +221,8 @@ type device interface {
 	Read(p []byte) (int, error)
 	Write(p []byte) (int, error)
 	Close() error
+	TryRead(p []byte) (int, error)
+	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
 }
 
 // devLink is a device of package tap as a link; tapLink and grabLink add
@@ -227,9 +231,24 @@ type devLink struct{ dev device }
 
 // Read reads the next frame. An interface taken down (ENETDOWN while it
 // still exists) is waited out: frames come again when it is up.
-func (l devLink) Read(p []byte) (int, error) {
+func (l devLink) Read(p []byte) (int, error) { return read(l.dev, p) }
+
+// TryRead and ReadLocked make a devLink a link.Poller.
+func (l devLink) TryRead(p []byte) (int, error) { return tryRead(l.dev, p) }
+func (l devLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	return readLocked(l.dev, p, mu)
+}
+
+// reader is what read needs of a device or a queue.
+type reader interface {
+	Name() string
+	Read(p []byte) (int, error)
+}
+
+// read reads the next frame (link.Link's Read).
+func read(d reader, p []byte) (int, error) {
 	for {
-		n, err := l.dev.Read(p)
+		n, err := d.Read(p)
 		switch {
 		case err == nil:
 			return n, nil
@@ -237,10 +256,57 @@ func (l devLink) Read(p []byte) (int, error) {
 			return 0, link.ErrClosed
 		case errors.Is(err, syscall.EINTR):
 			continue
-		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(l.dev.Name()):
+		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(d.Name()):
 			continue
 		}
 		return 0, err
+	}
+}
+
+// poller is what link.Poller needs of a device or a queue.
+type poller interface {
+	reader
+	TryRead(p []byte) (int, error)
+	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
+}
+
+// tryRead is read without waiting (link.Poller's TryRead).
+func tryRead(d poller, p []byte) (int, error) {
+	for {
+		n, err := d.TryRead(p)
+		switch {
+		case err == nil:
+			return n, nil
+		case errors.Is(err, syscall.EAGAIN):
+			return 0, link.ErrNoFrame
+		case errors.Is(err, os.ErrClosed):
+			return 0, link.ErrClosed
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(d.Name()):
+			continue
+		}
+		return 0, err
+	}
+}
+
+// readLocked is read for a caller holding mu (link.Poller's ReadLocked).
+func readLocked(d poller, p []byte, mu sync.Locker) (int, bool, error) {
+	waited := false
+	for {
+		n, w, err := d.ReadLocked(p, mu)
+		waited = waited || w
+		switch {
+		case err == nil:
+			return n, waited, nil
+		case errors.Is(err, os.ErrClosed):
+			return 0, waited, link.ErrClosed
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(d.Name()):
+			continue
+		}
+		return 0, waited, err
 	}
 }
 
@@ -255,6 +321,31 @@ func (l devLink) MTU() int { return l.dev.MTU() }
 // TSO segments and partial checksums as they are.
 func (l devLink) Caps() link.Caps { return link.CapGSO }
 
+// tapQueues is how many queues a TAP mnet creates has: one per CPU the
+// daemon runs on (up to tap.MaxQueues), so that as many flows as there
+// are CPUs are forwarded in parallel.
+func tapQueues() int { return min(runtime.GOMAXPROCS(0), tap.MaxQueues) }
+
+// tapQueue is a queue of a multi-queue TAP after the first, as a
+// link.Reader and link.Poller.
+type tapQueue struct{ q queueDev }
+
+// queueDev is a queue of package tap with its TAP's name.
+type queueDev struct {
+	*tap.Queue
+	name string
+}
+
+func (d queueDev) Name() string { return d.name }
+
+var _ link.Poller = (*tapQueue)(nil)
+
+func (q *tapQueue) Read(p []byte) (int, error)    { return read(q.q, p) }
+func (q *tapQueue) TryRead(p []byte) (int, error) { return tryRead(q.q, p) }
+func (q *tapQueue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	return readLocked(q.q, p, mu)
+}
+
 // tapLink is a TAP device.
 type tapLink struct {
 	devLink
@@ -264,9 +355,23 @@ type tapLink struct {
 }
 
 var (
-	_ link.Link  = (*tapLink)(nil)
-	_ link.Saver = (*tapLink)(nil)
+	_ link.Link       = (*tapLink)(nil)
+	_ link.Saver      = (*tapLink)(nil)
+	_ link.Poller     = (*tapLink)(nil)
+	_ link.Multiqueue = (*tapLink)(nil)
 )
+
+// QueueOf is the queue the TAP sends p's replies on (link.Multiqueue).
+func (l *tapLink) QueueOf(p []byte) int { return l.tap.QueueOf(p) }
+
+// Queues are the TAP's queues, the link itself first (link.Multiqueue).
+func (l *tapLink) Queues() []link.Reader {
+	out := []link.Reader{l}
+	for _, q := range l.tap.Queues()[1:] {
+		out = append(out, &tapQueue{queueDev{q, l.tap.Name()}})
+	}
+	return out
+}
 
 // Close lets the TAP go. One mnet created is deleted (the kernel deletes a
 // non-persistent TAP when its last descriptor closes), unless keep: then
@@ -293,8 +398,9 @@ func (l *tapLink) Save() (json.RawMessage, error) {
 type grabLink struct{ devLink }
 
 var (
-	_ link.Link  = (*grabLink)(nil)
-	_ link.Saver = (*grabLink)(nil)
+	_ link.Link   = (*grabLink)(nil)
+	_ link.Saver  = (*grabLink)(nil)
+	_ link.Poller = (*grabLink)(nil)
 )
 
 func (l *grabLink) Close(bool) error { return l.dev.Close() }

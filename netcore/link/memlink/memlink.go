@@ -13,6 +13,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore/link"
@@ -33,6 +34,16 @@ type Options struct {
 	// Queue is how many frames the network may write before the test
 	// takes them; beyond it writes fail (drops). Default 64.
 	Queue int
+	// Poller makes the link a link.Poller, as TAPs are: Inject then
+	// queues the frame and returns at once, and the network reads it
+	// under its per-queue lock, its pump or another one reading through.
+	Poller bool
+	// Reply, with Poller, is called for each frame the network writes to
+	// the link; a frame it returns is queued at once for the network to
+	// read, as a kernel queues the reply to a ping during the TAP write,
+	// but without waking the link's reader: only a read-through (or the
+	// next Inject) takes it.
+	Reply func(raw []byte) []byte
 }
 
 var (
@@ -88,8 +99,11 @@ func (s *spec) Open(link.Env) (link.Link, error) {
 		o.Queue = 64
 	}
 	l := &Link{name: s.name, opts: o, in: make(chan []byte), Out: make(chan []byte, o.Queue),
-		closed: make(chan struct{}), gone: make(chan struct{})}
+		closed: make(chan struct{}), gone: make(chan struct{}), ready: make(chan struct{}, 1)}
 	open[s.name] = l
+	if o.Poller {
+		return &pollLink{l}, nil
+	}
 	return l, nil
 }
 
@@ -107,6 +121,14 @@ type Link struct {
 	closed, gone        chan struct{}
 	mu                  sync.Mutex
 	kept                bool
+
+	// Poller links only: frames injected, not yet read (guarded by mu),
+	// a token when one may be there, and the frames taken by TryRead
+	// from outside ReadLocked, i.e. read through.
+	pending  [][]byte
+	ready    chan struct{}
+	readThru atomic.Int64
+	waiting  atomic.Int32 // readers waiting for a frame
 }
 
 var (
@@ -118,9 +140,20 @@ var (
 var ErrGone = errors.New("memlink: gone")
 
 // Inject hands the network one frame (a virtio-net header first) and
-// returns once the network's pump has taken it; false if the link was
-// closed or vanished first.
+// returns once the network's pump has taken it (with Poller, once it is
+// queued); false if the link was closed or vanished first.
 func (l *Link) Inject(raw []byte) bool {
+	if l.opts.Poller {
+		select {
+		case <-l.closed:
+			return false
+		case <-l.gone:
+			return false
+		default:
+		}
+		l.queue(raw)
+		return true
+	}
 	select {
 	case l.in <- raw:
 		return true
@@ -194,3 +227,97 @@ func (l *Link) Close(keep bool) error {
 
 // Save keeps nothing but the name: a restored mem link is a new one.
 func (l *Link) Save() (json.RawMessage, error) { return json.RawMessage(`{}`), nil }
+
+// queue adds a frame for a Poller link to give the network, and wakes
+// its reader.
+func (l *Link) queue(raw []byte) {
+	l.enqueue(raw)
+	select {
+	case l.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Link) enqueue(raw []byte) {
+	l.mu.Lock()
+	l.pending = append(l.pending, append([]byte(nil), raw...))
+	l.mu.Unlock()
+}
+
+// Waiting reports whether the network's reader of a Poller link waits
+// for a frame.
+func (l *Link) Waiting() bool { return l.waiting.Load() > 0 }
+
+// ReadThrough is how many frames the network took from a Poller link
+// other than by its own pump's wait (TryRead from another pump).
+func (l *Link) ReadThrough() int64 { return l.readThru.Load() }
+
+// pollLink is a Link with Options.Poller: a link.Poller.
+type pollLink struct{ *Link }
+
+var _ link.Poller = pollLink{}
+
+func (l pollLink) take(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pending) > 0 {
+		n := copy(p, l.pending[0])
+		l.pending = l.pending[1:]
+		return n, nil
+	}
+	select {
+	case <-l.closed:
+		return 0, link.ErrClosed
+	case <-l.gone:
+		return 0, ErrGone
+	default:
+	}
+	return 0, link.ErrNoFrame
+}
+
+func (l pollLink) TryRead(p []byte) (int, error) {
+	n, err := l.take(p)
+	if err == nil {
+		l.readThru.Add(1)
+	}
+	return n, err
+}
+
+func (l pollLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	waited := false
+	for {
+		n, err := l.take(p)
+		if err != link.ErrNoFrame {
+			return n, waited, err
+		}
+		mu.Unlock()
+		l.waiting.Add(1)
+		select {
+		case <-l.ready:
+		case <-l.closed:
+		case <-l.gone:
+		}
+		l.waiting.Add(-1)
+		mu.Lock()
+		waited = true
+	}
+}
+
+func (l pollLink) Read(p []byte) (int, error) {
+	var mu sync.Mutex
+	mu.Lock()
+	n, _, err := l.ReadLocked(p, &mu)
+	return n, err
+}
+
+func (l pollLink) Write(p []byte) error {
+	if err := l.Link.Write(p); err != nil {
+		return err
+	}
+	if l.opts.Reply != nil {
+		if r := l.opts.Reply(p); r != nil {
+			l.enqueue(r)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,460 @@
+package host
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mnet-project/mnet/netcore"
+)
+
+// ipn/NAME/udp/HOST/PORT: each open is a UDP endpoint of the network's
+// host, with the inet family's semantics. HOST is an address literal (no
+// resolver serves an IPN network); 0.0.0.0 and :: bind PORT.
+
+// maxNodes bounds the cached HOST and PORT nodes; past it, those without
+// open files are forgotten (a later lookup gets a new inode number).
+const maxNodes = 4 * MaxConns
+
+type udpDir struct {
+	id    uint64
+	h     *Host
+	start time.Time
+
+	mu     sync.Mutex
+	hosts  map[netip.Addr]*udpHostDir
+	opened map[netip.Addr]map[uint16]int
+	nodes  int
+}
+
+func newUDPDir(h *Host) *udpDir {
+	return &udpDir{id: netcore.NewID(), h: h, start: time.Now(),
+		hosts: map[netip.Addr]*udpHostDir{}, opened: map[netip.Addr]map[uint16]int{}}
+}
+
+func (d *udpDir) ID() uint64 { return d.id }
+
+func (d *udpDir) Attr(*netcore.Cred) netcore.Attr {
+	uid, gid, _ := d.h.net.Access()
+	return netcore.Attr{Mode: syscall.S_IFDIR | 0555, Uid: uid, Gid: gid, Mtime: d.start}
+}
+
+// parseHost reads a HOST: an IPv4 or IPv6 literal, without zone.
+func parseHost(name string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(name)
+	if err != nil || a.Zone() != "" || a.Is4In6() || a.String() != name {
+		return netip.Addr{}, syscall.EINVAL
+	}
+	return a, nil
+}
+
+// parsePort: decimal 1..65535 without sign or leading zeros.
+func parsePort(name string) (uint16, error) {
+	if len(name) == 0 || len(name) > 5 || name[0] == '0' {
+		return 0, syscall.EINVAL
+	}
+	n, err := strconv.Atoi(name)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, syscall.EINVAL
+	}
+	return uint16(n), nil
+}
+
+func (d *udpDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+	a, err := parseHost(name)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.hostNode(a), nil
+}
+
+// hostNode returns the node of HOST a; d.mu is held.
+func (d *udpDir) hostNode(a netip.Addr) *udpHostDir {
+	if hd := d.hosts[a]; hd != nil {
+		return hd
+	}
+	d.sweep()
+	hd := &udpHostDir{id: netcore.NewID(), d: d, addr: a, ports: map[uint16]*udpFile{}}
+	d.hosts[a] = hd
+	d.nodes++
+	return hd
+}
+
+// sweep forgets nodes without open files once there are maxNodes; d.mu
+// is held.
+func (d *udpDir) sweep() {
+	if d.nodes < maxNodes {
+		return
+	}
+	d.nodes = 0
+	for a, hd := range d.hosts {
+		open := d.opened[a]
+		for p := range hd.ports {
+			if open[p] == 0 {
+				delete(hd.ports, p)
+			}
+		}
+		if len(hd.ports) == 0 && len(open) == 0 {
+			delete(d.hosts, a)
+			continue
+		}
+		d.nodes += 1 + len(hd.ports)
+	}
+}
+
+func (d *udpDir) List(*netcore.Cred) []netcore.DirEntry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var addrs []netip.Addr
+	for a := range d.opened {
+		addrs = append(addrs, a)
+	}
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+	ents := make([]netcore.DirEntry, 0, len(addrs))
+	for _, a := range addrs {
+		ents = append(ents, netcore.DirEntry{Name: a.String(), Node: d.hostNode(a)})
+	}
+	return ents
+}
+
+type udpHostDir struct {
+	id    uint64
+	d     *udpDir
+	addr  netip.Addr
+	ports map[uint16]*udpFile // guarded by d.mu
+}
+
+func (hd *udpHostDir) ID() uint64                        { return hd.id }
+func (hd *udpHostDir) Attr(c *netcore.Cred) netcore.Attr { return hd.d.Attr(c) }
+
+func (hd *udpHostDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+	p, err := parsePort(name)
+	if err != nil {
+		return nil, err
+	}
+	hd.d.mu.Lock()
+	defer hd.d.mu.Unlock()
+	return hd.portNode(p), nil
+}
+
+func (hd *udpHostDir) portNode(p uint16) *udpFile {
+	if f := hd.ports[p]; f != nil {
+		return f
+	}
+	hd.d.sweep()
+	f := &udpFile{id: netcore.NewID(), hd: hd, port: p}
+	hd.ports[p] = f
+	hd.d.nodes++
+	return f
+}
+
+func (hd *udpHostDir) List(*netcore.Cred) []netcore.DirEntry {
+	d := hd.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ports []int
+	for p := range d.opened[hd.addr] {
+		ports = append(ports, int(p))
+	}
+	sort.Ints(ports)
+	ents := make([]netcore.DirEntry, 0, len(ports))
+	for _, p := range ports {
+		ents = append(ents, netcore.DirEntry{Name: strconv.Itoa(p), Node: hd.portNode(uint16(p))})
+	}
+	return ents
+}
+
+// udpFile is udp/HOST/PORT. Its mode shows the r and w rights of each
+// class on the network, as data does.
+type udpFile struct {
+	id   uint64
+	hd   *udpHostDir
+	port uint16
+}
+
+func (f *udpFile) ID() uint64 { return f.id }
+
+func (f *udpFile) Attr(*netcore.Cred) netcore.Attr {
+	uid, gid, mode := f.hd.d.h.net.Access()
+	return netcore.Attr{Mode: syscall.S_IFREG | mode&0666, Uid: uid, Gid: gid, Mtime: f.hd.d.start}
+}
+
+func (f *udpFile) remember(delta int) {
+	d := f.hd.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ports := d.opened[f.hd.addr]
+	if ports == nil {
+		ports = map[uint16]int{}
+		d.opened[f.hd.addr] = ports
+	}
+	if ports[f.port] += delta; ports[f.port] <= 0 {
+		delete(ports, f.port)
+	}
+	if len(ports) == 0 {
+		delete(d.opened, f.hd.addr)
+	}
+}
+
+// Open makes the endpoint: bound to PORT for a wildcard HOST, else
+// connected to HOST:PORT from an ephemeral port. The network's r right
+// receives, w sends; a caller with one of them opening O_RDWR gets that
+// half, as with data.
+func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
+	h := f.hd.d.h
+	r, w := h.net.Rights(c)
+	acc := flags & syscall.O_ACCMODE
+	wantR := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
+	wantW := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
+	recv, send := wantR && r, wantW && w
+	if (acc != syscall.O_RDWR && (wantR && !recv || wantW && !send)) || (!recv && !send) {
+		return nil, syscall.EACCES
+	}
+	a := f.hd.addr
+	var remote netip.AddrPort
+	port := uint16(0)
+	if a.IsUnspecified() {
+		if !c.Root() && f.port < unprivilegedPortStart() {
+			return nil, syscall.EACCES
+		}
+		port = f.port
+	} else {
+		remote = netip.AddrPortFrom(a, f.port)
+	}
+	uh := &udpHandle{f: f, remote: remote, recv: recv, send: send, ready: make(chan struct{}, 1)}
+	_, uh.qlen = h.net.Limits()
+	conn, err := h.Open(a.Is6(), port, remote, uh)
+	if err != nil {
+		h.net.Log().Info("open refused", "network", h.net.Network(), "file", "udp/"+a.String()+"/"+strconv.Itoa(int(f.port)),
+			"uid", c.Uid, "pid", c.Pid, "err", err.Error())
+		return nil, err
+	}
+	uh.conn = conn
+	f.remember(1)
+	return uh, nil
+}
+
+// unprivilegedPortStart is the kernel's rule for binding low ports, which
+// the host follows for its own ports.
+func unprivilegedPortStart() uint16 {
+	return 1024
+}
+
+// udpHandle is one open udp file: its endpoint and receive queue.
+type udpHandle struct {
+	f          *udpFile
+	conn       *Conn
+	remote     netip.AddrPort // valid when connected
+	recv, send bool
+	qlen       int
+
+	mu     sync.Mutex
+	queue  []datagram
+	err    syscall.Errno // pending error of a connected endpoint
+	peer   netip.AddrPort
+	closed bool
+	ready  chan struct{}
+	once   sync.Once
+	// inWake wakes a poll waiting for a datagram, an error or the end;
+	// the next of them takes it.
+	inWake func()
+}
+
+type datagram struct {
+	from netip.AddrPort
+	data []byte
+}
+
+var (
+	_ Sink             = (*udpHandle)(nil)
+	_ netcore.Handle   = (*udpHandle)(nil)
+	_ netcore.Streamer = (*udpHandle)(nil)
+	_ netcore.Poller   = (*udpHandle)(nil)
+)
+
+func (u *udpHandle) wake() {
+	select {
+	case u.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Deliver queues a datagram; a full queue drops it (counted).
+func (u *udpHandle) Deliver(from, _ netip.AddrPort, payload []byte) func() {
+	u.mu.Lock()
+	if !u.recv || u.closed || len(u.queue) >= u.qlen {
+		u.mu.Unlock()
+		u.f.hd.d.h.stats.udpQueueDrops++ // the host's lock is held
+		return nil
+	}
+	u.queue = append(u.queue, datagram{from, append([]byte(nil), payload...)})
+	w := u.inWake
+	u.inWake = nil
+	u.mu.Unlock()
+	u.wake()
+	return w
+}
+
+// Error: a connected endpoint keeps the error for its next read or
+// write, as a connected socket does; a bound one ignores it.
+func (u *udpHandle) Error(peer netip.AddrPort, errno syscall.Errno) func() {
+	remote := u.remote
+	if !remote.IsValid() || (peer != remote && !(peer.Port() == 0 && peer.Addr() == remote.Addr())) {
+		return nil
+	}
+	u.mu.Lock()
+	u.err = errno
+	w := u.inWake
+	u.inWake = nil
+	u.mu.Unlock()
+	u.wake()
+	return w
+}
+
+func (u *udpHandle) Closed() {
+	u.mu.Lock()
+	u.closed = true
+	w := u.inWake
+	u.inWake = nil
+	u.mu.Unlock()
+	u.wake()
+	if w != nil {
+		w()
+	}
+}
+
+// Poll reports readiness for poll(2) and epoll (netcore.Poller): readable
+// when a datagram is queued, an error is pending (POLLERR too) or the
+// host is gone (POLLHUP: end of file); writable
+// always where the caller may send (a write waits at most for its
+// neighbour and a short queue). A half without the right is never ready.
+// wake is armed before the state is looked at, so nothing is missed.
+func (u *udpHandle) Poll(events uint32, wake func()) uint32 {
+	var ready uint32
+	if u.send {
+		ready |= netcore.PollOut | netcore.PollWrNorm
+	}
+	if !u.recv {
+		return ready & events
+	}
+	u.mu.Lock()
+	if wake != nil && events&(netcore.PollIn|netcore.PollRdNorm) != 0 {
+		u.inWake = wake
+	}
+	if len(u.queue) > 0 {
+		ready |= netcore.PollIn | netcore.PollRdNorm
+	}
+	if u.err != 0 {
+		ready |= netcore.PollIn | netcore.PollRdNorm | netcore.PollErr
+	}
+	if u.closed {
+		ready |= netcore.PollIn | netcore.PollRdNorm | netcore.PollHup
+	}
+	u.mu.Unlock()
+	return ready & (events | netcore.PollErr | netcore.PollHup)
+}
+
+// takeErr returns and clears the pending error; u.mu is held.
+func (u *udpHandle) takeErr() error {
+	if u.err == 0 {
+		return nil
+	}
+	e := u.err
+	u.err = 0
+	return e
+}
+
+func (u *udpHandle) Read(ctx context.Context, p []byte, _ int64, nonblock bool) (int, error) {
+	if !u.recv {
+		return 0, syscall.EBADF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		u.mu.Lock()
+		if len(u.queue) > 0 {
+			d := u.queue[0]
+			u.queue[0] = datagram{}
+			u.queue = u.queue[1:]
+			if len(u.queue) == 0 {
+				u.queue = nil
+			}
+			if !u.remote.IsValid() {
+				u.peer = d.from
+			}
+			more := len(u.queue) > 0
+			u.mu.Unlock()
+			if more {
+				u.wake()
+			}
+			return copy(p, d.data), nil
+		}
+		if err := u.takeErr(); err != nil {
+			u.mu.Unlock()
+			return 0, err
+		}
+		closed := u.closed
+		u.mu.Unlock()
+		if closed {
+			u.wake()
+			return 0, nil
+		}
+		if nonblock {
+			return 0, syscall.EAGAIN
+		}
+		select {
+		case <-u.ready:
+		case <-ctx.Done():
+			return 0, syscall.EINTR
+		}
+	}
+}
+
+// Write sends p as one datagram: to the connected peer, or on a bound
+// endpoint to the last sender (EDESTADDRREQ before the first).
+func (u *udpHandle) Write(ctx context.Context, p []byte, _ int64, nonblock bool) (int, error) {
+	if !u.send {
+		return 0, syscall.EBADF
+	}
+	u.mu.Lock()
+	if err := u.takeErr(); err != nil {
+		u.mu.Unlock()
+		return 0, err
+	}
+	closed := u.closed
+	to := u.remote
+	if !to.IsValid() {
+		to = u.peer
+	}
+	u.mu.Unlock()
+	if closed {
+		return 0, syscall.EPIPE
+	}
+	if !to.IsValid() {
+		return 0, syscall.EDESTADDRREQ
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if err := u.conn.Send(ctx, to, p, Wait, nonblock); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (u *udpHandle) Stream() bool { return true }
+
+func (u *udpHandle) Close() {
+	u.once.Do(func() {
+		u.conn.Close()
+		u.f.remember(-1)
+		u.Closed()
+	})
+}

@@ -1,0 +1,125 @@
+package host
+
+import (
+	"context"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/vnet"
+)
+
+// outQueue bounds the frames the host has built and the network has not
+// taken yet. A blocking UDP write waits for room (as a socket's send
+// buffer makes it wait); what the host sends on its own (replies,
+// probes) is dropped and counted when there is none.
+const outQueue = 512
+
+// hostLink is the host's port on the network: the network reads the
+// frames the host sends and writes the frames it delivers to the host.
+type hostLink struct {
+	h         *Host
+	out       chan []byte // header and frame
+	closed    chan struct{}
+	closeOnce sync.Once
+	inMu      sync.Mutex // serializes the frame path
+}
+
+var _ link.Link = (*hostLink)(nil)
+
+func newHostLink(h *Host) *hostLink {
+	return &hostLink{h: h, out: make(chan []byte, outQueue), closed: make(chan struct{})}
+}
+
+func (l *hostLink) Read(p []byte) (int, error) {
+	select {
+	case f := <-l.out:
+		return copy(p, f), nil
+	case <-l.closed:
+		return 0, link.ErrClosed
+	}
+}
+
+// Write takes one frame the network delivers to the host and handles it
+// at once: nothing in the host's frame path waits.
+func (l *hostLink) Write(p []byte) error {
+	if len(p) <= vnet.HdrLen {
+		return nil
+	}
+	l.inMu.Lock()
+	l.h.input(p[vnet.HdrLen:])
+	l.inMu.Unlock()
+	return nil
+}
+
+// MTU: the host takes any frame the network carries (IPv4 reassembles
+// what it must); it sends IP packets of at most h.mtu.
+func (l *hostLink) MTU() int        { return 65535 }
+func (l *hostLink) Caps() link.Caps { return 0 }
+
+func (l *hostLink) Close(bool) error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return nil
+}
+
+// send queues one frame (with room for the virtio-net header in front,
+// zeroed: a plain frame). With wait it waits for room until ctx is done
+// (EINTR); without, a full queue is ENOBUFS (a drop).
+func (l *hostLink) send(ctx context.Context, raw []byte, wait bool) error {
+	select {
+	case l.out <- raw:
+		return nil
+	case <-l.closed:
+		return syscall.ENETDOWN
+	default:
+	}
+	if !wait {
+		return syscall.ENOBUFS
+	}
+	select {
+	case l.out <- raw:
+		return nil
+	case <-l.closed:
+		return syscall.ENETDOWN
+	case <-ctx.Done():
+		return syscall.EINTR
+	}
+}
+
+// emit sends a frame the host makes on its own (replies, probes, ICMP
+// errors): never waits; counted when dropped. h.mu may be held.
+func (h *Host) emit(lk *hostLink, raw []byte) {
+	if lk == nil || raw == nil {
+		return
+	}
+	if lk.send(context.Background(), raw, false) != nil {
+		h.stats.txDrops++
+		return
+	}
+	h.stats.txFrames++
+}
+
+// timerTick is how often the neighbour cache and the reassembly buffers
+// are looked at.
+const timerTick = 100 * time.Millisecond
+
+// timers runs the host's clocks while lk is its port: neighbour probes,
+// failures and aging, and reassembly timeouts.
+func (h *Host) timers(lk *hostLink) {
+	t := time.NewTicker(timerTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-lk.closed:
+			return
+		case now := <-t.C:
+			netMTU, _ := h.net.Limits() // without h.mu: it takes the network's lock
+			h.mu.Lock()
+			h.mtu = ipMTUOf(netMTU)
+			h.neighTick(lk, now)
+			h.frags.expire(now, &h.stats)
+			h.unlock()
+		}
+	}
+}

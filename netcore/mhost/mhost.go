@@ -1,0 +1,622 @@
+// Package mhost is the mhost family: named hosts reachable over several
+// families, as the mnet kernel module's AF_MHOST. mkdir mhost/NAME names a
+// host; its ctl lists its locators in order of preference (inet ADDR,
+// inet6 ADDR, ipn NET ADDR through that network's userspace host), and
+// each open of mhost/NAME/udp/PORT is a UDP endpoint to NAME:PORT that
+// leaves by the first locator that works and moves on when one fails.
+// mhost/any/udp/PORT binds PORT on every family the caller may use and
+// answers each sender the way its datagram came.
+package mhost
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mnet-project/mnet/netcore"
+)
+
+func init() {
+	netcore.Register("mhost", func(env *netcore.Env) (netcore.Family, error) { return newFamily(env), nil })
+}
+
+const (
+	// MaxHosts bounds the named hosts.
+	MaxHosts = 4096
+	// MaxLocators bounds the locators of one host.
+	MaxLocators = 16
+	// MaxEndpoints bounds the open udp files of the family.
+	MaxEndpoints = 4096
+	// Any is the reserved name of the host that binds on every family.
+	Any = "any"
+)
+
+// Family is mhost/.
+type Family struct {
+	log   *slog.Logger
+	dir   *familyDir
+	any   *anyDir
+	start time.Time
+
+	mu        sync.Mutex
+	hosts     map[string]*Host
+	endpoints int
+	closing   bool
+	open      map[closer]struct{}
+}
+
+type closer interface{ Close() }
+
+var (
+	_ netcore.Family  = (*Family)(nil)
+	_ netcore.Readmer = (*Family)(nil)
+)
+
+func newFamily(env *netcore.Env) *Family {
+	f := &Family{log: env.Log.With("family", "mhost"), start: time.Now(), hosts: map[string]*Host{},
+		open: map[closer]struct{}{}}
+	f.dir = &familyDir{id: netcore.NewID(), f: f, mtime: f.start}
+	f.any = newAnyDir(f)
+	return f
+}
+
+func (f *Family) Name() string        { return "mhost" }
+func (f *Family) Description() string { return "named hosts over several families: NAME/udp/PORT" }
+func (f *Family) Root() netcore.Dir   { return f.dir }
+func (f *Family) Readme() string      { return readme }
+
+const readme = `  mhost/                named hosts reachable over several families; mkdir mhost/NAME names one
+  mhost/NAME/ctl        its locators, one per line, preferred first: inet ADDR, inet6 ADDR, ipn NET ADDR
+                        (a write replaces them; +LOCATOR adds, -LOCATOR removes)
+  mhost/NAME/locators   each locator's state (up, or down with the last error), datagrams sent and received
+  mhost/NAME/udp/PORT   each open() is a UDP endpoint to NAME:PORT over the first locator that works
+  mhost/any/udp/PORT    binds PORT on inet, inet6 and every network's host; answers by the way a datagram came
+`
+
+// Close ends every open file.
+func (f *Family) Close() {
+	f.mu.Lock()
+	f.closing = true
+	var cs []closer
+	for c := range f.open {
+		cs = append(cs, c)
+	}
+	f.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+// reserve counts an endpoint about to open against MaxEndpoints.
+func (f *Family) reserve(c closer) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return syscall.ECONNABORTED
+	}
+	if f.endpoints >= MaxEndpoints {
+		return syscall.ENFILE
+	}
+	f.endpoints++
+	f.open[c] = struct{}{}
+	return nil
+}
+
+func (f *Family) release(c closer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.open[c]; ok {
+		delete(f.open, c)
+		f.endpoints--
+	}
+}
+
+// validName: as a network's name, 1–64 of [A-Za-z0-9._-], no leading dot.
+func validName(name string) bool {
+	if len(name) < 1 || len(name) > 64 || name[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// familyDir is mhost/, mode 1777: anyone may name a host.
+type familyDir struct {
+	id    uint64
+	f     *Family
+	mtime time.Time // guarded by f.mu
+}
+
+var (
+	_ netcore.Mkdirer = (*familyDir)(nil)
+	_ netcore.Rmdirer = (*familyDir)(nil)
+)
+
+func (d *familyDir) ID() uint64 { return d.id }
+
+func (d *familyDir) Attr(*netcore.Cred) netcore.Attr {
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
+	return netcore.Attr{Mode: syscall.S_IFDIR | syscall.S_ISVTX | 0777, Mtime: d.mtime}
+}
+
+func (d *familyDir) List(*netcore.Cred) []netcore.DirEntry {
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
+	ents := []netcore.DirEntry{{Name: Any, Node: d.f.any}}
+	for name, h := range d.f.hosts {
+		ents = append(ents, netcore.DirEntry{Name: name, Node: h.dir})
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
+	return ents
+}
+
+func (d *familyDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+	if name == Any {
+		return d.f.any, nil
+	}
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
+	if h := d.f.hosts[name]; h != nil {
+		return h.dir, nil
+	}
+	return nil, syscall.ENOENT
+}
+
+func (d *familyDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node, error) {
+	if !validName(name) {
+		return nil, syscall.EINVAL
+	}
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
+	if name == Any || d.f.hosts[name] != nil {
+		return nil, syscall.EEXIST
+	}
+	if len(d.f.hosts) >= MaxHosts {
+		return nil, syscall.ENOSPC
+	}
+	h := newHost(d.f, name, c.Uid, c.Gid, mode)
+	d.f.hosts[name] = h
+	d.mtime = time.Now()
+	d.f.log.Info("host named", "host", name, "uid", c.Uid)
+	return h.dir, nil
+}
+
+func (d *familyDir) Rmdir(c *netcore.Cred, name string) error {
+	if name == Any {
+		return syscall.EBUSY
+	}
+	d.f.mu.Lock()
+	defer d.f.mu.Unlock()
+	h := d.f.hosts[name]
+	if h == nil {
+		return syscall.ENOENT
+	}
+	if h.rights(c)&rightManage == 0 {
+		return syscall.EACCES
+	}
+	h.mu.Lock()
+	busy := h.files > 0
+	h.mu.Unlock()
+	if busy {
+		return syscall.EBUSY
+	}
+	delete(d.f.hosts, name)
+	d.mtime = time.Now()
+	d.f.log.Info("host removed", "host", name, "uid", c.Uid)
+	return nil
+}
+
+type rights uint32
+
+const (
+	rightManage rights = 1
+	rightSend   rights = 2
+	rightRecv   rights = 4
+)
+
+// Host is one named host: its locators and their state.
+type Host struct {
+	f    *Family
+	name string
+	dir  *hostDir
+
+	mu        sync.Mutex
+	uid, gid  uint32
+	mode      uint32
+	mtime     time.Time
+	locs      []*locator
+	lastError string
+	files     int // open udp files
+}
+
+func newHost(f *Family, name string, uid, gid, mode uint32) *Host {
+	h := &Host{f: f, name: name, uid: uid, gid: gid, mode: mode & 0777, mtime: time.Now()}
+	h.dir = &hostDir{id: netcore.NewID(), h: h}
+	h.dir.ctl = &ctlFile{id: netcore.NewID(), h: h}
+	h.dir.status = netcore.NewTextFile(h.readAttr, func(*netcore.Cred) []byte { return h.statusText() })
+	h.dir.udp = &udpDir{id: netcore.NewID(), h: h, ports: map[uint16]*udpFile{}}
+	return h
+}
+
+func (h *Host) rights(c *netcore.Cred) rights {
+	h.mu.Lock()
+	mode, uid, gid := h.mode, h.uid, h.gid
+	h.mu.Unlock()
+	switch {
+	case c.Root():
+		return rightRecv | rightSend | rightManage
+	case c.Uid == uid:
+		return rights(mode >> 6 & 7)
+	case c.InGroup(gid):
+		return rights(mode >> 3 & 7)
+	}
+	return rights(mode & 7)
+}
+
+// readAttr: readable where any right is held.
+func (h *Host) readAttr(*netcore.Cred) netcore.Attr {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var perm uint32
+	for shift := 0; shift <= 6; shift += 3 {
+		if h.mode>>shift&7 != 0 {
+			perm |= 4 << shift
+		}
+	}
+	return netcore.Attr{Mode: syscall.S_IFREG | perm, Uid: h.uid, Gid: h.gid, Mtime: h.mtime}
+}
+
+// locators returns the current list (the slice is never changed in place).
+func (h *Host) locators() []*locator {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.locs
+}
+
+func (h *Host) statusText() []byte {
+	var b strings.Builder
+	for _, l := range h.locators() {
+		l.mu.Lock()
+		state := "up"
+		if l.down {
+			state = "down error " + unix.ErrnoName(l.err)
+		}
+		fmt.Fprintf(&b, "%s state %s sent %d received %d\n", l.line(), state, l.sent, l.received)
+		l.mu.Unlock()
+	}
+	return []byte(b.String())
+}
+
+// locator is one way to reach a host.
+type locator struct {
+	family string // inet, inet6 or ipn
+	net    string // ipn only
+	addr   netip.Addr
+
+	mu       sync.Mutex
+	down     bool
+	err      syscall.Errno
+	downAt   time.Time
+	sent     uint64
+	received uint64
+}
+
+func (l *locator) line() string {
+	if l.family == "ipn" {
+		return "ipn " + l.net + " " + l.addr.String()
+	}
+	return l.family + " " + l.addr.String()
+}
+
+// downHold is how long a locator that failed is passed over before a
+// write tries it again (an ipn locator is retried without waiting: its
+// neighbour is resolved in the background and it is used once answered).
+const downHold = 1 * time.Second
+
+func (l *locator) markDown(errno syscall.Errno) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.down {
+		l.downAt = time.Now()
+	}
+	l.down, l.err = true, errno
+}
+
+func (l *locator) markUp() {
+	l.mu.Lock()
+	l.down = false
+	l.sent++
+	l.mu.Unlock()
+}
+
+func (l *locator) held(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.down && now.Sub(l.downAt) < downHold
+}
+
+func (l *locator) gotOne() {
+	l.mu.Lock()
+	l.received++
+	l.mu.Unlock()
+}
+
+// parseLocator reads "inet ADDR", "inet6 ADDR" or "ipn NET ADDR".
+func parseLocator(s string) (*locator, error) {
+	f := strings.Fields(s)
+	bad := fmt.Errorf("bad locator %q: want inet ADDR, inet6 ADDR or ipn NET ADDR", s)
+	if len(f) < 2 {
+		return nil, bad
+	}
+	l := &locator{family: f[0]}
+	var a string
+	switch {
+	case f[0] == "inet" && len(f) == 2, f[0] == "inet6" && len(f) == 2:
+		a = f[1]
+	case f[0] == "ipn" && len(f) == 3 && validName(f[1]):
+		l.net, a = f[1], f[2]
+	default:
+		return nil, bad
+	}
+	addr, err := netip.ParseAddr(a)
+	if err != nil || addr.Zone() != "" || addr.Is4In6() || addr.IsUnspecified() || addr.IsMulticast() ||
+		(l.family == "inet" && !addr.Is4()) || (l.family == "inet6" && !addr.Is6()) {
+		return nil, bad
+	}
+	l.addr = addr
+	return l, nil
+}
+
+// applyCtl: lines without a sign make the new list, as writing a file
+// makes its content: the first write of an open (first set) replaces the
+// list (a write of only such lines, even none, is the new list) and later
+// writes of the same open append to it, since shells write line by line;
+// +LOCATOR adds, -LOCATOR removes. Every line of a write is checked first;
+// a bad one changes nothing.
+func (h *Host) applyCtl(c *netcore.Cred, text string, first bool) error {
+	var plain []*locator
+	type edit struct {
+		add bool
+		l   *locator
+	}
+	var edits []edit
+	var bad error
+	for line := range strings.SplitSeq(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sign := line[0]
+		body := strings.TrimSpace(strings.TrimLeft(line, "+-"))
+		l, err := parseLocator(body)
+		if err != nil {
+			bad = err
+			break
+		}
+		switch sign {
+		case '+':
+			edits = append(edits, edit{true, l})
+		case '-':
+			edits = append(edits, edit{false, l})
+		default:
+			plain = append(plain, l)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	errno := syscall.EINVAL
+	if bad == nil {
+		locs := h.locs
+		if first && (len(edits) == 0 || len(plain) > 0) {
+			locs = nil
+		}
+		if len(plain) > 0 || first && len(edits) == 0 {
+			locs = slices.Clone(locs)
+			for _, l := range plain {
+				if idx(locs, l) >= 0 {
+					bad, errno = fmt.Errorf("%s: listed twice", l.line()), syscall.EEXIST
+					break
+				}
+				locs = append(locs, keep(h.locs, l))
+			}
+		}
+		for _, e := range edits {
+			if bad != nil {
+				break
+			}
+			i := idx(locs, e.l)
+			switch {
+			case e.add && i >= 0:
+				bad, errno = fmt.Errorf("+%s: already a locator", e.l.line()), syscall.EEXIST
+			case e.add:
+				locs = append(slices.Clone(locs), keep(h.locs, e.l))
+			case i < 0:
+				bad, errno = fmt.Errorf("-%s: not a locator", e.l.line()), syscall.ENOENT
+			default:
+				locs = slices.Delete(slices.Clone(locs), i, i+1)
+			}
+		}
+		if bad == nil && len(locs) > MaxLocators {
+			bad, errno = fmt.Errorf("%d locators, at most %d", len(locs), MaxLocators), syscall.ENOSPC
+		}
+		if bad == nil {
+			h.locs = locs
+			h.mtime = time.Now()
+			h.f.log.Info("locators", "host", h.name, "uid", c.Uid, "locators", len(locs))
+			return nil
+		}
+	}
+	h.lastError = bad.Error()
+	h.f.log.Info("ctl refused", "host", h.name, "uid", c.Uid, "err", bad)
+	return errno
+}
+
+// keep returns the locator of old equal to l (its state goes on), or l.
+func keep(old []*locator, l *locator) *locator {
+	if i := idx(old, l); i >= 0 {
+		return old[i]
+	}
+	return l
+}
+
+func idx(locs []*locator, l *locator) int {
+	for i, x := range locs {
+		if x.line() == l.line() {
+			return i
+		}
+	}
+	return -1
+}
+
+func (h *Host) ctlText() []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	for _, l := range h.locs {
+		b.WriteString(l.line() + "\n")
+	}
+	if h.lastError != "" {
+		fmt.Fprintf(&b, "last-error %s\n", h.lastError)
+	}
+	return []byte(b.String())
+}
+
+// hostDir is mhost/NAME.
+type hostDir struct {
+	id     uint64
+	h      *Host
+	ctl    *ctlFile
+	status *netcore.TextFile
+	udp    *udpDir
+}
+
+var _ netcore.Owned = (*hostDir)(nil)
+
+func (d *hostDir) ID() uint64 { return d.id }
+
+func (d *hostDir) Attr(*netcore.Cred) netcore.Attr {
+	h := d.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return netcore.Attr{Mode: syscall.S_IFDIR | h.mode, Uid: h.uid, Gid: h.gid, Mtime: h.mtime}
+}
+
+func (d *hostDir) List(*netcore.Cred) []netcore.DirEntry {
+	return []netcore.DirEntry{{Name: "ctl", Node: d.ctl}, {Name: "locators", Node: d.status}, {Name: "udp", Node: d.udp}}
+}
+
+func (d *hostDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
+	for _, e := range d.List(c) {
+		if e.Name == name {
+			return e.Node, nil
+		}
+	}
+	return nil, syscall.ENOENT
+}
+
+// Chmod and Chown: as for a network (the owner or root).
+func (d *hostDir) Chmod(c *netcore.Cred, mode uint32) error {
+	h := d.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !c.Root() && c.Uid != h.uid {
+		return syscall.EPERM
+	}
+	h.mode, h.mtime = mode&0777, time.Now()
+	return nil
+}
+
+func (d *hostDir) Chown(c *netcore.Cred, uid, gid int64) error {
+	h := d.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !c.Root() && (c.Uid != h.uid || (uid >= 0 && uint32(uid) != h.uid) || (gid >= 0 && !c.InGroup(uint32(gid)))) {
+		return syscall.EPERM
+	}
+	if uid >= 0 {
+		h.uid = uint32(uid)
+	}
+	if gid >= 0 {
+		h.gid = uint32(gid)
+	}
+	h.mtime = time.Now()
+	return nil
+}
+
+// ctlFile is mhost/NAME/ctl: read by any right, written with x.
+type ctlFile struct {
+	id uint64
+	h  *Host
+}
+
+func (f *ctlFile) ID() uint64 { return f.id }
+
+func (f *ctlFile) Attr(c *netcore.Cred) netcore.Attr {
+	a := f.h.readAttr(c)
+	f.h.mu.Lock()
+	mode := f.h.mode
+	f.h.mu.Unlock()
+	for shift := 0; shift <= 6; shift += 3 {
+		if mode>>shift&1 != 0 {
+			a.Mode |= 2 << shift
+		}
+	}
+	return a
+}
+
+func (f *ctlFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
+	r := f.h.rights(c)
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	if r == 0 || write && r&rightManage == 0 {
+		return nil, syscall.EACCES
+	}
+	return &ctlHandle{h: f.h, cred: *c, write: write}, nil
+}
+
+type ctlHandle struct {
+	h     *Host
+	cred  netcore.Cred
+	write bool
+	wrote bool // a write of this open succeeded: plain lines append
+	mu    sync.Mutex
+	text  netcore.TextHandle
+}
+
+func (c *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if off == 0 || c.text.Data == nil {
+		c.text.Data = c.h.ctlText()
+	}
+	return c.text.Read(ctx, b, off, nonblock)
+}
+
+func (c *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, error) {
+	if !c.write {
+		return 0, syscall.EBADF
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.h.applyCtl(&c.cred, string(b), !c.wrote); err != nil {
+		return 0, err
+	}
+	c.wrote = true
+	return len(b), nil
+}
+
+func (c *ctlHandle) Close() {}

@@ -1,0 +1,545 @@
+package mhost
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/link/host"
+)
+
+// qlen bounds the datagrams waiting to be read on one endpoint; past it
+// they are dropped.
+const qlen = 256
+
+// udpDir is mhost/NAME/udp: any PORT may be looked up.
+type udpDir struct {
+	id    uint64
+	h     *Host
+	mu    sync.Mutex
+	ports map[uint16]*udpFile
+}
+
+func (d *udpDir) ID() uint64 { return d.id }
+
+func (d *udpDir) Attr(*netcore.Cred) netcore.Attr {
+	return netcore.Attr{Mode: syscall.S_IFDIR | 0555, Mtime: d.h.f.start}
+}
+
+func parsePort(name string) (uint16, error) {
+	if len(name) == 0 || len(name) > 5 || name[0] == '0' {
+		return 0, syscall.EINVAL
+	}
+	n, err := strconv.Atoi(name)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, syscall.EINVAL
+	}
+	return uint16(n), nil
+}
+
+func (d *udpDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+	p, err := parsePort(name)
+	if err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if f := d.ports[p]; f != nil {
+		return f, nil
+	}
+	if len(d.ports) >= 4*MaxEndpoints {
+		for port, f := range d.ports {
+			if f.opened == 0 {
+				delete(d.ports, port)
+			}
+		}
+	}
+	f := &udpFile{id: netcore.NewID(), d: d, port: p}
+	d.ports[p] = f
+	return f, nil
+}
+
+// List shows the PORTs with open files.
+func (d *udpDir) List(*netcore.Cred) []netcore.DirEntry {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var ents []netcore.DirEntry
+	for p, f := range d.ports {
+		if f.opened > 0 {
+			ents = append(ents, netcore.DirEntry{Name: strconv.Itoa(int(p)), Node: f})
+		}
+	}
+	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
+	return ents
+}
+
+// udpFile is mhost/NAME/udp/PORT; its mode shows the r and w of the
+// host's mode.
+type udpFile struct {
+	id     uint64
+	d      *udpDir
+	port   uint16
+	opened int // guarded by d.mu
+}
+
+func (f *udpFile) ID() uint64 { return f.id }
+
+func (f *udpFile) Attr(*netcore.Cred) netcore.Attr {
+	h := f.d.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return netcore.Attr{Mode: syscall.S_IFREG | h.mode&0666, Uid: h.uid, Gid: h.gid, Mtime: h.mtime}
+}
+
+// Open makes an endpoint to NAME:PORT: r receives, w sends (O_RDWR with
+// one of them gets that half).
+func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
+	h := f.d.h
+	r := h.rights(c)
+	acc := flags & syscall.O_ACCMODE
+	wantR := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
+	wantW := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
+	recv, send := wantR && r&rightRecv != 0, wantW && r&rightSend != 0
+	if (acc != syscall.O_RDWR && (wantR && !recv || wantW && !send)) || (!recv && !send) {
+		return nil, syscall.EACCES
+	}
+	ep := &endpoint{f: f, h: h, cred: *c, recv: recv, send: send, paths: map[string]path{}}
+	ep.q.init()
+	if err := h.f.reserve(ep); err != nil {
+		return nil, err
+	}
+	f.d.mu.Lock()
+	f.opened++
+	f.d.mu.Unlock()
+	h.mu.Lock()
+	h.files++
+	h.mu.Unlock()
+	return ep, nil
+}
+
+// queue is an endpoint's bounded receive queue.
+type queue struct {
+	mu     sync.Mutex
+	items  []datagram
+	closed bool
+	ready  chan struct{}
+	inWake func() // a poll waiting for a datagram or the end
+}
+
+type datagram struct {
+	from netip.AddrPort
+	via  path // the way it came (mhost/any answers by it)
+	data []byte
+}
+
+func (q *queue) init() { q.ready = make(chan struct{}, 1) }
+
+func (q *queue) wake() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// put queues d; false if it was dropped (full or closed). wake is a
+// poll's wakeup, for the caller to run once it holds no lock.
+func (q *queue) put(d datagram) (ok bool, wake func()) {
+	q.mu.Lock()
+	if q.closed || len(q.items) >= qlen {
+		q.mu.Unlock()
+		return false, nil
+	}
+	q.items = append(q.items, d)
+	wake, q.inWake = q.inWake, nil
+	q.mu.Unlock()
+	q.wake()
+	return true, wake
+}
+
+func (q *queue) close() {
+	q.mu.Lock()
+	q.closed = true
+	w := q.inWake
+	q.inWake = nil
+	q.mu.Unlock()
+	q.wake()
+	if w != nil {
+		w()
+	}
+}
+
+// poll is the readiness of an endpoint with this queue (netcore.Poller):
+// readable with a datagram queued or at the end (POLLHUP); writable where
+// the caller may send. wake is armed before looking.
+func (q *queue) poll(events uint32, wake func(), recv, send bool) uint32 {
+	var ready uint32
+	if send {
+		ready |= netcore.PollOut | netcore.PollWrNorm
+	}
+	if !recv {
+		return ready & events
+	}
+	q.mu.Lock()
+	if wake != nil && events&(netcore.PollIn|netcore.PollRdNorm) != 0 {
+		q.inWake = wake
+	}
+	if len(q.items) > 0 {
+		ready |= netcore.PollIn | netcore.PollRdNorm
+	}
+	if q.closed {
+		ready |= netcore.PollIn | netcore.PollRdNorm | netcore.PollHup
+	}
+	q.mu.Unlock()
+	return ready & (events | netcore.PollErr | netcore.PollHup)
+}
+
+// get returns the next datagram, blocking as a socket's read does.
+func (q *queue) get(ctx context.Context, nonblock bool) (datagram, error) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			d := q.items[0]
+			q.items[0] = datagram{}
+			q.items = q.items[1:]
+			if len(q.items) == 0 {
+				q.items = nil
+			}
+			more := len(q.items) > 0
+			q.mu.Unlock()
+			if more {
+				q.wake()
+			}
+			return d, nil
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			q.wake()
+			return datagram{}, errEOF
+		}
+		if nonblock {
+			return datagram{}, syscall.EAGAIN
+		}
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return datagram{}, syscall.EINTR
+		}
+	}
+}
+
+var errEOF = errors.New("end of file")
+
+// path is one way out of an endpoint: a kernel socket connected to an
+// inet locator, or a userspace host's endpoint toward an ipn one.
+type path interface {
+	send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error
+	close()
+}
+
+// endpoint is one open mhost/NAME/udp/PORT.
+type endpoint struct {
+	f          *udpFile
+	h          *Host
+	cred       netcore.Cred
+	recv, send bool
+	q          queue
+
+	mu     sync.Mutex // guards paths and serializes writes
+	paths  map[string]path
+	closed bool
+	once   sync.Once
+}
+
+var (
+	_ netcore.Handle   = (*endpoint)(nil)
+	_ netcore.Streamer = (*endpoint)(nil)
+	_ netcore.Poller   = (*endpoint)(nil)
+)
+
+func (ep *endpoint) Stream() bool { return true }
+
+func (ep *endpoint) Read(ctx context.Context, p []byte, _ int64, nonblock bool) (int, error) {
+	if !ep.recv {
+		return 0, syscall.EBADF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	d, err := ep.q.get(ctx, nonblock)
+	if err == errEOF {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return copy(p, d.data), nil
+}
+
+// failover reports whether err means the locator is down, so the next
+// one is tried.
+func failover(err error) (syscall.Errno, bool) {
+	var e syscall.Errno
+	if !errors.As(err, &e) {
+		return syscall.EIO, true
+	}
+	switch e {
+	case syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.ECONNREFUSED, syscall.ENETDOWN, syscall.EHOSTDOWN,
+		syscall.EADDRNOTAVAIL, syscall.EACCES, syscall.EPERM, syscall.ENOENT, syscall.EAFNOSUPPORT, syscall.ENOBUFS:
+		return e, true
+	}
+	return e, false
+}
+
+// Write sends p as one datagram to NAME:PORT by the first locator that
+// works: locators that failed within downHold are tried only when no
+// other works; an error that means "this way is down" moves to the next.
+func (ep *endpoint) Write(ctx context.Context, p []byte, _ int64, nonblock bool) (int, error) {
+	if !ep.send {
+		return 0, syscall.EBADF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	if ep.closed {
+		return 0, syscall.EPIPE
+	}
+	locs := ep.h.locators()
+	ep.forgetPaths(locs)
+	if len(locs) == 0 {
+		return 0, syscall.EHOSTUNREACH // no way to the host at all
+	}
+	now := time.Now()
+	var first error
+	for pass := 0; pass < 2; pass++ {
+		for _, l := range locs {
+			if l.held(now) != (pass == 1) {
+				continue
+			}
+			err := ep.sendVia(ctx, l, p, nonblock)
+			if err == nil {
+				l.markUp()
+				return len(p), nil
+			}
+			errno, next := failover(err)
+			if !next {
+				return 0, err
+			}
+			l.markDown(errno)
+			if errno == syscall.ENETDOWN {
+				// Its network is gone: a new one of that name gets a
+				// new path.
+				if pa := ep.paths[l.line()]; pa != nil {
+					pa.close()
+					delete(ep.paths, l.line())
+				}
+			}
+			if first == nil {
+				first = errno
+			}
+		}
+	}
+	return 0, first
+}
+
+func (ep *endpoint) sendVia(ctx context.Context, l *locator, p []byte, nonblock bool) error {
+	pa, err := ep.path(l)
+	if err != nil {
+		return err
+	}
+	return pa.send(ctx, netip.AddrPortFrom(l.addr, ep.f.port), p, nonblock)
+}
+
+// path returns the way out by l, made on first use. ep.mu is held.
+func (ep *endpoint) path(l *locator) (path, error) {
+	if pa := ep.paths[l.line()]; pa != nil {
+		return pa, nil
+	}
+	to := netip.AddrPortFrom(l.addr, ep.f.port)
+	var pa path
+	var err error
+	if l.family == "ipn" {
+		pa, err = newHostPath(ep, l, to)
+	} else {
+		pa, err = newKernelPath(ep, l, to)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ep.paths[l.line()] = pa
+	return pa, nil
+}
+
+// forgetPaths closes the paths of locators no longer listed (mobility:
+// a deleted locator is no longer used, nor heard). ep.mu is held.
+func (ep *endpoint) forgetPaths(locs []*locator) {
+	for key, pa := range ep.paths {
+		found := false
+		for _, l := range locs {
+			if l.line() == key {
+				found = true
+			}
+		}
+		if !found {
+			pa.close()
+			delete(ep.paths, key)
+		}
+	}
+}
+
+func (ep *endpoint) Close() {
+	ep.once.Do(func() {
+		ep.mu.Lock()
+		ep.closed = true
+		for _, pa := range ep.paths {
+			pa.close()
+		}
+		ep.paths = nil
+		ep.mu.Unlock()
+		ep.q.close()
+		ep.h.f.release(ep)
+		ep.f.d.mu.Lock()
+		ep.f.opened--
+		ep.f.d.mu.Unlock()
+		ep.h.mu.Lock()
+		ep.h.files--
+		ep.h.mu.Unlock()
+	})
+}
+
+// Poll: see queue.poll.
+func (ep *endpoint) Poll(events uint32, wake func()) uint32 {
+	return ep.q.poll(events, wake, ep.recv, ep.send)
+}
+
+// deliver queues a datagram that came by l; it returns a poll's wakeup to
+// run once no lock is held.
+func (ep *endpoint) deliver(l *locator, from netip.AddrPort, via path, b []byte) func() {
+	if !ep.recv {
+		return nil
+	}
+	ok, wake := ep.q.put(datagram{from: from, via: via, data: append([]byte(nil), b...)})
+	if ok && l != nil {
+		l.gotOne()
+	}
+	return wake
+}
+
+// kernelPath is a kernel UDP socket connected to an inet or inet6
+// locator: connected, so that ICMP errors come back as its errno.
+type kernelPath struct {
+	conn *net.UDPConn
+	done chan struct{}
+}
+
+func newKernelPath(ep *endpoint, l *locator, to netip.AddrPort) (*kernelPath, error) {
+	network := "udp4"
+	if to.Addr().Is6() {
+		network = "udp6"
+	}
+	conn, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(to))
+	if err != nil {
+		return nil, errnoOf(err)
+	}
+	kp := &kernelPath{conn: conn, done: make(chan struct{})}
+	go kp.readLoop(ep, l, to)
+	return kp, nil
+}
+
+func (kp *kernelPath) readLoop(ep *endpoint, l *locator, to netip.AddrPort) {
+	defer close(kp.done)
+	buf := make([]byte, 65536)
+	for {
+		n, err := kp.conn.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if errno, down := failover(errnoOf(err)); down {
+				l.markDown(errno) // an ICMP error: the next write moves on
+			}
+			continue
+		}
+		if wake := ep.deliver(l, to, kp, buf[:n]); wake != nil {
+			wake()
+		}
+	}
+}
+
+func (kp *kernelPath) send(_ context.Context, _ netip.AddrPort, p []byte, _ bool) error {
+	_, err := kp.conn.Write(p)
+	return errnoOf(err)
+}
+
+func (kp *kernelPath) close() {
+	kp.conn.Close()
+	<-kp.done
+}
+
+func errnoOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return syscall.EIO
+}
+
+// hostPath is an endpoint of a network's userspace host, connected to an
+// ipn locator.
+type hostPath struct {
+	ep   *endpoint
+	l    *locator
+	conn *host.Conn
+}
+
+func newHostPath(ep *endpoint, l *locator, to netip.AddrPort) (*hostPath, error) {
+	h := host.Of(l.net)
+	if h == nil {
+		return nil, syscall.ENETUNREACH // no such network
+	}
+	recv, send := h.Rights(&ep.cred)
+	if !send || ep.recv && !recv {
+		return nil, syscall.EACCES
+	}
+	hp := &hostPath{ep: ep, l: l}
+	conn, err := h.Open(to.Addr().Is6(), 0, to, hp)
+	if err != nil {
+		return nil, err
+	}
+	hp.conn = conn
+	return hp, nil
+}
+
+func (hp *hostPath) send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error {
+	err := hp.conn.Send(ctx, to, p, host.FailFast, nonblock)
+	if err == syscall.EBADF {
+		return syscall.ENETDOWN // the network (and its host) went away
+	}
+	return err
+}
+
+func (hp *hostPath) close() { hp.conn.Close() }
+
+// Deliver, Error and Closed: the host's Sink; called with the host's lock
+// held, they only queue and mark.
+func (hp *hostPath) Deliver(from, _ netip.AddrPort, payload []byte) func() {
+	return hp.ep.deliver(hp.l, from, hp, payload)
+}
+
+func (hp *hostPath) Error(_ netip.AddrPort, errno syscall.Errno) func() {
+	hp.l.markDown(errno)
+	return nil
+}
+func (hp *hostPath) Closed() { hp.l.markDown(syscall.ENETDOWN) }

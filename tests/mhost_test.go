@@ -1,0 +1,343 @@
+package tests
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// twoPaths is a namespace reachable from the daemon over an IPN network
+// (a TAP, the network's userspace host at .N.1, the peer at .N.2) and
+// over inet (a veth, the daemon's side .M.1, the peer .M.2).
+type twoPaths struct {
+	*hostEnv
+	veth          string
+	inet4, inetP4 string // daemon's and peer's veth addresses
+	echoOut       func() (string, error)
+}
+
+func newTwoPaths(t *testing.T) *twoPaths {
+	t.Helper()
+	he := newHostEnv(t, "python3")
+	hostSubnet++
+	m := hostSubnet
+	tp := &twoPaths{hostEnv: he, veth: he.e.name("v"), inet4: fmt.Sprintf("198.18.%d.1", m), inetP4: fmt.Sprintf("198.18.%d.2", m)}
+	peerEnd := he.e.name("w")
+	he.e.veth(tp.veth, peerEnd)
+	sh(t, fmt.Sprintf("ip addr add %s/24 dev %s", tp.inet4, tp.veth))
+	intoNS(t, peerEnd, he.ns, tp.inetP4)
+	return tp
+}
+
+// echoServer runs a UDP echo server on port in the namespace: each
+// datagram goes back to its sender, prefixed with the address it came to.
+func (tp *twoPaths) echoServer(t *testing.T, port int) {
+	t.Helper()
+	script := fmt.Sprintf(`
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO
+s.bind(("0.0.0.0", %d))
+while True:
+    d, anc, _, a = s.recvmsg(65535, 1024)
+    to = socket.inet_ntoa(anc[0][2][8:12]) if anc else "?"
+    s.sendto(to.encode() + b" " + d, a)
+`, port)
+	f := filepath.Join(t.TempDir(), "echo.py")
+	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tp.echoOut = bg(t, inNS(tp.ns, "python3 "+f))
+	waitFor(t, "the echo server to listen", func() bool {
+		out, _ := shAs(t, nil, 5*time.Second, inNS(tp.ns, fmt.Sprintf("ss -Huln sport = :%d", port)))
+		return strings.Contains(out, fmt.Sprint(port))
+	})
+}
+
+// locatorLine returns the line of the locators file for loc.
+func locatorLine(t *testing.T, host, loc string) (state string, sent, received int) {
+	t.Helper()
+	for _, l := range strings.Split(readFile(t, filepath.Join(host, "locators")), "\n") {
+		if rest, ok := strings.CutPrefix(l, loc+" state "); ok {
+			f := strings.Fields(rest)
+			state = f[0]
+			for i := 0; i+1 < len(f); i++ {
+				switch f[i] {
+				case "sent":
+					sent, _ = strconv.Atoi(f[i+1])
+				case "received":
+					received, _ = strconv.Atoi(f[i+1])
+				case "error":
+					state += " " + f[i+1]
+				}
+			}
+			return
+		}
+	}
+	t.Fatalf("no locator %q in:\n%s", loc, readFile(t, filepath.Join(host, "locators")))
+	return
+}
+
+// exchange writes one datagram and waits up to d for a reply; "" if none.
+func exchange(fd int, msg string, d time.Duration) (string, error) {
+	if _, err := unix.Write(fd, []byte(msg)); err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(d)
+	buf := make([]byte, 2000)
+	for time.Now().Before(deadline) {
+		n, err := unix.Read(fd, buf)
+		if errors.Is(err, unix.EAGAIN) {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	}
+	return "", nil
+}
+
+// An mhost with two locators: the IPN one is used while it works; when
+// the TAP behind it is detached the conversation moves to inet within 5 s
+// and continues; when the TAP is back, it returns to the IPN locator.
+func TestMhostFailover(t *testing.T) {
+	tp := newTwoPaths(t)
+	port := freeUDPPort()
+	tp.echoServer(t, port)
+	mh := tp.d.path("mhost", "peer")
+	if err := os.Mkdir(mh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ipnLoc := fmt.Sprintf("ipn %s %s", filepath.Base(tp.net), tp.p4)
+	inetLoc := "inet " + tp.inetP4
+	mustCtl(t, mh, ipnLoc+"\n"+inetLoc)
+	if got := readFile(t, filepath.Join(mh, "ctl")); got != ipnLoc+"\n"+inetLoc+"\n" {
+		t.Errorf("ctl reads %q", got)
+	}
+	fd, err := unix.Open(filepath.Join(mh, "udp", fmt.Sprint(port)), unix.O_RDWR|unix.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+
+	reply, err := exchange(fd, "one", 5*time.Second)
+	if err != nil || reply != tp.p4+" one" {
+		t.Fatalf("first exchange: %q %v, want it over the IPN locator\n%s\n%s", reply, err,
+			readFile(t, filepath.Join(mh, "locators")), readFile(t, filepath.Join(tp.net, "host")))
+	}
+	if st, sent, recv := locatorLine(t, mh, ipnLoc); st != "up" || sent != 1 || recv != 1 {
+		t.Errorf("ipn locator: %s sent %d received %d", st, sent, recv)
+	}
+
+	// Cut the IPN path.
+	mustCtl(t, tp.net, "detach "+tp.tap)
+	cut := time.Now()
+	var moved time.Duration
+	for i := 0; time.Since(cut) < 15*time.Second; i++ {
+		reply, err := exchange(fd, fmt.Sprint("cut-", i), 200*time.Millisecond)
+		if err != nil && !errors.Is(err, unix.EHOSTUNREACH) {
+			t.Fatalf("write after the cut: %v", err)
+		}
+		if strings.HasPrefix(reply, tp.inetP4+" ") {
+			moved = time.Since(cut)
+			break
+		}
+	}
+	if moved == 0 {
+		t.Fatalf("no reply over inet within 15 s of the cut; locators:\n%s", readFile(t, filepath.Join(mh, "locators")))
+	}
+	t.Logf("conversation moved to inet %v after the cut", moved)
+	if moved > 5*time.Second {
+		t.Errorf("failover took %v, want at most 5 s", moved)
+	}
+	if st, _, _ := locatorLine(t, mh, ipnLoc); !strings.HasPrefix(st, "down ") {
+		t.Errorf("ipn locator after the cut: %s", st)
+	}
+	if reply, _ := exchange(fd, "still", 2*time.Second); reply != tp.inetP4+" still" {
+		t.Errorf("conversation after failover: %q", reply)
+	}
+
+	// The TAP comes back: the preferred locator is used again.
+	tp.e.link(tp.tap)
+	mustCtl(t, tp.net, "tap "+tp.tap)
+	intoNS(t, tp.tap, tp.ns, tp.p4)
+	back := time.Now()
+	returned := false
+	for i := 0; time.Since(back) < 15*time.Second; i++ {
+		reply, _ := exchange(fd, fmt.Sprint("back-", i), 200*time.Millisecond)
+		if strings.HasPrefix(reply, tp.p4+" ") {
+			returned = true
+			break
+		}
+	}
+	if !returned {
+		t.Fatalf("the conversation did not return to the IPN locator; locators:\n%s", readFile(t, filepath.Join(mh, "locators")))
+	}
+	t.Logf("back on the IPN locator %v after the TAP returned", time.Since(back))
+
+	// Mobility: removing the working locator moves the next write.
+	mustCtl(t, mh, "-"+ipnLoc)
+	if reply, _ := exchange(fd, "mobile", 2*time.Second); reply != tp.inetP4+" mobile" {
+		t.Errorf("after -ipn: %q", reply)
+	}
+}
+
+// mhost/any answers each sender by the family its datagram came by: a
+// peer asking the network's host hears from it, one asking over inet
+// hears from the kernel's address.
+func TestMhostAny(t *testing.T) {
+	tp := newTwoPaths(t)
+	port := freeUDPPort()
+	fd := openUDP(t, tp.d.path("mhost", "any", "udp", fmt.Sprint(port)), unix.O_RDWR)
+	if _, err := unix.Write(fd, []byte("x")); !errors.Is(err, unix.EDESTADDRREQ) {
+		t.Errorf("write before any datagram: %v, want EDESTADDRREQ", err)
+	}
+	for _, to := range []string{tp.v4, tp.inet4, tp.v6} {
+		fam := "-4"
+		if strings.Contains(to, ":") {
+			fam = "-6"
+		}
+		wait := bg(t, inNS(tp.ns, fmt.Sprintf("bash -c '(echo to-%s; sleep 3) | nc -u %s -w 4 %s %d'", to, fam, to, port)))
+		got := readDeadline(t, fd, 10*time.Second)
+		if got != "to-"+to+"\n" {
+			t.Errorf("any read %q", got)
+		}
+		if _, err := unix.Write(fd, []byte("answer-"+to+"\n")); err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := wait(); !strings.Contains(out, "answer-"+to) {
+			t.Errorf("nc to %s did not hear the answer: %q", to, out)
+		}
+	}
+	if _, err := unix.Open(tp.d.path("mhost", "any", "udp", fmt.Sprint(port)), unix.O_RDWR, 0); !errors.Is(err, unix.EADDRINUSE) {
+		t.Errorf("second open of any/udp/%d: %v, want EADDRINUSE", port, err)
+	}
+}
+
+// Locator lines are checked; rights come from the host directory's mode.
+func TestMhostCtlAndRights(t *testing.T) {
+	d := startMnet(t)
+	mh := d.path("mhost", "h")
+	if err := os.Mkdir(mh, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(d.path("mhost", "any"), 0o755); !errors.Is(err, unix.EEXIST) {
+		t.Errorf("mkdir mhost/any: %v, want EEXIST", err)
+	}
+	if err := os.Mkdir(d.path("mhost", ".x"), 0o755); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("mkdir mhost/.x: %v, want EINVAL", err)
+	}
+	for _, bad := range []string{"inet", "inet 2001:db8::1", "inet6 198.18.0.1", "inet 198.18.0", "ipn 198.18.0.1",
+		"ipn .bad 198.18.0.1", "ipn lab 198.18.0.1 x", "udp 198.18.0.1", "inet 0.0.0.0", "inet 224.0.0.1"} {
+		if err := ctl(mh, bad); !errors.Is(err, unix.EINVAL) {
+			t.Errorf("ctl %q: %v, want EINVAL", bad, err)
+			continue
+		}
+		if le := lastError(t, mh); !strings.Contains(le, "locator") {
+			t.Errorf("ctl %q: last-error %q", bad, le)
+		}
+	}
+	mustCtl(t, mh, "inet 198.18.0.1\nipn lab 2001:db8::1")
+	mustCtl(t, mh, "+inet6 2001:db8::2")
+	ctlFails(t, mh, "+inet6 2001:db8::2", unix.EEXIST)
+	ctlFails(t, mh, "-inet 198.18.0.9", unix.ENOENT)
+	mustCtl(t, mh, "-inet 198.18.0.1")
+	lines := ctlLines(t, mh)
+	if !hasLine(lines, "ipn lab 2001:db8::1") || !hasLine(lines, "inet6 2001:db8::2") || hasLine(lines, "inet 198.18.0.1") {
+		t.Errorf("ctl after edits:\n%s", strings.Join(lines, "\n"))
+	}
+	other := &cred{uid: 65534, gid: 65534}
+	if out, err := shAs(t, other, 10*time.Second, "cat "+filepath.Join(mh, "ctl")); err == nil {
+		t.Errorf("uid 65534 read ctl of a 0750 host: %s", out)
+	}
+	if out, err := shAs(t, other, 10*time.Second, "echo hi > "+filepath.Join(mh, "udp", "9")); err == nil {
+		t.Errorf("uid 65534 sent by a 0750 host: %s", out)
+	}
+	os.Chmod(mh, 0o754)
+	if out, err := shAs(t, other, 10*time.Second, "cat "+filepath.Join(mh, "locators")); err != nil {
+		t.Errorf("uid 65534 with r cannot read locators: %v %s", err, out)
+	}
+	if out, err := shAs(t, other, 10*time.Second, "echo inet 198.18.0.7 > "+filepath.Join(mh, "ctl")); err == nil {
+		t.Errorf("uid 65534 without x wrote ctl: %s", out)
+	}
+	// No locator works: EHOSTUNREACH (an ipn network that does not exist,
+	// an inet6 address nobody routes).
+	mustCtl(t, mh, "ipn nosuchnet 198.18.0.1")
+	fd := openUDP(t, filepath.Join(mh, "udp", "9"), unix.O_RDWR)
+	if _, err := unix.Write(fd, []byte("x")); !errors.Is(err, unix.ENETUNREACH) {
+		t.Errorf("write with no working locator: %v, want ENETUNREACH", err)
+	}
+	if err := os.Remove(mh); !errors.Is(err, unix.EBUSY) {
+		t.Errorf("rmdir with a file open: %v, want EBUSY", err)
+	}
+}
+
+// The README's tour, as written (with this test's names and subnets):
+// the conversation goes on after way 1 is cut.
+func TestReadmeMhostTour(t *testing.T) {
+	e := newIfEnv(t, "socat", "timeout", "dd")
+	d := startMnet(t)
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```sh\n# mhost-tour\n")
+	if !ok {
+		t.Fatal("README has no sh block starting with # mhost-tour")
+	}
+	script, _, _ := strings.Cut(rest, "```")
+	ns := "mnet-" + e.tag + "-far"
+	e.nss = append(e.nss, ns)
+	e.link(e.name("v0"))
+	hostSubnet++
+	r := strings.NewReplacer("/mnt/mnet", d.mp, "far", ns, "tourv0", e.name("v0"), "tourv1", e.name("v1"),
+		"tour0", e.name("t0"), "ipn/tour", "ipn/"+e.tag, "ipn tour", "ipn "+e.tag,
+		"198.18.11.", fmt.Sprintf("198.18.%d.", hostSubnet))
+	script = r.Replace(script)
+	wait := bg(t, script)
+	out, err := wait()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // the echo server in the background holds the output
+	}
+	if err != nil {
+		t.Fatalf("the tour failed: %v\n%s\nscript:\n%s", err, out, script)
+	}
+	for _, want := range []string{"hello 1\n", "hello 4\n", "hello 12\n", "state down error EHOSTUNREACH", "state up sent"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the tour's output lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("tour output:\n%s", out)
+}
+
+// Shells write ctl line by line (bash's printf does): the lines of one
+// open make one list; a new open replaces it.
+func TestMhostCtlLineByLine(t *testing.T) {
+	d := startMnet(t)
+	mh := d.path("mhost", "lines")
+	if err := os.Mkdir(mh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sh(t, fmt.Sprintf("printf 'inet 198.18.0.1\\ninet6 2001:db8::1\\n' > %s/ctl", mh))
+	if got := readFile(t, filepath.Join(mh, "ctl")); got != "inet 198.18.0.1\ninet6 2001:db8::1\n" {
+		t.Errorf("after printf: %q", got)
+	}
+	sh(t, fmt.Sprintf("echo 'ipn lab 198.18.0.2' > %s/ctl", mh))
+	if got := readFile(t, filepath.Join(mh, "ctl")); got != "ipn lab 198.18.0.2\n" {
+		t.Errorf("after a new write: %q", got)
+	}
+	sh(t, fmt.Sprintf("echo > %s/ctl", mh))
+	if got := readFile(t, filepath.Join(mh, "ctl")); got != "" {
+		t.Errorf("after echo > ctl: %q", got)
+	}
+}
