@@ -473,3 +473,33 @@ func TestConfineInvisibleCaller(t *testing.T) {
 		t.Errorf("tap by a caller the daemon cannot see: %v, want EPERM (no capabilities)", err)
 	}
 }
+
+// mhost's kernel paths are the caller's too: an inet locator of an mhost
+// opened inside a namespace reaches that namespace's loopback, and
+// mhost/any binds a privileged port only with CAP_NET_BIND_SERVICE.
+func TestConfineMhost(t *testing.T) {
+	e := newIfEnv(t, "socat", "setpriv")
+	requireInet(t, false)
+	unprivPortStartAbove(t, 81)
+	x := e.netns("x")
+	d := startMnet(t)
+	mh := d.path("mhost", "h")
+	if err := os.Mkdir(mh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustCtl(t, mh, "inet 127.0.0.1")
+	port := freePort(t, "udp4")
+	srv := startProc(t, "ip", "netns", "exec", x, "socat", "-u",
+		fmt.Sprintf("UDP-RECV:%d,bind=127.0.0.1", port), "STDOUT")
+	waitFor(t, "socat bound in "+x, func() bool {
+		o, _ := exec.Command("ip", "netns", "exec", x, "ss", "-Huln", fmt.Sprintf("sport = :%d", port)).Output()
+		return len(strings.TrimSpace(string(o))) > 0
+	})
+	sh(t, fmt.Sprintf("ip netns exec %s bash -c 'exec 3<>%s && echo mhost-in-x >&3'", x,
+		filepath.Join(mh, "udp", strconv.Itoa(port))))
+	srv.waitOutput(t, "mhost-in-x")
+
+	if out, err := privSh(t, rootNoCaps, "exec 3<>"+d.path("mhost", "any", "udp", "81")); err == nil || !strings.Contains(out, "Permission denied") {
+		t.Errorf("uid 0 without capabilities binding mhost/any/udp/81: %v %q, want Permission denied", err, out)
+	}
+}

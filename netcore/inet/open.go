@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -95,22 +93,12 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 	return s, nil
 }
 
-// portStartFile holds the lowest port that needs no privilege to bind.
-const portStartFile = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
-
 // mayBind applies the kernel's rule to the caller: ports below
-// net.ipv4.ip_unprivileged_port_start of the caller's namespace (read at
-// every bind, as the kernel does; it governs IPv6 too) are bound only
-// with CAP_NET_BIND_SERVICE in the caller's effective set. uid 0 without
-// it is refused, as the kernel refuses it.
+// net.ipv4.ip_unprivileged_port_start of the caller's namespace are bound
+// only with CAP_NET_BIND_SERVICE in the caller's effective set. uid 0
+// without it is refused, as the kernel refuses it.
 func mayBind(c *netcore.Cred, ns *netns.NS, port uint16) error {
-	start := 1024 // the kernel's default, if the sysctl cannot be read
-	if b, err := ns.ReadFile(portStartFile); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			start = n
-		}
-	}
-	if int(port) < start && !c.HasCap(netcore.CapNetBindService) {
+	if int(port) < ns.UnprivilegedPortStart() && !c.HasCap(netcore.CapNetBindService) {
 		return syscall.EACCES
 	}
 	return nil

@@ -273,6 +273,22 @@ func (ns *NS) ReadFile(path string) ([]byte, error) {
 	return b, err
 }
 
+// UnprivilegedPortStart is the lowest port a socket in ns binds without
+// CAP_NET_BIND_SERVICE: net.ipv4.ip_unprivileged_port_start of ns (it
+// governs IPv6 too), read at every call as the kernel reads it at every
+// bind; 1024, the kernel's default, if it cannot be read.
+func (ns *NS) UnprivilegedPortStart() int {
+	b, err := ns.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+	if err != nil {
+		return 1024
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 1024
+	}
+	return n
+}
+
 // IsClosed reports whether err is what a socket's RawConn returns once
 // the socket was closed.
 func IsClosed(err error) bool {
