@@ -23,7 +23,7 @@ func credOf(ctx context.Context, withGroups bool) *netcore.Cred {
 	if fc, ok := ctx.(*fuse.Context); ok {
 		c.Uid, c.Gid, c.Pid = fc.Uid, fc.Gid, fc.Pid
 	}
-	if withGroups && c.Uid != 0 && c.Pid != 0 {
+	if withGroups && c.Uid != 0 && c.Pid != 0 && netcore.ProcMatches() {
 		c.Groups = groupsOf(c.Pid)
 	}
 	return c

@@ -23,8 +23,10 @@
 // Every name under the mount is a Node: a Dir (Lookup, List) or a File
 // (Open, which returns a Handle: Read, Write, Close). A Node's ID is its
 // inode number: stable while the node lives and never reused. Calls carry
-// the caller's Cred (uid, gid, pid, supplementary groups), against which
-// a family checks its rights; Attr returns what that caller sees.
+// the caller's Cred (uid, gid, pid, supplementary groups, and on demand
+// its effective capabilities), against which a family checks its rights;
+// Attr returns what that caller sees. Rights of file ownership go with uid
+// 0 (Root); privilege over the system goes with capabilities (HasCap).
 // Read and Write block until done, until their context is cancelled (the
 // caller got a signal: EINTR) or, with nonblock, return EAGAIN.
 //

@@ -32,6 +32,44 @@ type Env struct {
 	// name without dashes ("vde-dir"), so that a new option does not
 	// change this struct. A missing flag means its default.
 	Flags map[string]string
+	// Limits are what one uid other than 0 may hold, in every family
+	// (so typed here, not one family's flag); zero fields get the
+	// defaults.
+	Limits Limits
+}
+
+// Limits bound what a single uid other than 0 may hold of what every
+// caller shares, so that none can use it up. Root sets them with `mnet
+// mount` flags.
+type Limits struct {
+	// Networks is how many IPN networks one uid may own (ENOSPC beyond).
+	Networks int
+	// Persistent is how many of them may be persistent (ENOSPC beyond).
+	Persistent int
+	// Sockets is how many inet (and as many inet6) sockets one uid may
+	// have open (EMFILE beyond).
+	Sockets int
+}
+
+// The default Limits.
+const (
+	DefaultNetworksPerUid   = 256
+	DefaultPersistentPerUid = 32
+	DefaultSocketsPerUid    = 1024
+)
+
+// WithDefaults returns l with zero fields set to the defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.Networks == 0 {
+		l.Networks = DefaultNetworksPerUid
+	}
+	if l.Persistent == 0 {
+		l.Persistent = DefaultPersistentPerUid
+	}
+	if l.Sockets == 0 {
+		l.Sockets = DefaultSocketsPerUid
+	}
+	return l
 }
 
 // FamilyConstructor builds a family for one Core.
@@ -75,6 +113,7 @@ func New(env Env) (*Core, error) {
 	if env.Log == nil {
 		env.Log = slog.Default()
 	}
+	env.Limits = env.Limits.WithDefaults()
 	c := &Core{env: env}
 	registryMu.Lock()
 	regs := append([]registration(nil), registry...)

@@ -11,30 +11,6 @@ import (
 // Plan 9 devices expose themselves: the filesystem layer walks it and turns
 // file operations into these calls, knowing nothing of any family.
 
-// Cred is the identity of the process behind one file operation.
-type Cred struct {
-	Uid, Gid uint32
-	Pid      uint32
-	// Groups are the supplementary groups; nil when not known.
-	Groups []uint32
-}
-
-// Root reports whether the caller is the superuser.
-func (c *Cred) Root() bool { return c.Uid == 0 }
-
-// InGroup reports whether gid is the caller's primary or a supplementary group.
-func (c *Cred) InGroup(gid uint32) bool {
-	if c.Gid == gid {
-		return true
-	}
-	for _, g := range c.Groups {
-		if g == gid {
-			return true
-		}
-	}
-	return false
-}
-
 // Attr describes a node as one caller sees it.
 type Attr struct {
 	Mode  uint32 // syscall.S_IFDIR or S_IFREG plus permission bits

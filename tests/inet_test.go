@@ -352,6 +352,9 @@ func TestInetTCPAccept(t *testing.T) {
 	for range 2 {
 		go func() {
 			fd, err := unix.Open(file, unix.O_RDWR, 0)
+			for err == unix.EINTR { // a SIGCHLD of a peer that exited
+				fd, err = unix.Open(file, unix.O_RDWR, 0)
+			}
 			if err != nil {
 				t.Errorf("accepting open: %v", err)
 				fd = -1

@@ -48,6 +48,11 @@ mount flags:
   --vde-dir DIR   where each network with vde on is a VDE switch, DIR/NAME
                   (default /run/mnet/vde): vde_plug DIR/NAME joins it
   --log DEST      where log lines go: standard error (default), syslog, or a file
+  --max-networks-per-uid N     IPN networks one uid other than 0 may own (default 256;
+                               ENOSPC beyond)
+  --max-persistent-per-uid N   of which persistent (default 32; ENOSPC beyond)
+  --max-sockets-per-uid N      open inet sockets one uid other than 0 may have, and as
+                               many inet6 ones (default 1024; EMFILE beyond)
 
 The daemon stops on SIGINT, SIGTERM or umount: it unmounts, deletes what it
 created and exits 0. A stale mount left by a killed daemon is recovered by the
@@ -113,6 +118,9 @@ func serve(args []string, ready *detach.Reporter) error {
 	verbose := fl.Bool("v", false, "")
 	debugFuse := fl.Bool("debug-fuse", false, "")
 	state := fl.String("state", "/var/lib/mnet/state.json", "")
+	maxNets := fl.Int("max-networks-per-uid", netcore.DefaultNetworksPerUid, "")
+	maxPersist := fl.Int("max-persistent-per-uid", netcore.DefaultPersistentPerUid, "")
+	maxSocks := fl.Int("max-sockets-per-uid", netcore.DefaultSocketsPerUid, "")
 	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -124,6 +132,15 @@ func serve(args []string, ready *detach.Reporter) error {
 	if fl.NArg() != 1 {
 		return errors.New("mount: want exactly one MOUNTPOINT (see mnet help)")
 	}
+	for _, lim := range []struct {
+		name string
+		v    int
+	}{{"max-networks-per-uid", *maxNets}, {"max-persistent-per-uid", *maxPersist}, {"max-sockets-per-uid", *maxSocks}} {
+		if lim.v < 1 {
+			return fmt.Errorf("mount: --%s %d: want at least 1 (see mnet help)", lim.name, lim.v)
+		}
+	}
+	limits := netcore.Limits{Networks: *maxNets, Persistent: *maxPersist, Sockets: *maxSocks}
 	level := slog.LevelInfo
 	if *verbose || *debugFuse {
 		level = slog.LevelDebug
@@ -157,7 +174,7 @@ func serve(args []string, ready *detach.Reporter) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state,
+	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state, Limits: limits,
 		Flags: map[string]string{vde.DirFlag: *vdeDir}})
 	if err != nil {
 		return err
@@ -168,6 +185,10 @@ func serve(args []string, ready *detach.Reporter) error {
 		return fmt.Errorf("mount %s: %v", mp, err)
 	}
 	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid())
+	if !netcore.ProcMatches() {
+		log.Warn("/proc is not of the daemon's pid namespace (mount one: unshare --mount-proc); " +
+			"callers get no supplementary groups, no capabilities and EACCES for inet")
+	}
 	ready.Ready()
 	notify(log, "READY=1\nSTATUS=serving "+mp)
 

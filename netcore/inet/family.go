@@ -45,13 +45,16 @@ type Family struct {
 	closed    bool
 	socks     map[*sock]struct{} // open, for Close
 	reserved  int                // sockets open or being opened
-	listeners map[uint16]*listener
+	byUid     map[uint32]int     // the same, per uid
+	perUid    int                // the bound on byUid for uids other than 0
+	listeners map[listenerKey]*listener
 	nodes     int // cached hostDirs and portFiles
 }
 
 func newFamily(env *netcore.Env, v *version) *Family {
 	f := &Family{v: v, log: env.Log.With("family", v.family), start: time.Now(),
-		socks: make(map[*sock]struct{}), listeners: make(map[uint16]*listener)}
+		socks: make(map[*sock]struct{}), listeners: make(map[listenerKey]*listener),
+		byUid: make(map[uint32]int), perUid: env.Limits.WithDefaults().Sockets}
 	f.udp = newProtoDir(f, "udp")
 	f.tcp = newProtoDir(f, "tcp")
 	f.root = &familyDir{id: netcore.NewID(), f: f}
@@ -103,13 +106,14 @@ func (f *Family) Close() {
 		s.hangUp()
 	}
 	for _, l := range lns {
-		l.ln.Close()
+		l.close()
 	}
 }
 
-// reserve counts a socket about to be opened as pf against MaxSockets;
-// from now on pf's HOST and PORT are listed.
-func (f *Family) reserve(pf *portFile) error {
+// reserve counts a socket about to be opened as pf by uid against
+// MaxSockets (ENFILE) and, for a uid other than 0, against the per-uid
+// limit (EMFILE); from now on pf's HOST and PORT are listed.
+func (f *Family) reserve(pf *portFile, uid uint32) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -118,27 +122,35 @@ func (f *Family) reserve(pf *portFile) error {
 	if f.reserved >= MaxSockets {
 		return syscall.ENFILE
 	}
+	if uid != 0 && f.byUid[uid] >= f.perUid {
+		f.log.Warn("per-uid socket limit reached", "uid", uid, "limit", f.perUid)
+		return syscall.EMFILE
+	}
 	f.reserved++
+	f.byUid[uid]++
 	pf.host.proto.remember(pf.host.h.name, pf.port)
 	return nil
 }
 
 // unreserve undoes reserve: the open failed, or the file was closed.
-func (f *Family) unreserve(pf *portFile) {
+func (f *Family) unreserve(pf *portFile, uid uint32) {
 	f.mu.Lock()
 	f.reserved--
+	if f.byUid[uid]--; f.byUid[uid] <= 0 {
+		delete(f.byUid, uid)
+	}
 	pf.host.proto.forget(pf.host.h.name, pf.port)
 	f.mu.Unlock()
 }
 
 // adopt makes s the open file pf: closed by Close, and released (with l,
 // if it came from a listener) when the file is closed.
-func (f *Family) adopt(s *sock, pf *portFile, l *listener) error {
+func (f *Family) adopt(s *sock, pf *portFile, uid uint32, l *listener) error {
 	s.onClose = func() {
 		f.mu.Lock()
 		delete(f.socks, s)
 		f.mu.Unlock()
-		f.unreserve(pf)
+		f.unreserve(pf, uid)
 		if l != nil {
 			f.unlisten(l, false)
 		}

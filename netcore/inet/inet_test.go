@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -13,9 +14,12 @@ import (
 	"time"
 
 	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
-var root = &netcore.Cred{Uid: 0}
+// root is a caller in the test's own network namespace (its pid, so that
+// the family finds the namespace) with every capability.
+var root = &netcore.Cred{Uid: 0, Pid: uint32(os.Getpid()), CapEff: ^uint64(0), CapsKnown: true}
 
 func testFamily(t *testing.T, v *version) *Family {
 	t.Helper()
@@ -166,15 +170,24 @@ func TestNodesStableAndBounded(t *testing.T) {
 	}
 }
 
-// Binding below ip_unprivileged_port_start needs uid 0.
+// Binding below ip_unprivileged_port_start needs CAP_NET_BIND_SERVICE,
+// not uid 0.
 func TestPrivilegedPort(t *testing.T) {
-	if err := mayBind(&netcore.Cred{Uid: 1000}, 81); !errors.Is(err, syscall.EACCES) {
+	self := netns.Self()
+	if err := mayBind(&netcore.Cred{Uid: 1000, CapsKnown: true}, self, 81); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("uid 1000, port 81: %v, want EACCES", err)
 	}
-	if err := mayBind(root, 81); err != nil {
+	if err := mayBind(&netcore.Cred{Uid: 0, CapsKnown: true}, self, 81); !errors.Is(err, syscall.EACCES) {
+		t.Errorf("uid 0 without capabilities, port 81: %v, want EACCES", err)
+	}
+	if err := mayBind(root, self, 81); err != nil {
 		t.Errorf("root, port 81: %v", err)
 	}
-	if err := mayBind(&netcore.Cred{Uid: 1000}, 65000); err != nil {
+	bind := &netcore.Cred{Uid: 1000, CapEff: 1 << netcore.CapNetBindService, CapsKnown: true}
+	if err := mayBind(bind, self, 81); err != nil {
+		t.Errorf("uid 1000 with CAP_NET_BIND_SERVICE, port 81: %v", err)
+	}
+	if err := mayBind(&netcore.Cred{Uid: 1000, CapsKnown: true}, self, 65000); err != nil {
 		t.Errorf("uid 1000, port 65000: %v", err)
 	}
 }

@@ -7,14 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // Open makes the socket this open file is: a connected UDP socket, a UDP
@@ -45,22 +45,28 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 	f := pf.host.proto.f
 	h := pf.host.h
 	tcp := pf.host.proto.name == "tcp"
+	// The socket is the caller's: made in its network namespace, owned
+	// by its uid. A caller the daemon cannot see has no namespace here.
+	ns, err := netns.OfTask(c.Pid)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close() // sockets keep their namespace
 	if h.wildcard() {
-		if err := mayBind(c, pf.port); err != nil {
+		if err := mayBind(c, ns, pf.port); err != nil {
 			return nil, err
 		}
 	}
-	if err := f.reserve(pf); err != nil {
+	if err := f.reserve(pf, c.Uid); err != nil {
 		return nil, err
 	}
 	var (
-		s   *sock
-		l   *listener
-		err error
+		s *sock
+		l *listener
 	)
 	switch {
 	case tcp && h.wildcard():
-		l, err = f.listen(c, pf.port)
+		l, err = f.listen(ns, c, pf.port)
 		if err == nil {
 			s, err = l.accept(ctx, flags&syscall.O_NONBLOCK != 0)
 			if err != nil {
@@ -68,54 +74,44 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 			}
 		}
 	case tcp:
-		s, err = f.dialTCP(ctx, h, pf.port)
+		s, err = f.dialTCP(ctx, ns, c.Uid, h, pf.port)
 	case h.wildcard():
-		s, err = f.bindUDP(pf.port)
+		s, err = f.bindUDP(ns, c.Uid, pf.port)
 	default:
-		s, err = f.dialUDP(ctx, h, pf.port)
+		s, err = f.dialUDP(ctx, ns, c.Uid, h, pf.port)
 	}
 	if err != nil {
-		f.unreserve(pf)
+		f.unreserve(pf, c.Uid)
 		if ctx.Err() != nil {
 			return nil, syscall.EINTR
 		}
 		return nil, errnoOf(err)
 	}
-	if err := f.adopt(s, pf, l); err != nil {
+	if err := f.adopt(s, pf, c.Uid, l); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// portStartFile holds the lowest port that needs no privilege to bind.
-const portStartFile = "/proc/sys/net/ipv4/ip_unprivileged_port_start"
-
 // mayBind applies the kernel's rule to the caller: ports below
-// net.ipv4.ip_unprivileged_port_start (read at every bind, as the kernel
-// does; it governs IPv6 too) are bound only by uid 0.
-func mayBind(c *netcore.Cred, port uint16) error {
-	if c.Root() {
-		return nil
-	}
-	start := 1024 // the kernel's default, if the sysctl cannot be read
-	if b, err := os.ReadFile(portStartFile); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			start = n
-		}
-	}
-	if int(port) < start {
+// net.ipv4.ip_unprivileged_port_start of the caller's namespace are bound
+// only with CAP_NET_BIND_SERVICE in the caller's effective set. uid 0
+// without it is refused, as the kernel refuses it.
+func mayBind(c *netcore.Cred, ns *netns.NS, port uint16) error {
+	if int(port) < ns.UnprivilegedPortStart() && !c.HasCap(netcore.CapNetBindService) {
 		return syscall.EACCES
 	}
 	return nil
 }
 
 // resolve returns the addresses of h in the family: the literal itself,
-// or what the resolver answers for the name (EHOSTUNREACH if nothing).
-func (f *Family) resolve(ctx context.Context, h host) ([]netip.Addr, error) {
+// or what the resolver answers for the name (EHOSTUNREACH if nothing),
+// asked from the caller's namespace.
+func (f *Family) resolve(ctx context.Context, ns *netns.NS, uid uint32, h host) ([]netip.Addr, error) {
 	if h.literal() {
 		return []netip.Addr{h.addr}, nil
 	}
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, f.v.ip, h.name)
+	addrs, err := ns.Resolver(uid).LookupNetIP(ctx, f.v.ip, h.name)
 	if err != nil {
 		return nil, err
 	}
@@ -132,22 +128,22 @@ func (f *Family) resolve(ctx context.Context, h host) ([]netip.Addr, error) {
 	return out, nil
 }
 
-func (f *Family) dialUDP(ctx context.Context, h host, port uint16) (*sock, error) {
-	addrs, err := f.resolve(ctx, h)
+func (f *Family) dialUDP(ctx context.Context, ns *netns.NS, uid uint32, h host, port uint16) (*sock, error) {
+	addrs, err := f.resolve(ctx, ns, uid, h)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := net.DialUDP(f.v.udp, nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addrs[0], port)))
+	conn, err := ns.Dial(ctx, "udp", netip.AddrPortFrom(addrs[0], port), uid)
 	if err != nil {
 		return nil, err
 	}
-	return newSock(conn, false, false)
+	return newSock(conn.(*net.UDPConn), false, false)
 }
 
-// bindUDP binds the wildcard. Go sets no SO_REUSEADDR on it, so a port
-// already bound is EADDRINUSE; an inet6 socket is IPv6 only (IPV6_V6ONLY).
-func (f *Family) bindUDP(port uint16) (*sock, error) {
-	conn, err := net.ListenUDP(f.v.udp, &net.UDPAddr{IP: f.v.unspecified(), Port: int(port)})
+// bindUDP binds the wildcard, with no SO_REUSEADDR: a port already bound
+// is EADDRINUSE; an inet6 socket is IPv6 only (IPV6_V6ONLY).
+func (f *Family) bindUDP(ns *netns.NS, uid uint32, port uint16) (*sock, error) {
+	conn, err := ns.ListenUDP(f.v == v6, port, uid)
 	if err != nil {
 		return nil, err
 	}
@@ -156,17 +152,18 @@ func (f *Family) bindUDP(port uint16) (*sock, error) {
 
 // dialTCP connects to each address of h in turn; the first error is the
 // one returned if none answers. ctx (a signal) ends the wait.
-func (f *Family) dialTCP(ctx context.Context, h host, port uint16) (*sock, error) {
-	addrs, err := f.resolve(ctx, h)
+func (f *Family) dialTCP(ctx context.Context, ns *netns.NS, uid uint32, h host, port uint16) (*sock, error) {
+	addrs, err := f.resolve(ctx, ns, uid, h)
 	if err != nil {
 		return nil, err
 	}
 	var first error
 	for _, a := range addrs {
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, f.v.tcp, netip.AddrPortFrom(a, port).String())
+		conn, err := ns.Dial(ctx, "tcp", netip.AddrPortFrom(a, port), uid)
 		if err == nil {
-			return newSock(conn.(*net.TCPConn), true, false)
+			tc := conn.(*net.TCPConn)
+			tc.SetNoDelay(true) // each write(2) leaves at once
+			return newSock(tc, true, false)
 		}
 		if first == nil {
 			first = err
@@ -185,52 +182,62 @@ func (v *version) unspecified() net.IP {
 	return net.IPv6unspecified
 }
 
-// listener is the listening socket behind inet/tcp/0.0.0.0/PORT. Every
-// open of the file accepts one connection from it; it is shared by the
-// opens of one uid (the kernel lets only one uid share a port, with
-// SO_REUSEPORT) and closed when no open waits on it or holds a connection
-// from it. After an O_NONBLOCK open found no connection it stays
-// nonblockLinger longer, so that connections can queue for the retry.
+// listener is the listening socket behind inet/tcp/0.0.0.0/PORT in one
+// network namespace. Every open of the file accepts one connection from
+// it; it is shared by the opens of one uid (the kernel lets only one uid
+// share a port, with SO_REUSEPORT) and closed when no open waits on it or
+// holds a connection from it. After an O_NONBLOCK open found no
+// connection it stays nonblockLinger longer, so that connections can
+// queue for the retry.
 type listener struct {
-	port  uint16
-	uid   uint32
-	ln    *net.TCPListener
-	rc    syscall.RawConn
-	intr  interrupter
-	users int // opens using it, and linger timers; guarded by Family.mu
+	key    listenerKey
+	uid    uint32
+	file   *os.File // the listening socket, in Go's poller
+	rc     syscall.RawConn
+	intr   interrupter
+	closed atomic.Bool
+	users  int // opens using it, and linger timers; guarded by Family.mu
+}
+
+// listenerKey is a port in a network namespace.
+type listenerKey struct {
+	ns   netns.ID
+	port uint16
 }
 
 // nonblockLinger is how long a listener outlives an O_NONBLOCK open that
 // found no connection waiting.
 const nonblockLinger = 5 * time.Second
 
-// listen returns the port's listener, made if there is none yet.
-func (f *Family) listen(c *netcore.Cred, port uint16) (*listener, error) {
+// listen returns the port's listener in the caller's namespace, made if
+// there is none yet.
+func (f *Family) listen(ns *netns.NS, c *netcore.Cred, port uint16) (*listener, error) {
+	key := listenerKey{ns.ID(), port}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return nil, syscall.ECONNABORTED
 	}
-	if l := f.listeners[port]; l != nil {
+	if l := f.listeners[key]; l != nil {
 		if l.uid != c.Uid {
 			return nil, syscall.EADDRINUSE
 		}
 		l.users++
 		return l, nil
 	}
-	ln, err := net.ListenTCP(f.v.tcp, &net.TCPAddr{IP: f.v.unspecified(), Port: int(port)})
+	file, err := ns.ListenTCP(f.v == v6, port, c.Uid)
 	if err != nil {
 		return nil, err
 	}
-	rc, err := ln.SyscallConn()
+	rc, err := file.SyscallConn()
 	if err != nil {
-		ln.Close()
+		file.Close()
 		return nil, err
 	}
-	l := &listener{port: port, uid: c.Uid, ln: ln, rc: rc, users: 1}
-	l.intr.setDeadline = ln.SetDeadline
-	f.listeners[port] = l
-	f.log.Debug("listening", "port", port, "uid", c.Uid)
+	l := &listener{key: key, uid: c.Uid, file: file, rc: rc, users: 1}
+	l.intr.setDeadline = file.SetReadDeadline
+	f.listeners[key] = l
+	f.log.Debug("listening", "port", port, "uid", c.Uid, "own-netns", ns.Self())
 	return l, nil
 }
 
@@ -243,53 +250,41 @@ func (f *Family) unlisten(l *listener, linger bool) {
 		l.users++ // the timer's
 		time.AfterFunc(nonblockLinger, func() { f.unlisten(l, false) })
 	}
-	closing := l.users == 0 && f.listeners[l.port] == l
+	closing := l.users == 0 && f.listeners[l.key] == l
 	if closing {
-		delete(f.listeners, l.port)
+		delete(f.listeners, l.key)
 	}
 	f.mu.Unlock()
 	if closing {
-		l.ln.Close()
-		f.log.Debug("listener closed", "port", l.port)
+		l.close()
+		f.log.Debug("listener closed", "port", l.key.port)
 	}
 }
 
-// accept takes one connection; with nonblock, EAGAIN if none is waiting.
+func (l *listener) close() {
+	l.closed.Store(true)
+	l.file.Close()
+}
+
+// accept takes one connection, owned by the listener's uid; with
+// nonblock, EAGAIN if none is waiting.
 func (l *listener) accept(ctx context.Context, nonblock bool) (*sock, error) {
-	var conn *net.TCPConn
-	var err error
-	if nonblock {
-		conn, err = l.acceptNow()
-	} else {
-		// A listener's RawConn cannot wait (its Read is EINVAL), but
-		// AcceptTCP waits in the poller and honours the deadline.
-		err = l.intr.do(ctx, func() error {
-			var aerr error
-			conn, aerr = l.ln.AcceptTCP()
-			return aerr
-		})
-	}
-	if err != nil {
-		return nil, err
-	}
-	conn.SetNoDelay(true) // as for connections made: each write(2) leaves at once
-	return newSock(conn, true, false)
-}
-
-// acceptNow accepts a connection already queued, without waiting.
-func (l *listener) acceptNow() (*net.TCPConn, error) {
 	nfd := -1
 	var aerr error
-	err := l.rc.Control(func(fd uintptr) {
-		for {
-			nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
-			// ECONNABORTED: a queued connection was reset; take the next.
-			if aerr != unix.EINTR && aerr != unix.ECONNABORTED {
-				return
-			}
-		}
-	})
+	// try returns false to wait in the poller when nothing is queued
+	// and wait is set.
+	try := func(fd uintptr, wait bool) bool {
+		nfd, aerr = netns.Accept(l.uid, int(fd))
+		return aerr != unix.EAGAIN || !wait
+	}
+	err := l.rc.Control(func(fd uintptr) { try(fd, false) })
+	if err == nil && aerr == unix.EAGAIN && !nonblock {
+		err = l.intr.do(ctx, func() error { return l.rc.Read(func(fd uintptr) bool { return try(fd, true) }) })
+	}
 	if err != nil {
+		if l.closed.Load() || netns.IsClosed(err) {
+			return nil, syscall.ECONNABORTED
+		}
 		return nil, err
 	}
 	if aerr != nil {
@@ -301,5 +296,7 @@ func (l *listener) acceptNow() (*net.TCPConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return conn.(*net.TCPConn), nil
+	tc := conn.(*net.TCPConn)
+	tc.SetNoDelay(true) // as for connections made: each write(2) leaves at once
+	return newSock(tc, true, false)
 }

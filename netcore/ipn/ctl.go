@@ -3,6 +3,7 @@ package ipn
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,6 +36,9 @@ type ctlCommand struct {
 	// maxPorts is the value of a maxports line, which the link check
 	// needs before anything is applied.
 	maxPorts int
+	// persistOn is set for "persist on", checked against the owner's
+	// per-uid limit before anything is applied.
+	persistOn bool
 	// service is set for a service's line: services are started or
 	// stopped once the settings are applied.
 	service bool
@@ -64,6 +68,15 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 			break
 		}
 		cmds = append(cmds, cmd)
+	}
+	// persistMu is held from the per-uid check of "persist on" to its
+	// apply, and let go before services start (svcMu is taken with no
+	// other lock held).
+	persistLocked := false
+	if bad == nil && !c.Root() && slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.persistOn }) {
+		n.fam.persistMu.Lock()
+		persistLocked = true
+		bad = n.checkPersistLimit(c)
 	}
 	// Links are opened first, outside the network's lock (they take
 	// system calls); a failure closes the ones opened so far.
@@ -112,6 +125,9 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 	persist := n.set.Persist || wasPersist
 	n.lossless.Store(n.set.Lossless)
 	n.mu.Unlock()
+	if persistLocked {
+		n.fam.persistMu.Unlock()
+	}
 	n.space.broadcast() // qlen or lossless may have changed what senders wait for
 	for _, cmd := range cmds {
 		if cmd.attach != nil {
@@ -171,6 +187,29 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 		}
 	}
 	return nil
+}
+
+// checkPersistLimit refuses "persist on" for a network that does not
+// persist yet when its owner (other than root) already owns as many
+// persistent networks as the per-uid limit allows. Called with
+// f.persistMu held and no other lock.
+func (n *Network) checkPersistLimit(c *netcore.Cred) *ctlError {
+	n.mu.Lock()
+	owner, already := n.uid, n.set.Persist
+	n.mu.Unlock()
+	if owner == 0 || already {
+		return nil
+	}
+	f := n.fam
+	f.mu.Lock()
+	_, persistent := f.ownedLocked(owner, n)
+	f.mu.Unlock()
+	if persistent < f.limits.Persistent {
+		return nil
+	}
+	f.log.Warn("persist refused: per-uid limit of persistent networks reached", "network", n.name,
+		"owner", owner, "uid", c.Uid, "limit", f.limits.Persistent)
+	return ctlErr(syscall.ENOSPC, "persist: uid %d already owns %d persistent networks, the limit", owner, persistent)
 }
 
 // parseExtCtl parses line if its word is an extension's; otherwise it
@@ -265,6 +304,7 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 		if err != nil {
 			return cmd, err
 		}
+		cmd.persistOn = v
 		cmd.apply = func(n *Network) *ctlError { n.set.Persist = v; return nil }
 	case "descr":
 		if len(arg) > MaxDescr {
@@ -365,8 +405,14 @@ func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 	for _, cmd := range cmds {
 		switch {
 		case cmd.attach != nil:
+			// A name is claimed in its namespace (interfaces), but
+			// detach names one link of the network: one of a kind.
+			k := key{cmd.attach.kind, cmd.attach.spec.Name()}
+			if attached[k] {
+				return ctlErr(syscall.EEXIST, "%s: already attached to this network", cmd.line)
+			}
 			ports++
-			attached[key{cmd.attach.kind, cmd.attach.spec.Name()}] = true
+			attached[k] = true
 			if ports > maxPorts {
 				return ctlErr(syscall.EBUSY, "%s: the network has maxports (%d) ports", cmd.line, maxPorts)
 			}

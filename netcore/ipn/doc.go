@@ -13,7 +13,8 @@
 // (link.CapGSO) get 64 KiB segments as they came, everything else gets
 // them cut into wire-size frames.
 //
-// Locks, outermost first: ipnFamily.saveMu (one state file write at a
+// Locks, outermost first: ipnFamily.persistMu (from the per-uid check of
+// "persist on" to its apply), ipnFamily.saveMu (one state file write at a
 // time), ipnFamily.mu (the networks and the claims), Network.mu (ports,
 // settings, routing; held while a packet is delivered so that order and
 // the lossless room check are exact), then Port.mu (a receive queue) or a

@@ -23,8 +23,9 @@ const waitLimit = 5 * time.Second
 const quiet = 50 * time.Millisecond
 
 var (
-	rootCred  = &netcore.Cred{Uid: 0, Gid: 0, Pid: 1}
-	ownerCred = &netcore.Cred{Uid: 1000, Gid: 1000, Pid: 42}
+	// Capabilities are given, not read from /proc of made-up pids.
+	rootCred  = &netcore.Cred{Uid: 0, Gid: 0, Pid: 1, CapEff: ^uint64(0), CapsKnown: true}
+	ownerCred = &netcore.Cred{Uid: 1000, Gid: 1000, Pid: 42, CapsKnown: true}
 )
 
 func newTestCore(t *testing.T, statePath string) *netcore.Core {

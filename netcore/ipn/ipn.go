@@ -43,6 +43,11 @@ type ipnFamily struct {
 	// saveMu orders saves: the list a save builds is the one it writes, and
 	// a later save's list is never overwritten by an earlier one.
 	saveMu sync.Mutex
+	// persistMu is held from the per-uid check of a "persist on" to its
+	// apply, so that two writes cannot both pass the check; it is taken
+	// before f.mu and any network's lock.
+	persistMu sync.Mutex
+	limits    netcore.Limits
 }
 
 var (
@@ -80,7 +85,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		}
 	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
-		claims: make(map[string]linkClaim)}
+		claims: make(map[string]linkClaim), limits: env.Limits.WithDefaults()}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
 	f.openServices()
@@ -254,6 +259,13 @@ func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node,
 		d.f.mu.Unlock()
 		return nil, syscall.ENOSPC
 	}
+	if !c.Root() {
+		if owned, _ := d.f.ownedLocked(c.Uid, nil); owned >= d.f.limits.Networks {
+			d.f.mu.Unlock()
+			d.f.log.Warn("mkdir refused: per-uid network limit reached", "name", name, "uid", c.Uid, "limit", d.f.limits.Networks)
+			return nil, syscall.ENOSPC
+		}
+	}
 	n := newNetwork(d.f, name, c.Uid, c.Gid, mode, DefaultSettings())
 	d.f.nets[name] = n
 	d.mtime = time.Now()
@@ -300,6 +312,25 @@ func (d *ipnDir) Rmdir(c *netcore.Cred, name string) error {
 	}
 	d.f.log.Info("network removed", "network", name, "uid", c.Uid)
 	return nil
+}
+
+// ownedLocked counts the networks uid owns, and how many of them persist,
+// leaving skip out. Called with f.mu held; takes each network's lock.
+func (f *ipnFamily) ownedLocked(uid uint32, skip *Network) (owned, persistent int) {
+	for _, n := range f.nets {
+		if n == skip {
+			continue
+		}
+		n.mu.Lock()
+		if n.uid == uid && !n.closed {
+			owned++
+			if n.set.Persist {
+				persistent++
+			}
+		}
+		n.mu.Unlock()
+	}
+	return owned, persistent
 }
 
 // octal formats a mode for logs.
@@ -467,7 +498,14 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 		if r == 0 || (acc != syscall.O_RDONLY && r&RightManage == 0) {
 			return nil, syscall.EACCES
 		}
-		return &ctlHandle{n: n, cred: *c, write: acc != syscall.O_RDONLY}, nil
+		write := acc != syscall.O_RDONLY
+		if write {
+			// Writes act with the opener's capabilities, read now (as
+			// the kernel keeps a file's opener credentials), and before
+			// the Cred is copied into the handle that writes share.
+			c.LoadCaps()
+		}
+		return &ctlHandle{n: n, cred: *c, write: write}, nil
 	}
 	if r == 0 {
 		return nil, syscall.EACCES

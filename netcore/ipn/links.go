@@ -72,6 +72,11 @@ func (a *attachment) line() string { return a.kind.Name + " " + a.spec.Args() }
 
 // open claims what the link needs and opens it. On failure nothing is held.
 func (a *attachment) open(n *Network, c *netcore.Cred) *ctlError {
+	if b, ok := a.spec.(link.Binder); ok {
+		if err := b.Bind(c); err != nil {
+			return ctlErr(link.ErrnoOf(err), "%v", err)
+		}
+	}
 	if err := n.fam.claim(n, a.kind, a.spec.Claim(), a.line()); err != nil {
 		return err
 	}

@@ -140,6 +140,15 @@ type Spec interface {
 	Open(env Env) (Link, error)
 }
 
+// Binder is a Spec whose Claim depends on who attaches it: an interface
+// name means the interface of that name in the caller's network
+// namespace. Bind is called once, before Claim, with the caller whose ctl
+// write attaches the link (nil when a persistent network's attachment is
+// restored at start); its errors carry the errno the writer gets.
+type Binder interface {
+	Bind(c *netcore.Cred) error
+}
+
 // Env is what a link learns of the network it joins when it is opened.
 type Env struct {
 	// Network is the network's name, for log lines.
@@ -160,7 +169,8 @@ const (
 	// PrivNone: the manage right is enough.
 	PrivNone Privilege = iota
 	// PrivNetAdmin: the caller may change the network configuration of
-	// its host (CAP_NET_ADMIN).
+	// its network namespace: CAP_NET_ADMIN in its effective set, counted
+	// only in the daemon's user namespace. uid 0 without it is refused.
 	PrivNetAdmin
 )
 
@@ -170,7 +180,7 @@ func (p Privilege) Held(c *netcore.Cred) bool {
 	case PrivNone:
 		return true
 	case PrivNetAdmin:
-		return c.Root()
+		return c.HasCap(netcore.CapNetAdmin)
 	}
 	return false
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link/host"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // mhost/any/udp/PORT: each open binds PORT on inet (0.0.0.0), inet6 (::)
@@ -103,7 +104,15 @@ func (f *anyFile) Attr(*netcore.Cred) netcore.Attr {
 // Open binds PORT everywhere the caller may. A port taken on any of them
 // is EADDRINUSE, and nothing stays bound.
 func (f *anyFile) Open(_ context.Context, c *netcore.Cred, _ int) (netcore.Handle, error) {
-	if !c.Root() && f.port < 1024 {
+	// Kernel sockets in the caller's network namespace, owned by its
+	// uid; a port below the namespace's unprivileged start needs
+	// CAP_NET_BIND_SERVICE, as for inet.
+	ns, err := netns.OfTask(c.Pid)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close() // sockets keep their namespace
+	if int(f.port) < ns.UnprivilegedPortStart() && !c.HasCap(netcore.CapNetBindService) {
 		return nil, syscall.EACCES
 	}
 	a := &anyEndpoint{f: f}
@@ -112,10 +121,10 @@ func (f *anyFile) Open(_ context.Context, c *netcore.Cred, _ int) (netcore.Handl
 		a.closePaths()
 		return nil, err
 	}
-	for _, network := range []string{"udp4", "udp6"} {
-		conn, err := net.ListenUDP(network, &net.UDPAddr{Port: int(f.port)})
+	for _, v6 := range []bool{false, true} {
+		conn, err := ns.ListenUDP(v6, f.port, c.Uid)
 		if err != nil {
-			if network == "udp6" && errors.Is(err, syscall.EAFNOSUPPORT) {
+			if v6 && errors.Is(err, syscall.EAFNOSUPPORT) {
 				continue // no IPv6 in this namespace
 			}
 			return fail(errnoOf(err))

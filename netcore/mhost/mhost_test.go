@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,7 +14,9 @@ import (
 	"github.com/mnet-project/mnet/netcore"
 )
 
-var root = &netcore.Cred{Pid: 1}
+// root is a caller in the test's own network namespace (its pid, so that
+// kernel paths are made there) with every capability.
+var root = &netcore.Cred{Pid: uint32(os.Getpid()), CapEff: ^uint64(0), CapsKnown: true}
 
 func TestParseLocator(t *testing.T) {
 	for _, good := range []string{"inet 198.18.0.1", "inet6 2001:db8::1", "ipn lab 198.18.0.1", "ipn lab 2001:db8::1", "  inet   198.18.0.1 "} {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link/host"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // qlen bounds the datagrams waiting to be read on one endpoint; past it
@@ -115,6 +116,10 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	if err := h.f.reserve(ep); err != nil {
 		return nil, err
 	}
+	// Kernel paths are made later, at a write, in the opener's network
+	// namespace and owned by its uid; an opener the daemon cannot see
+	// has none, and its inet locators fail over (EACCES).
+	ep.ns, ep.nsErr = netns.OfTask(c.Pid)
 	f.d.mu.Lock()
 	f.opened++
 	f.d.mu.Unlock()
@@ -249,6 +254,8 @@ type endpoint struct {
 	f          *udpFile
 	h          *Host
 	cred       netcore.Cred
+	ns         *netns.NS // the opener's network namespace; nil: nsErr
+	nsErr      error
 	recv, send bool
 	q          queue
 
@@ -406,6 +413,9 @@ func (ep *endpoint) Close() {
 		ep.paths = nil
 		ep.mu.Unlock()
 		ep.q.close()
+		if ep.ns != nil {
+			ep.ns.Close()
+		}
 		ep.h.f.release(ep)
 		ep.f.d.mu.Lock()
 		ep.f.opened--
@@ -442,15 +452,14 @@ type kernelPath struct {
 }
 
 func newKernelPath(ep *endpoint, l *locator, to netip.AddrPort) (*kernelPath, error) {
-	network := "udp4"
-	if to.Addr().Is6() {
-		network = "udp6"
+	if ep.ns == nil {
+		return nil, ep.nsErr
 	}
-	conn, err := net.DialUDP(network, nil, net.UDPAddrFromAddrPort(to))
+	c, err := ep.ns.Dial(context.Background(), "udp", to, ep.cred.Uid)
 	if err != nil {
 		return nil, errnoOf(err)
 	}
-	kp := &kernelPath{conn: conn, done: make(chan struct{})}
+	kp := &kernelPath{conn: c.(*net.UDPConn), done: make(chan struct{})}
 	go kp.readLoop(ep, l, to)
 	return kp, nil
 }

@@ -220,7 +220,7 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	var remote netip.AddrPort
 	port := uint16(0)
 	if a.IsUnspecified() {
-		if !c.Root() && f.port < unprivilegedPortStart() {
+		if !c.HasCap(netcore.CapNetBindService) && f.port < unprivilegedPortStart() {
 			return nil, syscall.EACCES
 		}
 		port = f.port

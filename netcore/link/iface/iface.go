@@ -7,12 +7,16 @@ package iface
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"sync"
 	"syscall"
 
+	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/netns"
 	"github.com/mnet-project/mnet/tap"
 )
 
@@ -55,9 +59,15 @@ type spec struct {
 	// whether mnet created it (then it is still mnet's to delete).
 	netns   string
 	created bool
+	// ns is the network namespace the name is looked up in (Bind): its
+	// identity, for Claim; zero for the daemon's own.
+	ns netns.ID
 }
 
-var _ link.Spec = (*spec)(nil)
+var (
+	_ link.Spec   = (*spec)(nil)
+	_ link.Binder = (*spec)(nil)
+)
 
 func parse(k kind, args string) (link.Spec, error) {
 	if args == "" {
@@ -102,32 +112,88 @@ func restore(raw json.RawMessage) (link.Spec, error) {
 	return sp, nil
 }
 
-func (s *spec) Name() string  { return s.name }
-func (s *spec) Args() string  { return s.name }
-func (s *spec) Claim() string { return "iface:" + s.name }
+func (s *spec) Name() string { return s.name }
+func (s *spec) Args() string { return s.name }
 
+// Claim is the interface: its name in its namespace. Two namespaces may
+// each attach an interface of the same name.
+func (s *spec) Claim() string {
+	if s.ns == (netns.ID{}) {
+		return "iface:" + s.name
+	}
+	return fmt.Sprintf("iface:%d:%d:%s", s.ns.Dev, s.ns.Ino, s.name)
+}
+
+// Bind finds the namespace the interface is to be found or made in.
+func (s *spec) Bind(c *netcore.Cred) error {
+	ns, err := s.netnsFor(c, nil)
+	if err != nil {
+		return err
+	}
+	if !ns.Self() {
+		s.ns = ns.ID()
+	}
+	ns.Close()
+	return nil
+}
+
+// Open opens the device inside the network namespace it belongs to: the
+// caller's, for a ctl line (a caller the daemon cannot see has none:
+// EACCES); for a restored TAP, the named namespace it was left in, or the
+// daemon's if that is gone.
 func (s *spec) Open(env link.Env) (link.Link, error) {
+	ns, err := s.netnsFor(env.Cred, env.Log.With("network", env.Network))
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close() // a device stays in its namespace once opened
+	var dev device
+	var derr error
 	if s.kind == kindGrab {
-		g, err := tap.Grab(s.name)
-		if err != nil {
-			return nil, openError(s.kind, s.name, err)
-		}
-		return &grabLink{devLink{g}}, nil
+		err = ns.Do(func() { dev, derr = tap.Grab(s.name) })
+	} else {
+		mtu := max(min(defaultTapMTU, env.MTU-ethHeaderLen), minIPv4MTU)
+		err = ns.Do(func() { dev, derr = tap.OpenTapQueues(s.name, mtu, tapQueues()) })
 	}
-	netns := s.netns
-	if netns != "" {
-		if _, err := os.Stat(netns); err != nil {
-			env.Log.Warn("the TAP's network namespace is gone; creating it in the daemon's",
-				"network", env.Network, "interface", s.name, "netns", netns)
-			netns = ""
-		}
+	if err == nil {
+		err = derr
 	}
-	mtu := max(min(defaultTapMTU, env.MTU-ethHeaderLen), minIPv4MTU)
-	t, err := tap.OpenTapInQueues(netns, s.name, mtu, tapQueues())
 	if err != nil {
 		return nil, openError(s.kind, s.name, err)
 	}
+	if env.Cred != nil && !ns.Self() {
+		env.Log.Info("interface in the caller's network namespace", "network", env.Network,
+			"kind", s.kind.String(), "interface", s.name, "pid", env.Cred.Pid)
+	}
+	if g, ok := dev.(*tap.Grabbed); ok {
+		return &grabLink{devLink{g}}, nil
+	}
+	t := dev.(*tap.Tap)
 	return &tapLink{devLink: devLink{t}, tap: t, created: t.Created() || s.created, env: env}, nil
+}
+
+// netnsFor is the caller's namespace (c from a ctl write) or, for a
+// restored TAP (c nil), the named namespace it was left in, or the
+// daemon's if that is gone (logged when log is set).
+func (s *spec) netnsFor(c *netcore.Cred, log *slog.Logger) (*netns.NS, error) {
+	if c != nil {
+		ns, err := netns.OfTask(c.Pid)
+		if err != nil {
+			return nil, link.Errorf(syscall.EACCES, "%s %s: the caller's network namespace cannot be seen", s.kind, s.name)
+		}
+		return ns, nil
+	}
+	if s.netns != "" {
+		ns, err := netns.Open(s.netns)
+		if err == nil {
+			return ns, nil
+		}
+		if log != nil {
+			log.Warn("the TAP's network namespace is gone; creating it in the daemon's",
+				"interface", s.name, "netns", s.netns)
+		}
+	}
+	return netns.Self(), nil
 }
 
 // openError gives an error of package tap the errno SPEC.md names.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -45,6 +46,9 @@ var daemonOptions = []daemonOption{
 	{name: "vde_dir", flag: "--vde-dir", value: true, check: absolute},
 	{name: "debug", flag: "-v"},
 	{name: "debug_fuse", flag: "--debug-fuse"},
+	{name: "max_networks_per_uid", flag: "--max-networks-per-uid", value: true, check: positive},
+	{name: "max_persistent_per_uid", flag: "--max-persistent-per-uid", value: true, check: positive},
+	{name: "max_sockets_per_uid", flag: "--max-sockets-per-uid", value: true, check: positive},
 }
 
 // genericOptions are options mount(8) hands every helper that concern
@@ -195,4 +199,11 @@ func emptyOrAbsolute(p string) error {
 		return nil
 	}
 	return absolute(p)
+}
+
+func positive(v string) error {
+	if n, err := strconv.Atoi(v); err != nil || n < 1 {
+		return errors.New("want a whole number, at least 1")
+	}
+	return nil
 }

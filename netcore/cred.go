@@ -1,0 +1,128 @@
+package netcore
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+)
+
+// Cred is the identity of the process behind one file operation: what the
+// kernel's FUSE request says (uid, gid, pid), and what /proc says of that
+// pid when a check needs it (supplementary groups, capabilities).
+type Cred struct {
+	Uid, Gid uint32
+	// Pid is the calling thread's id as the daemon's pid namespace sees
+	// it; 0 when the caller is not visible there (another pid namespace),
+	// and then nothing that needs the caller's process (its network
+	// namespace, its capabilities) is available: EACCES, or no privilege.
+	Pid uint32
+	// Groups are the supplementary groups; nil when not known.
+	Groups []uint32
+	// CapEff is the caller's effective capability set as it counts for
+	// the daemon: empty for a caller in another user namespace, whose
+	// capabilities govern that namespace only. It is valid when
+	// CapsKnown; LoadCaps reads it from /proc on first use, so the
+	// common path (reads and writes of data files) never does.
+	CapEff    uint64
+	CapsKnown bool
+}
+
+// Capabilities, as numbered in <linux/capability.h>.
+const (
+	CapNetBindService = 10
+	CapNetAdmin       = 12
+)
+
+// Root reports whether the caller is the superuser: uid 0, which holds
+// every right a file's mode gives (file ownership). Privilege over the
+// system (interfaces, low ports) is a capability: see HasCap.
+func (c *Cred) Root() bool { return c.Uid == 0 }
+
+// HasCap reports whether cap is in the caller's effective set and counts
+// for the daemon (the caller is in the daemon's user namespace).
+func (c *Cred) HasCap(cap int) bool {
+	c.LoadCaps()
+	return c.CapEff&(1<<uint(cap)) != 0
+}
+
+// LoadCaps fills CapEff from /proc/PID/task/PID/status unless known. A
+// Cred shared by goroutines (kept by an open file) must be loaded before
+// it is shared.
+func (c *Cred) LoadCaps() {
+	if c.CapsKnown {
+		return
+	}
+	c.CapEff = capsOf(c.Pid)
+	c.CapsKnown = true
+}
+
+// InGroup reports whether gid is the caller's primary or a supplementary group.
+func (c *Cred) InGroup(gid uint32) bool {
+	if c.Gid == gid {
+		return true
+	}
+	for _, g := range c.Groups {
+		if g == gid {
+			return true
+		}
+	}
+	return false
+}
+
+// TaskPath is /proc/PID/task/PID/NAME for the calling thread (the
+// request's pid is a thread id; namespaces and credentials are per thread).
+func (c *Cred) TaskPath(name string) string {
+	pid := strconv.FormatUint(uint64(c.Pid), 10)
+	return "/proc/" + pid + "/task/" + pid + "/" + name
+}
+
+// ProcMatches reports whether /proc shows the daemon's own pid namespace
+// (its /proc/self is its pid), so that a FUSE request's pid names the
+// caller there. A daemon in a pid namespace of its own with its parent's
+// /proc mounted would read another process under that number: then no
+// caller's /proc entry is trusted (no groups beyond the primary, no
+// capabilities, no network namespace).
+var ProcMatches = sync.OnceValue(func() bool {
+	self, err := os.Readlink("/proc/self")
+	return err == nil && self == strconv.Itoa(os.Getpid())
+})
+
+var daemonUserNS = sync.OnceValues(func() (syscall.Stat_t, error) {
+	var st syscall.Stat_t
+	err := syscall.Stat("/proc/self/ns/user", &st)
+	return st, err
+})
+
+// capsOf returns the effective capabilities of thread pid if it is in
+// the daemon's user namespace, else none. A thread that cannot be seen
+// (pid 0, gone) has none.
+func capsOf(pid uint32) uint64 {
+	if pid == 0 || !ProcMatches() {
+		return 0
+	}
+	c := Cred{Pid: pid}
+	self, err := daemonUserNS()
+	if err != nil {
+		return 0
+	}
+	var st syscall.Stat_t
+	if syscall.Stat(c.TaskPath("ns/user"), &st) != nil || st.Dev != self.Dev || st.Ino != self.Ino {
+		return 0
+	}
+	b, err := os.ReadFile(c.TaskPath("status"))
+	if err != nil {
+		return 0
+	}
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		if rest, ok := bytes.CutPrefix(line, []byte("CapEff:")); ok {
+			v, err := strconv.ParseUint(string(bytes.TrimSpace(rest)), 16, 64)
+			if err != nil {
+				return 0
+			}
+			return v
+		}
+	}
+	return 0
+}

@@ -1,0 +1,238 @@
+package netns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// testNS makes a named network namespace with lo up, deleted at cleanup.
+func testNS(t *testing.T) *NS {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root (CI=true: prerequisites must be present)")
+		}
+		t.Skip("needs root")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs ip (iproute2)")
+		}
+		t.Skip("needs ip")
+	}
+	name := fmt.Sprintf("mnet-nstest-%d-%d", os.Getpid(), time.Now().UnixNano()%100000)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("ip link set lo up: %v %s", err, out)
+	}
+	ns, err := Open("/run/netns/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Close)
+	return ns
+}
+
+// A socket is owned by the uid it was made for: its inode's owner is the
+// creating thread's fsuid, which is what the kernel's sk_uid is.
+func TestSocketOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, ns := range []*NS{Self(), testNS(t)} {
+		fd, err := ns.Socket(4321, unix.AF_INET, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st unix.Stat_t
+		unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if st.Uid != 4321 {
+			t.Errorf("socket made for uid 4321 (own namespace %v) is owned by %d", ns.Self(), st.Uid)
+		}
+	}
+	// The daemon's own threads are left as they were.
+	if got := unix.Getuid(); got != 0 {
+		t.Errorf("uid changed to %d", got)
+	}
+	fd, _ := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	var st unix.Stat_t
+	unix.Fstat(fd, &st)
+	unix.Close(fd)
+	if st.Uid != 0 {
+		t.Errorf("a socket made afterwards by the test is owned by %d", st.Uid)
+	}
+}
+
+// Work done through Do runs inside the namespace, and sockets made there
+// stay there: a listener of the namespace's loopback is reachable from
+// the namespace and not from ours.
+func TestDoAndDialInNamespace(t *testing.T) {
+	ns := testNS(t)
+	var inside string
+	if err := ns.Do(func() { inside, _ = os.Readlink("/proc/thread-self/ns/net") }); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("net:[%d]", ns.ID().Ino); inside != want {
+		t.Errorf("Do ran in %s, want %s", inside, want)
+	}
+	ln, err := ns.ListenTCP(false, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	sa, _ := unix.Getsockname(int(ln.Fd()))
+	port := uint16(sa.(*unix.SockaddrInet4).Port)
+	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	c, err := ns.Dial(context.Background(), "tcp", addr, 0)
+	if err != nil {
+		t.Fatalf("dial the namespace's own listener from inside: %v", err)
+	}
+	c.Close()
+	if c, err := Self().Dial(context.Background(), "tcp", addr, 0); err == nil {
+		c.Close()
+		t.Error("the namespace's listener was reached from our own namespace")
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial from our namespace: %v, want ECONNREFUSED", err)
+	}
+
+}
+
+// A connect that waits is ended by its context.
+func TestDialInterrupted(t *testing.T) {
+	ns := testNS(t)
+	// 198.18.0.1 through a route to a blackhole-like dummy: the SYN goes
+	// nowhere, so the connect waits.
+	if out, err := exec.Command("ip", "netns", "exec", nsName(t, ns), "sh", "-c",
+		"ip link add d0 type dummy && ip link set d0 up && ip addr add 198.18.0.2/24 dev d0").CombinedOutput(); err != nil {
+		t.Skipf("no dummy interface: %v %s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := ns.Dial(ctx, "tcp", netip.MustParseAddrPort("198.18.0.1:9"), 0)
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("dial with a context ending after 200ms: %v after %v", err, time.Since(start))
+	}
+}
+
+func nsName(t *testing.T, ns *NS) string {
+	t.Helper()
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		var st unix.Stat_t
+		if unix.Stat("/run/netns/"+e.Name(), &st) == nil && st.Ino == ns.ID().Ino {
+			return e.Name()
+		}
+	}
+	t.Fatal("namespace has no name")
+	return ""
+}
+
+// A caller the daemon cannot see has no namespace here.
+func TestOfTaskPidZero(t *testing.T) {
+	if _, err := OfTask(0); err != syscall.EACCES {
+		t.Errorf("OfTask(0) = %v, want EACCES", err)
+	}
+	ns, err := OfTask(uint32(os.Getpid()))
+	if err != nil || !ns.Self() {
+		t.Errorf("OfTask(own pid) = %v, %v; want the own namespace", ns, err)
+	}
+}
+
+// The cost of a socket made for a caller: in our own namespace as root
+// (the path before confinement), for another uid, and in another
+// namespace.
+func BenchmarkSocket(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	other := testNSB(b)
+	for _, c := range []struct {
+		name string
+		ns   *NS
+		uid  uint32
+	}{{"own/root", Self(), 0}, {"own/uid", Self(), 1000}, {"other/uid", other, 1000}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				fd, err := c.ns.Socket(c.uid, unix.AF_INET, unix.SOCK_DGRAM, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				unix.Close(fd)
+			}
+		})
+	}
+}
+
+func testNSB(b *testing.B) *NS {
+	name := fmt.Sprintf("mnet-nsbench-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		b.Fatalf("ip netns add: %v %s", err, out)
+	}
+	b.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	ns, err := Open("/run/netns/" + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(ns.Close)
+	return ns
+}
+
+// A caller in another namespace is found by its thread; the namespace
+// stays open for the next call and is let go when idle.
+func TestOfTaskOtherNamespace(t *testing.T) {
+	ns := testNS(t)
+	tidc := make(chan int)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
+			tidc <- -1
+			return
+		}
+		tidc <- unix.Gettid()
+		<-stop
+	}()
+	tid := <-tidc
+	if tid < 0 {
+		t.Fatal("setns failed")
+	}
+	old := IdleTimeout
+	IdleTimeout = 50 * time.Millisecond
+	defer func() { IdleTimeout = old }()
+	for range 2 {
+		got, err := OfTask(uint32(tid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Self() || got.ID() != ns.ID() {
+			t.Errorf("OfTask of a thread in the test namespace: %+v, want %+v", got.ID(), ns.ID())
+		}
+		if Cached() != 1 {
+			t.Errorf("%d namespaces held open, want 1", Cached())
+		}
+		got.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for Cached() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the namespace was not let go when idle")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
