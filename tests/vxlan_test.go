@@ -568,3 +568,26 @@ func TestVxlanVxvde(t *testing.T) {
 		t.Errorf("the cable's row shows no traffic: %v", row)
 	}
 }
+
+// The daemon runs in the test's namespace; a cable made by a caller in
+// host a's namespace has its sockets there (confinement), and reaches a
+// Linux VTEP on host b.
+func TestVxlanInCallersNamespace(t *testing.T) {
+	w := newVxWorld(t, "ss")
+	a := w.host("a", "198.18.0.1")
+	b := w.host("b", "198.18.0.2")
+	h2 := w.linuxVTEP(b, "remote 198.18.0.1 dev ul", "h2", "198.18.1.2")
+	d := startMnet(t)
+	net := d.mkNet(t, "vx")
+	ctlIn(t, a, net, "policy switch")
+	ctlIn(t, a, net, "vxlan 42 198.18.0.2")
+	h1 := w.tapEndpoint(a, net, "h1", "198.18.1.1")
+	if out := sh(t, inNS(a, "ss -uanH sport = :4789")); !strings.Contains(out, ":4789") {
+		t.Errorf("no UDP socket on port 4789 in the caller's namespace:\n%s", out)
+	}
+	if out := sh(t, "ss -uanH sport = :4789"); strings.Contains(out, ":4789") {
+		t.Errorf("a UDP socket on port 4789 in the daemon's namespace:\n%s", out)
+	}
+	ping(t, h1, "198.18.1.2")
+	ping(t, h2, "198.18.1.1")
+}

@@ -15,32 +15,52 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // where is where a cable's sockets are made. Every socket of a cable (its
 // share of the receiving socket, its sending sockets, the probes that ask
 // for a path's MTU or an interface) is made by where.socket, so where the
 // underlay is gets decided in this one place: in the network namespace of
-// the caller whose ctl write makes the cable (the daemon's own when a
-// persistent network is restored). Until the daemon can make sockets in a
-// caller's namespace, that is the daemon's namespace.
-type where struct{}
+// the caller whose ctl write makes the cable, owned by its uid (the
+// daemon's namespace and root when a persistent network is restored).
+type where struct {
+	ns  *netns.NS
+	uid uint32
+}
 
-// whereFor is where env's cable makes its sockets.
-func whereFor(env link.Env) (where, error) { return where{}, nil }
+// whereFor is where env's cable makes its sockets. A caller whose
+// namespace the daemon cannot see gets EACCES.
+func whereFor(env link.Env) (where, error) {
+	if env.Cred == nil {
+		return where{ns: netns.Self()}, nil
+	}
+	ns, err := netns.OfTask(env.Cred.Pid)
+	if err != nil {
+		return where{}, link.Errorf(syscall.EACCES, "vxlan: the caller's network namespace cannot be seen")
+	}
+	return where{ns: ns, uid: env.Cred.Uid}, nil
+}
 
 // socket makes a close-on-exec socket there.
 func (w where) socket(domain, typ, proto int) (int, error) {
-	return unix.Socket(domain, typ|unix.SOCK_CLOEXEC, proto)
+	return w.ns.Socket(w.uid, domain, typ, proto)
 }
 
 // key names the namespace, so that cables share a receiving socket only
 // within one.
-func (w where) key() string { return "" }
+func (w where) key() string { return nsKey(w.ns.ID()) }
+
+func nsKey(id netns.ID) string {
+	if id == (netns.ID{}) || id == netns.Self().ID() {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d", id.Dev, id.Ino)
+}
 
 // close lets go of what whereFor held; the sockets made stay where they
 // were made.
-func (w where) close() {}
+func (w where) close() { w.ns.Close() }
 
 // socketBuffer is the receive and send buffer asked for each socket: a
 // burst of a TCP window at 10 Gbit/s must not overflow it.

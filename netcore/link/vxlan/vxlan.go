@@ -25,7 +25,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/netns"
 	"github.com/mnet-project/mnet/tap"
 )
 
@@ -50,6 +52,28 @@ type spec struct {
 	local uint16
 	group netip.AddrPort
 	dev   string // the group's interface; "" lets the routing table choose
+	// ns is the caller's network namespace, where the cable's sockets
+	// are (zero: the daemon's).
+	ns netns.ID
+}
+
+var _ link.Binder = (*spec)(nil)
+
+// Bind notes the caller's network namespace: a VNI on a port is claimed
+// in it, so that two namespaces may each cable the same VNI.
+func (s *spec) Bind(c *netcore.Cred) error {
+	if c == nil {
+		return nil
+	}
+	ns, err := netns.OfTask(c.Pid)
+	if err != nil {
+		return link.Errorf(syscall.EACCES, "vxlan %s: the caller's network namespace cannot be seen", s.Args())
+	}
+	if !ns.Self() {
+		s.ns = ns.ID()
+	}
+	ns.Close()
+	return nil
 }
 
 var _ link.Spec = (*spec)(nil)
@@ -211,7 +235,11 @@ func (s *spec) v6() bool {
 // Claim is the VNI on its local port: one socket receives a port's VXLAN,
 // and its frames of one VNI can go to one network only.
 func (s *spec) Claim() string {
-	return "vxlan:" + s.Name() + ":" + strconv.Itoa(int(s.port()))
+	c := "vxlan:" + s.Name() + ":" + strconv.Itoa(int(s.port()))
+	if k := nsKey(s.ns); k != "" {
+		c += ":" + k
+	}
+	return c
 }
 
 // saved is what a persistent network keeps of a cable: its ctl line.
