@@ -201,3 +201,19 @@ func (h *TextHandle) Write(context.Context, []byte, int64, bool) (int, error) {
 }
 
 func (h *TextHandle) Close() {}
+
+// ValidName reports whether name may name something users create with
+// mkdir (an ipn network, an mhost host): 1–64 of [A-Za-z0-9._-], not
+// starting with a dot.
+func ValidName(name string) bool {
+	if len(name) < 1 || len(name) > 64 || name[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -72,9 +72,9 @@ func FuzzNetName(f *testing.F) {
 	f.Fuzz(func(t *testing.T, name string) {
 		_, err := ipn.(netcore.Mkdirer).Mkdir(rootCred, name, 0755)
 		switch {
-		case validNetName(name) && err != nil && !errors.Is(err, syscall.EEXIST):
+		case netcore.ValidName(name) && err != nil && !errors.Is(err, syscall.EEXIST):
 			t.Fatalf("valid name %q refused: %v", name, err)
-		case !validNetName(name) && !errors.Is(err, syscall.EINVAL):
+		case !netcore.ValidName(name) && !errors.Is(err, syscall.EINVAL):
 			t.Fatalf("bad name %q: %v, want EINVAL", name, err)
 		}
 		if err == nil {

@@ -97,7 +97,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		f.log.Error("state file unreadable; starting without saved networks", "path", env.StatePath, "err", err, "moved-to", aside)
 	}
 	for _, s := range saved {
-		if !validNetName(s.Name) {
+		if !netcore.ValidName(s.Name) {
 			f.log.Error("state file: bad network name, skipped", "network", s.Name)
 			continue
 		}
@@ -198,20 +198,6 @@ func (f *ipnFamily) saveState() error {
 	return err
 }
 
-// validNetName: 1–64 of [A-Za-z0-9._-], not starting with a dot.
-func validNetName(name string) bool {
-	if len(name) < 1 || len(name) > 64 || name[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // ipnDir is the family directory, mode 1777: anyone may create a network.
 type ipnDir struct {
 	id    uint64
@@ -246,7 +232,7 @@ func (d *ipnDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 }
 
 func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node, error) {
-	if !validNetName(name) {
+	if !netcore.ValidName(name) {
 		d.f.log.Info("mkdir refused: bad network name", "name", name, "uid", c.Uid)
 		return nil, syscall.EINVAL
 	}

@@ -120,20 +120,6 @@ func (f *Family) release(c closer) {
 	}
 }
 
-// validName: as a network's name, 1–64 of [A-Za-z0-9._-], no leading dot.
-func validName(name string) bool {
-	if len(name) < 1 || len(name) > 64 || name[0] == '.' {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // familyDir is mhost/, mode 1777: anyone may name a host.
 type familyDir struct {
 	id    uint64
@@ -178,7 +164,7 @@ func (d *familyDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 }
 
 func (d *familyDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node, error) {
-	if !validName(name) {
+	if !netcore.ValidName(name) {
 		return nil, syscall.EINVAL
 	}
 	d.f.mu.Lock()
@@ -368,7 +354,7 @@ func parseLocator(s string) (*locator, error) {
 	switch {
 	case f[0] == "inet" && len(f) == 2, f[0] == "inet6" && len(f) == 2:
 		a = f[1]
-	case f[0] == "ipn" && len(f) == 3 && validName(f[1]):
+	case f[0] == "ipn" && len(f) == 3 && netcore.ValidName(f[1]):
 		l.net, a = f[1], f[2]
 	default:
 		return nil, bad
