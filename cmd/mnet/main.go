@@ -26,8 +26,8 @@ import (
 	_ "github.com/mnet-project/mnet/netcore/link/host"  // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
 	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
-	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
 	_ "github.com/mnet-project/mnet/netcore/link/vxlan" // vxlan cables
+	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
 )
 
 const usage = `mnet: networking as files

@@ -257,7 +257,14 @@ func TestLinkGoneIsDetached(t *testing.T) {
 	if strings.Contains(readAll(t, nd, "ctl"), "mem "+name) {
 		t.Error("ctl still lists the vanished link")
 	}
-	mustCtl(t, nd, "mem "+name+"\n") // the name is free again
+	// The name is free again once the link is closed and its claim let
+	// go, which release does after the port has left.
+	for err := ctl(t, nd, rootCred, "mem "+name+"\n"); err != nil; err = ctl(t, nd, rootCred, "mem "+name+"\n") {
+		if !errors.Is(err, syscall.EEXIST) || time.Now().After(deadline) {
+			t.Fatalf("mem %s after it vanished: %v", name, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // A pump that woke for a frame reads through the link it wrote it to: the
