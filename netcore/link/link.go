@@ -43,7 +43,8 @@ type Link interface {
 	// Write sends one frame, virtio-net header first. It must not wait on
 	// a slow peer: a frame the link cannot take now is an error, which
 	// the network counts as a drop for this port. Write is called from
-	// any goroutine, never concurrently with itself for one link.
+	// any goroutine, also concurrently: two pumps may deliver to one link at
+	// once, so a link serializes its own writes if its device needs it.
 	Write(p []byte) error
 
 	// MTU is the largest payload the link carries: frames of up to MTU
