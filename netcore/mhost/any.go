@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"syscall"
 
@@ -26,7 +25,7 @@ type anyDir struct {
 }
 
 func newAnyDir(f *Family) *anyDir {
-	return &anyDir{id: netcore.NewID(), f: f, udp: &anyUDPDir{id: netcore.NewID(), f: f, ports: map[uint16]*anyFile{}}}
+	return &anyDir{id: netcore.NewID(), f: f, udp: &anyUDPDir{id: netcore.NewID(), f: f, ports: portFiles[*anyFile]{}}}
 }
 
 func (d *anyDir) ID() uint64 { return d.id }
@@ -47,7 +46,7 @@ type anyUDPDir struct {
 	id    uint64
 	f     *Family
 	mu    sync.Mutex
-	ports map[uint16]*anyFile
+	ports portFiles[*anyFile]
 }
 
 func (d *anyUDPDir) ID() uint64 { return d.id }
@@ -62,31 +61,14 @@ func (d *anyUDPDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if f := d.ports[p]; f != nil {
-		return f, nil
-	}
-	if len(d.ports) >= 4*MaxEndpoints {
-		for port, f := range d.ports {
-			if f.opened == 0 {
-				delete(d.ports, port)
-			}
-		}
-	}
-	f := &anyFile{id: netcore.NewID(), d: d, port: p}
-	d.ports[p] = f
-	return f, nil
+	return d.ports.lookup(p, func() *anyFile { return &anyFile{id: netcore.NewID(), d: d, port: p} }), nil
 }
 
+// List shows the PORTs with open files.
 func (d *anyUDPDir) List(*netcore.Cred) []netcore.DirEntry {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var ents []netcore.DirEntry
-	for p, f := range d.ports {
-		if f.opened > 0 {
-			ents = append(ents, netcore.DirEntry{Name: strconv.Itoa(int(p)), Node: f})
-		}
-	}
-	return ents
+	return d.ports.list()
 }
 
 type anyFile struct {

@@ -235,7 +235,7 @@ func newHost(f *Family, name string, uid, gid, mode uint32) *Host {
 	h.dir = &hostDir{id: netcore.NewID(), h: h}
 	h.dir.ctl = &ctlFile{id: netcore.NewID(), h: h}
 	h.dir.status = netcore.NewTextFile(h.readAttr, func(*netcore.Cred) []byte { return h.statusText() })
-	h.dir.udp = &udpDir{id: netcore.NewID(), h: h, ports: map[uint16]*udpFile{}}
+	h.dir.udp = &udpDir{id: netcore.NewID(), h: h, ports: portFiles[*udpFile]{}}
 	return h
 }
 

@@ -25,7 +25,7 @@ type udpDir struct {
 	id    uint64
 	h     *Host
 	mu    sync.Mutex
-	ports map[uint16]*udpFile
+	ports portFiles[*udpFile]
 }
 
 func (d *udpDir) ID() uint64 { return d.id }
@@ -52,33 +52,14 @@ func (d *udpDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if f := d.ports[p]; f != nil {
-		return f, nil
-	}
-	if len(d.ports) >= 4*MaxEndpoints {
-		for port, f := range d.ports {
-			if f.opened == 0 {
-				delete(d.ports, port)
-			}
-		}
-	}
-	f := &udpFile{id: netcore.NewID(), d: d, port: p}
-	d.ports[p] = f
-	return f, nil
+	return d.ports.lookup(p, func() *udpFile { return &udpFile{id: netcore.NewID(), d: d, port: p} }), nil
 }
 
 // List shows the PORTs with open files.
 func (d *udpDir) List(*netcore.Cred) []netcore.DirEntry {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var ents []netcore.DirEntry
-	for p, f := range d.ports {
-		if f.opened > 0 {
-			ents = append(ents, netcore.DirEntry{Name: strconv.Itoa(int(p)), Node: f})
-		}
-	}
-	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
-	return ents
+	return d.ports.list()
 }
 
 // udpFile is mhost/NAME/udp/PORT; its mode shows the r and w of the
@@ -552,3 +533,47 @@ func (hp *hostPath) Error(_ netip.AddrPort, errno syscall.Errno) func() {
 	return nil
 }
 func (hp *hostPath) Closed() { hp.l.markDown(syscall.ENETDOWN) }
+
+// portFiles are the PORT files of a udp directory, kept so that a PORT
+// keeps its inode number while it is open; past a bound the ones with no
+// open file are forgotten. The directory's lock guards it.
+type portFiles[F interface {
+	netcore.Node
+	openCount() int
+}] map[uint16]F
+
+// lookup returns the file of port p, made by mk if there is none.
+func (m portFiles[F]) lookup(p uint16, mk func() F) F {
+	if f, ok := m[p]; ok {
+		return f
+	}
+	if len(m) >= 4*MaxEndpoints {
+		for port, f := range m {
+			if f.openCount() == 0 {
+				delete(m, port)
+			}
+		}
+	}
+	f := mk()
+	m[p] = f
+	return f
+}
+
+// list names the ports with open files, in numeric order.
+func (m portFiles[F]) list() []netcore.DirEntry {
+	var ports []int
+	for p, f := range m {
+		if f.openCount() > 0 {
+			ports = append(ports, int(p))
+		}
+	}
+	sort.Ints(ports)
+	ents := make([]netcore.DirEntry, len(ports))
+	for i, p := range ports {
+		ents[i] = netcore.DirEntry{Name: strconv.Itoa(p), Node: m[uint16(p)]}
+	}
+	return ents
+}
+
+func (f *udpFile) openCount() int { return f.opened }
+func (f *anyFile) openCount() int { return f.opened }
