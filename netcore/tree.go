@@ -2,6 +2,7 @@ package netcore
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -201,6 +202,25 @@ func (h *TextHandle) Write(context.Context, []byte, int64, bool) (int, error) {
 }
 
 func (h *TextHandle) Close() {}
+
+// Snapshot reads text made afresh whenever a read starts at offset 0, so
+// that a ctl file read, written and read again on one descriptor (after
+// lseek 0) shows the settings as they are now, while a read in pieces
+// sees one consistent text. The zero value with Make set is ready.
+type Snapshot struct {
+	Make func() []byte
+	mu   sync.Mutex
+	text TextHandle
+}
+
+func (s *Snapshot) Read(ctx context.Context, p []byte, off int64, nonblock bool) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if off == 0 || s.text.Data == nil {
+		s.text.Data = s.Make()
+	}
+	return s.text.Read(ctx, p, off, nonblock)
+}
 
 // ValidName reports whether name may name something users create with
 // mkdir (an ipn network, an mhost host): 1–64 of [A-Za-z0-9._-], not

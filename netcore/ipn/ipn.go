@@ -491,7 +491,7 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 			// the Cred is copied into the handle that writes share.
 			c.LoadCaps()
 		}
-		return &ctlHandle{n: n, cred: *c, write: write}, nil
+		return &ctlHandle{n: n, cred: *c, write: write, text: netcore.Snapshot{Make: n.ctlText}}, nil
 	}
 	if r == 0 {
 		return nil, syscall.EACCES
@@ -575,16 +575,10 @@ type ctlHandle struct {
 	n     *Network
 	cred  netcore.Cred // of the opener: rights are those of whoever opened ctl
 	write bool
-	mu    sync.Mutex
-	text  netcore.TextHandle
+	text  netcore.Snapshot
 }
 
 func (h *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool) (int, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if off == 0 || h.text.Data == nil {
-		h.text.Data = h.n.ctlText()
-	}
 	return h.text.Read(ctx, b, off, nonblock)
 }
 

@@ -571,24 +571,19 @@ func (f *ctlFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	if r == 0 || write && r&rightManage == 0 {
 		return nil, syscall.EACCES
 	}
-	return &ctlHandle{h: f.h, cred: *c, write: write}, nil
+	return &ctlHandle{h: f.h, cred: *c, write: write, text: netcore.Snapshot{Make: f.h.ctlText}}, nil
 }
 
 type ctlHandle struct {
 	h     *Host
 	cred  netcore.Cred
 	write bool
-	wrote bool // a write of this open succeeded: plain lines append
-	mu    sync.Mutex
-	text  netcore.TextHandle
+	wrote bool       // a write of this open succeeded: plain lines append
+	mu    sync.Mutex // orders writes
+	text  netcore.Snapshot
 }
 
 func (c *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if off == 0 || c.text.Data == nil {
-		c.text.Data = c.h.ctlText()
-	}
 	return c.text.Read(ctx, b, off, nonblock)
 }
 
