@@ -123,6 +123,9 @@ func (g *Grabbed) Close() error { return g.f.Close() }
 // may run while another goroutine waits in Read or WaitRead.
 func (g *Grabbed) TryRead(p []byte) (int, error) { return g.f.tryRead(p) }
 
+// PollFD is as Tap's, for the packet socket.
+func (g *Grabbed) PollFD() int { return g.f.pollFD() }
+
 // ReadLocked is Read for a caller that holds mu, which it unlocks while
 // it waits for a frame and locks again before taking one; waited reports
 // that it waited.

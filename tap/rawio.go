@@ -1,7 +1,7 @@
 package tap
 
 import (
-	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -11,41 +11,35 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// frameFile is the descriptor behind a Device: non-blocking, so that Close
-// wakes a blocked read. Frames move with raw read(2)/write(2) calls, and a
-// call waits in Go's netpoller only when the kernel says EAGAIN. On a
-// descriptor that never blocks, a raw call skips the runtime's syscall
-// bookkeeping, and the runtime's monitor thread no longer hands the
-// processor away in the middle of a 64 KiB copy: measured with
-// bench/ifbench, 10–15% more throughput and 20 µs less RTT than os.File's
-// Read and Write.
+// frameFile is the descriptor behind a Device: non-blocking, with frames
+// moved by raw read(2)/write(2) calls. On a descriptor that never blocks,
+// a raw call skips the runtime's syscall bookkeeping, and the runtime's
+// monitor thread no longer hands the processor away in the middle of a
+// 64 KiB copy: measured with bench/ifbench, 10–15% more throughput and
+// 20 µs less RTT than os.File's Read and Write.
 //
-// Moving a frame allocates nothing: a function passed to the RawConn
-// escapes to the heap, so the one that waits for frames is made once per
-// file, and the calls that do not wait (tryRead, write unless the kernel
-// says EAGAIN) go to the descriptor directly, holding a reference of our
-// own that Close waits out before it closes the file. (Two closures per
-// frame were 2–3% of the daemon's profile, plus the garbage collector's
-// work.)
+// The descriptor is not in Go's netpoller. A network waits for it in an
+// epoll set of its own (pollFD, netcore/link/fdpoll); were it also in the
+// netpoller's edge-triggered set, every frame would wake the thread that
+// sleeps there whenever any goroutine of the daemon waits for any
+// descriptor (a VDE control socket's accept, an inet socket): a second
+// wake-up per frame, measured at 30 µs of a ping's round trip. A read or
+// write that must wait sleeps in ppoll(2) instead, on the descriptor and
+// on an eventfd that Close signals.
+//
+// Moving a frame allocates nothing. Every call holds a reference that
+// Close waits out before it closes the descriptor, so that its number is
+// never reused under a call in progress.
 type frameFile struct {
-	file *os.File
-	rc   syscall.RawConn
-	fd   uintptr
+	fd      int
+	closeFD int // an eventfd, readable once Close began
 
-	// refs counts direct calls in progress; closingBit is set by Close,
-	// which then waits for drained.
+	// refs counts calls in progress; closingBit is set by Close, which
+	// then waits for drained.
 	refs    atomic.Int64
 	drained chan struct{}
 
-	// The reader's state, for readFn; rmu makes readers take turns.
-	rmu    sync.Mutex
-	rp     []byte
-	rn     int
-	rerrno syscall.Errno
-	// Set for readLocked: unlocked while the reader waits.
-	rlock            sync.Locker
-	unlocked, waited bool
-	readFn           func(fd uintptr) bool
+	rmu sync.Mutex // readers that wait take turns
 
 	closeOnce sync.Once
 	closeErr  error
@@ -56,18 +50,15 @@ const closingBit = 1 << 62
 // newFrameFile takes over fd, which must be non-blocking; on failure fd is
 // closed.
 func newFrameFile(fd int, name string) (*frameFile, error) {
-	f := &frameFile{file: os.NewFile(uintptr(fd), name), fd: uintptr(fd), drained: make(chan struct{})}
-	rc, err := f.file.SyscallConn()
+	cfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		f.file.Close()
-		return nil, err
+		unix.Close(fd)
+		return nil, fmt.Errorf("eventfd for %s: %w", name, err)
 	}
-	f.rc = rc
-	f.readFn = f.readOnce
-	return f, nil
+	return &frameFile{fd: fd, closeFD: cfd, drained: make(chan struct{})}, nil
 }
 
-// acquire takes a reference for a direct call; false once Close began.
+// acquire takes a reference for a call; false once Close began.
 func (f *frameFile) acquire() bool {
 	for {
 		r := f.refs.Load()
@@ -86,54 +77,63 @@ func (f *frameFile) release() {
 	}
 }
 
+// closing reports that Close has begun.
+func (f *frameFile) closing() bool { return f.refs.Load()&closingBit != 0 }
+
 // rawIO makes one read(2) or write(2) on the descriptor.
-func rawIO(call, fd uintptr, p []byte) (int, syscall.Errno) {
-	r, _, errno := unix.RawSyscall(call, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+func rawIO(call uintptr, fd int, p []byte) (int, syscall.Errno) {
+	r, _, errno := unix.RawSyscall(call, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	return int(r), errno
 }
 
-// readOnce is the RawConn's read function: one read(2); false (wait in
-// the netpoller) on EAGAIN. For readLocked it unlocks rlock before the
-// wait and locks it again before the next read.
-func (f *frameFile) readOnce(fd uintptr) bool {
-	if f.unlocked {
-		f.rlock.Lock()
-		f.unlocked = false
-	}
-	n, errno := rawIO(unix.SYS_READ, fd, f.rp)
-	if errno == unix.EAGAIN {
-		if f.rlock != nil {
-			f.rlock.Unlock()
-			f.unlocked = true
+// wait sleeps until the descriptor has events (POLLIN or POLLOUT; errors
+// and hang-ups count) or Close begins (os.ErrClosed). Called holding a
+// reference. A blocking system call as the runtime knows it: the thread's
+// processor serves other goroutines meanwhile.
+func (f *frameFile) wait(events int16) error {
+	for {
+		fds := [2]unix.PollFd{{Fd: int32(f.fd), Events: events}, {Fd: int32(f.closeFD), Events: unix.POLLIN}}
+		_, _, errno := syscall.Syscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), 2, 0, 0, 0, 0)
+		switch {
+		case f.closing():
+			return os.ErrClosed
+		case errno == 0 && fds[0].Revents != 0:
+			return nil
+		case errno != 0 && errno != unix.EINTR:
+			return errno
 		}
-		f.waited = true
-		return false
 	}
-	f.rn, f.rerrno = n, errno
-	return true
 }
 
-// readWith reads one frame, waiting in the netpoller while there is none;
-// with mu (held by the caller) unlocked while it waits.
-func (f *frameFile) readWith(p []byte, mu sync.Locker) (int, bool, error) {
+// readWith reads one frame, waiting while there is none; with mu (held by
+// the caller) unlocked while it waits. waited reports that it waited.
+func (f *frameFile) readWith(p []byte, mu sync.Locker) (n int, waited bool, err error) {
 	f.rmu.Lock()
 	defer f.rmu.Unlock()
-	f.rp, f.rlock, f.unlocked, f.waited = p, mu, false, false
-	err := f.rc.Read(f.readFn)
-	if f.unlocked {
-		f.rlock.Lock()
+	if !f.acquire() {
+		return 0, false, os.ErrClosed
 	}
-	n, errno, waited := f.rn, f.rerrno, f.waited
-	f.rp, f.rlock, f.unlocked = nil, nil, false
-	if err != nil {
-		// The only way the wait ends without a read is Close (no
-		// deadlines are set); say so the way os.File does.
-		return 0, waited, os.ErrClosed
+	defer f.release()
+	for {
+		n, errno := rawIO(unix.SYS_READ, f.fd, p)
+		if errno != unix.EAGAIN {
+			if errno != 0 {
+				return 0, waited, errno
+			}
+			return n, waited, nil
+		}
+		waited = true
+		if mu != nil {
+			mu.Unlock()
+		}
+		err := f.wait(unix.POLLIN)
+		if mu != nil {
+			mu.Lock()
+		}
+		if err != nil {
+			return 0, waited, err
+		}
 	}
-	if errno != 0 {
-		return 0, waited, errno
-	}
-	return n, waited, nil
 }
 
 func (f *frameFile) read(p []byte) (int, error) {
@@ -142,9 +142,9 @@ func (f *frameFile) read(p []byte) (int, error) {
 }
 
 // readLocked is read for a caller that holds mu: mu is unlocked while the
-// call waits in the netpoller, and locked again before the next read(2),
-// so that whoever holds mu may take frames with tryRead meanwhile. waited
-// reports that the call waited.
+// call waits, and locked again before the next read(2), so that whoever
+// holds mu may take frames with tryRead meanwhile. waited reports that
+// the call waited.
 func (f *frameFile) readLocked(p []byte, mu sync.Locker) (int, bool, error) {
 	return f.readWith(p, mu)
 }
@@ -164,59 +164,54 @@ func (f *frameFile) tryRead(p []byte) (int, error) {
 }
 
 // write writes one frame; on EAGAIN (a packet socket's full buffer) it
-// waits in the netpoller.
+// waits for room.
 func (f *frameFile) write(p []byte) (int, error) {
 	if !f.acquire() {
 		return 0, os.ErrClosed
 	}
-	n, errno := rawIO(unix.SYS_WRITE, f.fd, p)
-	f.release()
-	switch errno {
-	case 0:
-		return n, nil
-	case unix.EAGAIN:
-		return f.writeWait(p)
-	}
-	return 0, errno
-}
-
-func (f *frameFile) writeWait(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := f.rc.Write(func(fd uintptr) bool {
-		n, errno = rawIO(unix.SYS_WRITE, fd, p)
-		return errno != unix.EAGAIN
-	})
-	if err != nil {
-		return 0, os.ErrClosed
-	}
-	if errno != 0 {
+	defer f.release()
+	for {
+		n, errno := rawIO(unix.SYS_WRITE, f.fd, p)
+		switch errno {
+		case 0:
+			return n, nil
+		case unix.EAGAIN:
+			if err := f.wait(unix.POLLOUT); err != nil {
+				return 0, err
+			}
+			continue
+		}
 		return 0, errno
 	}
-	return n, nil
 }
+
+// pollFD is the descriptor, for a caller that waits for its readiness
+// itself (in an epoll set) and then reads with tryRead. It stays valid
+// until Close.
+func (f *frameFile) pollFD() int { return f.fd }
 
 // ioctl runs fn on the descriptor, unless it is closed.
 func (f *frameFile) ioctl(fn func(fd int) error) error {
-	var err error
-	if cerr := f.rc.Control(func(fd uintptr) { err = fn(int(fd)) }); cerr != nil {
+	if !f.acquire() {
 		return os.ErrClosed
 	}
-	return err
+	defer f.release()
+	return fn(f.fd)
 }
 
-// Close closes the descriptor once, after the direct calls in progress
-// have returned; a reader waiting in the netpoller is woken. Later calls
-// return nil.
+// Close closes the descriptor once, after the calls in progress have
+// returned; calls that wait are woken. Later calls return nil.
 func (f *frameFile) Close() error {
 	f.closeOnce.Do(func() {
-		if f.refs.Add(closingBit) != closingBit {
+		refs := f.refs.Add(closingBit)
+		var one [8]byte
+		one[0] = 1 // any non-zero count makes the eventfd readable
+		unix.Write(f.closeFD, one[:])
+		if refs != closingBit {
 			<-f.drained
 		}
-		f.closeErr = f.file.Close()
-		if errors.Is(f.closeErr, os.ErrClosed) {
-			f.closeErr = nil
-		}
+		f.closeErr = unix.Close(f.fd)
+		unix.Close(f.closeFD)
 	})
 	return f.closeErr
 }

@@ -189,6 +189,11 @@ func (t *Tap) Close() error {
 // not. It may run while another goroutine waits in Read or ReadLocked.
 func (t *Tap) TryRead(p []byte) (int, error) { return t.f.tryRead(p) }
 
+// PollFD is queue 0's descriptor, for a caller that waits for its
+// readiness (POLLIN) itself and then reads with TryRead. It is valid
+// until Close; do not close it.
+func (t *Tap) PollFD() int { return t.f.pollFD() }
+
 // ReadLocked is Read for a caller that holds mu, which it unlocks while
 // it waits for a frame and locks again before taking one; waited reports
 // that it waited.
@@ -211,6 +216,9 @@ func (q *Queue) Read(p []byte) (int, error) { return q.f.read(p) }
 
 // TryRead is Tap.TryRead on this queue.
 func (q *Queue) TryRead(p []byte) (int, error) { return q.f.tryRead(p) }
+
+// PollFD is as Tap's, for this queue.
+func (q *Queue) PollFD() int { return q.f.pollFD() }
 
 // ReadLocked is Tap.ReadLocked on this queue.
 func (q *Queue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {

@@ -83,7 +83,7 @@ for v in DUR ROUNDS STREAMS PINGS; do
 done
 [[ $FLOOD =~ ^[0-9]+$ ]] || { echo "ifbench: -f must be a number of seconds, not '$FLOOD'" >&2; exit 2; }
 for s in $SETUPS; do
-	case $s in mnet | vde | bridge | relay | relay-plain | relay-netpoll) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge, relay, relay-plain, relay-netpoll)" >&2; exit 2 ;; esac
+	case $s in mnet | vde | bridge | relay | relay-plain | relay-netpoll | relay-epoll | relay-rawepoll | relay-rawpoll) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge, relay, relay-plain, relay-netpoll, relay-epoll, relay-rawepoll)" >&2; exit 2 ;; esac
 done
 
 die() { echo "ifbench: $*" >&2; exit 1; }
@@ -112,6 +112,9 @@ NSA[bridge]=$P-ca NSB[bridge]=$P-cb IFA[bridge]=${P}ca IFB[bridge]=${P}cb
 NSA[relay]=$P-ra NSB[relay]=$P-rb IFA[relay]=${P}ra IFB[relay]=${P}rb
 NSA[relay-plain]=$P-pa NSB[relay-plain]=$P-pb IFA[relay-plain]=${P}pa IFB[relay-plain]=${P}pb
 NSA[relay-netpoll]=$P-na NSB[relay-netpoll]=$P-nb IFA[relay-netpoll]=${P}na IFB[relay-netpoll]=${P}nb
+NSA[relay-epoll]=$P-ea NSB[relay-epoll]=$P-eb IFA[relay-epoll]=${P}ea IFB[relay-epoll]=${P}eb
+NSA[relay-rawepoll]=$P-wa NSB[relay-rawepoll]=$P-wb IFA[relay-rawepoll]=${P}wa IFB[relay-rawepoll]=${P}wb
+NSA[relay-rawpoll]=$P-ta NSB[relay-rawpoll]=$P-tb IFA[relay-rawpoll]=${P}ta IFB[relay-rawpoll]=${P}tb
 declare -A RELAY_PID
 NSBR=$P-cs # the bridge and the host ends of the veths live here
 BR=${P}br
@@ -147,7 +150,7 @@ cleanup() {
 	for s in "${!RELAY_PID[@]}"; do
 		kill -TERM "${RELAY_PID[$s]}" 2>/dev/null && wait "${RELAY_PID[$s]}" 2>/dev/null
 	done
-	for s in mnet vde relay relay-plain relay-netpoll; do
+	for s in mnet vde relay relay-plain relay-netpoll relay-epoll relay-rawepoll relay-rawpoll; do
 		for i in "${IFA[$s]}" "${IFB[$s]}"; do ip link del "$i" 2>/dev/null; done
 	done
 	if ((rc != 0)) && [[ -s $TMP/mnet.log ]]; then
@@ -266,6 +269,9 @@ setup_relay() {
 }
 setup_relay-plain() { setup_relay relay-plain; }
 setup_relay-netpoll() { setup_relay relay-netpoll -vnet -netpoll; }
+setup_relay-epoll() { setup_relay relay-epoll -vnet -epoll; }
+setup_relay-rawepoll() { setup_relay relay-rawepoll -vnet -rawepoll; }
+setup_relay-rawpoll() { setup_relay relay-rawpoll -vnet -rawpoll; }
 
 setup_bridge() {
 	addns "$NSBR"
@@ -464,8 +470,11 @@ for l in open(rttpath):
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 names = {"mnet": "mnet switch, 2 TAP ports", "vde": "vde_switch, 2 tap ports", "bridge": "Linux bridge, 2 veth pairs",
          "relay": "bare Go TAP relay, vnet hdr + TSO", "relay-plain": "bare Go TAP relay, no offloads",
-         "relay-netpoll": "bare Go TAP relay, vnet hdr + TSO, netpoller"}
-order = ("mnet", "vde", "bridge", "relay", "relay-plain", "relay-netpoll")
+         "relay-netpoll": "bare Go TAP relay, vnet hdr + TSO, netpoller",
+         "relay-epoll": "bare Go TAP relay, one thread in its own epoll",
+         "relay-rawepoll": "bare Go TAP relay, own epoll, raw syscall",
+         "relay-rawpoll": "bare Go TAP relay, thread per direction, raw ppoll"}
+order = ("mnet", "vde", "bridge", "relay", "relay-plain", "relay-netpoll", "relay-epoll", "relay-rawepoll", "relay-rawpoll")
 res = {}
 for r, s, g, retr, rtt, cpu in rows:
     d = res.setdefault(s, {"g": [], "retr": [], "cpu": []})

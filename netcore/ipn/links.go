@@ -145,6 +145,11 @@ func (n *Network) detachLocked(p *Port) {
 func (n *Network) release(p *Port, keep bool) {
 	p.shut()
 	p.cancel()
+	if w := n.linkWaiter; w != nil {
+		for _, q := range p.linkQueues() {
+			w.remove(q) // before the descriptors close
+		}
+	}
 	p.link.Close(keep)
 	<-p.pumpDone // the link's descriptor is really closed once Read returned
 	if p.spec != nil {
@@ -169,6 +174,12 @@ type linkQueue struct {
 	// wrote lists the link ports the last frame read from this queue
 	// was written to; guarded by rmu.
 	wrote []*Port
+
+	// For a queue the network's waiter watches (waiter.go): its
+	// descriptor and token there, and where the waiter wakes its pump.
+	fd    int
+	token uint64
+	wake  chan struct{}
 }
 
 // replyQueue is a queue of a link port that a frame was written to, where
@@ -195,7 +206,7 @@ func (p *Port) linkQueues() []*linkQueue {
 			readers = mq.Queues()
 		}
 		for _, r := range readers {
-			q := &linkQueue{Context: p.stop, port: p, r: r}
+			q := &linkQueue{Context: p.stop, port: p, r: r, fd: -1, wake: make(chan struct{}, 1)}
 			q.pl, _ = r.(link.Poller)
 			p.queues = append(p.queues, q)
 		}
@@ -218,6 +229,12 @@ func (p *Port) pump() {
 
 func (q *linkQueue) pump() {
 	buf := make([]byte, vnet.HdrLen+maxLinkFrame)
+	if fp, ok := q.r.(link.FDPoller); ok {
+		if w := q.port.net.waiter(); w != nil && w.add(q, fp.PollFD()) {
+			q.pumpWaited(buf, w)
+			return
+		}
+	}
 	if q.pl != nil {
 		q.pumpPoller(buf)
 		return

@@ -69,6 +69,11 @@ type Network struct {
 	name string
 	fam  *ipnFamily
 
+	// linkWaiter waits for the link queues that are idle (waiter.go);
+	// made once, on first use.
+	waiterOnce sync.Once
+	linkWaiter *linkWaiter
+
 	dir                           *netDir
 	data, ctl, ports, stats, pcap *netFile
 
@@ -432,6 +437,7 @@ func (n *Network) shutdown(exiting bool) {
 			wake()
 		}
 	}
+	n.closeWaiter()
 	n.space.broadcast()
 }
 

@@ -79,6 +79,19 @@ type Poller interface {
 	ReadLocked(p []byte, mu sync.Locker) (n int, waited bool, err error)
 }
 
+// FDPoller is a Poller queue whose readiness a file descriptor reports
+// (readable when a frame is waiting, in error or hung up when the link is
+// gone). The network waits for all such queues of its links in one
+// goroutine, as a poll loop does, and that goroutine reads and forwards
+// what an idle link receives (a ping, a request, its reply) itself; a
+// busy queue is handed to its own pump. The descriptor is only waited
+// on, never read or closed by the network, and it stays valid until the
+// link is closed.
+type FDPoller interface {
+	Poller
+	PollFD() int
+}
+
 // Multiqueue is a Link whose frames arrive on several queues (a TAP with
 // IFF_MULTI_QUEUE, where the kernel hands each flow to one queue): the
 // network reads every queue with a pump of its own, so that flows are

@@ -15,8 +15,17 @@
 //
 // With -netpoll the descriptors are non-blocking and each direction is a
 // goroutine reading through os.File, which waits in Go's netpoller, as
-// mnet's links do: the floor of a Go switch's round trip, with none of
-// mnet's code on the path (setup relay-netpoll of run.sh).
+// mnet's links did before it waited in an epoll set of its own (setup
+// relay-netpoll of run.sh). The other ways to wait, each a setup of
+// run.sh, are what netcore/link/fdpoll chose from:
+//
+//	-epoll      one locked thread for both sides in its own epoll set,
+//	            in a blocking epoll_wait (the runtime knows; -timeout MS
+//	            bounds each wait) (relay-epoll)
+//	-rawepoll   the same, epoll_wait made as a raw system call with a
+//	            10 ms timeout: the thread keeps its P (relay-rawepoll)
+//	-rawpoll    one locked thread per direction, each in a raw ppoll on
+//	            its own descriptor (relay-rawpoll)
 package main
 
 import (
@@ -27,6 +36,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -108,9 +118,101 @@ func relayNetpoll(src, dst *os.File, errc chan<- error) {
 	}
 }
 
+// relayEpoll serves both directions from one locked thread that waits in
+// its own epoll set, as vde_switch's poll loop does: a frame read from one
+// side is written to the other, and every descriptor is read until EAGAIN
+// before the thread waits again.
+func relayEpoll(fds [2]int, raw bool, timeout int, errc chan<- error) {
+	runtime.LockOSThread()
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		errc <- err
+		return
+	}
+	for i, fd := range fds {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(i)}
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			errc <- err
+			return
+		}
+	}
+	buf := make([]byte, vnetHdrLen+65536+64)
+	events := make([]unix.EpollEvent, 2)
+	for {
+		var n int
+		if raw {
+			r, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), 2, 10, 0, 0)
+			n, err = int(r), nil
+			if e != 0 {
+				n, err = 0, e
+			}
+		} else {
+			n, err = unix.EpollWait(ep, events, timeout)
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			errc <- fmt.Errorf("epoll_wait: %w", err)
+			return
+		}
+		for _, ev := range events[:n] {
+			src, dst := fds[ev.Fd], fds[1-ev.Fd]
+			for {
+				m, err := unix.Read(src, buf)
+				if err == unix.EINTR {
+					continue
+				}
+				if err == unix.EAGAIN {
+					break
+				}
+				if err != nil {
+					errc <- fmt.Errorf("read: %w", err)
+					return
+				}
+				if _, err := unix.Write(dst, buf[:m]); err != nil && err != unix.EIO && err != unix.EINTR && err != unix.EAGAIN {
+					errc <- fmt.Errorf("write: %w", err)
+					return
+				}
+			}
+		}
+	}
+}
+
+// relayRawPoll is one direction of the relay on a locked thread that waits
+// in a raw ppoll(2) on src alone, with a 10 ms timeout.
+func relayRawPoll(src, dst int, errc chan<- error) {
+	runtime.LockOSThread()
+	buf := make([]byte, vnetHdrLen+65536+64)
+	for {
+		m, err := unix.Read(src, buf)
+		if err == unix.EAGAIN {
+			pfd := unix.PollFd{Fd: int32(src), Events: unix.POLLIN}
+			ts := unix.NsecToTimespec(10e6)
+			syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+			continue
+		}
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			errc <- fmt.Errorf("read: %w", err)
+			return
+		}
+		if _, err := unix.Write(dst, buf[:m]); err != nil && err != unix.EIO && err != unix.EINTR && err != unix.EAGAIN {
+			errc <- fmt.Errorf("write: %w", err)
+			return
+		}
+	}
+}
+
 func main() {
 	vnet := flag.Bool("vnet", false, "virtio-net header with TSO and checksum offload, as mnet")
 	netpoll := flag.Bool("netpoll", false, "non-blocking descriptors, reads waiting in Go's netpoller")
+	epoll := flag.Bool("epoll", false, "one locked thread waiting in its own epoll set for both sides")
+	rawPoll := flag.Bool("rawpoll", false, "one locked thread per direction, each in a raw ppoll on its own descriptor")
+	timeout := flag.Int("timeout", -1, "with -epoll, epoll_wait's timeout in ms (-1: none)")
+	rawEpoll := flag.Bool("rawepoll", false, "as -epoll, but epoll_pwait is a raw system call with a 10 ms timeout (the thread keeps its P)")
 	flag.Parse()
 	if flag.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "usage: taprelay [-vnet] TAPA TAPB")
@@ -118,7 +220,7 @@ func main() {
 	}
 	var fds [2]int
 	for i, name := range flag.Args() {
-		fd, err := openTap(name, *vnet, *netpoll)
+		fd, err := openTap(name, *vnet, *netpoll || *epoll || *rawEpoll || *rawPoll)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "taprelay:", err)
 			os.Exit(1)
@@ -128,7 +230,13 @@ func main() {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	errc := make(chan error, 2)
-	if *netpoll {
+	if *rawPoll {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 2)
+		go relayRawPoll(fds[0], fds[1], errc)
+		go relayRawPoll(fds[1], fds[0], errc)
+	} else if *epoll || *rawEpoll {
+		go relayEpoll(fds, *rawEpoll, *timeout, errc)
+	} else if *netpoll {
 		a, b := os.NewFile(uintptr(fds[0]), flag.Arg(0)), os.NewFile(uintptr(fds[1]), flag.Arg(1))
 		go relayNetpoll(a, b, errc)
 		go relayNetpoll(b, a, errc)

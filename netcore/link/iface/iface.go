@@ -10,12 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/link/fdpoll"
 	"github.com/mnet-project/mnet/netcore/netns"
 	"github.com/mnet-project/mnet/tap"
 )
@@ -223,6 +223,7 @@ type device interface {
 	Close() error
 	TryRead(p []byte) (int, error)
 	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
+	PollFD() int
 }
 
 // devLink is a device of package tap as a link; tapLink and grabLink add
@@ -238,6 +239,9 @@ func (l devLink) TryRead(p []byte) (int, error) { return tryRead(l.dev, p) }
 func (l devLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
 	return readLocked(l.dev, p, mu)
 }
+
+// PollFD makes a devLink a link.FDPoller.
+func (l devLink) PollFD() int { return l.dev.PollFD() }
 
 // reader is what read needs of a device or a queue.
 type reader interface {
@@ -324,7 +328,7 @@ func (l devLink) Caps() link.Caps { return link.CapGSO }
 // tapQueues is how many queues a TAP mnet creates has: one per CPU the
 // daemon runs on (up to tap.MaxQueues), so that as many flows as there
 // are CPUs are forwarded in parallel.
-func tapQueues() int { return min(runtime.GOMAXPROCS(0), tap.MaxQueues) }
+func tapQueues() int { return min(fdpoll.Procs(), tap.MaxQueues) }
 
 // tapQueue is a queue of a multi-queue TAP after the first, as a
 // link.Reader and link.Poller.
@@ -338,13 +342,14 @@ type queueDev struct {
 
 func (d queueDev) Name() string { return d.name }
 
-var _ link.Poller = (*tapQueue)(nil)
+var _ link.FDPoller = (*tapQueue)(nil)
 
 func (q *tapQueue) Read(p []byte) (int, error)    { return read(q.q, p) }
 func (q *tapQueue) TryRead(p []byte) (int, error) { return tryRead(q.q, p) }
 func (q *tapQueue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
 	return readLocked(q.q, p, mu)
 }
+func (q *tapQueue) PollFD() int { return q.q.PollFD() }
 
 // tapLink is a TAP device.
 type tapLink struct {
