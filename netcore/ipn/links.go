@@ -145,7 +145,7 @@ func (n *Network) detachLocked(p *Port) {
 func (n *Network) release(p *Port, keep bool) {
 	p.shut()
 	p.cancel()
-	if w := n.linkWaiter; w != nil {
+	if w := n.linkWaiter.Load(); w != nil {
 		for _, q := range p.linkQueues() {
 			w.remove(q) // before the descriptors close
 		}

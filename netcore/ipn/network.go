@@ -72,7 +72,7 @@ type Network struct {
 	// linkWaiter waits for the link queues that are idle (waiter.go);
 	// made once, on first use.
 	waiterOnce sync.Once
-	linkWaiter *linkWaiter
+	linkWaiter atomic.Pointer[linkWaiter]
 
 	dir                           *netDir
 	data, ctl, ports, stats, pcap *netFile

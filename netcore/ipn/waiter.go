@@ -42,17 +42,18 @@ func (n *Network) waiter() *linkWaiter {
 			n.fam.log.Warn("no link waiter; pumps wait on their own", "network", n.name, "err", err)
 			return
 		}
-		n.linkWaiter = &linkWaiter{n: n, set: set, queues: make(map[uint64]*linkQueue)}
-		go n.linkWaiter.run()
+		w := &linkWaiter{n: n, set: set, queues: make(map[uint64]*linkQueue)}
+		n.linkWaiter.Store(w)
+		go w.run()
 	})
-	return n.linkWaiter
+	return n.linkWaiter.Load()
 }
 
 // closeWaiter stops the network's waiter, if it was started.
 func (n *Network) closeWaiter() {
 	n.waiterOnce.Do(func() {}) // none can start after this
-	if n.linkWaiter != nil {
-		n.linkWaiter.set.Close()
+	if w := n.linkWaiter.Load(); w != nil {
+		w.set.Close()
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/vnet"
+	"golang.org/x/sys/unix"
 )
 
 // Kind is the name of the kind, and its ctl verb.
@@ -44,6 +45,11 @@ type Options struct {
 	// but without waking the link's reader: only a read-through (or the
 	// next Inject) takes it.
 	Reply func(raw []byte) []byte
+	// FD, with Poller, makes the link a link.FDPoller, as TAPs are: an
+	// eventfd, readable while frames are queued (or once the link
+	// vanished), reports its readiness, so that the network's waiter
+	// watches it.
+	FD bool
 }
 
 var (
@@ -99,8 +105,18 @@ func (s *spec) Open(link.Env) (link.Link, error) {
 		o.Queue = 64
 	}
 	l := &Link{name: s.name, opts: o, in: make(chan []byte), Out: make(chan []byte, o.Queue),
-		closed: make(chan struct{}), gone: make(chan struct{}), ready: make(chan struct{}, 1)}
+		closed: make(chan struct{}), gone: make(chan struct{}), ready: make(chan struct{}, 1), evfd: -1}
+	if o.Poller && o.FD {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			return nil, err
+		}
+		l.evfd = fd
+	}
 	open[s.name] = l
+	if l.evfd >= 0 {
+		return fdLink{pollLink{l}}, nil
+	}
 	if o.Poller {
 		return &pollLink{l}, nil
 	}
@@ -129,6 +145,9 @@ type Link struct {
 	ready    chan struct{}
 	readThru atomic.Int64
 	waiting  atomic.Int32 // readers waiting for a frame
+	// FD links only: the eventfd, readable while pending is not empty
+	// or the link vanished; -1 once closed. Guarded by mu.
+	evfd int
 }
 
 var (
@@ -170,7 +189,23 @@ func (l *Link) InjectFrame(frame []byte) bool {
 
 // Vanish makes the link disappear, as a deleted interface does: Read
 // fails, and the network detaches the port.
-func (l *Link) Vanish() { l.goneOnce.Do(func() { close(l.gone) }) }
+func (l *Link) Vanish() {
+	l.goneOnce.Do(func() {
+		close(l.gone)
+		l.mu.Lock()
+		l.signal()
+		l.mu.Unlock()
+	})
+}
+
+// signal makes an FD link's eventfd readable. Called with l.mu held.
+func (l *Link) signal() {
+	if l.evfd >= 0 {
+		var one [8]byte
+		one[0] = 1 // any non-zero count
+		unix.Write(l.evfd, one[:])
+	}
+}
 
 // Closed is closed when the network has let the link go.
 func (l *Link) Closed() <-chan struct{} { return l.closed }
@@ -214,6 +249,10 @@ func (l *Link) Close(keep bool) error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
 		l.kept = keep
+		if l.evfd >= 0 {
+			unix.Close(l.evfd)
+			l.evfd = -1
+		}
 		l.mu.Unlock()
 		close(l.closed)
 		mu.Lock()
@@ -241,6 +280,7 @@ func (l *Link) queue(raw []byte) {
 func (l *Link) enqueue(raw []byte) {
 	l.mu.Lock()
 	l.pending = append(l.pending, append([]byte(nil), raw...))
+	l.signal()
 	l.mu.Unlock()
 }
 
@@ -251,6 +291,30 @@ func (l *Link) Waiting() bool { return l.waiting.Load() > 0 }
 // ReadThrough is how many frames the network took from a Poller link
 // other than by its own pump's wait (TryRead from another pump).
 func (l *Link) ReadThrough() int64 { return l.readThru.Load() }
+
+func (l *Link) isGone() bool {
+	select {
+	case <-l.gone:
+		return true
+	default:
+		return false
+	}
+}
+
+// EventFD is an FD link's eventfd; -1 for other links and once closed.
+func (l *Link) EventFD() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.evfd
+}
+
+// fdLink is a pollLink with Options.FD: a link.FDPoller.
+type fdLink struct{ pollLink }
+
+var _ link.FDPoller = fdLink{}
+
+// PollFD is the eventfd.
+func (l fdLink) PollFD() int { return l.EventFD() }
 
 // pollLink is a Link with Options.Poller: a link.Poller.
 type pollLink struct{ *Link }
@@ -263,6 +327,10 @@ func (l pollLink) take(p []byte) (int, error) {
 	if len(l.pending) > 0 {
 		n := copy(p, l.pending[0])
 		l.pending = l.pending[1:]
+		if len(l.pending) == 0 && l.evfd >= 0 && !l.isGone() {
+			var count [8]byte
+			unix.Read(l.evfd, count[:]) // not readable until the next frame
+		}
 		return n, nil
 	}
 	select {
