@@ -157,24 +157,31 @@ func relayEpoll(fds [2]int, raw bool, timeout int, errc chan<- error) {
 			return
 		}
 		for _, ev := range events[:n] {
-			src, dst := fds[ev.Fd], fds[1-ev.Fd]
-			for {
-				m, err := unix.Read(src, buf)
-				if err == unix.EINTR {
-					continue
-				}
-				if err == unix.EAGAIN {
-					break
-				}
-				if err != nil {
-					errc <- fmt.Errorf("read: %w", err)
-					return
-				}
-				if _, err := unix.Write(dst, buf[:m]); err != nil && err != unix.EIO && err != unix.EINTR && err != unix.EAGAIN {
-					errc <- fmt.Errorf("write: %w", err)
-					return
-				}
+			if err := drain(fds[ev.Fd], fds[1-ev.Fd], buf); err != nil {
+				errc <- err
+				return
 			}
+		}
+	}
+}
+
+// drain copies the frames waiting on the non-blocking src to dst until
+// src has none (nil) or an error other than EINTR.
+func drain(src, dst int, buf []byte) error {
+	for {
+		m, err := unix.Read(src, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return nil
+		case err != nil:
+			return fmt.Errorf("read: %w", err)
+		}
+		// A frame the other side cannot take is dropped, as a switch
+		// would.
+		if _, err := unix.Write(dst, buf[:m]); err != nil && err != unix.EIO && err != unix.EINTR && err != unix.EAGAIN {
+			return fmt.Errorf("write: %w", err)
 		}
 	}
 }
@@ -185,24 +192,13 @@ func relayRawPoll(src, dst int, errc chan<- error) {
 	runtime.LockOSThread()
 	buf := make([]byte, vnetHdrLen+65536+64)
 	for {
-		m, err := unix.Read(src, buf)
-		if err == unix.EAGAIN {
-			pfd := unix.PollFd{Fd: int32(src), Events: unix.POLLIN}
-			ts := unix.NsecToTimespec(10e6)
-			syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
-			continue
-		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			errc <- fmt.Errorf("read: %w", err)
+		if err := drain(src, dst, buf); err != nil {
+			errc <- err
 			return
 		}
-		if _, err := unix.Write(dst, buf[:m]); err != nil && err != unix.EIO && err != unix.EINTR && err != unix.EAGAIN {
-			errc <- fmt.Errorf("write: %w", err)
-			return
-		}
+		pfd := unix.PollFd{Fd: int32(src), Events: unix.POLLIN}
+		ts := unix.NsecToTimespec(10e6)
+		syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
 	}
 }
 
