@@ -126,6 +126,22 @@ func (g *Grabbed) TryRead(p []byte) (int, error) { return g.f.tryRead(p) }
 // PollFD is as Tap's, for the packet socket.
 func (g *Grabbed) PollFD() int { return g.f.pollFD() }
 
+// Exists reports whether the grabbed interface is still there, in the
+// network namespace the socket was made in (an interface ioctl on a
+// socket acts in the socket's namespace, wherever the caller is): false
+// once it is deleted or moved to another namespace.
+func (g *Grabbed) Exists() bool {
+	err := g.f.ioctl(func(fd int) error {
+		ifr, err := unix.NewIfreq("")
+		if err != nil {
+			return err
+		}
+		ifr.SetUint32(uint32(g.index))
+		return unix.IoctlIfreq(fd, unix.SIOCGIFNAME, ifr)
+	})
+	return err == nil
+}
+
 // ReadLocked is Read for a caller that holds mu, which it unlocks while
 // it waits for a frame and locks again before taking one; waited reports
 // that it waited.

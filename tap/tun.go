@@ -220,6 +220,24 @@ func (q *Queue) TryRead(p []byte) (int, error) { return q.f.tryRead(p) }
 // PollFD is as Tap's, for this queue.
 func (q *Queue) PollFD() int { return q.f.pollFD() }
 
+// Exists is as Tap's.
+func (q *Queue) Exists() bool { return tunAttached(q.f) }
+
+// Exists reports whether the TAP is still there, in whatever namespace it
+// is now: false once it is deleted (the descriptor is detached from it).
+func (t *Tap) Exists() bool { return tunAttached(t.f) }
+
+func tunAttached(f *frameFile) bool {
+	err := f.ioctl(func(fd int) error {
+		ifr, err := unix.NewIfreq("")
+		if err != nil {
+			return err
+		}
+		return unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr)
+	})
+	return err == nil
+}
+
 // ReadLocked is Tap.ReadLocked on this queue.
 func (q *Queue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
 	return q.f.readLocked(p, mu)

@@ -205,6 +205,12 @@ func TestConfineTapInNamespace(t *testing.T) {
 	}
 	sh(t, fmt.Sprintf("ip netns exec %s bash -c \"echo 'grab %s' > %s\"", a, g, ctlPath))
 	wantAttachRow(t, nw, "grab", g)
+	// Taken down there, it is still there: it stays attached (the
+	// daemon looks for it in its socket's namespace, not its own).
+	sh(t, fmt.Sprintf("ip -n %s link set %s down", a, g))
+	time.Sleep(200 * time.Millisecond) // time for a wrong detach
+	wantAttachRow(t, nw, "grab", g)
+	sh(t, fmt.Sprintf("ip -n %s link set %s up", a, g))
 
 	sh(t, fmt.Sprintf("ip netns exec %s bash -c \"echo 'detach %s' > %s\"", a, tp, ctlPath))
 	waitFor(t, "TAP deleted from "+a, func() bool { return !linkExists(a, tp) })

@@ -224,6 +224,7 @@ type device interface {
 	TryRead(p []byte) (int, error)
 	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
 	PollFD() int
+	Exists() bool
 }
 
 // devLink is a device of package tap as a link; tapLink and grabLink add
@@ -243,10 +244,14 @@ func (l devLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
 // PollFD makes a devLink a link.FDPoller.
 func (l devLink) PollFD() int { return l.dev.PollFD() }
 
-// reader is what read needs of a device or a queue.
+// reader is what read needs of a device or a queue. Exists tells an
+// interface taken down (ENETDOWN, still there: waited out) from one gone;
+// it looks where the device is, in the caller's namespace it was opened
+// in, not the daemon's.
 type reader interface {
 	Name() string
 	Read(p []byte) (int, error)
+	Exists() bool
 }
 
 // read reads the next frame (link.Link's Read).
@@ -260,7 +265,7 @@ func read(d reader, p []byte) (int, error) {
 			return 0, link.ErrClosed
 		case errors.Is(err, syscall.EINTR):
 			continue
-		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(d.Name()):
+		case errors.Is(err, syscall.ENETDOWN) && d.Exists():
 			continue
 		}
 		return 0, err
@@ -287,7 +292,7 @@ func tryRead(d poller, p []byte) (int, error) {
 			return 0, link.ErrClosed
 		case errors.Is(err, syscall.EINTR):
 			continue
-		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(d.Name()):
+		case errors.Is(err, syscall.ENETDOWN) && d.Exists():
 			continue
 		}
 		return 0, err
@@ -307,7 +312,7 @@ func readLocked(d poller, p []byte, mu sync.Locker) (int, bool, error) {
 			return 0, waited, link.ErrClosed
 		case errors.Is(err, syscall.EINTR):
 			continue
-		case errors.Is(err, syscall.ENETDOWN) && tap.Exists(d.Name()):
+		case errors.Is(err, syscall.ENETDOWN) && d.Exists():
 			continue
 		}
 		return 0, waited, err
