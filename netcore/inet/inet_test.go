@@ -66,6 +66,18 @@ func freeUDPPort(t *testing.T) int {
 	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
+// freeTCPPort is a TCP port nothing listens on now, on any address (a
+// port free for UDP may be a TCP listener's: EADDRINUSE).
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.ListenTCP("tcp4", &net.TCPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 func TestParseHost(t *testing.T) {
 	for _, tc := range []struct {
 		v        *version
@@ -307,7 +319,7 @@ func TestCloseWakesBlocked(t *testing.T) {
 		readDone <- err
 	}()
 	openDone := make(chan error, 1)
-	acc := file(t, f, "tcp", "0.0.0.0", freeUDPPort(t))
+	acc := file(t, f, "tcp", "0.0.0.0", freeTCPPort(t))
 	go func() {
 		_, err := acc.Open(context.Background(), root, syscall.O_RDWR)
 		openDone <- err
