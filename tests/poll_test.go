@@ -204,8 +204,11 @@ check(got == 3 * N, "lost packets")
 
 // The README's asyncio reader, as written, receives 1000 packets in order
 // without spinning: the CPU time of the reader and of the daemon, which
-// answers a spinning reader's reads, is under 30% of the wall time, half a
-// second of waiting included.
+// answers a spinning reader's reads, is under 60% of the wall time, half a
+// second of waiting included. A reader that spins keeps a CPU busy the
+// whole time (100% and more, with the daemon's answers); one that waits
+// uses about 25% here when the machine is idle, and up to 37% was seen
+// while the rest of the suite ran beside it.
 func TestPollAsyncioReader(t *testing.T) {
 	require(t, "python3")
 	d := startMnet(t)
@@ -246,7 +249,7 @@ func TestPollAsyncioReader(t *testing.T) {
 	used, wall := cpu()-cpu0, time.Since(t0)
 	t.Logf("asyncio reader: %d packets in %v, reader and daemon CPU %v (%.0f%%)",
 		n, wall, used, 100*used.Seconds()/wall.Seconds())
-	if used.Seconds() > 0.3*wall.Seconds() {
+	if used.Seconds() > 0.6*wall.Seconds() {
 		t.Errorf("the asyncio reader and the daemon used %v of CPU in %v: spinning", used, wall)
 	}
 }
