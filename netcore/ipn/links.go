@@ -177,9 +177,10 @@ type linkQueue struct {
 
 	// For a queue the network's waiter watches (waiter.go): its
 	// descriptor and token there, and where the waiter wakes its pump.
-	fd    int
-	token uint64
-	wake  chan struct{}
+	fd       int
+	token    uint64
+	wake     chan struct{}
+	fdPoller bool // the queue is a link.FDPoller; set when it is made
 }
 
 // replyQueue is a queue of a link port that a frame was written to, where
@@ -190,9 +191,12 @@ type replyQueue struct {
 }
 
 // linkWrote notes, for read-through, the link ports a frame sent with
-// ctx went to, when ctx is a link queue.
+// ctx went to, when ctx is a link queue read by a pumpPoller. A queue of
+// an FDPoller is read by the network's waiter, which finds replies in its
+// epoll set, so it is not noted there (should the waiter fail, such a
+// queue's pump goes on without read-through).
 func linkWrote(ctx context.Context, links []*Port) {
-	if q, ok := ctx.(*linkQueue); ok {
+	if q, ok := ctx.(*linkQueue); ok && !q.fdPoller {
 		q.wrote = append(q.wrote[:0], links...)
 	}
 }
@@ -208,6 +212,7 @@ func (p *Port) linkQueues() []*linkQueue {
 		for _, r := range readers {
 			q := &linkQueue{Context: p.stop, port: p, r: r, fd: -1, wake: make(chan struct{}, 1)}
 			q.pl, _ = r.(link.Poller)
+			_, q.fdPoller = r.(link.FDPoller)
 			p.queues = append(p.queues, q)
 		}
 	})
