@@ -277,9 +277,11 @@ func TestLinkReadThroughTakesTheReply(t *testing.T) {
 	reply := plain(eth(mac{2, 0, 0, 0, 0, 1}, mac{2, 0, 0, 0, 0, 2}, "reply"))
 	b := attachMem(t, nd, memlink.Options{Poller: true, Reply: func([]byte) []byte { return reply }})
 	request := plain(eth(mac{2, 0, 0, 0, 0, 2}, mac{2, 0, 0, 0, 0, 1}, "request"))
-	for deadline := time.Now().Add(waitLimit); !a.Waiting(); time.Sleep(time.Millisecond) {
+	// Both pumps wait (b's, started late, would otherwise find the reply
+	// queued at its first read, not by read-through).
+	for deadline := time.Now().Add(waitLimit); !a.Waiting() || !b.Waiting(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("a's pump never waits for a frame")
+			t.Fatal("the pumps never wait for a frame")
 		}
 	}
 	if !a.Inject(request) {
