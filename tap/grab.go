@@ -24,7 +24,7 @@ type Grabbed struct {
 	name  string
 	index int
 	mtu   int
-	f     *frameFile
+	f     *FrameFile
 }
 
 // Grab attaches the existing interface name and brings it up. Errors:
@@ -79,7 +79,7 @@ func Grab(name string) (*Grabbed, error) {
 	if err := unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, mreq); err != nil {
 		return fail(err)
 	}
-	f, err := newFrameFile(fd, "packet:"+name)
+	f, err := NewFrameFile(fd, "packet:"+name)
 	if err != nil {
 		return nil, err
 	}
@@ -111,20 +111,20 @@ func (g *Grabbed) MTU() int { return g.mtu }
 
 // Read returns the next frame the interface received. ENETDOWN means the
 // interface went down or away: the caller decides whether to go on.
-func (g *Grabbed) Read(p []byte) (int, error) { return g.f.read(p) }
+func (g *Grabbed) Read(p []byte) (int, error) { return g.f.Read(p) }
 
 // Write sends one frame out of the interface.
-func (g *Grabbed) Write(p []byte) (int, error) { return g.f.write(p) }
+func (g *Grabbed) Write(p []byte) (int, error) { return g.f.Write(p) }
 
 // Close lets the interface go.
 func (g *Grabbed) Close() error { return g.f.Close() }
 
 // TryRead returns the next frame if one is there now; EAGAIN if not. It
 // may run while another goroutine waits in Read or WaitRead.
-func (g *Grabbed) TryRead(p []byte) (int, error) { return g.f.tryRead(p) }
+func (g *Grabbed) TryRead(p []byte) (int, error) { return g.f.TryRead(p) }
 
 // PollFD is as Tap's, for the packet socket.
-func (g *Grabbed) PollFD() int { return g.f.pollFD() }
+func (g *Grabbed) PollFD() int { return g.f.PollFD() }
 
 // Exists reports whether the grabbed interface is still there, in the
 // network namespace the socket was made in (an interface ioctl on a
@@ -146,5 +146,5 @@ func (g *Grabbed) Exists() bool {
 // it waits for a frame and locks again before taking one; waited reports
 // that it waited.
 func (g *Grabbed) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return g.f.readLocked(p, mu)
+	return g.f.ReadLocked(p, mu)
 }

@@ -21,8 +21,8 @@ type Tap struct {
 	name    string
 	mtu     int
 	created bool
-	f       *frameFile   // queue 0
-	queues  []*frameFile // every queue, f first
+	f       *FrameFile   // queue 0
+	queues  []*FrameFile // every queue, f first
 }
 
 // MaxQueues bounds the queues OpenTapQueues opens.
@@ -93,10 +93,10 @@ func OpenTapQueues(name string, mtu, queues int) (*Tap, error) {
 	if err := Up(name); err != nil {
 		return fail("bring up", err)
 	}
-	if t.f, err = newFrameFile(fd, "/dev/net/tun:"+name); err != nil {
+	if t.f, err = NewFrameFile(fd, "/dev/net/tun:"+name); err != nil {
 		return nil, err
 	}
-	t.queues = []*frameFile{t.f}
+	t.queues = []*FrameFile{t.f}
 	// More queues: the device is set up; a queue the kernel refuses
 	// (another process took the slots) only means fewer.
 	for len(t.queues) < queues {
@@ -104,7 +104,7 @@ func OpenTapQueues(name string, mtu, queues int) (*Tap, error) {
 		if err != nil {
 			break
 		}
-		f, err := newFrameFile(qfd, "/dev/net/tun:"+name)
+		f, err := NewFrameFile(qfd, "/dev/net/tun:"+name)
 		if err != nil {
 			break
 		}
@@ -148,12 +148,12 @@ func (t *Tap) MTU() int { return t.mtu }
 func (t *Tap) Created() bool { return t.created }
 
 // Read returns the next frame the interface sent on queue 0, header first.
-func (t *Tap) Read(p []byte) (int, error) { return t.f.read(p) }
+func (t *Tap) Read(p []byte) (int, error) { return t.f.Read(p) }
 
 // Write hands one frame, header first, to the interface as received,
 // through the queue of its flow (FlowHash), so that the kernel sends the
 // flow's frames back on that queue.
-func (t *Tap) Write(p []byte) (int, error) { return t.queues[t.QueueOf(p)].write(p) }
+func (t *Tap) Write(p []byte) (int, error) { return t.queues[t.QueueOf(p)].Write(p) }
 
 // QueueOf is the queue Write writes p (header first) on: where the kernel
 // sends the replies of p's flow.
@@ -187,17 +187,17 @@ func (t *Tap) Close() error {
 
 // TryRead returns the next frame on queue 0 if one is there now; EAGAIN if
 // not. It may run while another goroutine waits in Read or ReadLocked.
-func (t *Tap) TryRead(p []byte) (int, error) { return t.f.tryRead(p) }
+func (t *Tap) TryRead(p []byte) (int, error) { return t.f.TryRead(p) }
 
 // PollFD is queue 0's descriptor, for a caller that waits for its
 // readiness (POLLIN) itself and then reads with TryRead. It is valid
 // until Close; do not close it.
-func (t *Tap) PollFD() int { return t.f.pollFD() }
+func (t *Tap) PollFD() int { return t.f.PollFD() }
 
 // ReadLocked is Read for a caller that holds mu, which it unlocks while
 // it waits for a frame and locks again before taking one; waited reports
 // that it waited.
-func (t *Tap) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) { return t.f.readLocked(p, mu) }
+func (t *Tap) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) { return t.f.ReadLocked(p, mu) }
 
 // Queues are the TAP's queues, queue 0 first.
 func (t *Tap) Queues() []*Queue {
@@ -209,16 +209,16 @@ func (t *Tap) Queues() []*Queue {
 }
 
 // Queue is one queue of a TAP, for reading.
-type Queue struct{ f *frameFile }
+type Queue struct{ f *FrameFile }
 
 // Read returns the next frame of this queue, header first.
-func (q *Queue) Read(p []byte) (int, error) { return q.f.read(p) }
+func (q *Queue) Read(p []byte) (int, error) { return q.f.Read(p) }
 
 // TryRead is Tap.TryRead on this queue.
-func (q *Queue) TryRead(p []byte) (int, error) { return q.f.tryRead(p) }
+func (q *Queue) TryRead(p []byte) (int, error) { return q.f.TryRead(p) }
 
 // PollFD is as Tap's, for this queue.
-func (q *Queue) PollFD() int { return q.f.pollFD() }
+func (q *Queue) PollFD() int { return q.f.PollFD() }
 
 // Exists is as Tap's.
 func (q *Queue) Exists() bool { return tunAttached(q.f) }
@@ -227,7 +227,7 @@ func (q *Queue) Exists() bool { return tunAttached(q.f) }
 // is now: false once it is deleted (the descriptor is detached from it).
 func (t *Tap) Exists() bool { return tunAttached(t.f) }
 
-func tunAttached(f *frameFile) bool {
+func tunAttached(f *FrameFile) bool {
 	err := f.ioctl(func(fd int) error {
 		ifr, err := unix.NewIfreq("")
 		if err != nil {
@@ -240,5 +240,5 @@ func tunAttached(f *frameFile) bool {
 
 // ReadLocked is Tap.ReadLocked on this queue.
 func (q *Queue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return q.f.readLocked(p, mu)
+	return q.f.ReadLocked(p, mu)
 }

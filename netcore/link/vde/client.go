@@ -2,7 +2,6 @@ package vde
 
 import (
 	"errors"
-	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -10,11 +9,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/tap"
 	"github.com/mnet-project/mnet/vnet"
 )
 
 // clientLink is one VDE client's port: the switch's datagram socket
 // connected to the client's. Frames cross it plain, one per datagram.
+//
+// The socket is a tap.FrameFile, out of Go's netpoller like a TAP's
+// descriptor, so that the network's link waiter (link.FDPoller) waits for
+// an idle client in its epoll set and forwards what it sends on the
+// waiter's own thread: a guest's ping to a TAP and the reply cross mnet
+// with one wake-up, not one per frame and goroutine.
 //
 // Frames to the client are sent without waiting. When the socket cannot
 // take one (the client is slow to read and its buffer is full), it waits
@@ -22,8 +28,7 @@ import (
 // socket drains; past that a frame is a drop for this port. A client that
 // stops reading never holds up the network.
 type clientLink struct {
-	conn *net.UnixConn
-	rc   syscall.RawConn
+	f    *tap.FrameFile
 	mtu  int
 	qlen int
 
@@ -35,41 +40,64 @@ type clientLink struct {
 	done    chan struct{} // the writer has stopped
 }
 
-var _ link.Link = (*clientLink)(nil)
+var _ link.FDPoller = (*clientLink)(nil)
 
+// newClientLink takes over fd, a non-blocking connected datagram socket;
+// on failure fd is closed.
 func newClientLink(fd int, mtu, qlen int) (*clientLink, error) {
-	f := os.NewFile(uintptr(fd), "vde")
-	c, err := net.FileConn(f) // a dup of fd, in the runtime's poller
-	f.Close()
+	f, err := tap.NewFrameFile(fd, "vde")
 	if err != nil {
 		return nil, err
 	}
-	conn := c.(*net.UnixConn)
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	l := &clientLink{conn: conn, rc: rc, mtu: mtu, qlen: qlen,
+	l := &clientLink{f: f, mtu: mtu, qlen: qlen,
 		wake: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{})}
 	go l.writer()
 	return l, nil
 }
 
+// Read, TryRead and ReadLocked take one datagram into p behind an empty
+// virtio-net header: a plain frame.
 func (l *clientLink) Read(p []byte) (int, error) {
 	if len(p) <= vnet.HdrLen {
 		return 0, syscall.EINVAL
 	}
-	k, err := l.conn.Read(p[vnet.HdrLen:])
-	if err != nil {
-		if errors.Is(err, net.ErrClosed) {
-			return 0, link.ErrClosed
-		}
-		return 0, err
-	}
-	clear(p[:vnet.HdrLen]) // a plain frame
-	return vnet.HdrLen + k, nil
+	k, err := l.f.Read(p[vnet.HdrLen:])
+	return l.framed(p, k, err)
 }
+
+func (l *clientLink) TryRead(p []byte) (int, error) {
+	if len(p) <= vnet.HdrLen {
+		return 0, syscall.EINVAL
+	}
+	k, err := l.f.TryRead(p[vnet.HdrLen:])
+	return l.framed(p, k, err)
+}
+
+func (l *clientLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
+	if len(p) <= vnet.HdrLen {
+		return 0, false, syscall.EINVAL
+	}
+	k, waited, err := l.f.ReadLocked(p[vnet.HdrLen:], mu)
+	n, err := l.framed(p, k, err)
+	return n, waited, err
+}
+
+// framed finishes a read of k bytes behind the header, mapping the frame
+// file's errors to the link's.
+func (l *clientLink) framed(p []byte, k int, err error) (int, error) {
+	switch {
+	case err == nil:
+		clear(p[:vnet.HdrLen]) // a plain frame
+		return vnet.HdrLen + k, nil
+	case errors.Is(err, unix.EAGAIN):
+		return 0, link.ErrNoFrame
+	case errors.Is(err, os.ErrClosed):
+		return 0, link.ErrClosed
+	}
+	return 0, err
+}
+
+func (l *clientLink) PollFD() int { return l.f.PollFD() }
 
 func (l *clientLink) Write(p []byte) error {
 	frame := p[vnet.HdrLen:]
@@ -81,7 +109,7 @@ func (l *clientLink) Write(p []byte) error {
 	default:
 	}
 	if len(l.queue) == 0 {
-		err := l.send(frame, false)
+		_, err := l.f.TryWrite(frame)
 		if !errors.Is(err, unix.EAGAIN) {
 			return err
 		}
@@ -95,19 +123,6 @@ func (l *clientLink) Write(p []byte) error {
 	default:
 	}
 	return nil
-}
-
-// send sends one frame; with wait it waits for room, until Close.
-func (l *clientLink) send(frame []byte, wait bool) error {
-	var err error
-	cerr := l.rc.Write(func(fd uintptr) bool {
-		_, err = unix.Write(int(fd), frame)
-		return !wait || !errors.Is(err, unix.EAGAIN)
-	})
-	if cerr != nil {
-		return cerr
-	}
-	return err
 }
 
 // writer sends the queued frames, waiting for the socket to take each.
@@ -129,12 +144,12 @@ func (l *clientLink) writer() {
 			}
 			frame := l.queue[0]
 			l.mu.Unlock()
-			err := l.send(frame, true)
+			_, err := l.f.Write(frame)
 			l.mu.Lock()
 			l.queue[0] = nil
 			l.queue = l.queue[1:]
 			l.mu.Unlock()
-			if err != nil && errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 		}
@@ -147,7 +162,7 @@ func (l *clientLink) Caps() link.Caps { return 0 }
 func (l *clientLink) Close(bool) error {
 	l.once.Do(func() {
 		close(l.closing)
-		l.conn.Close()
+		l.f.Close()
 		<-l.done
 	})
 	return nil

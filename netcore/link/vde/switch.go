@@ -300,7 +300,7 @@ func (sw *switchDir) dial(cred *netcore.Cred, path string, mtu, qlen int) (*clie
 	}
 	ok := false
 	defer func() {
-		if !ok {
+		if !ok && fd >= 0 {
 			unix.Close(fd)
 		}
 	}()
@@ -330,6 +330,7 @@ func (sw *switchDir) dial(cred *netcore.Cred, path string, mtu, qlen int) (*clie
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sockBuf)
 	l, err := newClientLink(fd, mtu, qlen)
 	if err != nil {
+		fd = -1 // closed by newClientLink
 		return nil, "", err
 	}
 	ok = true
