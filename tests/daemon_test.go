@@ -46,6 +46,27 @@ func TestSIGTERMLeavesNoMount(t *testing.T) {
 	}
 }
 
+// --cpuprofile writes a Go CPU profile (gzipped protobuf) when the daemon
+// stops.
+func TestCPUProfileWrittenAtStop(t *testing.T) {
+	prof := filepath.Join(t.TempDir(), "mnet.pprof")
+	d := startMnet(t, "--cpuprofile", prof)
+	d.mkNet(t, "prof")
+	if err := d.stop(); err != nil {
+		t.Fatalf("mnet exit after SIGTERM: %v\n%s", err, d.log.String())
+	}
+	b, err := os.ReadFile(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("%s is not a gzipped profile: %d bytes", prof, len(b))
+	}
+	if !strings.Contains(d.log.String(), "CPU profile written") {
+		t.Errorf("profile not logged:\n%s", d.log.String())
+	}
+}
+
 // SIGINT works like SIGTERM.
 // A mount namespace made while mnet was mounted (ip netns exec, unshare -m)
 // holds a copy of the mount; with private propagation the unmount does not

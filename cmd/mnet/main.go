@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -53,6 +54,8 @@ mount flags:
   --max-persistent-per-uid N   of which persistent (default 32; ENOSPC beyond)
   --max-sockets-per-uid N      open inet sockets one uid other than 0 may have, and as
                                many inet6 ones (default 1024; EMFILE beyond)
+  --cpuprofile PATH            write a Go CPU profile of the whole run to PATH (for
+                               developers: go tool pprof, or cmd/mnet/default.pgo)
 
 The daemon stops on SIGINT, SIGTERM or umount: it unmounts, deletes what it
 created and exits 0. A stale mount left by a killed daemon is recovered by the
@@ -122,6 +125,7 @@ func serve(args []string, ready *detach.Reporter) error {
 	maxPersist := fl.Int("max-persistent-per-uid", netcore.DefaultPersistentPerUid, "")
 	maxSocks := fl.Int("max-sockets-per-uid", netcore.DefaultSocketsPerUid, "")
 	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
+	cpuProfile := fl.String("cpuprofile", "", "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Print(usage)
@@ -157,6 +161,13 @@ func serve(args []string, ready *detach.Reporter) error {
 
 	if os.Geteuid() != 0 {
 		return errors.New("mount: must run as root (it mounts for every user and creates interfaces)")
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("mount: --cpuprofile: %v", err)
+		}
+		defer stop(log)
 	}
 	mp, err := filepath.Abs(fl.Arg(0))
 	if err != nil {
@@ -392,4 +403,24 @@ func abortConnection(dev uint64) {
 	if err := os.WriteFile(path, []byte("1"), 0); err != nil {
 		fmt.Fprintf(os.Stderr, "mnet: mount detached; ending the connection failed: %v\n", err)
 	}
+}
+
+// startCPUProfile profiles the daemon into path until stop.
+func startCPUProfile(path string) (stop func(*slog.Logger), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func(log *slog.Logger) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Error("CPU profile not written", "path", path, "err", err)
+			return
+		}
+		log.Info("CPU profile written", "path", path)
+	}, nil
 }
