@@ -154,17 +154,7 @@ func (f *FrameFile) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
 
 // TryRead reads one frame if one is there now; EAGAIN if not. It may run
 // while another goroutine waits in Read or ReadLocked.
-func (f *FrameFile) TryRead(p []byte) (int, error) {
-	if !f.acquire() {
-		return 0, os.ErrClosed
-	}
-	n, errno := rawIO(unix.SYS_READ, f.fd, p)
-	f.release()
-	if errno != 0 {
-		return 0, errno
-	}
-	return n, nil
-}
+func (f *FrameFile) TryRead(p []byte) (int, error) { return f.once(unix.SYS_READ, p) }
 
 // Write writes one frame; on EAGAIN (a socket's full buffer) it waits
 // for room, until Close (os.ErrClosed).
@@ -190,11 +180,14 @@ func (f *FrameFile) Write(p []byte) (int, error) {
 
 // TryWrite writes one frame if the descriptor takes it now; EAGAIN if
 // not.
-func (f *FrameFile) TryWrite(p []byte) (int, error) {
+func (f *FrameFile) TryWrite(p []byte) (int, error) { return f.once(unix.SYS_WRITE, p) }
+
+// once makes one read(2) or write(2) (call), unless Close began.
+func (f *FrameFile) once(call uintptr, p []byte) (int, error) {
 	if !f.acquire() {
 		return 0, os.ErrClosed
 	}
-	n, errno := rawIO(unix.SYS_WRITE, f.fd, p)
+	n, errno := rawIO(call, f.fd, p)
 	f.release()
 	if errno != 0 {
 		return 0, errno
