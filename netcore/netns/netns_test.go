@@ -114,11 +114,13 @@ func TestDoAndDialInNamespace(t *testing.T) {
 // A connect that waits is ended by its context.
 func TestDialInterrupted(t *testing.T) {
 	ns := testNS(t)
-	// 198.18.0.1 through a route to a blackhole-like dummy: the SYN goes
-	// nowhere, so the connect waits.
+	// 198.18.0.1 is on the prefix of a veth whose peer, in the same
+	// namespace, has no address: nobody answers the ARP request for it,
+	// so the SYN waits for a neighbour and the connect waits.
 	if out, err := exec.Command("ip", "netns", "exec", nsName(t, ns), "sh", "-c",
-		"ip link add d0 type dummy && ip link set d0 up && ip addr add 198.18.0.2/24 dev d0").CombinedOutput(); err != nil {
-		t.Skipf("no dummy interface: %v %s", err, out)
+		"ip link add d0 type veth peer name d1 && ip link set d0 up && ip link set d1 up && "+
+			"ip addr add 198.18.0.2/24 dev d0").CombinedOutput(); err != nil {
+		t.Fatalf("a veth in the test namespace: %v %s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -150,6 +152,9 @@ func TestOfTaskPidZero(t *testing.T) {
 	ns, err := OfTask(uint32(os.Getpid()))
 	if err != nil || !ns.Self() {
 		t.Errorf("OfTask(own pid) = %v, %v; want the own namespace", ns, err)
+	}
+	if ns != nil {
+		ns.Close()
 	}
 }
 
@@ -197,16 +202,27 @@ func testNSB(b *testing.B) *NS {
 func TestOfTaskOtherNamespace(t *testing.T) {
 	ns := testNS(t)
 	tidc := make(chan int)
-	stop := make(chan struct{})
-	defer close(stop)
+	stop, done := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-done }()
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		defer close(done)
+		// The thread comes back before it is let go. A thread that
+		// ended locked in the test namespace would be the end of it,
+		// unless it is the process's main thread, which Go keeps
+		// (parked), and then OfTask of our own pid, which reads the
+		// main thread's namespace, would find the test's in the next
+		// run (go test -count=2).
+		runtime.LockOSThread()
 		if err := unix.Setns(ns.fd, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			tidc <- -1
 			return
 		}
 		tidc <- unix.Gettid()
 		<-stop
+		if unix.Setns(selfFD, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	tid := <-tidc
 	if tid < 0 {
