@@ -2,7 +2,6 @@ package tap
 
 import (
 	"errors"
-	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -120,7 +119,7 @@ func (g *Grabbed) Write(p []byte) (int, error) { return g.f.Write(p) }
 func (g *Grabbed) Close() error { return g.f.Close() }
 
 // TryRead returns the next frame if one is there now; EAGAIN if not. It
-// may run while another goroutine waits in Read or WaitRead.
+// may run while another goroutine waits in Read.
 func (g *Grabbed) TryRead(p []byte) (int, error) { return g.f.TryRead(p) }
 
 // PollFD is as Tap's, for the packet socket.
@@ -140,11 +139,4 @@ func (g *Grabbed) Exists() bool {
 		return unix.IoctlIfreq(fd, unix.SIOCGIFNAME, ifr)
 	})
 	return err == nil
-}
-
-// ReadLocked is Read for a caller that holds mu, which it unlocks while
-// it waits for a frame and locks again before taking one; waited reports
-// that it waited.
-func (g *Grabbed) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return g.f.ReadLocked(p, mu)
 }

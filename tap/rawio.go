@@ -106,54 +106,31 @@ func (f *FrameFile) wait(events int16) error {
 	}
 }
 
-// readWith reads one frame, waiting while there is none; with mu (held by
-// the caller) unlocked while it waits. waited reports that it waited.
-func (f *FrameFile) readWith(p []byte, mu sync.Locker) (n int, waited bool, err error) {
+// Read reads one frame, waiting while there is none; os.ErrClosed after
+// Close.
+func (f *FrameFile) Read(p []byte) (int, error) {
 	f.rmu.Lock()
 	defer f.rmu.Unlock()
 	if !f.acquire() {
-		return 0, false, os.ErrClosed
+		return 0, os.ErrClosed
 	}
 	defer f.release()
 	for {
 		n, errno := rawIO(unix.SYS_READ, f.fd, p)
 		if errno != unix.EAGAIN {
 			if errno != 0 {
-				return 0, waited, errno
+				return 0, errno
 			}
-			return n, waited, nil
+			return n, nil
 		}
-		waited = true
-		if mu != nil {
-			mu.Unlock()
-		}
-		err := f.wait(unix.POLLIN)
-		if mu != nil {
-			mu.Lock()
-		}
-		if err != nil {
-			return 0, waited, err
+		if err := f.wait(unix.POLLIN); err != nil {
+			return 0, err
 		}
 	}
 }
 
-// Read reads one frame, waiting while there is none; os.ErrClosed after
-// Close.
-func (f *FrameFile) Read(p []byte) (int, error) {
-	n, _, err := f.readWith(p, nil)
-	return n, err
-}
-
-// ReadLocked is Read for a caller that holds mu: mu is unlocked while the
-// call waits, and locked again before the next read(2), so that whoever
-// holds mu may take frames with TryRead meanwhile. waited reports that
-// the call waited.
-func (f *FrameFile) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return f.readWith(p, mu)
-}
-
 // TryRead reads one frame if one is there now; EAGAIN if not. It may run
-// while another goroutine waits in Read or ReadLocked.
+// while another goroutine waits in Read.
 func (f *FrameFile) TryRead(p []byte) (int, error) { return f.once(unix.SYS_READ, p) }
 
 // Write writes one frame; on EAGAIN (a socket's full buffer) it waits

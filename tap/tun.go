@@ -3,7 +3,6 @@ package tap
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/mnet-project/mnet/vnet"
 	"golang.org/x/sys/unix"
@@ -153,11 +152,11 @@ func (t *Tap) Read(p []byte) (int, error) { return t.f.Read(p) }
 // Write hands one frame, header first, to the interface as received,
 // through the queue of its flow (FlowHash), so that the kernel sends the
 // flow's frames back on that queue.
-func (t *Tap) Write(p []byte) (int, error) { return t.queues[t.QueueOf(p)].Write(p) }
+func (t *Tap) Write(p []byte) (int, error) { return t.queues[t.queueOf(p)].Write(p) }
 
-// QueueOf is the queue Write writes p (header first) on: where the kernel
+// queueOf is the queue Write writes p (header first) on: where the kernel
 // sends the replies of p's flow.
-func (t *Tap) QueueOf(p []byte) int {
+func (t *Tap) queueOf(p []byte) int {
 	if len(t.queues) == 1 {
 		return 0
 	}
@@ -186,18 +185,13 @@ func (t *Tap) Close() error {
 }
 
 // TryRead returns the next frame on queue 0 if one is there now; EAGAIN if
-// not. It may run while another goroutine waits in Read or ReadLocked.
+// not. It may run while another goroutine waits in Read.
 func (t *Tap) TryRead(p []byte) (int, error) { return t.f.TryRead(p) }
 
 // PollFD is queue 0's descriptor, for a caller that waits for its
 // readiness (POLLIN) itself and then reads with TryRead. It is valid
 // until Close; do not close it.
 func (t *Tap) PollFD() int { return t.f.PollFD() }
-
-// ReadLocked is Read for a caller that holds mu, which it unlocks while
-// it waits for a frame and locks again before taking one; waited reports
-// that it waited.
-func (t *Tap) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) { return t.f.ReadLocked(p, mu) }
 
 // Queues are the TAP's queues, queue 0 first.
 func (t *Tap) Queues() []*Queue {
@@ -236,9 +230,4 @@ func tunAttached(f *FrameFile) bool {
 		return unix.IoctlIfreq(fd, unix.TUNGETIFF, ifr)
 	})
 	return err == nil
-}
-
-// ReadLocked is Tap.ReadLocked on this queue.
-func (q *Queue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return q.f.ReadLocked(p, mu)
 }

@@ -9,11 +9,11 @@
 // Links have no queue: the sender writes to them after the network's lock
 // is released, and each has a pump goroutine that reads its frames into
 // the network. The idle queues of links whose readiness a descriptor
-// reports (link.FDPoller: TAPs, grabbed interfaces) are watched by one
-// link waiter per network (waiter.go), which forwards what an idle link
-// receives on its own thread, like a poll loop, and hands a busy queue
-// back to its pump. Frames travel in the format of package vnet (a virtio-net
-// header, then the Ethernet frame); links that take offloads
+// reports (link.FDPoller: TAPs, grabbed interfaces, VDE clients) are
+// watched by one link waiter per network (waiter.go), which forwards what
+// an idle link receives on its own thread, like a poll loop, and hands a
+// busy queue back to its pump. Frames travel in the format of package
+// vnet (a virtio-net header, then the Ethernet frame); links that take offloads
 // (link.CapGSO) get 64 KiB segments as they came, everything else gets
 // them cut into wire-size frames.
 //
@@ -28,8 +28,8 @@
 // network's services (package link); it is taken with no other lock held
 // and held while a service starts or stops, so a service may take the
 // network's lock (to join or leave ports) but never svcMu. A link queue's
-// rmu (held while one of its frames is read and sent) comes before
-// Network.mu; the link waiter's mu is innermost, held only to look up,
+// rmu (held while one of its frames is read and sent, by its pump or the
+// waiter) comes before Network.mu; the link waiter's mu is innermost, held only to look up,
 // arm or remove a queue.
 //
 // Extensions (package link) are made with the network and closed with

@@ -159,46 +159,25 @@ func (n *Network) release(p *Port, keep bool) {
 }
 
 // linkQueue is one queue of a link port (a link that is not a
-// link.Multiqueue is its own single queue), read by a pump of its own. It
-// is the context of the frames it sends: the port's stop, and a note of
-// the link ports they were written to, for read-through (linkWrote).
+// link.Multiqueue is its own single queue), read by a pump of its own or,
+// while it is idle, by the network's link waiter (waiter.go). It is the
+// context of the frames it sends: the port's stop.
 type linkQueue struct {
 	context.Context // the port's stop
 	port            *Port
 	r               link.Reader
-	pl              link.Poller // r as a Poller, or nil
+	fp              link.FDPoller // r as an FDPoller, or nil
 
-	// rmu is held while a frame is read from pl and sent, by this
-	// queue's pump or by another pump reading through it.
+	// rmu is held while a frame is read and sent, by the queue's pump or
+	// by the waiter, so that the frames of one queue enter the network
+	// in order whoever reads them.
 	rmu sync.Mutex
-	// wrote lists the link ports the last frame read from this queue
-	// was written to; guarded by rmu.
-	wrote []*Port
 
-	// For a queue the network's waiter watches (waiter.go): its
-	// descriptor and token there, and where the waiter wakes its pump.
-	fd       int
-	token    uint64
-	wake     chan struct{}
-	fdPoller bool // the queue is a link.FDPoller; set when it is made
-}
-
-// replyQueue is a queue of a link port that a frame was written to, where
-// the kernel may have queued the reply.
-type replyQueue struct {
-	port *Port
-	q    int
-}
-
-// linkWrote notes, for read-through, the link ports a frame sent with
-// ctx went to, when ctx is a link queue read by a pumpPoller. A queue of
-// an FDPoller is read by the network's waiter, which finds replies in its
-// epoll set, so it is not noted there (should the waiter fail, such a
-// queue's pump goes on without read-through).
-func linkWrote(ctx context.Context, links []*Port) {
-	if q, ok := ctx.(*linkQueue); ok && !q.fdPoller {
-		q.wrote = append(q.wrote[:0], links...)
-	}
+	// For a queue the network's waiter watches: its descriptor and token
+	// there, and where the waiter wakes its pump.
+	fd    int
+	token uint64
+	wake  chan struct{}
 }
 
 // linkQueues are the port's link queues, made on first use (by its pump,
@@ -211,8 +190,7 @@ func (p *Port) linkQueues() []*linkQueue {
 		}
 		for _, r := range readers {
 			q := &linkQueue{Context: p.stop, port: p, r: r, fd: -1, wake: make(chan struct{}, 1)}
-			q.pl, _ = r.(link.Poller)
-			_, q.fdPoller = r.(link.FDPoller)
+			q.fp, _ = r.(link.FDPoller)
 			p.queues = append(p.queues, q)
 		}
 	})
@@ -234,23 +212,30 @@ func (p *Port) pump() {
 
 func (q *linkQueue) pump() {
 	buf := make([]byte, vnet.HdrLen+maxLinkFrame)
-	if fp, ok := q.r.(link.FDPoller); ok {
-		if w := q.port.net.waiter(); w != nil && w.add(q, fp.PollFD()) {
+	if q.fp != nil {
+		if w := q.port.net.waiter(); w != nil && w.add(q, q.fp.PollFD()) {
 			q.pumpWaited(buf, w)
 			return
 		}
 	}
-	if q.pl != nil {
-		q.pumpPoller(buf)
-		return
-	}
+	q.pumpReading(buf)
+}
+
+// pumpReading is the pump of a queue no waiter watches: it reads, waiting
+// for each frame, and forwards. rmu is held throughout, also while Read
+// waits: a waiter that still holds the queue in its list of active ones
+// (it was just handed back) then leaves it alone (serveOne's TryLock).
+func (q *linkQueue) pumpReading(buf []byte) {
 	for {
+		q.rmu.Lock()
 		k, err := q.r.Read(buf)
 		if err != nil {
+			q.rmu.Unlock()
 			q.readFailed(err)
 			return
 		}
 		q.forward(buf[:k])
+		q.rmu.Unlock()
 	}
 }
 
@@ -280,89 +265,6 @@ func (p *Port) gone(err error) {
 		n.fam.log.Warn("link gone; detached", "network", n.name, "kind", p.kindName(), "name", p.name, "err", err)
 		go n.detachGone(p)
 	})
-}
-
-// readThroughMax bounds the frames one read-through takes from a queue.
-const readThroughMax = 8
-
-// pumpPoller is the pump of a link.Poller queue. A frame is read and sent
-// under the queue's rmu, so that the frames of one queue enter the
-// network in order whoever reads them. After a frame that found the pump
-// waiting (an idle link: a ping, a request), the pump also reads through
-// the links it was just written to: what the kernel queued on them during
-// the write (the reply, an acknowledgement) is forwarded at once by this
-// goroutine, with no wake-up of their pumps on the way. A busy link (frames
-// waiting when the pump comes back) skips that, so a stream pays no extra
-// read.
-func (q *linkQueue) pumpPoller(buf []byte) {
-	var replies []replyQueue
-	for {
-		q.rmu.Lock()
-		k, waited, err := q.pl.ReadLocked(buf, &q.rmu)
-		if err != nil {
-			q.rmu.Unlock()
-			q.readFailed(err)
-			return
-		}
-		q.forward(buf[:k])
-		if waited {
-			replies = replies[:0]
-			for _, d := range q.wrote {
-				replies = append(replies, replyQueue{d, d.queueOf(buf[:k])})
-			}
-		}
-		q.rmu.Unlock()
-		if waited {
-			for _, r := range replies {
-				r.port.readThrough(r.q, buf)
-			}
-		}
-	}
-}
-
-// queueOf is the index of the queue of p's link where the replies to raw,
-// written to it, arrive.
-func (p *Port) queueOf(raw []byte) int {
-	if mq, ok := p.link.(link.Multiqueue); ok && len(p.linkQueues()) > 1 {
-		if i := mq.QueueOf(raw); i >= 0 && i < len(p.queues) {
-			return i
-		}
-	}
-	return 0
-}
-
-// readThrough forwards the frames waiting on queue i of p's link now,
-// unless its reader is busy (then they are its to read). A lossless
-// network is not read through: a frame sent there may wait for room, and
-// the goroutine reading through must not wait on p's behalf (a detach of
-// its own port would wait for it).
-func (p *Port) readThrough(i int, buf []byte) {
-	if p.net.lossless.Load() {
-		return
-	}
-	if q := p.linkQueues()[i]; q.pl != nil && q.rmu.TryLock() {
-		q.readThrough(buf)
-		q.rmu.Unlock()
-	}
-}
-
-// readThrough forwards up to readThroughMax frames waiting on q. Called
-// with q.rmu held.
-func (q *linkQueue) readThrough(buf []byte) {
-	for range readThroughMax {
-		k, err := q.pl.TryRead(buf)
-		switch {
-		case err == nil:
-			q.forward(buf[:k])
-			continue
-		case err == link.ErrNoFrame || errors.Is(err, link.ErrClosed) || q.Err() != nil:
-		default:
-			// The error is not left for q's pump to find (a packet
-			// socket reports it once): detach here.
-			q.port.gone(err)
-		}
-		return
-	}
 }
 
 // detachGone removes a link port whose link went away.

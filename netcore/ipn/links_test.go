@@ -267,68 +267,6 @@ func TestLinkGoneIsDetached(t *testing.T) {
 	}
 }
 
-// A pump that woke for a frame reads through the link it wrote it to: the
-// reply the far end queued during the write (without waking its reader,
-// see memlink.Options.Reply) crosses back at once, by the same pump.
-func TestLinkReadThroughTakesTheReply(t *testing.T) {
-	c := newTestCore(t, "")
-	nd := mkNet(t, c, rootCred, "rt", 0700)
-	a := attachMem(t, nd, memlink.Options{Poller: true})
-	reply := plain(eth(mac{2, 0, 0, 0, 0, 1}, mac{2, 0, 0, 0, 0, 2}, "reply"))
-	b := attachMem(t, nd, memlink.Options{Poller: true, Reply: func([]byte) []byte { return reply }})
-	request := plain(eth(mac{2, 0, 0, 0, 0, 2}, mac{2, 0, 0, 0, 0, 1}, "request"))
-	// Both pumps wait (b's, started late, would otherwise find the reply
-	// queued at its first read, not by read-through).
-	for deadline := time.Now().Add(waitLimit); !a.Waiting() || !b.Waiting(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the pumps never wait for a frame")
-		}
-	}
-	if !a.Inject(request) {
-		t.Fatal("inject refused")
-	}
-	expectOut(t, b, request, "the request")
-	expectOut(t, a, reply, "the reply")
-	if n := b.ReadThrough(); n != 1 {
-		t.Errorf("%d frames read through b, want 1", n)
-	}
-	if n := a.ReadThrough(); n != 0 {
-		t.Errorf("%d frames read through a, want 0 (no reply queued there)", n)
-	}
-}
-
-// The frames of one link enter the network in order, whether its own pump
-// or another one reading through takes them.
-func TestLinkReadThroughKeepsOrder(t *testing.T) {
-	c := newTestCore(t, "")
-	nd := mkNet(t, c, rootCred, "order", 0700)
-	a := attachMem(t, nd, memlink.Options{Poller: true, Queue: 4096})
-	b := attachMem(t, nd, memlink.Options{Poller: true, Queue: 4096})
-	const n = 2000
-	done := make(chan struct{})
-	go func() { // a's frames to b make a's pump read through b
-		defer close(done)
-		for i := 0; i < n/10; i++ {
-			a.Inject(plain(eth(mac{2, 0, 0, 0, 0, 2}, mac{2, 0, 0, 0, 0, 1}, "poke")))
-			time.Sleep(50 * time.Microsecond)
-		}
-	}()
-	for i := 0; i < n; i++ {
-		b.Inject(plain(eth(mac{2, 0, 0, 0, 0, 1}, mac{2, 0, 0, 0, 0, 2}, fmt.Sprintf("%06d", i))))
-		if i%4 == 3 {
-			time.Sleep(20 * time.Microsecond) // let b's pump wait now and then
-		}
-	}
-	<-done
-	for i := 0; i < n; i++ {
-		got := expectOut(t, a, nil, "b's frame")
-		if want := fmt.Sprintf("%06d", i); !bytes.HasSuffix(got, []byte(want)) {
-			t.Fatalf("frame %d from b arrived as %q: out of order", i, got[len(got)-6:])
-		}
-	}
-	t.Logf("%d of b's %d frames read through by a's pump", b.ReadThrough(), n)
-}
-
 // Under lossless on, a link's frame waits (the pump blocks) until every
 // file receiver has room: none is dropped, none is sent twice.
 func TestLinkWaitsForLosslessReceivers(t *testing.T) {

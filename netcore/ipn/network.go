@@ -335,7 +335,6 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			n.writeLink(p, seg, len(f), true)
 		}
 	}
-	linkWrote(ctx, links)
 	return nil
 }
 

@@ -16,9 +16,9 @@ import (
 // way. A queue is the waiter's while its pump is parked: the pump reads
 // until there is no frame, arms the queue's descriptor in the waiter's
 // set (once: EPOLLONESHOT) and parks. When the descriptor reports, the
-// waiter reads through the queue; if it drains it, it arms it again, and
-// the pump sleeps on. A queue with more frames than one read-through
-// takes (a stream), one in error, one that another goroutine is reading,
+// waiter reads the queue; if it drains it, it arms it again, and the
+// pump sleeps on. A queue with more than serveMax frames waiting (a
+// stream), one in error, one that another goroutine is reading,
 // or any queue of a lossless network (whose sends may wait for room,
 // which the waiter must never do on a port's behalf) is handed back to
 // its pump, which then forwards on a thread of its own, in parallel with
@@ -149,7 +149,7 @@ func (w *linkWaiter) run() {
 		for _, a := range serving {
 			switch a.q.serveOne(buf) {
 			case gotFrame:
-				if a.n++; a.n < readThroughMax {
+				if a.n++; a.n < serveMax {
 					active = append(active, a)
 				} else {
 					a.q.kick() // a stream: its pump forwards it in parallel
@@ -162,6 +162,11 @@ func (w *linkWaiter) run() {
 		}
 	}
 }
+
+// serveMax is how many frames in a row the waiter takes from one queue
+// before it hands the queue to its pump: more is a stream, which the
+// pumps forward in parallel.
+const serveMax = 8
 
 // servedQueue is a queue the waiter is reading, with the frames it took
 // since the queue last reported.
@@ -187,7 +192,7 @@ func (q *linkQueue) serveOne(buf []byte) serveResult {
 		return notMine
 	}
 	defer q.rmu.Unlock()
-	k, err := q.pl.TryRead(buf)
+	k, err := q.fp.TryRead(buf)
 	switch {
 	case err == nil:
 		q.forward(buf[:k])
@@ -225,12 +230,12 @@ func (q *linkQueue) kick() {
 // pumpWaited is the pump of a queue the waiter watches while it is idle:
 // it forwards frames until there is none, then arms the queue in the
 // waiter and parks until the waiter hands the queue back. If the waiter
-// goes (the queue was taken out of its set), the pump goes on as a
-// pumpPoller.
+// goes (the queue was taken out of its set), the pump goes on reading on
+// its own (pumpReading).
 func (q *linkQueue) pumpWaited(buf []byte, w *linkWaiter) {
 	for {
 		q.rmu.Lock()
-		k, err := q.pl.TryRead(buf)
+		k, err := q.fp.TryRead(buf)
 		if err == nil {
 			q.forward(buf[:k])
 			q.rmu.Unlock()
@@ -246,7 +251,7 @@ func (q *linkQueue) pumpWaited(buf []byte, w *linkWaiter) {
 		w.mu.Unlock()
 		if !waited {
 			if q.Err() == nil {
-				q.pumpPoller(buf)
+				q.pumpReading(buf)
 			}
 			return
 		}

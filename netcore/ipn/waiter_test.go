@@ -38,9 +38,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestWaiterServesRequestAndReply(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, rootCred, "wr", 0700)
-	a := attachMem(t, nd, memlink.Options{Poller: true, FD: true})
+	a := attachMem(t, nd, memlink.Options{FD: true})
 	reply := plain(eth(mac{2, 0, 0, 0, 0, 1}, mac{2, 0, 0, 0, 0, 2}, "reply"))
-	b := attachMem(t, nd, memlink.Options{Poller: true, FD: true, Reply: func([]byte) []byte { return reply }})
+	b := attachMem(t, nd, memlink.Options{FD: true, Reply: func([]byte) []byte { return reply }})
 	waitFor(t, "the waiter never watches both links", func() bool { return waitedQueues(nd) == 2 })
 	for i := range 20 {
 		request := plain(eth(mac{2, 0, 0, 0, 0, 2}, mac{2, 0, 0, 0, 0, 1}, fmt.Sprintf("request %d", i)))
@@ -61,8 +61,8 @@ func TestWaiterServesRequestAndReply(t *testing.T) {
 func TestWaiterStreamKeepsOrder(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, rootCred, "ws", 0700)
-	a := attachMem(t, nd, memlink.Options{Poller: true, FD: true, Queue: 8192})
-	b := attachMem(t, nd, memlink.Options{Poller: true, FD: true, Queue: 8192})
+	a := attachMem(t, nd, memlink.Options{FD: true, Queue: 8192})
+	b := attachMem(t, nd, memlink.Options{FD: true, Queue: 8192})
 	waitFor(t, "the waiter never watches both links", func() bool { return waitedQueues(nd) == 2 })
 	const n = 5000
 	for i := range n {
@@ -84,8 +84,8 @@ func TestWaiterStreamKeepsOrder(t *testing.T) {
 func TestWaiterDetach(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, rootCred, "wd", 0700)
-	a := attachMem(t, nd, memlink.Options{Poller: true, FD: true})
-	b := attachMem(t, nd, memlink.Options{Poller: true, FD: true})
+	a := attachMem(t, nd, memlink.Options{FD: true})
+	b := attachMem(t, nd, memlink.Options{FD: true})
 	waitFor(t, "the waiter never watches both links", func() bool { return waitedQueues(nd) == 2 })
 	a.Vanish()
 	waitFor(t, "a vanished link stays attached", func() bool {
@@ -109,8 +109,8 @@ func TestWaiterLossless(t *testing.T) {
 	c := newTestCore(t, "")
 	nd := mkNet(t, c, rootCred, "wl", 0700)
 	mustCtl(t, nd, "lossless on\n")
-	a := attachMem(t, nd, memlink.Options{Poller: true, FD: true})
-	b := attachMem(t, nd, memlink.Options{Poller: true, FD: true})
+	a := attachMem(t, nd, memlink.Options{FD: true})
+	b := attachMem(t, nd, memlink.Options{FD: true})
 	waitFor(t, "the waiter never watches both links", func() bool { return waitedQueues(nd) == 2 })
 	for i := range 10 {
 		f := plain(eth(mac{2, 0, 0, 0, 0, 2}, mac{2, 0, 0, 0, 0, 1}, fmt.Sprintf("frame %d", i)))

@@ -63,32 +63,19 @@ type Link interface {
 	Close(keep bool) error
 }
 
-// Poller is a Link whose frames can also be taken without waiting. The
-// network then reads it under a per-link lock, which lets the goroutine
-// that has just written a frame to this link take the link's answer at
-// once (a ping's reply, a TCP acknowledgement, made by the kernel during
-// that very write) instead of waking the link's own reader for it.
-type Poller interface {
-	// TryRead is Read without waiting: ErrNoFrame when no frame is there
-	// now. It may run while another goroutine is in ReadLocked.
-	TryRead(p []byte) (int, error)
-	// ReadLocked is Read for a caller that holds mu, the lock under which
-	// frames are taken off this link: mu is unlocked while ReadLocked
-	// waits and locked again before it takes a frame, and it is held when
-	// ReadLocked returns. waited reports that it had to wait.
-	ReadLocked(p []byte, mu sync.Locker) (n int, waited bool, err error)
-}
-
-// FDPoller is a Poller queue whose readiness a file descriptor reports
+// FDPoller is a link queue whose readiness a file descriptor reports
 // (readable when a frame is waiting, in error or hung up when the link is
-// gone). The network waits for all such queues of its links in one
-// goroutine, as a poll loop does, and that goroutine reads and forwards
-// what an idle link receives (a ping, a request, its reply) itself; a
-// busy queue is handed to its own pump. The descriptor is only waited
-// on, never read or closed by the network, and it stays valid until the
-// link is closed.
+// gone) and whose frames can be taken without waiting. The network waits
+// for all such queues of its links in one goroutine, as a poll loop does,
+// and that goroutine reads and forwards what an idle link receives (a
+// ping, a request, its reply) itself; a busy queue is handed to its own
+// pump. The descriptor is only waited on, never read or closed by the
+// network, and it stays valid until the link is closed.
 type FDPoller interface {
-	Poller
+	// TryRead is Read without waiting: ErrNoFrame when no frame is there
+	// now. It may run while another goroutine is in Read.
+	TryRead(p []byte) (int, error)
+	// PollFD is the descriptor.
 	PollFD() int
 }
 
@@ -99,12 +86,9 @@ type FDPoller interface {
 // of different queues (different flows) need not.
 type Multiqueue interface {
 	// Queues are the link's queues, the first being the Link itself
-	// (its Read and Poller methods). A queue that is a Poller is read as
-	// one.
+	// (its Read, and its FDPoller methods if it has them). A queue that
+	// is an FDPoller is waited for as one.
 	Queues() []Reader
-	// QueueOf is the index in Queues of the queue where the replies to
-	// frame p, written to the link, arrive (p as Write takes it).
-	QueueOf(p []byte) int
 }
 
 // Reader is one queue of a Multiqueue link: Read as Link's.
@@ -112,7 +96,7 @@ type Reader interface {
 	Read(p []byte) (int, error)
 }
 
-// ErrNoFrame is what Poller.TryRead returns when no frame is waiting.
+// ErrNoFrame is what FDPoller.TryRead returns when no frame is waiting.
 var ErrNoFrame = errors.New("no frame waiting")
 
 // Caps are the capabilities of a link, as gVisor's LinkEndpoint has them.

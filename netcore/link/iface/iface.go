@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore"
@@ -222,7 +221,6 @@ type device interface {
 	Write(p []byte) (int, error)
 	Close() error
 	TryRead(p []byte) (int, error)
-	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
 	PollFD() int
 	Exists() bool
 }
@@ -235,14 +233,9 @@ type devLink struct{ dev device }
 // still exists) is waited out: frames come again when it is up.
 func (l devLink) Read(p []byte) (int, error) { return read(l.dev, p) }
 
-// TryRead and ReadLocked make a devLink a link.Poller.
+// TryRead and PollFD make a devLink a link.FDPoller.
 func (l devLink) TryRead(p []byte) (int, error) { return tryRead(l.dev, p) }
-func (l devLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return readLocked(l.dev, p, mu)
-}
-
-// PollFD makes a devLink a link.FDPoller.
-func (l devLink) PollFD() int { return l.dev.PollFD() }
+func (l devLink) PollFD() int                   { return l.dev.PollFD() }
 
 // reader is what read needs of a device or a queue. Exists tells an
 // interface taken down (ENETDOWN, still there: waited out) from one gone;
@@ -272,14 +265,13 @@ func read(d reader, p []byte) (int, error) {
 	}
 }
 
-// poller is what link.Poller needs of a device or a queue.
+// poller is what link.FDPoller's TryRead needs of a device or a queue.
 type poller interface {
 	reader
 	TryRead(p []byte) (int, error)
-	ReadLocked(p []byte, mu sync.Locker) (int, bool, error)
 }
 
-// tryRead is read without waiting (link.Poller's TryRead).
+// tryRead is read without waiting (link.FDPoller's TryRead).
 func tryRead(d poller, p []byte) (int, error) {
 	for {
 		n, err := d.TryRead(p)
@@ -296,26 +288,6 @@ func tryRead(d poller, p []byte) (int, error) {
 			continue
 		}
 		return 0, err
-	}
-}
-
-// readLocked is read for a caller holding mu (link.Poller's ReadLocked).
-func readLocked(d poller, p []byte, mu sync.Locker) (int, bool, error) {
-	waited := false
-	for {
-		n, w, err := d.ReadLocked(p, mu)
-		waited = waited || w
-		switch {
-		case err == nil:
-			return n, waited, nil
-		case errors.Is(err, os.ErrClosed):
-			return 0, waited, link.ErrClosed
-		case errors.Is(err, syscall.EINTR):
-			continue
-		case errors.Is(err, syscall.ENETDOWN) && d.Exists():
-			continue
-		}
-		return 0, waited, err
 	}
 }
 
@@ -336,7 +308,7 @@ func (l devLink) Caps() link.Caps { return link.CapGSO }
 func tapQueues() int { return min(fdpoll.Procs(), tap.MaxQueues) }
 
 // tapQueue is a queue of a multi-queue TAP after the first, as a
-// link.Reader and link.Poller.
+// link.Reader and link.FDPoller.
 type tapQueue struct{ q queueDev }
 
 // queueDev is a queue of package tap with its TAP's name.
@@ -351,10 +323,7 @@ var _ link.FDPoller = (*tapQueue)(nil)
 
 func (q *tapQueue) Read(p []byte) (int, error)    { return read(q.q, p) }
 func (q *tapQueue) TryRead(p []byte) (int, error) { return tryRead(q.q, p) }
-func (q *tapQueue) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	return readLocked(q.q, p, mu)
-}
-func (q *tapQueue) PollFD() int { return q.q.PollFD() }
+func (q *tapQueue) PollFD() int                   { return q.q.PollFD() }
 
 // tapLink is a TAP device.
 type tapLink struct {
@@ -367,12 +336,9 @@ type tapLink struct {
 var (
 	_ link.Link       = (*tapLink)(nil)
 	_ link.Saver      = (*tapLink)(nil)
-	_ link.Poller     = (*tapLink)(nil)
+	_ link.FDPoller   = (*tapLink)(nil)
 	_ link.Multiqueue = (*tapLink)(nil)
 )
-
-// QueueOf is the queue the TAP sends p's replies on (link.Multiqueue).
-func (l *tapLink) QueueOf(p []byte) int { return l.tap.QueueOf(p) }
 
 // Queues are the TAP's queues, the link itself first (link.Multiqueue).
 func (l *tapLink) Queues() []link.Reader {
@@ -408,9 +374,9 @@ func (l *tapLink) Save() (json.RawMessage, error) {
 type grabLink struct{ devLink }
 
 var (
-	_ link.Link   = (*grabLink)(nil)
-	_ link.Saver  = (*grabLink)(nil)
-	_ link.Poller = (*grabLink)(nil)
+	_ link.Link     = (*grabLink)(nil)
+	_ link.Saver    = (*grabLink)(nil)
+	_ link.FDPoller = (*grabLink)(nil)
 )
 
 func (l *grabLink) Close(bool) error { return l.dev.Close() }

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore/link"
@@ -35,21 +34,15 @@ type Options struct {
 	// Queue is how many frames the network may write before the test
 	// takes them; beyond it writes fail (drops). Default 64.
 	Queue int
-	// Poller makes the link a link.Poller, as TAPs are: Inject then
-	// queues the frame and returns at once, and the network reads it
-	// under its per-queue lock, its pump or another one reading through.
-	Poller bool
-	// Reply, with Poller, is called for each frame the network writes to
-	// the link; a frame it returns is queued at once for the network to
-	// read, as a kernel queues the reply to a ping during the TAP write,
-	// but without waking the link's reader: only a read-through (or the
-	// next Inject) takes it.
-	Reply func(raw []byte) []byte
-	// FD, with Poller, makes the link a link.FDPoller, as TAPs are: an
-	// eventfd, readable while frames are queued (or once the link
-	// vanished), reports its readiness, so that the network's waiter
-	// watches it.
+	// FD makes the link a link.FDPoller, as TAPs are: Inject queues the
+	// frame and returns at once, and an eventfd, readable while frames
+	// are queued (or once the link vanished), reports its readiness, so
+	// that the network's waiter watches it.
 	FD bool
+	// Reply, with FD, is called for each frame the network writes to the
+	// link; a frame it returns is queued at once for the network to
+	// read, as a kernel queues the reply to a ping during the TAP write.
+	Reply func(raw []byte) []byte
 }
 
 var (
@@ -106,7 +99,7 @@ func (s *spec) Open(link.Env) (link.Link, error) {
 	}
 	l := &Link{name: s.name, opts: o, in: make(chan []byte), Out: make(chan []byte, o.Queue),
 		closed: make(chan struct{}), gone: make(chan struct{}), ready: make(chan struct{}, 1), evfd: -1}
-	if o.Poller && o.FD {
+	if o.FD {
 		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 		if err != nil {
 			return nil, err
@@ -115,10 +108,7 @@ func (s *spec) Open(link.Env) (link.Link, error) {
 	}
 	open[s.name] = l
 	if l.evfd >= 0 {
-		return fdLink{pollLink{l}}, nil
-	}
-	if o.Poller {
-		return &pollLink{l}, nil
+		return fdLink{l}, nil
 	}
 	return l, nil
 }
@@ -138,16 +128,13 @@ type Link struct {
 	mu                  sync.Mutex
 	kept                bool
 
-	// Poller links only: frames injected, not yet read (guarded by mu),
-	// a token when one may be there, and the frames taken by TryRead
-	// from outside ReadLocked, i.e. read through.
-	pending  [][]byte
-	ready    chan struct{}
-	readThru atomic.Int64
-	waiting  atomic.Int32 // readers waiting for a frame
-	// FD links only: the eventfd, readable while pending is not empty
-	// or the link vanished; -1 once closed. Guarded by mu.
-	evfd int
+	// FD links only: frames injected, not yet read (guarded by mu), a
+	// token when one may be there, and the eventfd, readable while
+	// pending is not empty or the link vanished; -1 once closed (guarded
+	// by mu).
+	pending [][]byte
+	ready   chan struct{}
+	evfd    int
 }
 
 var (
@@ -159,10 +146,10 @@ var (
 var ErrGone = errors.New("memlink: gone")
 
 // Inject hands the network one frame (a virtio-net header first) and
-// returns once the network's pump has taken it (with Poller, once it is
+// returns once the network's pump has taken it (with FD, once it is
 // queued); false if the link was closed or vanished first.
 func (l *Link) Inject(raw []byte) bool {
-	if l.opts.Poller {
+	if l.opts.FD {
 		select {
 		case <-l.closed:
 			return false
@@ -267,7 +254,7 @@ func (l *Link) Close(keep bool) error {
 // Save keeps nothing but the name: a restored mem link is a new one.
 func (l *Link) Save() (json.RawMessage, error) { return json.RawMessage(`{}`), nil }
 
-// queue adds a frame for a Poller link to give the network, and wakes
+// queue adds a frame for an FD link to give the network, and wakes
 // its reader.
 func (l *Link) queue(raw []byte) {
 	l.enqueue(raw)
@@ -283,14 +270,6 @@ func (l *Link) enqueue(raw []byte) {
 	l.signal()
 	l.mu.Unlock()
 }
-
-// Waiting reports whether the network's reader of a Poller link waits
-// for a frame.
-func (l *Link) Waiting() bool { return l.waiting.Load() > 0 }
-
-// ReadThrough is how many frames the network took from a Poller link
-// other than by its own pump's wait (TryRead from another pump).
-func (l *Link) ReadThrough() int64 { return l.readThru.Load() }
 
 func (l *Link) isGone() bool {
 	select {
@@ -308,20 +287,15 @@ func (l *Link) EventFD() int {
 	return l.evfd
 }
 
-// fdLink is a pollLink with Options.FD: a link.FDPoller.
-type fdLink struct{ pollLink }
+// fdLink is a Link with Options.FD: a link.FDPoller.
+type fdLink struct{ *Link }
 
 var _ link.FDPoller = fdLink{}
 
 // PollFD is the eventfd.
 func (l fdLink) PollFD() int { return l.EventFD() }
 
-// pollLink is a Link with Options.Poller: a link.Poller.
-type pollLink struct{ *Link }
-
-var _ link.Poller = pollLink{}
-
-func (l pollLink) take(p []byte) (int, error) {
+func (l fdLink) TryRead(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.pending) > 0 {
@@ -343,42 +317,21 @@ func (l pollLink) take(p []byte) (int, error) {
 	return 0, link.ErrNoFrame
 }
 
-func (l pollLink) TryRead(p []byte) (int, error) {
-	n, err := l.take(p)
-	if err == nil {
-		l.readThru.Add(1)
-	}
-	return n, err
-}
-
-func (l pollLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	waited := false
+func (l fdLink) Read(p []byte) (int, error) {
 	for {
-		n, err := l.take(p)
+		n, err := l.TryRead(p)
 		if err != link.ErrNoFrame {
-			return n, waited, err
+			return n, err
 		}
-		mu.Unlock()
-		l.waiting.Add(1)
 		select {
 		case <-l.ready:
 		case <-l.closed:
 		case <-l.gone:
 		}
-		l.waiting.Add(-1)
-		mu.Lock()
-		waited = true
 	}
 }
 
-func (l pollLink) Read(p []byte) (int, error) {
-	var mu sync.Mutex
-	mu.Lock()
-	n, _, err := l.ReadLocked(p, &mu)
-	return n, err
-}
-
-func (l pollLink) Write(p []byte) error {
+func (l fdLink) Write(p []byte) error {
 	if err := l.Link.Write(p); err != nil {
 		return err
 	}

@@ -55,8 +55,8 @@ func newClientLink(fd int, mtu, qlen int) (*clientLink, error) {
 	return l, nil
 }
 
-// Read, TryRead and ReadLocked take one datagram into p behind an empty
-// virtio-net header: a plain frame.
+// Read and TryRead take one datagram into p behind an empty virtio-net
+// header: a plain frame.
 func (l *clientLink) Read(p []byte) (int, error) {
 	if len(p) <= vnet.HdrLen {
 		return 0, syscall.EINVAL
@@ -71,15 +71,6 @@ func (l *clientLink) TryRead(p []byte) (int, error) {
 	}
 	k, err := l.f.TryRead(p[vnet.HdrLen:])
 	return l.framed(p, k, err)
-}
-
-func (l *clientLink) ReadLocked(p []byte, mu sync.Locker) (int, bool, error) {
-	if len(p) <= vnet.HdrLen {
-		return 0, false, syscall.EINVAL
-	}
-	k, waited, err := l.f.ReadLocked(p[vnet.HdrLen:], mu)
-	n, err := l.framed(p, k, err)
-	return n, waited, err
 }
 
 // framed finishes a read of k bytes behind the header, mapping the frame
