@@ -222,6 +222,28 @@ func (s *Snapshot) Read(ctx context.Context, p []byte, off int64, nonblock bool)
 	return s.text.Read(ctx, p, off, nonblock)
 }
 
+// ParsePort reads a PORT path element (inet/udp/HOST/PORT, an ipn
+// network's udp/HOST/PORT, mhost/NAME/udp/PORT): decimal 1..65535
+// without sign or leading zeros, so that every port has exactly one name.
+// Anything else is EINVAL.
+func ParsePort(name string) (uint16, error) {
+	if len(name) == 0 || len(name) > 5 || name[0] == '0' {
+		return 0, syscall.EINVAL
+	}
+	n := 0
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c < '0' || c > '9' {
+			return 0, syscall.EINVAL
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n > 65535 {
+		return 0, syscall.EINVAL
+	}
+	return uint16(n), nil
+}
+
 // ValidName reports whether name may name something users create with
 // mkdir (an ipn network, an mhost host): 1–64 of [A-Za-z0-9._-], not
 // starting with a dot.

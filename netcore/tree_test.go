@@ -37,3 +37,20 @@ func TestModeAccess(t *testing.T) {
 		}
 	}
 }
+
+// A PORT has exactly one name.
+func TestParsePort(t *testing.T) {
+	for name, want := range map[string]int{
+		"1": 1, "80": 80, "65535": 65535,
+		"0": -1, "65536": -1, "080": -1, "+80": -1, "-1": -1, "http": -1, "": -1, "99999999999999999999": -1, "8 0": -1,
+	} {
+		p, err := ParsePort(name)
+		if want < 0 {
+			if !errors.Is(err, syscall.EINVAL) {
+				t.Errorf("ParsePort(%q) = %d, %v; want EINVAL", name, p, err)
+			}
+		} else if err != nil || int(p) != want {
+			t.Errorf("ParsePort(%q) = %d, %v; want %d", name, p, err, want)
+		}
+	}
+}

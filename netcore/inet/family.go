@@ -309,7 +309,7 @@ func (d *hostDir) ID() uint64                      { return d.id }
 func (d *hostDir) Attr(*netcore.Cred) netcore.Attr { return d.proto.f.dirAttr() }
 
 func (d *hostDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	port, err := parsePort(name)
+	port, err := netcore.ParsePort(name)
 	if err != nil {
 		return nil, err
 	}

@@ -122,22 +122,6 @@ func TestParseHost(t *testing.T) {
 	}
 }
 
-func TestParsePort(t *testing.T) {
-	for name, want := range map[string]int{
-		"1": 1, "80": 80, "65535": 65535,
-		"0": -1, "65536": -1, "080": -1, "+80": -1, "-1": -1, "http": -1, "": -1, "99999999999999999999": -1, "8 0": -1,
-	} {
-		p, err := parsePort(name)
-		if want < 0 {
-			if !errors.Is(err, syscall.EINVAL) {
-				t.Errorf("parsePort(%q) = %d, %v; want EINVAL", name, p, err)
-			}
-		} else if err != nil || int(p) != want {
-			t.Errorf("parsePort(%q) = %d, %v; want %d", name, p, err, want)
-		}
-	}
-}
-
 // Paths never panic; what is accepted is a host of the family.
 func FuzzParseName(f *testing.F) {
 	for _, s := range []string{"127.0.0.1", "::1", "localhost", "1.2.3", "fe80::1%eth0", "a..b", "80", "0"} {
@@ -156,8 +140,8 @@ func FuzzParseName(f *testing.F) {
 				t.Fatalf("%s accepted %q", v.family, name)
 			}
 		}
-		if p, err := parsePort(name); err == nil && (p == 0 || strconv.Itoa(int(p)) != name) {
-			t.Fatalf("parsePort(%q) = %d", name, p)
+		if p, err := netcore.ParsePort(name); err == nil && (p == 0 || strconv.Itoa(int(p)) != name) {
+			t.Fatalf("netcore.ParsePort(%q) = %d", name, p)
 		}
 	})
 }

@@ -78,23 +78,3 @@ func validHostName(name string) bool {
 	last := labels[len(labels)-1]
 	return strings.Trim(last, "0123456789") != ""
 }
-
-// parsePort reads a PORT name: decimal 1..65535 without sign or leading
-// zeros, so every port has exactly one name. Anything else is EINVAL.
-func parsePort(name string) (uint16, error) {
-	if len(name) == 0 || len(name) > 5 || name[0] == '0' {
-		return 0, syscall.EINVAL
-	}
-	n := 0
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c < '0' || c > '9' {
-			return 0, syscall.EINVAL
-		}
-		n = n*10 + int(c-'0')
-	}
-	if n > 65535 {
-		return 0, syscall.EINVAL
-	}
-	return uint16(n), nil
-}

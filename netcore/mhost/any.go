@@ -55,7 +55,7 @@ func (d *anyUDPDir) Attr(*netcore.Cred) netcore.Attr {
 }
 
 func (d *anyUDPDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	p, err := parsePort(name)
+	p, err := netcore.ParsePort(name)
 	if err != nil {
 		return nil, err
 	}

@@ -34,19 +34,8 @@ func (d *udpDir) Attr(*netcore.Cred) netcore.Attr {
 	return netcore.Attr{Mode: syscall.S_IFDIR | 0555, Mtime: d.h.f.start}
 }
 
-func parsePort(name string) (uint16, error) {
-	if len(name) == 0 || len(name) > 5 || name[0] == '0' {
-		return 0, syscall.EINVAL
-	}
-	n, err := strconv.Atoi(name)
-	if err != nil || n < 1 || n > 65535 {
-		return 0, syscall.EINVAL
-	}
-	return uint16(n), nil
-}
-
 func (d *udpDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	p, err := parsePort(name)
+	p, err := netcore.ParsePort(name)
 	if err != nil {
 		return nil, err
 	}

@@ -52,18 +52,6 @@ func parseHost(name string) (netip.Addr, error) {
 	return a, nil
 }
 
-// parsePort: decimal 1..65535 without sign or leading zeros.
-func parsePort(name string) (uint16, error) {
-	if len(name) == 0 || len(name) > 5 || name[0] == '0' {
-		return 0, syscall.EINVAL
-	}
-	n, err := strconv.Atoi(name)
-	if err != nil || n < 1 || n > 65535 {
-		return 0, syscall.EINVAL
-	}
-	return uint16(n), nil
-}
-
 func (d *udpDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 	a, err := parseHost(name)
 	if err != nil {
@@ -134,7 +122,7 @@ func (hd *udpHostDir) ID() uint64                        { return hd.id }
 func (hd *udpHostDir) Attr(c *netcore.Cred) netcore.Attr { return hd.d.Attr(c) }
 
 func (hd *udpHostDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	p, err := parsePort(name)
+	p, err := netcore.ParsePort(name)
 	if err != nil {
 		return nil, err
 	}
