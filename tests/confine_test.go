@@ -43,7 +43,7 @@ func privSh(t *testing.T, args []string, script string) (string, error) {
 // EINTR.
 func openRetry(path string, flags int, mode uint32) (int, error) {
 	for {
-		fd, err := unix.Open(path, flags, mode)
+		fd, err := openFile(path, flags, mode)
 		if err != unix.EINTR {
 			return fd, err
 		}

@@ -445,7 +445,7 @@ func TestMaxportsEBUSY(t *testing.T) {
 	mustCtl(t, net, "maxports 2")
 	openPort(t, net, unix.O_RDONLY)
 	openPort(t, net, unix.O_RDONLY)
-	if fd, err := unix.Open(filepath.Join(net, "data"), unix.O_RDONLY, 0); !errors.Is(err, unix.EBUSY) {
+	if fd, err := openFile(filepath.Join(net, "data"), unix.O_RDONLY, 0); !errors.Is(err, unix.EBUSY) {
 		unix.Close(fd)
 		t.Fatalf("third open with maxports 2: %v, want EBUSY", err)
 	}
@@ -455,7 +455,7 @@ func TestMaxportsEBUSY(t *testing.T) {
 func TestRmdirBusy(t *testing.T) {
 	d := startMnet(t)
 	net := d.mkNet(t, "busy")
-	fd, err := unix.Open(filepath.Join(net, "data"), unix.O_RDONLY, 0)
+	fd, err := openFile(filepath.Join(net, "data"), unix.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -305,7 +305,7 @@ func (d *daemon) mkNet(t *testing.T, name string) string {
 
 // ctl writes commands to a network's ctl and returns the write's error.
 func ctl(net string, cmds string) error {
-	fd, err := unix.Open(filepath.Join(net, "ctl"), unix.O_WRONLY, 0)
+	fd, err := openFile(filepath.Join(net, "ctl"), unix.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -366,10 +366,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// openFile is open(2) as os.OpenFile makes it: tried again on EINTR. The
+// runtime's preemption signal (SIGURG) reaches a test's threads; one that
+// lands while an open waits for the daemon makes the kernel interrupt the
+// FUSE request, and the daemon answers an interrupted open with EINTR, as
+// it must for a signal a program handles.
+func openFile(path string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Open(path, flags, mode)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
 // openPort opens data with flags; closed at cleanup.
 func openPort(t *testing.T, net string, flags int) int {
 	t.Helper()
-	fd, err := unix.Open(filepath.Join(net, "data"), flags, 0)
+	fd, err := openFile(filepath.Join(net, "data"), flags, 0)
 	if err != nil {
 		t.Fatalf("open %s/data: %v", net, err)
 	}

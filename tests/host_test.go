@@ -89,7 +89,7 @@ func freeUDPPort() int {
 // openUDP opens a udp file; closed at cleanup.
 func openUDP(t *testing.T, path string, flags int) int {
 	t.Helper()
-	fd, err := unix.Open(path, flags, 0)
+	fd, err := openFile(path, flags, 0)
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
@@ -313,12 +313,12 @@ func TestHostUDPErrors(t *testing.T) {
 			t.Errorf("second write to absent %s: %v after %v", absent, err, time.Since(start))
 		}
 	}
-	if _, err := unix.Open(he.udp("198.19.0.1", 9), unix.O_RDWR, 0); !errors.Is(err, unix.ENETUNREACH) {
+	if _, err := openFile(he.udp("198.19.0.1", 9), unix.O_RDWR, 0); !errors.Is(err, unix.ENETUNREACH) {
 		t.Errorf("open toward an address off the host's prefixes: %v, want ENETUNREACH", err)
 	}
 	port := freeUDPPort()
 	b := openUDP(t, he.udp("0.0.0.0", port), unix.O_RDWR)
-	if _, err := unix.Open(he.udp("0.0.0.0", port), unix.O_RDWR, 0); !errors.Is(err, unix.EADDRINUSE) {
+	if _, err := openFile(he.udp("0.0.0.0", port), unix.O_RDWR, 0); !errors.Is(err, unix.EADDRINUSE) {
 		t.Errorf("second bind of %d: %v, want EADDRINUSE", port, err)
 	}
 	v6 := openUDP(t, he.udp("::", port), unix.O_RDWR) // another family: free

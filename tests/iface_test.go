@@ -953,7 +953,7 @@ func TestTapRmdirDeletes(t *testing.T) {
 	e.veth(g, gp)
 	mustCtl(t, net, "grab "+g)
 	// While a file port is open, rmdir is EBUSY and the attachments stay.
-	fd, err := unix.Open(filepath.Join(net, "data"), unix.O_RDWR, 0)
+	fd, err := openFile(filepath.Join(net, "data"), unix.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1102,7 +1102,7 @@ func (p *pcapReader) stats() (int, int) {
 func readPcap(t *testing.T, net string) *pcapReader {
 	t.Helper()
 	// A raw descriptor, read by blocking reads in this goroutine.
-	fd, err := unix.Open(filepath.Join(net, "pcap"), unix.O_RDONLY, 0)
+	fd, err := openFile(filepath.Join(net, "pcap"), unix.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1465,7 +1465,7 @@ func TestIfaceMaxports(t *testing.T) {
 	if linkExists("", c) {
 		t.Errorf("a tap refused for maxports left its interface %s", c)
 	}
-	if _, err := unix.Open(filepath.Join(net, "data"), unix.O_RDWR, 0); !errors.Is(err, unix.EBUSY) {
+	if _, err := openFile(filepath.Join(net, "data"), unix.O_RDWR, 0); !errors.Is(err, unix.EBUSY) {
 		t.Errorf("open of data with two attachments and maxports 2: %v, want EBUSY", err)
 	}
 	mustCtl(t, net, "detach "+b)
@@ -1520,7 +1520,7 @@ func TestTapLosslessBlockedReader(t *testing.T) {
 	ns1 := e.tapInNS(net, e.name("a"), "1", "198.18.0.1")
 	ns2 := e.tapInNS(net, e.name("b"), "2", "198.18.0.2")
 	ping(t, ns1, "198.18.0.2")
-	fd, err := unix.Open(filepath.Join(net, "data"), unix.O_RDONLY, 0)
+	fd, err := openFile(filepath.Join(net, "data"), unix.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1890,7 +1890,7 @@ func TestTapDetachWhileBlockedLossless(t *testing.T) {
 	ns1 := e.tapInNS(net, a, "1", "198.18.0.1")
 	e.tapInNS(net, b, "2", "198.18.0.2")
 	ping(t, ns1, "198.18.0.2")
-	fd, err := unix.Open(filepath.Join(net, "data"), unix.O_RDONLY, 0)
+	fd, err := openFile(filepath.Join(net, "data"), unix.O_RDONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func (p *proc) waitOutput(t *testing.T, want string) {
 // openInet opens a file under the mount; closed at cleanup.
 func openInet(t *testing.T, path string, flags int) int {
 	t.Helper()
-	fd, err := unix.Open(path, flags, 0)
+	fd, err := openFile(path, flags, 0)
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
@@ -351,9 +351,9 @@ func TestInetTCPAccept(t *testing.T) {
 	opened := make(chan int, 2)
 	for range 2 {
 		go func() {
-			fd, err := unix.Open(file, unix.O_RDWR, 0)
+			fd, err := openFile(file, unix.O_RDWR, 0)
 			for err == unix.EINTR { // a SIGCHLD of a peer that exited
-				fd, err = unix.Open(file, unix.O_RDWR, 0)
+				fd, err = openFile(file, unix.O_RDWR, 0)
 			}
 			if err != nil {
 				t.Errorf("accepting open: %v", err)
@@ -394,14 +394,14 @@ func TestInetTCPAccept(t *testing.T) {
 	// connection made now is there for the retry.
 	nport := freePort(t, "tcp4")
 	nfile := d.path("inet", "tcp", "0.0.0.0", strconv.Itoa(nport))
-	if _, err := unix.Open(nfile, unix.O_RDONLY|unix.O_NONBLOCK, 0); !errors.Is(err, unix.EAGAIN) {
+	if _, err := openFile(nfile, unix.O_RDONLY|unix.O_NONBLOCK, 0); !errors.Is(err, unix.EAGAIN) {
 		t.Fatalf("O_NONBLOCK open with nothing pending: %v, want EAGAIN", err)
 	}
 	late := startProc(t, "nc", "-N", "127.0.0.1", strconv.Itoa(nport))
 	late.send(t, "late\n")
 	var nfd int
 	waitFor(t, "a non-blocking open to accept", func() bool {
-		nfd, err = unix.Open(nfile, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+		nfd, err = openFile(nfile, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 		return err == nil
 	})
 	defer unix.Close(nfd)
@@ -418,7 +418,7 @@ func TestInetConnectionRefused(t *testing.T) {
 			requireInet(t, v.family == "inet6")
 			d := startMnet(t)
 			port := freePort(t, v.tcp)
-			if _, err := unix.Open(d.path(v.family, "tcp", v.loopback, strconv.Itoa(port)), unix.O_RDWR, 0); !errors.Is(err, unix.ECONNREFUSED) {
+			if _, err := openFile(d.path(v.family, "tcp", v.loopback, strconv.Itoa(port)), unix.O_RDWR, 0); !errors.Is(err, unix.ECONNREFUSED) {
 				t.Errorf("tcp open of a closed port: %v, want ECONNREFUSED", err)
 			}
 			uport := freePort(t, v.udp)
@@ -443,14 +443,14 @@ func TestInetAddressInUse(t *testing.T) {
 	port := freePort(t, "udp4")
 	file := d.path("inet", "udp", "0.0.0.0", strconv.Itoa(port))
 	openInet(t, file, unix.O_RDONLY)
-	if _, err := unix.Open(file, unix.O_RDONLY, 0); !errors.Is(err, unix.EADDRINUSE) {
+	if _, err := openFile(file, unix.O_RDONLY, 0); !errors.Is(err, unix.EADDRINUSE) {
 		t.Errorf("second bind of udp port: %v, want EADDRINUSE", err)
 	}
 
 	uport := freePort(t, "udp4")
 	startProc(t, "nc", "-u", "-l", "127.0.0.1", strconv.Itoa(uport))
 	waitSocket(t, "ul", uport, false)
-	if _, err := unix.Open(d.path("inet", "udp", "0.0.0.0", strconv.Itoa(uport)), unix.O_RDONLY, 0); !errors.Is(err, unix.EADDRINUSE) {
+	if _, err := openFile(d.path("inet", "udp", "0.0.0.0", strconv.Itoa(uport)), unix.O_RDONLY, 0); !errors.Is(err, unix.EADDRINUSE) {
 		t.Errorf("bind of a udp port nc holds: %v, want EADDRINUSE", err)
 	}
 

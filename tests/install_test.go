@@ -768,7 +768,7 @@ func TestUnitHardeningKeepsInterfaces(t *testing.T) {
 	// A privileged port (root holds CAP_NET_BIND_SERVICE): the accepting
 	// open with O_NONBLOCK finds no connection (EAGAIN), but it bound.
 	port := freePrivilegedPort(t)
-	fd, err := unix.Open(filepath.Join(mp, "inet/tcp/0.0.0.0", strconv.Itoa(port)), unix.O_RDWR|unix.O_NONBLOCK, 0)
+	fd, err := openFile(filepath.Join(mp, "inet/tcp/0.0.0.0", strconv.Itoa(port)), unix.O_RDWR|unix.O_NONBLOCK, 0)
 	if err == nil {
 		unix.Close(fd)
 	} else if !errors.Is(err, unix.EAGAIN) {

@@ -124,7 +124,7 @@ func TestMhostFailover(t *testing.T) {
 	if got := readFile(t, filepath.Join(mh, "ctl")); got != ipnLoc+"\n"+inetLoc+"\n" {
 		t.Errorf("ctl reads %q", got)
 	}
-	fd, err := unix.Open(filepath.Join(mh, "udp", fmt.Sprint(port)), unix.O_RDWR|unix.O_NONBLOCK, 0)
+	fd, err := openFile(filepath.Join(mh, "udp", fmt.Sprint(port)), unix.O_RDWR|unix.O_NONBLOCK, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestMhostAny(t *testing.T) {
 			t.Errorf("nc to %s did not hear the answer: %q", to, out)
 		}
 	}
-	if _, err := unix.Open(tp.d.path("mhost", "any", "udp", fmt.Sprint(port)), unix.O_RDWR, 0); !errors.Is(err, unix.EADDRINUSE) {
+	if _, err := openFile(tp.d.path("mhost", "any", "udp", fmt.Sprint(port)), unix.O_RDWR, 0); !errors.Is(err, unix.EADDRINUSE) {
 		t.Errorf("second open of any/udp/%d: %v, want EADDRINUSE", port, err)
 	}
 }

@@ -288,6 +288,22 @@ func TestInterruptedStreamWrite(t *testing.T) {
 	}
 }
 
+// A signal that comes while an open does not wait changes nothing: a
+// non-blocking accept with no connection queued is EAGAIN, also with the
+// request interrupted, and a refused connect is ECONNREFUSED.
+func TestOpenAnswersStandAnInterrupt(t *testing.T) {
+	f := testFamily(t, v4)
+	interrupted, cancel := context.WithCancel(context.Background())
+	cancel()
+	acc := file(t, f, "tcp", "0.0.0.0", freeTCPPort(t))
+	if _, err := acc.Open(interrupted, root, syscall.O_RDWR|syscall.O_NONBLOCK); !errors.Is(err, syscall.EAGAIN) {
+		t.Errorf("non-blocking accept, interrupted: %v, want EAGAIN", err)
+	}
+	if _, err := acc.Open(interrupted, root, syscall.O_RDWR); !errors.Is(err, syscall.EINTR) {
+		t.Errorf("blocking accept, interrupted: %v, want EINTR", err)
+	}
+}
+
 // Close wakes every blocked caller: a read sees end of file, an open
 // waiting to accept gets ECONNABORTED, and later opens fail.
 func TestCloseWakesBlocked(t *testing.T) {

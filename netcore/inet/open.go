@@ -82,7 +82,13 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 	}
 	if err != nil {
 		f.unreserve(pf, c.Uid)
-		if ctx.Err() != nil {
+		// A wait a signal cut short is EINTR. An answer the socket gave
+		// by itself stands, even if a signal came meanwhile: a
+		// non-blocking accept with no connection is EAGAIN, as the
+		// kernel's would be (a Go caller's threads get the runtime's
+		// preemption signals all the time).
+		var e syscall.Errno
+		if ctx.Err() != nil && (!errors.As(err, &e) || e == syscall.EINTR) {
 			return nil, syscall.EINTR
 		}
 		return nil, errnoOf(err)

@@ -142,8 +142,15 @@ func (c *capture) readDone() {
 func (c *capture) read(ctx context.Context, p []byte, nonblock bool) (int, error) {
 	select {
 	case c.reading <- struct{}{}:
-	case <-ctx.Done():
-		return 0, syscall.EINTR
+	default:
+		// Another read of this handle runs: wait for it (a signal ends
+		// the wait), but only then, so that a read with no reason to
+		// wait is never EINTR.
+		select {
+		case c.reading <- struct{}{}:
+		case <-ctx.Done():
+			return 0, syscall.EINTR
+		}
 	}
 	defer func() { <-c.reading }()
 	for {

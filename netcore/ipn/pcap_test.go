@@ -136,6 +136,23 @@ func TestPcapEndsOnRmdir(t *testing.T) {
 	}
 }
 
+// A read that has no reason to wait is not cut short by a signal: the
+// header is there, so an interrupted read gets it (every time, not by the
+// luck of a select).
+func TestPcapReadInterruptedWithDataReady(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "capintr", 0777)
+	interrupted, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 50 {
+		ph := openFile(t, nd, "pcap", rootCred, syscall.O_RDONLY)
+		if n, err := ph.Read(interrupted, make([]byte, 24), 0, true); n != 24 || err != nil {
+			t.Fatalf("interrupted read with the header ready = %d, %v; want 24 bytes", n, err)
+		}
+		ph.Close()
+	}
+}
+
 // The readers of one pcap file are bounded, and a closed one frees its slot.
 func TestPcapReadersBounded(t *testing.T) {
 	c := newTestCore(t, "")
