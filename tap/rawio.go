@@ -13,11 +13,12 @@ import (
 
 // FrameFile is a descriptor that moves one frame per read(2) and write(2)
 // (a TAP queue, a packet socket, a connected datagram socket such as a VDE
-// client's): non-blocking, with frames moved by raw system calls. On a descriptor that never blocks,
-// a raw call skips the runtime's syscall bookkeeping, and the runtime's
-// monitor thread no longer hands the processor away in the middle of a
-// 64 KiB copy: measured with bench/ifbench, 10–15% more throughput and
-// 20 µs less RTT than os.File's Read and Write.
+// client's): non-blocking, with frames moved by raw system calls. On a
+// descriptor that never blocks, a raw call skips the runtime's syscall
+// bookkeeping, and the runtime's monitor thread no longer hands the
+// processor away in the middle of a 64 KiB copy: measured with
+// bench/ifbench, 10–15% more throughput and 20 µs less RTT than os.File's
+// Read and Write.
 //
 // The descriptor is not in Go's netpoller. A network waits for it in an
 // epoll set of its own (PollFD, netcore/link/fdpoll); were it also in the
