@@ -18,11 +18,12 @@
 // round trip instead of one), and vde_switch in 112 µs.
 //
 // Held processors are bounded three ways: at most HotWaiters sets wait hot
-// at once (the others wait in the netpoller); GOMAXPROCS is raised by
+// at once (the others wait cold: a blocking epoll_wait as the runtime
+// knows it, which gives up the processor); GOMAXPROCS is raised by
 // HotWaiters when the first set is made, so that the rest of the program
 // keeps the processors it had; and a hot wait ends after HotWindow
 // without a report, so an idle set costs nothing and only the first frame
-// after it pays the netpoller.
+// after it pays for a cold wake-up.
 //
 // A raw system call cannot be preempted, so each hot epoll_wait lasts at
 // most hotSlice: the runtime's preemption signal (a garbage collection's
