@@ -181,13 +181,6 @@ func (f *Family) dialTCP(ctx context.Context, ns *netns.NS, uid uint32, h host, 
 	return nil, first
 }
 
-func (v *version) unspecified() net.IP {
-	if v == v4 {
-		return net.IPv4zero
-	}
-	return net.IPv6unspecified
-}
-
 // listener is the listening socket behind inet/tcp/0.0.0.0/PORT in one
 // network namespace. Every open of the file accepts one connection from
 // it; it is shared by the opens of one uid (the kernel lets only one uid

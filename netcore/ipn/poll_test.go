@@ -49,9 +49,12 @@ func TestPollWakesOncePerArm(t *testing.T) {
 	port := r.(*dataHandle).p
 	wk := &waker{}
 	wk.check = func() {
+		// Taking each lock proves the callback runs without it held.
 		port.net.mu.Lock()
+		_ = port.net
 		port.net.mu.Unlock()
 		port.mu.Lock()
+		_ = port
 		port.mu.Unlock()
 	}
 	if got := pollOf(t, r).Poll(pollIn|pollOut, wk.wake); got != 0 {

@@ -110,7 +110,7 @@ func TestPersistenceChmodAndRmdir(t *testing.T) {
 	if err != nil {
 		t.Fatalf("not restored: %v", err)
 	}
-	if m := node.(netcore.Node).Attr(ownerCred).Mode & 0777; m != 0705 {
+	if m := node.Attr(ownerCred).Mode & 0777; m != 0705 {
 		t.Errorf("restored mode %#o, want 0705 (chmod after persist on)", m)
 	}
 	if err := ipnRoot(t, c1).(netcore.Rmdirer).Rmdir(ownerCred, "p"); err != nil {

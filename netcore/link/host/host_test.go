@@ -240,13 +240,12 @@ func TestEchoV4AndV6(t *testing.T) {
 	checkICMPv6Checksum(t, p)
 
 	// A request with a bad checksum is not answered.
-	raw := []byte{}
 	buf := gopacket.NewSerializeBuffer()
 	gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
 		eth(layers.EthernetTypeIPv4, hostMAC), ip4,
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 10},
 		gopacket.Payload("ping data"))
-	raw = buf.Bytes()
+	raw := buf.Bytes()
 	raw[14+20+8] ^= 0xff // in the ICMP payload (the frame is padded to 60)
 	e.far.InjectFrame(raw)
 	select {

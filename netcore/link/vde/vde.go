@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -213,9 +212,4 @@ func (sw *switchDir) AccessChanged() {
 	if err := sw.setAccess(); err != nil {
 		sw.h.Log().Error("VDE switch directory keeps its old mode", "network", sw.h.Network(), "err", err)
 	}
-}
-
-// cleanName reports whether name is a plain file name.
-func cleanName(name string) bool {
-	return name != "" && name != "." && name != ".." && !strings.Contains(name, "/")
 }

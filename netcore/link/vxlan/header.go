@@ -43,7 +43,7 @@ func putHeader(b []byte, vni uint32) {
 
 var (
 	errShort   = errors.New("shorter than a VXLAN header and an Ethernet header")
-	errNoVNI   = errors.New("I flag not set")
+	errNoVNI   = errors.New("flag I (valid VNI) not set")
 	errNoFrame = errors.New("no inner Ethernet frame")
 )
 
