@@ -19,8 +19,13 @@ MD2MAN    ?= go-md2man
 # that `mnet --version` prints when built from a git checkout.
 GOBUILD   ?= CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=auto
 
+# One version names a build in the package and the man pages' footer:
+# 0.0~gitDATE.REV of the commit (the revision `mnet --version` prints too),
+# 0.0~git0 outside a git checkout. The man pages are dated by the commit.
 GITSTAMP    := $(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/dev/null)
-DEB_VERSION ?= 0.0~git$(or $(GITSTAMP),0)
+GITDATE     := $(shell git log -1 --format=%cd --date=format:%Y-%m-%d 2>/dev/null)
+VERSION     ?= 0.0~git$(or $(GITSTAMP),0)
+DEB_VERSION ?= $(VERSION)
 DEB_ARCH    ?= $(shell dpkg --print-architecture 2>/dev/null || $(GO) env GOARCH)
 DEB         := $(BUILD)/mnet_$(DEB_VERSION)_$(DEB_ARCH).deb
 
@@ -35,9 +40,10 @@ $(BUILD)/mnet: FORCE
 
 man: $(BUILD)/mnet.7 $(BUILD)/mnet.8
 
-$(BUILD)/mnet.%: man/mnet.%.md
+# The header line's @VERSION@ and @DATE@ become the footer's version and date.
+$(BUILD)/mnet.%: man/mnet.%.md FORCE
 	@mkdir -p $(BUILD)
-	$(MD2MAN) -in $< -out $@
+	sed -e '1s|@VERSION@|$(VERSION)|' -e '1s|@DATE@|$(GITDATE)|' $< | $(MD2MAN) -out $@
 
 unit: $(BUILD)/mnet.service
 

@@ -637,6 +637,7 @@ func TestManPages(t *testing.T) {
 	require(t, "make", "go-md2man", "man")
 	build := filepath.Join(t.TempDir(), "build")
 	runMake(t, "man", "BUILD="+build)
+	footer := regexp.MustCompile(`mnet 0\.0~git(0|\d{8}\.[0-9a-f]+) \d{4}-\d{2}-\d{2} MNET\([78]\)$`)
 	for _, tc := range []struct{ page, want string }{
 		{"mnet.7", "mnet - networking as files: the filesystem interface"},
 		{"mnet.8", "mnet, mount.mnet - the mnet filesystem daemon and its mount helper"},
@@ -656,6 +657,11 @@ func TestManPages(t *testing.T) {
 			text = strings.Join(strings.Fields(strings.NewReplacer("\u2010", "-", "\u2212", "-").Replace(text)), " ")
 			if !strings.Contains(text, tc.want) {
 				t.Errorf("man -l %s does not show %q", tc.page, tc.want)
+			}
+			// The footer names the build (make's VERSION) and its date
+			// (cut short at narrow widths).
+			if width == "80" && !footer.MatchString(text) {
+				t.Errorf("man -l %s: no version and date in the footer:\n%s", tc.page, text[max(0, len(text)-200):])
 			}
 		}
 	}
