@@ -202,7 +202,7 @@ check(got == 3 * N, "lost packets")
 	t.Log(strings.TrimSpace(out))
 }
 
-// The README's asyncio reader, as written, receives 1000 packets in order
+// The asyncio reader of mnet(7), as written, receives 1000 packets in order
 // without spinning: the CPU time of the reader and of the daemon, which
 // answers a spinning reader's reads, is under 60% of the wall time, half a
 // second of waiting included. A reader that spins keeps a CPU busy the
@@ -270,7 +270,7 @@ func procCPU(t *testing.T, pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
-// The README's Go reader, as written (os.File, whose reads wait in the Go
+// The Go reader of mnet(7), as written (os.File, whose reads wait in the Go
 // runtime's epoll), receives 100 packets out of 100.
 func TestPollGoFileReader(t *testing.T) {
 	require(t, "go")
@@ -284,7 +284,7 @@ func TestPollGoFileReader(t *testing.T) {
 	}
 	bin := filepath.Join(dir, "reader")
 	if out, err := exec.Command("go", "build", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("go build of the README's reader: %v\n%s", err, out)
+		t.Fatalf("go build of mnet(7)'s reader: %v\n%s", err, out)
 	}
 	p := startProc(t, bin)
 	waitFor(t, "the reader's port", func() bool { return len(portRows(t, net)) == 1 })
@@ -598,18 +598,21 @@ check(p.poll(5000) == [(r, select.POLLIN)], "not woken after the closes")
 	}
 }
 
-// readmeBlock returns the README's fenced block in lang whose first line
-// starts with name (a comment naming it).
+// readmeBlock returns the fenced block in lang whose first line starts
+// with name (a comment naming it), from the README or the EXAMPLES of
+// mnet(7).
 func readmeBlock(t *testing.T, lang, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
+	for _, doc := range []string{"README.md", "man/mnet.7.md"} {
+		b, err := os.ReadFile(filepath.Join("..", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, rest, ok := strings.Cut(string(b), "```"+lang+"\n"+name); ok {
+			block, _, _ := strings.Cut(rest, "```")
+			return name + block
+		}
 	}
-	_, rest, ok := strings.Cut(string(b), "```"+lang+"\n"+name)
-	if !ok {
-		t.Fatalf("README has no %s block starting with %s", lang, name)
-	}
-	block, _, _ := strings.Cut(rest, "```")
-	return name + block
+	t.Fatalf("neither README.md nor man/mnet.7.md has a %s block starting with %s", lang, name)
+	return ""
 }
