@@ -3,9 +3,12 @@
 package tests
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -37,4 +40,38 @@ func TestReadmeTour(t *testing.T) {
 		t.Errorf("the tour left its TAP %s", tap)
 	}
 	t.Logf("tour output:\n%s", out)
+}
+
+// HACKING.md's worked family compiles against today's netcore, as the
+// package netcore/loop it says it is (an overlay: nothing is written into
+// the tree).
+func TestHackingFamilyExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "HACKING.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "```go\n// Package loop ")
+	if !ok {
+		t.Fatal("HACKING.md has no go block starting with // Package loop")
+	}
+	code, _, _ := strings.Cut(rest, "```")
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "loop.go")
+	if err := os.WriteFile(src, []byte("// Package loop "+code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{
+		filepath.Join(root, "netcore", "loop", "loop.go"): src}})
+	if err := os.WriteFile(filepath.Join(tmp, "overlay.json"), overlay, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", os.DevNull, "-overlay="+filepath.Join(tmp, "overlay.json"), "./netcore/loop")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("go build of HACKING.md's loop family: %v\n%s", err, out)
+	}
 }
