@@ -58,6 +58,14 @@ func (c *Cred) LoadCaps() {
 	c.CapsKnown = true
 }
 
+// Pin reads now what later checks of c need of the caller's process (its
+// capabilities), while the caller is blocked in the request whose pid names
+// it. A handle that keeps its opener's Cred pins it at open, before it is
+// copied: no later write looks the pid up, which by then may name another
+// process. (The opener's network namespace is pinned with it by package
+// netns, which holds it open.)
+func (c *Cred) Pin() { c.LoadCaps() }
+
 // InGroup reports whether gid is the caller's primary or a supplementary group.
 func (c *Cred) InGroup(gid uint32) bool {
 	if c.Gid == gid {

@@ -1,56 +1,30 @@
 package tap
 
 import (
-	"errors"
-	"os"
-	"path/filepath"
 	"runtime"
 
 	"golang.org/x/sys/unix"
 )
 
-// NetnsDir is where `ip netns` keeps named network namespaces.
-const NetnsDir = "/run/netns"
-
-// ErrUnnamedNetns is returned by Netns when the TAP is in a network
-// namespace that has no name under NetnsDir (a container's, say).
-var ErrUnnamedNetns = errors.New("the TAP is in a network namespace with no name under " + NetnsDir)
-
-// Netns tells where the TAP is now: "" in the daemon's own network
-// namespace, else the path of its named namespace under NetnsDir (the
-// user may have moved it with `ip link set NAME netns NS`).
-func (t *Tap) Netns() (string, error) {
+// NetnsID tells which network namespace the TAP is in now (the user may
+// have moved it with `ip link set NAME netns NS`): the device and inode
+// of its nsfs file.
+func (t *Tap) NetnsID() (dev, ino uint64, err error) {
 	var nsfd int
-	err := t.f.ioctl(func(fd int) (err error) {
+	err = t.f.ioctl(func(fd int) (err error) {
 		nsfd, err = unix.IoctlRetInt(fd, unix.TUNGETDEVNETNS)
 		return err
 	})
 	if err != nil {
-		return "", err
+		return 0, 0, err
 	}
 	defer unix.Close(nsfd)
-	var where, self unix.Stat_t
-	if err := unix.Fstat(nsfd, &where); err != nil {
-		return "", err
+	var st unix.Stat_t
+	if err := unix.Fstat(nsfd, &st); err != nil {
+		return 0, 0, err
 	}
-	if err := unix.Stat("/proc/self/ns/net", &self); err != nil {
-		return "", err
-	}
-	if sameFile(&where, &self) {
-		return "", nil
-	}
-	ents, _ := os.ReadDir(NetnsDir)
-	for _, e := range ents {
-		p := filepath.Join(NetnsDir, e.Name())
-		var st unix.Stat_t
-		if unix.Stat(p, &st) == nil && sameFile(&st, &where) {
-			return p, nil
-		}
-	}
-	return "", ErrUnnamedNetns
+	return st.Dev, st.Ino, nil
 }
-
-func sameFile(a, b *unix.Stat_t) bool { return a.Dev == b.Dev && a.Ino == b.Ino }
 
 // OpenTapIn is OpenTap inside the network namespace at path netns ("" is
 // the daemon's own): it takes over a TAP left there, or creates one

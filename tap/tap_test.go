@@ -248,8 +248,8 @@ func TestCloseWakesReader(t *testing.T) {
 	}
 }
 
-// A TAP moved into a named namespace is found there: Netns names it, and
-// OpenTapIn takes the persistent TAP over in that namespace.
+// A TAP moved into a named namespace is found there: NetnsID is that
+// namespace's, and OpenTapIn takes the persistent TAP over in it.
 func TestNetnsAndOpenTapIn(t *testing.T) {
 	needRoot(t)
 	name, ns := ifname("n"), ifname("ns")
@@ -260,13 +260,20 @@ func TestNetnsAndOpenTapIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tp.Close()
-	if where, err := tp.Netns(); where != "" || err != nil {
-		t.Errorf("Netns in our own namespace = %q, %v", where, err)
+	nsID := func(path string) [2]uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return [2]uint64{st.Dev, st.Ino}
+	}
+	if dev, ino, err := tp.NetnsID(); [2]uint64{dev, ino} != nsID("/proc/self/ns/net") || err != nil {
+		t.Errorf("NetnsID in our own namespace = %d:%d, %v", dev, ino, err)
 	}
 	run(t, "ip", "link", "set", name, "netns", ns)
-	where, err := tp.Netns()
-	if want := NetnsDir + "/" + ns; where != want || err != nil {
-		t.Fatalf("Netns after the move = %q, %v; want %q", where, err, want)
+	where := "/run/netns/" + ns
+	if dev, ino, err := tp.NetnsID(); [2]uint64{dev, ino} != nsID(where) || err != nil {
+		t.Fatalf("NetnsID after the move = %d:%d, %v; want %s's", dev, ino, err, where)
 	}
 	tp.SetPersist(true)
 	tp.Close()

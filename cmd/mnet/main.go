@@ -29,6 +29,7 @@ import (
 	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
 	_ "github.com/mnet-project/mnet/netcore/link/vxlan" // vxlan cables
 	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 const usage = `mnet: networking as files
@@ -48,6 +49,9 @@ mount flags:
                   empty: keep nothing)
   --vde-dir DIR   where each network with vde on is a VDE switch, DIR/NAME
                   (default /run/mnet/vde): vde_plug DIR/NAME joins it
+  --netns-dir DIR[:DIR...]  where named network namespaces are (default /run/netns):
+                  a persistent attachment made in another namespace than the
+                  daemon's is kept only if that namespace has a name there
   --log DEST      where log lines go: standard error (default), syslog, or a file
   --max-networks-per-uid N     IPN networks one uid other than 0 may own (default 256;
                                ENOSPC beyond)
@@ -125,6 +129,7 @@ func serve(args []string, ready *detach.Reporter) error {
 	maxPersist := fl.Int("max-persistent-per-uid", netcore.DefaultPersistentPerUid, "")
 	maxSocks := fl.Int("max-sockets-per-uid", netcore.DefaultSocketsPerUid, "")
 	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
+	netnsDir := fl.String(netns.DirFlag, netns.DefaultDir, "")
 	cpuProfile := fl.String("cpuprofile", "", "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -186,7 +191,7 @@ func serve(args []string, ready *detach.Reporter) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
 	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state, Limits: limits,
-		Flags: map[string]string{vde.DirFlag: *vdeDir}})
+		Flags: map[string]string{vde.DirFlag: *vdeDir, netns.DirFlag: *netnsDir}})
 	if err != nil {
 		return err
 	}

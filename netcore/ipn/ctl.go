@@ -10,6 +10,7 @@ import (
 
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // ctlError is a failed ctl command: the errno for the write and the reason
@@ -47,11 +48,12 @@ type ctlCommand struct {
 	ext func() error
 }
 
-// applyCtl runs the commands in text, one per line. Every line is checked
-// before any is applied, so a write with a bad line changes nothing; the
-// errno of the first bad line is the write's and its reason is kept for
-// last-error.
-func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
+// applyCtl runs the commands in text, one per line, for caller c (pinned)
+// in its network namespace ns (nil: the daemon cannot see it). Every line
+// is checked before any is applied, so a write with a bad line changes
+// nothing; the errno of the first bad line is the write's and its reason
+// is kept for last-error.
+func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err error) {
 	var cmds []ctlCommand
 	var bad *ctlError
 	for line := range strings.SplitSeq(text, "\n") {
@@ -87,7 +89,7 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 			if cmd.attach == nil {
 				continue
 			}
-			if bad = cmd.attach.open(n, c); bad != nil {
+			if bad = cmd.attach.open(n, c, ns); bad != nil {
 				break
 			}
 		}
@@ -101,9 +103,19 @@ func (n *Network) applyCtl(c *netcore.Cred, text string) (err error) {
 		for _, cmd := range cmds {
 			switch {
 			case cmd.attach != nil:
+				// It replaces one of its name waiting for its namespace.
+				if i := n.waitingIndexLocked(cmd.attach.kind, cmd.attach.spec.Name()); i >= 0 {
+					n.waiting = slices.Delete(n.waiting, i, i+1)
+				}
 				attached = append(attached, n.attachLocked(cmd.attach))
 			case cmd.detach != nil:
 				p := n.linkPort(cmd.detach.kind, cmd.detach.name)
+				if p == nil {
+					if i := n.waitingIndexLocked(cmd.detach.kind, cmd.detach.name); i >= 0 {
+						n.waiting = slices.Delete(n.waiting, i, i+1)
+					}
+					break
+				}
 				n.detachLocked(p)
 				detached = append(detached, p)
 			case cmd.ext != nil:
@@ -312,7 +324,7 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 		}
 		cmd.apply = func(n *Network) *ctlError { n.set.Descr = arg; return nil }
 	case "detach":
-		d, err := parseDetach(c, arg)
+		d, err := parseDetach(c, uncomment(arg))
 		if err != nil {
 			return cmd, err
 		}
@@ -331,6 +343,9 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 		if kind == nil {
 			return cmd, ctlErr(syscall.EINVAL, "unknown command %q", word)
 		}
+		// What reading ctl shows after an attachment ("# not
+		// persistent: ...", "# waiting: ...") is a comment.
+		arg = uncomment(arg)
 		if !kind.Privilege.Held(c) {
 			return cmd, ctlErr(syscall.EPERM, "%s: needs %v", word, kind.Privilege)
 		}
@@ -341,6 +356,15 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 		cmd.attach = &attachment{kind: kind, spec: spec}
 	}
 	return cmd, nil
+}
+
+// uncomment cuts a comment (" # ...") off the argument of an attachment's
+// line.
+func uncomment(arg string) string {
+	if i := strings.Index(arg, " #"); i >= 0 {
+		return strings.TrimSpace(arg[:i])
+	}
+	return arg
 }
 
 // detachment is a parsed detach line: "detach NAME" detaches the link
@@ -393,8 +417,21 @@ func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 			attached[key{p.kind, p.name}] = true
 		}
 	}
+	// Waiting attachments are no ports, but detach takes them away.
+	waiting := map[key]bool{}
+	for _, w := range n.waiting {
+		waiting[key{w.kind, w.spec.Name()}] = true
+	}
 	find := func(d *detachment) (key, bool) {
 		for k := range attached {
+			if k.name == d.name && (d.kind == nil || d.kind == k.kind) {
+				return k, true
+			}
+		}
+		return key{}, false
+	}
+	findWaiting := func(d *detachment) (key, bool) {
+		for k := range waiting {
 			if k.name == d.name && (d.kind == nil || d.kind == k.kind) {
 				return k, true
 			}
@@ -413,16 +450,19 @@ func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 			}
 			ports++
 			attached[k] = true
+			delete(waiting, k) // replaced
 			if ports > maxPorts {
 				return ctlErr(syscall.EBUSY, "%s: the network has maxports (%d) ports", cmd.line, maxPorts)
 			}
 		case cmd.detach != nil:
-			k, ok := find(cmd.detach)
-			if !ok {
+			if k, ok := find(cmd.detach); ok {
+				delete(attached, k)
+				ports--
+			} else if k, ok := findWaiting(cmd.detach); ok {
+				delete(waiting, k)
+			} else {
 				return ctlErr(syscall.ENODEV, "%s: not attached to this network", cmd.line)
 			}
-			delete(attached, k)
-			ports--
 		case cmd.maxPorts > 0:
 			maxPorts = cmd.maxPorts
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // Whatever is written to ctl, the write ends with success or an errno the
@@ -39,7 +40,7 @@ func FuzzCtl(f *testing.F) {
 		if asRoot && !strings.Contains(text, "tap") && !strings.Contains(text, "grab") {
 			cred = rootCred
 		}
-		err := n.applyCtl(cred, text)
+		err := n.applyCtl(cred, netns.Self(), text)
 		var errno syscall.Errno
 		if err != nil && (!errors.As(err, &errno) ||
 			(errno != syscall.EINVAL && errno != syscall.EPERM && errno != syscall.ENODEV)) {
@@ -52,7 +53,7 @@ func FuzzCtl(f *testing.F) {
 			t.Fatalf("ctl %q left bad settings %+v: %v", text, s, err)
 		}
 		if s.Persist {
-			n.applyCtl(rootCred, "persist off") // no state file here; keep it off
+			n.applyCtl(rootCred, netns.Self(), "persist off") // no state file here; keep it off
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 func init() {
@@ -48,6 +49,12 @@ type ipnFamily struct {
 	// before f.mu and any network's lock.
 	persistMu sync.Mutex
 	limits    netcore.Limits
+
+	// netnsDirs are where named network namespaces are (--netns-dir).
+	netnsDirs []string
+	// done is closed when the family closes (Close may be called twice).
+	done     chan struct{}
+	doneOnce sync.Once
 }
 
 var (
@@ -85,7 +92,8 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		}
 	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
-		claims: make(map[string]linkClaim), limits: env.Limits.WithDefaults()}
+		claims: make(map[string]linkClaim), limits: env.Limits.WithDefaults(),
+		netnsDirs: netns.Dirs(env.Flags[netns.DirFlag]), done: make(chan struct{})}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
 	f.openServices()
@@ -96,6 +104,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		aside := f.state.moveAside()
 		f.log.Error("state file unreadable; starting without saved networks", "path", env.StatePath, "err", err, "moved-to", aside)
 	}
+	waiting := false
 	for _, s := range saved {
 		if !netcore.ValidName(s.Name) {
 			f.log.Error("state file: bad network name, skipped", "network", s.Name)
@@ -110,8 +119,13 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
 		n.restoreExts(s.Ext)
-		n.restoreLinks(s.Links)
+		if n.restoreLinks(s.Links) {
+			waiting = true
+		}
 		n.syncServices()
+	}
+	if waiting {
+		go f.retryWaiting()
 	}
 	return f, nil
 }
@@ -145,6 +159,7 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
 `
 
 func (f *ipnFamily) Close() {
+	f.doneOnce.Do(func() { close(f.done) })
 	f.mu.Lock()
 	nets := make([]*Network, 0, len(f.nets))
 	persist := false
@@ -484,14 +499,20 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 		if r == 0 || (acc != syscall.O_RDONLY && r&RightManage == 0) {
 			return nil, syscall.EACCES
 		}
-		write := acc != syscall.O_RDONLY
-		if write {
-			// Writes act with the opener's capabilities, read now (as
-			// the kernel keeps a file's opener credentials), and before
-			// the Cred is copied into the handle that writes share.
-			c.LoadCaps()
+		h := &ctlHandle{n: n, write: acc != syscall.O_RDONLY, text: netcore.Snapshot{Make: n.ctlRead}}
+		if h.write {
+			// Writes act with the opener's capabilities and in its
+			// network namespace, both taken now, while the opener is
+			// blocked in open(2) and its pid names it (as the kernel
+			// keeps a file's opener credentials): a later write never
+			// looks the pid up, which may name another process by then.
+			// A namespace the daemon cannot see stays nil (EACCES for
+			// what needs it).
+			c.Pin()
+			h.ns, _ = netns.OfTask(c.Pid)
 		}
-		return &ctlHandle{n: n, cred: *c, write: write, text: netcore.Snapshot{Make: n.ctlText}}, nil
+		h.cred = *c
+		return h, nil
 	}
 	if r == 0 {
 		return nil, syscall.EACCES
@@ -573,7 +594,8 @@ func (h *pcapHandle) Close() { h.n.stopCapture(h.c) }
 // commands written to it.
 type ctlHandle struct {
 	n     *Network
-	cred  netcore.Cred // of the opener: rights are those of whoever opened ctl
+	cred  netcore.Cred // of the opener, pinned: rights are those of whoever opened ctl
+	ns    *netns.NS    // the opener's network namespace, held open; nil if not seen
 	write bool
 	text  netcore.Snapshot
 }
@@ -586,10 +608,15 @@ func (h *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, er
 	if !h.write {
 		return 0, syscall.EBADF
 	}
-	if err := h.n.applyCtl(&h.cred, string(b)); err != nil {
+	if err := h.n.applyCtl(&h.cred, h.ns, string(b)); err != nil {
 		return 0, err
 	}
 	return len(b), nil
 }
 
-func (h *ctlHandle) Close() {}
+func (h *ctlHandle) Close() {
+	if h.ns != nil {
+		h.ns.Close()
+		h.ns = nil
+	}
+}

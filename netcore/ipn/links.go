@@ -2,13 +2,13 @@ package ipn
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"sync"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/netns"
 	"github.com/mnet-project/mnet/vnet"
 )
 
@@ -65,23 +65,36 @@ type attachment struct {
 	kind *link.Kind
 	spec link.Spec
 	link link.Link // open, not yet a port
+	// nsID is the network namespace a link that lives in one (a
+	// link.Binder) was opened in; zero for the daemon's own, or a link
+	// of no namespace.
+	nsID netns.ID
 }
 
 // line is the ctl line that makes the attachment.
 func (a *attachment) line() string { return a.kind.Name + " " + a.spec.Args() }
 
-// open claims what the link needs and opens it. On failure nothing is held.
-func (a *attachment) open(n *Network, c *netcore.Cred) *ctlError {
+// open claims what the link needs and opens it in ns: for a ctl write,
+// the caller's namespace pinned when it opened ctl (nil: the daemon cannot
+// see it), with c the caller; for a restored attachment, the namespace it
+// was made in, with c nil. On failure nothing is held.
+func (a *attachment) open(n *Network, c *netcore.Cred, ns *netns.NS) *ctlError {
 	if b, ok := a.spec.(link.Binder); ok {
-		if err := b.Bind(c); err != nil {
+		if ns == nil {
+			return ctlErr(syscall.EACCES, "%s: the caller's network namespace cannot be seen", a.line())
+		}
+		if err := b.Bind(ns); err != nil {
 			return ctlErr(link.ErrnoOf(err), "%v", err)
+		}
+		if !ns.Self() {
+			a.nsID = ns.ID()
 		}
 	}
 	if err := n.fam.claim(n, a.kind, a.spec.Claim(), a.line()); err != nil {
 		return err
 	}
 	n.mu.Lock()
-	env := link.Env{Network: n.name, MTU: n.set.MTU, Cred: c, Log: n.fam.log}
+	env := link.Env{Network: n.name, MTU: n.set.MTU, Cred: c, NS: ns, Log: n.fam.log}
 	n.mu.Unlock()
 	l, err := a.spec.Open(env)
 	if err != nil {
@@ -106,7 +119,7 @@ func (a *attachment) abort(n *Network) {
 func (n *Network) attachLocked(a *attachment) *Port {
 	p := newPort(n, n.nextPort, a.kind, 0, 0, a.spec.Name(), true, true)
 	n.nextPort++
-	p.link, p.spec = a.link, a.spec
+	p.link, p.spec, p.nsID = a.link, a.spec, a.nsID
 	p.caps = a.link.Caps()
 	p.stop, p.cancel = context.WithCancel(context.Background())
 	p.pumpDone = make(chan struct{})
@@ -280,79 +293,5 @@ func (n *Network) detachGone(p *Port) {
 	n.release(p, false)
 	if persist {
 		n.fam.saveState()
-	}
-}
-
-// savedLinksLocked lists the attachments for the state file: each is an
-// object with "kind" and "name" and the fields its link saves. Called with
-// n.mu held.
-func (n *Network) savedLinksLocked() []json.RawMessage {
-	var out []json.RawMessage
-	for _, p := range n.portList {
-		s, ok := p.link.(link.Saver)
-		if p.spec == nil || !ok || p.kind.Restore == nil {
-			continue
-		}
-		b, err := savedLink(p.kind.Name, p.name, s)
-		if err != nil {
-			n.fam.log.Error("cannot save attachment; it is not restored after a restart",
-				"network", n.name, "kind", p.kind.Name, "name", p.name, "err", err)
-			continue
-		}
-		out = append(out, b)
-	}
-	return out
-}
-
-// savedLink is what s saves, with kind and name set.
-func savedLink(kind, name string, s link.Saver) (json.RawMessage, error) {
-	b, err := s.Save()
-	if err != nil {
-		return nil, err
-	}
-	fields := map[string]json.RawMessage{}
-	if len(b) > 0 {
-		if err := json.Unmarshal(b, &fields); err != nil {
-			return nil, err
-		}
-	}
-	fields["kind"], _ = json.Marshal(kind)
-	fields["name"], _ = json.Marshal(name)
-	return json.Marshal(fields)
-}
-
-// restoreLinks attaches the links of a restored persistent network. One
-// that cannot be attached is logged and left out; the network serves
-// without it.
-func (n *Network) restoreLinks(saved []json.RawMessage) {
-	for _, raw := range saved {
-		var head struct {
-			Kind string `json:"kind"`
-			Name string `json:"name"`
-		}
-		if err := json.Unmarshal(raw, &head); err != nil {
-			n.fam.log.Error("state file: bad attachment, skipped", "network", n.name, "err", err)
-			continue
-		}
-		kind := link.Lookup(head.Kind)
-		if kind == nil || kind.Restore == nil {
-			n.fam.log.Error("state file: bad attachment kind, skipped", "network", n.name, "kind", head.Kind)
-			continue
-		}
-		spec, err := kind.Restore(raw)
-		if err != nil {
-			n.fam.log.Error("state file: bad attachment, skipped", "network", n.name, "kind", head.Kind, "err", err)
-			continue
-		}
-		a := &attachment{kind: kind, spec: spec}
-		if err := a.open(n, nil); err != nil {
-			n.fam.log.Error("cannot restore attachment", "network", n.name, "err", err.reason)
-			continue
-		}
-		n.mu.Lock()
-		p := n.attachLocked(a)
-		n.mu.Unlock()
-		go p.pump()
-		n.fam.log.Info("attachment restored", "network", n.name, "kind", head.Kind, "name", spec.Name())
 	}
 }

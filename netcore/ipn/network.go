@@ -113,6 +113,12 @@ type Network struct {
 
 	// exts are the network's extensions (package link), made with it.
 	exts []*extension
+
+	// waiting are saved attachments whose namespace was not there at
+	// start (where.go); guarded by mu. waitMu is held while they are
+	// tried again.
+	waiting []*waitingLink
+	waitMu  sync.Mutex
 }
 
 func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings) *Network {
@@ -423,10 +429,18 @@ func (n *Network) shutdown(exiting bool) {
 	caps := n.captures
 	n.captures = nil
 	keep := exiting && n.set.Persist
+	// A link the state file does not have is let go for good.
+	unsaved := map[*Port]bool{}
+	for _, p := range ports {
+		if p.unnamed {
+			unsaved[p] = true
+		}
+	}
+	n.waiting = nil
 	n.mu.Unlock()
 	for _, p := range ports {
 		if p.link != nil {
-			n.release(p, keep)
+			n.release(p, keep && !unsaved[p])
 		} else if wake := p.shut(); wake != nil {
 			wake() // a poll of the data file sees the end
 		}
@@ -445,6 +459,16 @@ func onOff(b bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// ctlRead is what reading ctl shows, after the attachments that wait for
+// their namespace are tried again: one whose namespace has its name back
+// shows attached.
+func (n *Network) ctlRead() []byte {
+	if n.hasWaiting() {
+		n.retryWaiting()
+	}
+	return n.ctlText()
 }
 
 // ctlText is what reading ctl shows.
@@ -473,9 +497,17 @@ func (n *Network) ctlText() []byte {
 		items = append(items, its...)
 	}
 	for _, p := range n.portList {
-		if p.spec != nil {
-			fmt.Fprintf(&b, "%s %s\n", p.kind.Name, p.spec.Args())
+		if p.spec == nil {
+			continue
 		}
+		fmt.Fprintf(&b, "%s %s", p.kind.Name, p.spec.Args())
+		if p.unnamed && s.Persist {
+			b.WriteString(" # not persistent: unnamed namespace")
+		}
+		b.WriteByte('\n')
+	}
+	for _, w := range n.waiting {
+		fmt.Fprintf(&b, "%s # waiting: namespace %s %s\n", w.line(), w.where.Netns, w.why)
 	}
 	for _, l := range items {
 		fmt.Fprintf(&b, "%s\n", l)

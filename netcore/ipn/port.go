@@ -8,6 +8,7 @@ import (
 
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // Port is one member of a network. Packets delivered to it wait in a
@@ -32,6 +33,12 @@ type Port struct {
 	link link.Link
 	spec link.Spec
 	caps link.Caps
+	// nsID is the network namespace the link was opened in, if it lives
+	// in one other than the daemon's (where.go).
+	nsID netns.ID
+	// unnamed: the last save found the link in a namespace without a
+	// name, and left it out (guarded by the network's mu).
+	unnamed bool
 	// stop is cancelled when the port leaves: it ends the pump's read
 	// loop and any lossless wait of its sends.
 	stop       context.Context

@@ -30,6 +30,7 @@ import (
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // Link is one attached port that is not a file.
@@ -138,13 +139,13 @@ type Spec interface {
 	Open(env Env) (Link, error)
 }
 
-// Binder is a Spec whose Claim depends on who attaches it: an interface
-// name means the interface of that name in the caller's network
-// namespace. Bind is called once, before Claim, with the caller whose ctl
-// write attaches the link (nil when a persistent network's attachment is
-// restored at start); its errors carry the errno the writer gets.
+// Binder is a Spec whose Claim depends on where it is attached: an
+// interface name means the interface of that name in one network
+// namespace. Bind is called once, before Claim, with the namespace the
+// link is to be opened in (Env.NS); its errors carry the errno the
+// writer gets.
 type Binder interface {
-	Bind(c *netcore.Cred) error
+	Bind(ns *netns.NS) error
 }
 
 // Env is what a link learns of the network it joins when it is opened.
@@ -153,10 +154,24 @@ type Env struct {
 	Network string
 	// MTU is the network's mtu: the largest frame it carries.
 	MTU int
-	// Cred is the caller whose ctl write attaches the link; nil when a
-	// persistent network's attachment is restored at start.
+	// Cred is the caller whose ctl write attaches the link, pinned when it
+	// opened ctl; nil when a persistent network's attachment is restored
+	// at start.
 	Cred *netcore.Cred
-	Log  *slog.Logger
+	// NS is the network namespace the link is made in, never nil: the
+	// caller's, pinned when it opened ctl, or, for a restored attachment,
+	// the one it was made in. It is lent for the call to Open: a link
+	// that needs it later keeps what it made there, not NS.
+	NS  *netns.NS
+	Log *slog.Logger
+}
+
+// Located is a Link that may leave the namespace it was opened in (a TAP
+// the user moves with `ip link set NAME netns NS`): Netns tells where it
+// is now. A persistent network restores a link there, and any other link
+// in the namespace it was opened in.
+type Located interface {
+	Netns() (netns.ID, error)
 }
 
 // Privilege is what a caller needs, beyond the network's manage right, to

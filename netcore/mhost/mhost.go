@@ -571,6 +571,9 @@ func (f *ctlFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	if r == 0 || write && r&rightManage == 0 {
 		return nil, syscall.EACCES
 	}
+	if write {
+		c.Pin() // later writes check rights with what the opener held now
+	}
 	return &ctlHandle{h: f.h, cred: *c, write: write, text: netcore.Snapshot{Make: f.h.ctlText}}, nil
 }
 

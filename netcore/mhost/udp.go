@@ -81,6 +81,10 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	if (acc != syscall.O_RDWR && (wantR && !recv || wantW && !send)) || (!recv && !send) {
 		return nil, syscall.EACCES
 	}
+	// The endpoint keeps the opener's credentials for the checks of later
+	// writes (rights through an ipn network's host): pinned now, while
+	// the opener's pid names it.
+	c.Pin()
 	ep := &endpoint{f: f, h: h, cred: *c, recv: recv, send: send, paths: map[string]path{}}
 	ep.q.init()
 	if err := h.f.reserve(ep); err != nil {

@@ -8,11 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"syscall"
 
-	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/netcore/link/fdpoll"
 	"github.com/mnet-project/mnet/netcore/netns"
@@ -54,9 +52,8 @@ const (
 type spec struct {
 	kind kind
 	name string
-	// Restored TAPs only: the named namespace the TAP was left in, and
-	// whether mnet created it (then it is still mnet's to delete).
-	netns   string
+	// Restored TAPs only: whether mnet created it (then it is still
+	// mnet's to delete).
 	created bool
 	// ns is the network namespace the name is looked up in (Bind): its
 	// identity, for Claim; zero for the daemon's own.
@@ -80,16 +77,14 @@ func parse(k kind, args string) (link.Spec, error) {
 
 // saved is what a persistent network keeps of a tap or grab attachment;
 // the field names are those of the state file since attachments were
-// first saved.
+// first saved. The network records the namespace (package link's
+// Located).
 type saved struct {
 	Kind string `json:"kind"`
 	Name string `json:"name"`
 	// Created: mnet created this TAP, so it deletes it when detached, also
 	// after a restart has taken the TAP over.
 	Created bool `json:"created,omitempty"`
-	// Netns is the named network namespace (/run/netns/NS) a TAP was in
-	// when the state was saved, where a restart looks for it.
-	Netns string `json:"netns,omitempty"`
 }
 
 func restore(raw json.RawMessage) (link.Spec, error) {
@@ -106,7 +101,7 @@ func restore(raw json.RawMessage) (link.Spec, error) {
 		return nil, err
 	}
 	if k == kindTap {
-		sp.(*spec).netns, sp.(*spec).created = s.Netns, s.Created
+		sp.(*spec).created = s.Created
 	}
 	return sp, nil
 }
@@ -123,31 +118,21 @@ func (s *spec) Claim() string {
 	return fmt.Sprintf("iface:%d:%d:%s", s.ns.Dev, s.ns.Ino, s.name)
 }
 
-// Bind finds the namespace the interface is to be found or made in.
-func (s *spec) Bind(c *netcore.Cred) error {
-	ns, err := s.netnsFor(c, nil)
-	if err != nil {
-		return err
-	}
+// Bind notes the namespace the interface is to be found or made in.
+func (s *spec) Bind(ns *netns.NS) error {
 	if !ns.Self() {
 		s.ns = ns.ID()
 	}
-	ns.Close()
 	return nil
 }
 
-// Open opens the device inside the network namespace it belongs to: the
-// caller's, for a ctl line (a caller the daemon cannot see has none:
-// EACCES); for a restored TAP, the named namespace it was left in, or the
-// daemon's if that is gone.
+// Open opens the device inside env.NS: the caller's, pinned when it
+// opened ctl, or, for a restored attachment, the one it was made in.
 func (s *spec) Open(env link.Env) (link.Link, error) {
-	ns, err := s.netnsFor(env.Cred, env.Log.With("network", env.Network))
-	if err != nil {
-		return nil, err
-	}
-	defer ns.Close() // a device stays in its namespace once opened
+	ns := env.NS
 	var dev device
 	var derr error
+	var err error
 	if s.kind == kindGrab {
 		err = ns.Do(func() { dev, derr = tap.Grab(s.name) })
 	} else {
@@ -168,31 +153,7 @@ func (s *spec) Open(env link.Env) (link.Link, error) {
 		return &grabLink{devLink{g}}, nil
 	}
 	t := dev.(*tap.Tap)
-	return &tapLink{devLink: devLink{t}, tap: t, created: t.Created() || s.created, env: env}, nil
-}
-
-// netnsFor is the caller's namespace (c from a ctl write) or, for a
-// restored TAP (c nil), the named namespace it was left in, or the
-// daemon's if that is gone (logged when log is set).
-func (s *spec) netnsFor(c *netcore.Cred, log *slog.Logger) (*netns.NS, error) {
-	if c != nil {
-		ns, err := netns.OfTask(c.Pid)
-		if err != nil {
-			return nil, link.Errorf(syscall.EACCES, "%s %s: the caller's network namespace cannot be seen", s.kind, s.name)
-		}
-		return ns, nil
-	}
-	if s.netns != "" {
-		ns, err := netns.Open(s.netns)
-		if err == nil {
-			return ns, nil
-		}
-		if log != nil {
-			log.Warn("the TAP's network namespace is gone; creating it in the daemon's",
-				"interface", s.name, "netns", s.netns)
-		}
-	}
-	return netns.Self(), nil
+	return &tapLink{devLink: devLink{t}, tap: t, created: t.Created() || s.created}, nil
 }
 
 // openError gives an error of package tap the errno SPEC.md names.
@@ -330,7 +291,6 @@ type tapLink struct {
 	devLink
 	tap     *tap.Tap
 	created bool // mnet created the TAP: it deletes it when let go
-	env     link.Env
 }
 
 var (
@@ -338,6 +298,7 @@ var (
 	_ link.Saver      = (*tapLink)(nil)
 	_ link.FDPoller   = (*tapLink)(nil)
 	_ link.Multiqueue = (*tapLink)(nil)
+	_ link.Located    = (*tapLink)(nil)
 )
 
 // Queues are the TAP's queues, the link itself first (link.Multiqueue).
@@ -359,15 +320,16 @@ func (l *tapLink) Close(keep bool) error {
 	return l.tap.Close()
 }
 
-// Save records whether mnet created the TAP and which named namespace it
-// is in now (the user may have moved it since it was attached).
+// Save records whether mnet created the TAP.
 func (l *tapLink) Save() (json.RawMessage, error) {
-	ns, err := l.tap.Netns()
-	if err != nil {
-		l.env.Log.Warn("cannot tell where the TAP is; a restart looks for it in the daemon's namespace",
-			"network", l.env.Network, "interface", l.tap.Name(), "err", err)
-	}
-	return json.Marshal(saved{Kind: "tap", Name: l.tap.Name(), Created: l.created, Netns: ns})
+	return json.Marshal(saved{Kind: "tap", Name: l.tap.Name(), Created: l.created})
+}
+
+// Netns is where the TAP is now: the user may have moved it since it was
+// attached, and a restart looks for it there.
+func (l *tapLink) Netns() (netns.ID, error) {
+	dev, ino, err := l.tap.NetnsID()
+	return netns.ID{Dev: dev, Ino: ino}, err
 }
 
 // grabLink is an existing interface grabbed through a packet socket.

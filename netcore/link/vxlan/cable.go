@@ -95,11 +95,8 @@ func (s *spec) Open(env link.Env) (link.Link, error) {
 }
 
 func (s *spec) open(env link.Env) (*cable, error) {
-	w, err := whereFor(env)
-	if err != nil {
-		return nil, err
-	}
-	defer w.close()
+	w := whereFor(env)
+	var err error
 	c := &cable{spec: s, env: env, v6: s.v6(), fdb: newFDB(fdbAge, fdbMax),
 		in: make(chan []byte, rxQueue), closed: make(chan struct{}), portOf: map[netip.Addr]uint16{}}
 	ifindex := 0

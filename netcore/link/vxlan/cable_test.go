@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mnet-project/mnet/netcore/link"
+	"github.com/mnet-project/mnet/netcore/netns"
 	"github.com/mnet-project/mnet/vnet"
 )
 
@@ -31,7 +32,7 @@ func openCable(t *testing.T, args string) *cable {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := s.Open(link.Env{Network: "test", MTU: 65535, Log: slog.New(slog.DiscardHandler)})
+	l, err := s.Open(link.Env{Network: "test", MTU: 65535, NS: netns.Self(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

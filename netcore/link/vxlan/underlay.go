@@ -21,25 +21,22 @@ import (
 // where is where a cable's sockets are made. Every socket of a cable (its
 // share of the receiving socket, its sending sockets, the probes that ask
 // for a path's MTU or an interface) is made by where.socket, so where the
-// underlay is gets decided in this one place: in the network namespace of
-// the caller whose ctl write makes the cable, owned by its uid (the
-// daemon's namespace and root when a persistent network is restored).
+// underlay is gets decided in this one place: in the network namespace the
+// cable is made in (the caller's, pinned when it opened ctl, or the one a
+// restored cable was made in), owned by the caller's uid (root for a
+// restored cable).
 type where struct {
 	ns  *netns.NS
 	uid uint32
 }
 
-// whereFor is where env's cable makes its sockets. A caller whose
-// namespace the daemon cannot see gets EACCES.
-func whereFor(env link.Env) (where, error) {
-	if env.Cred == nil {
-		return where{ns: netns.Self()}, nil
+// whereFor is where env's cable makes its sockets.
+func whereFor(env link.Env) where {
+	w := where{ns: env.NS}
+	if env.Cred != nil {
+		w.uid = env.Cred.Uid
 	}
-	ns, err := netns.OfTask(env.Cred.Pid)
-	if err != nil {
-		return where{}, link.Errorf(syscall.EACCES, "vxlan: the caller's network namespace cannot be seen")
-	}
-	return where{ns: ns, uid: env.Cred.Uid}, nil
+	return w
 }
 
 // socket makes a close-on-exec socket there.
@@ -57,10 +54,6 @@ func nsKey(id netns.ID) string {
 	}
 	return fmt.Sprintf("%d:%d", id.Dev, id.Ino)
 }
-
-// close lets go of what whereFor held; the sockets made stay where they
-// were made.
-func (w where) close() { w.ns.Close() }
 
 // socketBuffer is the receive and send buffer asked for each socket: a
 // burst of a TCP window at 10 Gbit/s must not overflow it.

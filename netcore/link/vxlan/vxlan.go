@@ -25,7 +25,6 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/netcore/netns"
 	"github.com/mnet-project/mnet/tap"
@@ -59,20 +58,12 @@ type spec struct {
 
 var _ link.Binder = (*spec)(nil)
 
-// Bind notes the caller's network namespace: a VNI on a port is claimed
-// in it, so that two namespaces may each cable the same VNI.
-func (s *spec) Bind(c *netcore.Cred) error {
-	if c == nil {
-		return nil
-	}
-	ns, err := netns.OfTask(c.Pid)
-	if err != nil {
-		return link.Errorf(syscall.EACCES, "vxlan %s: the caller's network namespace cannot be seen", s.Args())
-	}
+// Bind notes the namespace the cable is made in: a VNI on a port is
+// claimed in it, so that two namespaces may each cable the same VNI.
+func (s *spec) Bind(ns *netns.NS) error {
 	if !ns.Self() {
 		s.ns = ns.ID()
 	}
-	ns.Close()
 	return nil
 }
 

@@ -44,6 +44,7 @@ var daemonOptions = []daemonOption{
 	{name: "state", flag: "--state", value: true, check: emptyOrAbsolute},
 	{name: "log", flag: "--log", value: true, check: absolute},
 	{name: "vde_dir", flag: "--vde-dir", value: true, check: absolute},
+	{name: "netns_dir", flag: "--netns-dir", value: true, check: absoluteList},
 	{name: "debug", flag: "-v"},
 	{name: "debug_fuse", flag: "--debug-fuse"},
 	{name: "max_networks_per_uid", flag: "--max-networks-per-uid", value: true, check: positive},
@@ -190,6 +191,16 @@ func lookup(name string) *daemonOption {
 func absolute(p string) error {
 	if !filepath.IsAbs(p) {
 		return errors.New("want an absolute path")
+	}
+	return nil
+}
+
+// absoluteList checks a colon-separated list of absolute paths.
+func absoluteList(list string) error {
+	for p := range strings.SplitSeq(list, ":") {
+		if err := absolute(p); err != nil {
+			return err
+		}
 	}
 	return nil
 }
