@@ -252,3 +252,37 @@ func TestOfTaskOtherNamespace(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A named namespace is found by its inode under the directories given,
+// opened only while its path is still that namespace, and a path left
+// without one (an unmounted name) is gone.
+func TestNamedNamespaces(t *testing.T) {
+	ns := testNS(t)
+	name := nsName(t, ns)
+	dir := t.TempDir()
+	if got := NameOf([]string{dir, "/run/netns"}, ns.ID()); got != "/run/netns/"+name {
+		t.Errorf("NameOf = %q, want /run/netns/%s", got, name)
+	}
+	if got := NameOf([]string{dir}, ns.ID()); got != "" {
+		t.Errorf("NameOf in an empty directory = %q", got)
+	}
+	opened, err := OpenNamed("/run/netns/"+name, ns.ID())
+	if err != nil || opened.ID() != ns.ID() || opened.Self() {
+		t.Fatalf("OpenNamed = %v, %v", opened, err)
+	}
+	opened.Close()
+	if _, err := OpenNamed("/run/netns/"+name, ID{Dev: ns.ID().Dev, Ino: ns.ID().Ino + 1}); !errors.Is(err, ErrChanged) {
+		t.Errorf("OpenNamed with another inode: %v, want ErrChanged", err)
+	}
+	if _, err := OpenNamed(dir+"/none", ns.ID()); !errors.Is(err, ErrGone) {
+		t.Errorf("OpenNamed of nothing: %v, want ErrGone", err)
+	}
+	plain := dir + "/plain"
+	os.WriteFile(plain, nil, 0o644)
+	if _, err := OpenNamed(plain, ID{}); !errors.Is(err, ErrGone) {
+		t.Errorf("OpenNamed of a plain file: %v, want ErrGone", err)
+	}
+	if d := Dirs("/a::/b/"); len(d) != 2 || d[0] != "/a" || d[1] != "/b" {
+		t.Errorf("Dirs = %q", d)
+	}
+}

@@ -31,6 +31,8 @@ func TestParse(t *testing.T) {
 		{args: []string{"mnet", "/m", "-o", "max_networks_per_uid=8,max_persistent_per_uid=2,max_sockets_per_uid=64"},
 			want: Request{Spec: "mnet", Dir: "/m", Flags: []string{"--max-networks-per-uid", "8",
 				"--max-persistent-per-uid", "2", "--max-sockets-per-uid", "64"}}},
+		{args: []string{"mnet", "/m", "-o", "netns_dir=/run/netns:/var/run/docker/netns"},
+			want: Request{Spec: "mnet", Dir: "/m", Flags: []string{"--netns-dir", "/run/netns:/var/run/docker/netns"}}},
 		{args: []string{"mnet", "/m", "-s", "-o", "frobnicate,debug"},
 			want:    Request{Spec: "mnet", Dir: "/m", Sloppy: true, Flags: []string{"-v"}},
 			ignored: []string{"frobnicate"}},
@@ -68,6 +70,7 @@ func TestParseErrors(t *testing.T) {
 		{args: []string{"mnet", "/a", "-o", "state"}, msg: "needs a value"},
 		{args: []string{"mnet", "/a", "-o", "state=relative.json"}, msg: "absolute"},
 		{args: []string{"mnet", "/a", "-o", "log="}, msg: "absolute"},
+		{args: []string{"mnet", "/a", "-o", "netns_dir=/run/netns:netns"}, msg: "absolute"},
 		{args: []string{"mnet", "/a", "-o", "debug=1"}, msg: "takes no value"},
 	} {
 		_, err := Parse(tc.args)
