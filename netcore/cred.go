@@ -1,11 +1,11 @@
 package netcore
 
 import (
-	"bytes"
 	"os"
 	"strconv"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // Cred is the identity of the process behind one file operation: what the
@@ -47,7 +47,7 @@ func (c *Cred) HasCap(cap int) bool {
 	return c.CapEff&(1<<uint(cap)) != 0
 }
 
-// LoadCaps fills CapEff from /proc/PID/task/PID/status unless known. A
+// LoadCaps fills CapEff from the kernel (capget) unless known. A
 // Cred shared by goroutines (kept by an open file) must be loaded before
 // it is shared.
 func (c *Cred) LoadCaps() {
@@ -119,18 +119,28 @@ func capsOf(pid uint32) uint64 {
 	if syscall.Stat(c.TaskPath("ns/user"), &st) != nil || st.Dev != self.Dev || st.Ino != self.Ino {
 		return 0
 	}
-	b, err := os.ReadFile(c.TaskPath("status"))
-	if err != nil {
+	return capEff(pid)
+}
+
+// capget(2)'s header and data, version 3 (64-bit sets in two halves).
+type capHeader struct {
+	version uint32
+	pid     int32
+}
+
+type capData struct{ effective, permitted, inheritable uint32 }
+
+const capVersion3 = 0x20080522
+
+// capEff asks the kernel for thread pid's effective set: capget(2) costs a
+// system call, where /proc/PID/status is formatted whole for each read,
+// and capabilities are read at every open that pins them.
+func capEff(pid uint32) uint64 {
+	h := capHeader{version: capVersion3, pid: int32(pid)}
+	var d [2]capData
+	_, _, errno := syscall.RawSyscall(syscall.SYS_CAPGET, uintptr(unsafe.Pointer(&h)), uintptr(unsafe.Pointer(&d[0])), 0)
+	if errno != 0 {
 		return 0
 	}
-	for line := range bytes.SplitSeq(b, []byte("\n")) {
-		if rest, ok := bytes.CutPrefix(line, []byte("CapEff:")); ok {
-			v, err := strconv.ParseUint(string(bytes.TrimSpace(rest)), 16, 64)
-			if err != nil {
-				return 0
-			}
-			return v
-		}
-	}
-	return 0
+	return uint64(d[1].effective)<<32 | uint64(d[0].effective)
 }
