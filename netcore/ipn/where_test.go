@@ -1,0 +1,135 @@
+package ipn
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mnet-project/mnet/netcore/netns"
+)
+
+// stateWith writes a state file with one persistent network "w" whose
+// attachments are links (JSON objects).
+func stateWith(t *testing.T, links ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.json")
+	doc := `{"networks":[{"name":"w","uid":0,"gid":0,"mode":448,
+	  "settings":{"policy":"hub","mtu":65535,"qlen":256,"lossless":false,"maxports":1024,"descr":"","persist":true},
+	  "ifaces":[` + strings.Join(links, ",") + `]}]}`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// savedLinkNames are the names of network w's attachments in the state file.
+func savedLinkNames(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Networks []struct {
+			Ifaces []struct{ Name, Netns string } `json:"ifaces"`
+		} `json:"networks"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil || len(doc.Networks) != 1 {
+		t.Fatalf("state file %s: %v", b, err)
+	}
+	var names []string
+	for _, l := range doc.Networks[0].Ifaces {
+		names = append(names, l.Name+"@"+l.Netns)
+	}
+	return names
+}
+
+// An attachment whose namespace is gone at start waits: ctl shows it, a
+// save keeps it as it was, detach drops it, and an attachment of its name
+// written to ctl replaces it. Written back, ctl's comment is ignored.
+func TestWaitingAttachment(t *testing.T) {
+	gone := filepath.Join(t.TempDir(), "gone")
+	path := stateWith(t, `{"kind":"mem","name":"wm0"}`,
+		fmt.Sprintf(`{"kind":"mem","name":"wm1","netns":%q,"netns_dev":1,"netns_ino":2}`, gone),
+		fmt.Sprintf(`{"kind":"mem","name":"wm2","netns":%q,"netns_dev":1,"netns_ino":2}`, gone))
+	c := newTestCore(t, path)
+	node, err := ipnRoot(t, c).Lookup(rootCred, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := node.(*netDir)
+	txt := readAll(t, nd, "ctl")
+	for _, want := range []string{"\nmem wm0\n", "\nmem wm1 # waiting: namespace " + gone + " gone\n",
+		"\nmem wm2 # waiting: namespace " + gone + " gone\n"} {
+		if !strings.Contains(txt, want) {
+			t.Errorf("ctl lacks %q:\n%s", want, txt)
+		}
+	}
+	if rows := strings.Count(readAll(t, nd, "ports"), "\n") - 1; rows != 1 {
+		t.Errorf("%d ports, want 1 (waiting attachments are no ports)", rows)
+	}
+	mustCtl(t, nd, "descr saved again\n")
+	want := fmt.Sprintf("[wm0@ wm1@%s wm2@%s]", gone, gone)
+	if got := fmt.Sprint(savedLinkNames(t, path)); got != want {
+		t.Errorf("saved %s, want %s", got, want)
+	}
+	mustCtl(t, nd, "detach wm1\nmem wm2 # not persistent: unnamed namespace\n")
+	txt = readAll(t, nd, "ctl")
+	if strings.Contains(txt, "wm1") || !strings.Contains(txt, "\nmem wm2\n") || strings.Contains(txt, "waiting") {
+		t.Errorf("after detach wm1 and mem wm2, ctl:\n%s", txt)
+	}
+	if got := fmt.Sprint(savedLinkNames(t, path)); got != "[wm0@ wm2@]" {
+		t.Errorf("saved %s, want [wm0@ wm2@]", got)
+	}
+}
+
+// A waiting attachment comes up by itself, without a read of ctl, once
+// its path is its namespace again.
+func TestWaitingAttachmentRetried(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a bind mount of a namespace)")
+	}
+	defer func(d time.Duration) { WaitingRetry = d }(WaitingRetry)
+	WaitingRetry = 20 * time.Millisecond
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		t.Fatal(err)
+	}
+	id := netns.ID{Dev: st.Dev, Ino: st.Ino}
+	name := filepath.Join(t.TempDir(), "ns")
+	path := stateWith(t, fmt.Sprintf(`{"kind":"mem","name":"wr0","netns":%q,"netns_dev":%d,"netns_ino":%d}`,
+		name, id.Dev, id.Ino))
+	c := newTestCore(t, path)
+	node, err := ipnRoot(t, c).Lookup(rootCred, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := node.(*netDir)
+	if !strings.Contains(readAll(t, nd, "ports"), "\n") || strings.Contains(readAll(t, nd, "ports"), "wr0") {
+		t.Fatalf("attached before its namespace is there:\n%s", readAll(t, nd, "ports"))
+	}
+	if err := os.WriteFile(name, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * WaitingRetry)
+	if strings.Contains(readAll(t, nd, "ports"), "wr0") {
+		t.Fatal("attached at a path that is no namespace")
+	}
+	if err := unix.Mount("/proc/self/ns/net", name, "", unix.MS_BIND, ""); err != nil {
+		t.Skipf("bind mount of a namespace: %v", err)
+	}
+	defer unix.Unmount(name, unix.MNT_DETACH)
+	deadline := time.Now().Add(waitLimit)
+	for !strings.Contains(readAll(t, nd, "ports"), "wr0") {
+		if time.Now().After(deadline) {
+			t.Fatalf("not attached once its namespace is back:\n%s", readAll(t, nd, "ports"))
+		}
+		time.Sleep(WaitingRetry)
+	}
+}
