@@ -125,7 +125,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		n.syncServices()
 	}
 	if waiting {
-		go f.retryWaiting()
+		go f.retryWaiting(WaitingRetry)
 	}
 	return f, nil
 }

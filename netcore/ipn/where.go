@@ -258,9 +258,9 @@ func (n *Network) waitingIndexLocked(kind *link.Kind, name string) int {
 }
 
 // retryWaiting tries the waiting attachments of every network again,
-// every WaitingRetry, until none waits or the family closes.
-func (f *ipnFamily) retryWaiting() {
-	t := time.NewTicker(WaitingRetry)
+// every period, until none waits or the family closes.
+func (f *ipnFamily) retryWaiting(period time.Duration) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
