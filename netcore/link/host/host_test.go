@@ -476,3 +476,95 @@ func TestNetworkMTU(t *testing.T) {
 		t.Errorf("IPv6 datagram over the mtu: %v, want EMSGSIZE", err)
 	}
 }
+
+// arpFor asks for the host's IPv4 address and waits for the answer.
+func (e *env) arpFor() {
+	e.t.Helper()
+	e.inject(eth(layers.EthernetTypeARP, net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}),
+		&layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4, HwAddressSize: 6, ProtAddressSize: 4,
+			Operation: layers.ARPRequest, SourceHwAddress: peerMAC, SourceProtAddress: peerV4.AsSlice(),
+			DstHwAddress: make([]byte, 6), DstProtAddress: hostV4.AsSlice()})
+	e.next(func(p gopacket.Packet) bool { return p.Layer(layers.LayerTypeARP) != nil })
+}
+
+// The crash of issue 24 through the network: a fragment at offset 1000
+// with more to come, then the last one at offset 8, both 8 bytes. The
+// host counts them dropped and goes on answering.
+func TestReassemblyFragmentBeyondLast(t *testing.T) {
+	e := newEnv(t)
+	for _, f := range []struct {
+		off   uint16
+		flags layers.IPv4Flag
+	}{{1000 / 8, layers.IPv4MoreFragments}, {8 / 8, 0}} {
+		ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: 4242, Flags: f.flags, FragOffset: f.off,
+			Protocol: layers.IPProtocolUDP, SrcIP: peerV4.AsSlice(), DstIP: hostV4.AsSlice()}
+		e.inject(eth(layers.EthernetTypeIPv4, hostMAC), ip4, gopacket.Payload(make([]byte, 8)))
+	}
+	e.arpFor()
+	if st := statusOf(t, e); !strings.Contains(st, "frag-in 2\n") || !strings.Contains(st, "frag-drops 2\n") {
+		t.Errorf("counters after the fragments:\n%s", st)
+	}
+}
+
+// IPv6 fragments reassemble (a UDP datagram larger than the MTU, as a
+// Linux peer sends it); an atomic fragment is a datagram of its own; one
+// beyond the last fragment's end is dropped.
+func TestReassemblyIPv6(t *testing.T) {
+	e := newEnv(t)
+	got := make(chan string, 2)
+	conn, err := e.host.Open(true, 7000, netip.AddrPort{}, chanSink(got))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	payload := bytes.Repeat([]byte("abcdefgh"), 300)
+	ip6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolUDP, SrcIP: peerV6.AsSlice(), DstIP: hostV6.AsSlice()}
+	udpOf := func(payload []byte) []byte {
+		udp := &layers.UDP{SrcPort: 4000, DstPort: 7000}
+		udp.SetNetworkLayerForChecksum(ip6)
+		buf := gopacket.NewSerializeBuffer()
+		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, udp, gopacket.Payload(payload)); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	dgram := udpOf(payload)
+	frag := func(id uint32, off int, more bool, data []byte) {
+		hdr := make([]byte, 8)
+		hdr[0] = byte(layers.IPProtocolUDP)
+		v := uint16(off)
+		if more {
+			v |= 1
+		}
+		hdr[2], hdr[3] = byte(v>>8), byte(v)
+		hdr[4], hdr[5], hdr[6], hdr[7] = byte(id>>24), byte(id>>16), byte(id>>8), byte(id)
+		f := *ip6
+		f.NextHeader = layers.IPProtocolIPv6Fragment
+		e.inject(eth(layers.EthernetTypeIPv6, hostMAC), &f, gopacket.Payload(append(hdr, data...)))
+	}
+	frag(9, 1448, false, dgram[1448:]) // out of order
+	frag(9, 0, true, dgram[:1448])
+	select {
+	case s := <-got:
+		if s != string(payload) {
+			t.Errorf("reassembled %d bytes, want %d", len(s), len(payload))
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("IPv6 fragments not reassembled")
+	}
+	frag(10, 0, false, udpOf([]byte("atomic")))
+	select {
+	case s := <-got:
+		if s != "atomic" {
+			t.Errorf("atomic fragment delivered %q", s)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("atomic fragment not delivered")
+	}
+	frag(11, 1000, true, make([]byte, 8))
+	frag(11, 8, false, make([]byte, 8))
+	e.arpFor()
+	if st := statusOf(t, e); !strings.Contains(st, "frag-in 4\n") || !strings.Contains(st, "frag-drops 2\n") || !strings.Contains(st, "frag-reassembled 1\n") {
+		t.Errorf("counters after the fragments:\n%s", st)
+	}
+}

@@ -203,8 +203,10 @@ func (h *Host) inputIPv4(lk *hostLink, eth *layers.Ethernet, b []byte, now time.
 	payload := ip4.Payload
 	if ip4.Flags&layers.IPv4MoreFragments != 0 || ip4.FragOffset != 0 {
 		h.stats.fragIn++
+		k := fragKey{src, dst, uint32(ip4.Id), uint8(ip4.Protocol)}
+		f := fragment{off: int(ip4.FragOffset) * 8, data: ip4.Payload, last: ip4.Flags&layers.IPv4MoreFragments == 0}
 		var ok bool
-		if payload, ok = h.frags.add(&ip4, src, dst, now, &h.stats); !ok {
+		if payload, ok = h.frags.add(k, f, 0xffff-hl, now, &h.stats); !ok {
 			return
 		}
 		h.stats.fragOK++
@@ -322,20 +324,72 @@ func (h *Host) inputIPv6(lk *hostLink, eth *layers.Ethernet, now time.Time) {
 	if ours {
 		h.seen(src, eth.SrcMAC, now)
 	}
+	iph := eth.Payload[:ip6Len]
+	if ip6.NextHeader == layers.IPProtocolIPv6Fragment {
+		if !ours {
+			return
+		}
+		next, payload, ok := h.reassemble6(&ip6, src, dst, now)
+		if !ok {
+			return
+		}
+		// Neighbour discovery never comes fragmented (RFC 6980).
+		if next == layers.IPProtocolICMPv6 && len(payload) > 0 &&
+			payload[0] >= byte(layers.ICMPv6TypeRouterSolicitation) && payload[0] <= byte(layers.ICMPv6TypeRedirect) {
+			h.stats.rxDrops++
+			return
+		}
+		// The datagram as if it had come whole: what an ICMP error
+		// quotes of it names its transport, not the fragment header.
+		iph = append([]byte(nil), iph...)
+		iph[6] = byte(next)
+		binary.BigEndian.PutUint16(iph[4:], uint16(len(payload)))
+		ip6.NextHeader, ip6.Payload = next, payload
+	}
 	switch ip6.NextHeader {
 	case layers.IPProtocolICMPv6:
 		h.inputICMPv6(lk, eth, &ip6, src, dst, ours, now)
 	case layers.IPProtocolUDP:
 		if ours {
-			h.inputUDP(lk, eth, src, dst, eth.Payload[:ip6Len], ip6.Payload)
+			h.inputUDP(lk, eth, src, dst, iph, ip6.Payload)
 		}
 	default:
-		// Extension headers (fragments among them) are not handled:
-		// dropped and counted.
+		// Other extension headers are not handled: dropped and
+		// counted.
 		if ours {
 			h.stats.ip6Unsupported++
 		}
 	}
+}
+
+// ip6FragLen is the length of IPv6's fragment header.
+const ip6FragLen = 8
+
+// reassemble6 takes an IPv6 packet whose next header is a fragment
+// header (one directly after the IPv6 header: the host sends no other
+// extension headers and takes none) and returns the next header and the
+// payload of the whole datagram once every fragment is there. An atomic
+// fragment (offset 0, no more fragments) is its own datagram (RFC 6946).
+// h.mu is held.
+func (h *Host) reassemble6(ip6 *layers.IPv6, src, dst netip.Addr, now time.Time) (layers.IPProtocol, []byte, bool) {
+	b := ip6.Payload
+	if len(b) < ip6FragLen {
+		h.stats.rxDrops++
+		return 0, nil, false
+	}
+	next := layers.IPProtocol(b[0])
+	offFlags := binary.BigEndian.Uint16(b[2:])
+	f := fragment{off: int(offFlags &^ 7), data: b[ip6FragLen:], last: offFlags&1 == 0}
+	if f.off == 0 && f.last {
+		return next, f.data, true
+	}
+	h.stats.fragIn++
+	k := fragKey{src, dst, binary.BigEndian.Uint32(b[4:]), uint8(next)}
+	payload, ok := h.frags.add(k, f, 0xffff, now, &h.stats)
+	if ok {
+		h.stats.fragOK++
+	}
+	return next, payload, ok
 }
 
 // inGroup reports whether the host listens to multicast group g: all
