@@ -240,15 +240,39 @@ func (q *linkQueue) pump() {
 // (it was just handed back) then leaves it alone (serveOne's TryLock).
 func (q *linkQueue) pumpReading(buf []byte) {
 	for {
-		q.rmu.Lock()
-		k, err := q.r.Read(buf)
-		if err != nil {
-			q.rmu.Unlock()
+		if err := q.pass(buf, false); err != nil {
 			q.readFailed(err)
 			return
 		}
-		q.forward(buf[:k])
-		q.rmu.Unlock()
+	}
+}
+
+// pass reads one frame from the queue, waiting for it (or, with try, not:
+// TryRead's ErrNoFrame) and forwards it, holding rmu. A panic on the way
+// (in the link's Read, in the network, in a receiver) is contained to
+// that frame: it is lost, counted and logged, and the pump goes on.
+func (q *linkQueue) pass(buf []byte, try bool) (err error) {
+	q.rmu.Lock()
+	defer q.rmu.Unlock()
+	defer q.contain()
+	var k int
+	if try {
+		k, err = q.fp.TryRead(buf)
+	} else {
+		k, err = q.r.Read(buf)
+	}
+	if err != nil {
+		return err
+	}
+	q.forward(buf[:k])
+	return nil
+}
+
+// contain recovers a panic of the frame being passed (deferred).
+func (q *linkQueue) contain() {
+	if r := recover(); r != nil {
+		p := q.port
+		p.net.panicked(r, "panic in a link pump; frame dropped", "port", p.id, "kind", p.kindName(), "name", p.name)
 	}
 }
 
@@ -256,6 +280,7 @@ func (q *linkQueue) pumpReading(buf []byte) {
 // the send right only receives. Errors (too long, too short for a switch)
 // are counted and logged by the network; the link just goes on.
 func (q *linkQueue) forward(raw []byte) {
+	netcore.TestHook("PUMP", raw)
 	if len(raw) > vnet.HdrLen && q.port.send {
 		q.port.net.transmit(q, q.port, raw, false, false)
 	}

@@ -2,6 +2,7 @@ package ipn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -96,6 +97,9 @@ type Network struct {
 	// delivered and drops are also counted by interface writes, which
 	// run without mu.
 	delivered, drops atomic.Uint64
+	// panics counts the panics contained on the network's frame paths
+	// (panicked).
+	panics atomic.Uint64
 
 	rejects      int       // refused packets not yet logged
 	rejectLogged time.Time // when the last "packet refused" line was logged
@@ -217,35 +221,22 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	hdr := vnet.Decode(raw)
 	frame := raw[vnet.HdrLen:]
 	plain := hdr.Plain()
-	n.mu.Lock()
+	var linkBuf [8]*Port
+	links := linkBuf[:0]
+	// Polls armed on the receivers, woken once n.mu is released.
+	var wakeBuf [8]func()
+	wakes := wakeBuf[:0]
+	var frames [][]byte // what queues and captures got, if made
 	for {
-		if n.closed {
-			n.mu.Unlock()
-			return syscall.EPIPE
+		var space <-chan struct{}
+		var err error
+		links, wakes, frames, space, err = n.deliver(from, hdr, frame, owned, links, wakes)
+		if err != nil {
+			return err
 		}
-		size := len(frame)
-		if !plain {
-			size = vnet.SegmentLen(hdr, frame)
-		}
-		if size > n.set.MTU {
-			n.logReject(from, "longer than the mtu", size)
-			n.mu.Unlock()
-			return syscall.EMSGSIZE
-		}
-		if n.set.Policy == PolicySwitch && len(frame) < ethHeaderLen {
-			n.logReject(from, "shorter than an Ethernet header", len(frame))
-			n.mu.Unlock()
-			return syscall.EINVAL
-		}
-		n.route(from, frame)
-		if !n.set.Lossless {
+		if space == nil {
 			break
 		}
-		space := n.space.wait()
-		if n.roomForAll() {
-			break
-		}
-		n.mu.Unlock()
 		if nonblock {
 			return syscall.EAGAIN
 		}
@@ -254,19 +245,64 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 		case <-ctx.Done():
 			return syscall.EINTR
 		}
-		n.mu.Lock()
+	}
+	for _, wake := range wakes {
+		wake()
+	}
+
+	for _, p := range links {
+		if plain || p.caps&link.CapGSO != 0 {
+			n.writeLink(p, raw, len(frame), plain)
+			continue
+		}
+		for _, f := range frames {
+			seg := make([]byte, vnet.HdrLen+len(f)) // a zero header: a plain frame
+			copy(seg[vnet.HdrLen:], f)
+			n.writeLink(p, seg, len(f), true)
+		}
+	}
+	return nil
+}
+
+// deliver routes one frame under n.mu: it queues it for the receiving
+// file ports and captures, and appends to links the link ports that get
+// it and to wakes the polls to wake, for the caller to write and call
+// once n.mu is released; frames is what the queues got (the frame cut
+// into segments if it carries an offload that a receiver cannot take).
+// In a lossless network where some receiver has no room, nothing is
+// delivered and space is what to wait on before trying again.
+func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, links []*Port, wakes []func()) (
+	_ []*Port, _ []func(), frames [][]byte, space <-chan struct{}, err error) {
+	plain := hdr.Plain()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return links, wakes, nil, nil, syscall.EPIPE
+	}
+	size := len(frame)
+	if !plain {
+		size = vnet.SegmentLen(hdr, frame)
+	}
+	if size > n.set.MTU {
+		n.logReject(from, "longer than the mtu", size)
+		return links, wakes, nil, nil, syscall.EMSGSIZE
+	}
+	if n.set.Policy == PolicySwitch && len(frame) < ethHeaderLen {
+		n.logReject(from, "shorter than an Ethernet header", len(frame))
+		return links, wakes, nil, nil, syscall.EINVAL
+	}
+	n.route(from, frame)
+	if n.set.Lossless {
+		space = n.space.wait()
+		if !n.roomForAll() {
+			return links, wakes, nil, space, nil
+		}
 	}
 
 	from.txPkts.Add(1)
 	from.txBytes.Add(uint64(len(frame)))
 	n.packets++
 	n.bytes += uint64(len(frame))
-	var linkBuf [8]*Port
-	links := linkBuf[:0]
-	// Polls armed on the receivers, woken once n.mu is released.
-	var wakeBuf [8]func()
-	wakes := wakeBuf[:0]
-	var frames [][]byte // what queues and captures get; made on first need
 	segmented := func() [][]byte {
 		if frames != nil {
 			return frames
@@ -325,23 +361,7 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			}
 		}
 	}
-	n.mu.Unlock()
-	for _, wake := range wakes {
-		wake()
-	}
-
-	for _, p := range links {
-		if plain || p.caps&link.CapGSO != 0 {
-			n.writeLink(p, raw, len(frame), plain)
-			continue
-		}
-		for _, f := range frames {
-			seg := make([]byte, vnet.HdrLen+len(f)) // a zero header: a plain frame
-			copy(seg[vnet.HdrLen:], f)
-			n.writeLink(p, seg, len(f), true)
-		}
-	}
-	return nil
+	return links, wakes, frames, nil, nil
 }
 
 // writeLink writes one frame out of a link port. A frame the link cannot
@@ -352,7 +372,7 @@ func (n *Network) writeLink(p *Port, raw []byte, size int, plain bool) {
 		n.drops.Add(1)
 		return
 	}
-	if err := p.link.Write(raw); err != nil {
+	if err := n.linkWrite(p, raw); err != nil {
 		p.drops.Add(1)
 		n.drops.Add(1)
 		return
@@ -360,6 +380,23 @@ func (n *Network) writeLink(p *Port, raw []byte, size int, plain bool) {
 	p.rxPkts.Add(1)
 	p.rxBytes.Add(uint64(size))
 	n.delivered.Add(1)
+}
+
+// errPanicked is what linkWrite returns for a write that panicked.
+var errPanicked = errors.New("the link panicked")
+
+// linkWrite writes one frame to p's link. A panic in the link (the
+// userspace host parses what it is given) is contained to that frame
+// and port: a drop, counted and logged; the sender and the other
+// receivers go on.
+func (n *Network) linkWrite(p *Port, raw []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			n.panicked(r, "panic writing a frame to a link; frame dropped", "port", p.id, "kind", p.kindName(), "name", p.name)
+			err = errPanicked
+		}
+	}()
+	return p.link.Write(raw)
 }
 
 // logReject logs a refused packet, at most once a second per network (a
@@ -547,19 +584,27 @@ func (n *Network) portsText() []byte {
 func (n *Network) statsText() []byte {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return fmt.Appendf(nil, "ports %d\npackets %d\nbytes %d\ndelivered %d\ndrops %d\npcap-drops %d\n",
-		len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops)
+	return fmt.Appendf(nil, "ports %d\npackets %d\nbytes %d\ndelivered %d\ndrops %d\npcap-drops %d\npanics %d\n",
+		len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops, n.panics.Load())
 }
 
 // Stats are the network's counters.
 type Stats struct {
-	Ports                                       int
-	Packets, Bytes, Delivered, Drops, PcapDrops uint64
+	Ports                                               int
+	Packets, Bytes, Delivered, Drops, PcapDrops, Panics uint64
 }
 
 // Stats returns the current counters.
 func (n *Network) Stats() Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Stats{len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops}
+	return Stats{len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops, n.panics.Load()}
+}
+
+// panicked counts a panic recovered on one of the network's frame paths
+// (the frame it was handling is lost) and logs it with its stack
+// (netcore.Contained).
+func (n *Network) panicked(r any, msg string, args ...any) {
+	n.panics.Add(1)
+	netcore.Contained(n.fam.log, r, msg, append([]any{"network", n.name}, args...)...)
 }

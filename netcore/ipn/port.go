@@ -69,9 +69,17 @@ func newPort(n *Network, id int, kind *link.Kind, uid, pid uint32, name string, 
 // returns the wakeup of a poll armed on the port, if any, for the caller
 // to call once it holds no lock (it writes to /dev/fuse).
 func (p *Port) enqueue(pkt []byte, qlen int) (ok bool, pollWake func()) {
+	if ok, pollWake = p.push(pkt, qlen); ok {
+		p.wake()
+	}
+	return ok, pollWake
+}
+
+// push is enqueue's part under p.mu.
+func (p *Port) push(pkt []byte, qlen int) (ok bool, pollWake func()) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.closed || p.count >= qlen {
-		p.mu.Unlock()
 		return false, nil
 	}
 	if p.count == len(p.ring) {
@@ -80,8 +88,6 @@ func (p *Port) enqueue(pkt []byte, qlen int) (ok bool, pollWake func()) {
 	p.ring[(p.head+p.count)%len(p.ring)] = pkt
 	p.count++
 	pollWake, p.inWake = p.inWake, nil
-	p.mu.Unlock()
-	p.wake()
 	return true, pollWake
 }
 

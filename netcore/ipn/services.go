@@ -151,6 +151,10 @@ func (h *host) Rights(c *netcore.Cred) (recv, send bool) {
 	return r&RightRecv != 0, r&RightSend != 0
 }
 
+func (h *host) Recovered(r any, msg string, args ...any) {
+	h.n.panicked(r, msg, args...)
+}
+
 func (h *host) Limits() (mtu, qlen int) {
 	n := h.n
 	n.mu.Lock()

@@ -186,12 +186,20 @@ const (
 )
 
 // serveOne forwards one frame waiting on q, if there is one and no other
-// goroutine is reading q.
-func (q *linkQueue) serveOne(buf []byte) serveResult {
+// goroutine is reading q. A panic is contained to the frame, as a pump's
+// (pass): the waiter goes on serving.
+func (q *linkQueue) serveOne(buf []byte) (res serveResult) {
 	if !q.rmu.TryLock() {
 		return notMine
 	}
 	defer q.rmu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			p := q.port
+			p.net.panicked(r, "panic in a network's link waiter; frame dropped", "port", p.id, "kind", p.kindName(), "name", p.name)
+			res = gotFrame
+		}
+	}()
 	k, err := q.fp.TryRead(buf)
 	switch {
 	case err == nil:
@@ -234,14 +242,10 @@ func (q *linkQueue) kick() {
 // its own (pumpReading).
 func (q *linkQueue) pumpWaited(buf []byte, w *linkWaiter) {
 	for {
-		q.rmu.Lock()
-		k, err := q.fp.TryRead(buf)
+		err := q.pass(buf, true)
 		if err == nil {
-			q.forward(buf[:k])
-			q.rmu.Unlock()
 			continue
 		}
-		q.rmu.Unlock()
 		if err != link.ErrNoFrame {
 			q.readFailed(err)
 			return

@@ -57,6 +57,12 @@ type Host interface {
 	Rights(c *netcore.Cred) (recv, send bool)
 	// Limits are the network's mtu and qlen now.
 	Limits() (mtu, qlen int)
+	// Recovered counts a panic r that a goroutine of the service or
+	// extension recovered while it handled something from outside (a
+	// frame, a client's request: lost) in the network's stats, and logs
+	// it at error level with its stack; call it from the deferred
+	// function that recovered. msg says what was lost.
+	Recovered(r any, msg string, args ...any)
 	// Join makes l a port of the network, described by m; the network
 	// reads l until leave is called or Read fails. Join fails with
 	// EBUSY at maxports and ENOENT once the network is gone. leave may be

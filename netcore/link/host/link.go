@@ -42,14 +42,16 @@ func (l *hostLink) Read(p []byte) (int, error) {
 }
 
 // Write takes one frame the network delivers to the host and handles it
-// at once: nothing in the host's frame path waits.
+// at once: nothing in the host's frame path waits. Its locks are
+// released by defer: a panic in the frame path, which the network
+// contains to the frame, leaves none held.
 func (l *hostLink) Write(p []byte) error {
 	if len(p) <= vnet.HdrLen {
 		return nil
 	}
 	l.inMu.Lock()
+	defer l.inMu.Unlock()
 	l.h.input(p[vnet.HdrLen:])
-	l.inMu.Unlock()
 	return nil
 }
 
@@ -114,12 +116,23 @@ func (h *Host) timers(lk *hostLink) {
 		case <-lk.closed:
 			return
 		case now := <-t.C:
-			netMTU, _ := h.net.Limits() // without h.mu: it takes the network's lock
-			h.mu.Lock()
-			h.mtu = ipMTUOf(netMTU)
-			h.neighTick(lk, now)
-			h.frags.expire(now, &h.stats)
-			h.unlock()
+			h.tick(lk, now)
 		}
 	}
+}
+
+// tick is one turn of the clocks. A panic in it is contained to the turn
+// (counted in the network's stats, logged): the clocks go on.
+func (h *Host) tick(lk *hostLink, now time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			h.net.Recovered(r, "panic in the userspace host's timers", "kind", Kind)
+		}
+	}()
+	netMTU, _ := h.net.Limits() // without h.mu: it takes the network's lock
+	h.mu.Lock()
+	defer h.unlock()
+	h.mtu = ipMTUOf(netMTU)
+	h.neighTick(lk, now)
+	h.frags.expire(now, &h.stats)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"syscall"
 
@@ -178,59 +179,10 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 	if to.Addr().IsMulticast() || to.Addr().IsUnspecified() {
 		return syscall.EACCES // no SO_BROADCAST or multicast here
 	}
-	h.mu.Lock()
-	if c.closed || h.closed {
-		h.unlock()
-		return syscall.EBADF
-	}
-	if len(payload) > h.maxPayload(c.v6) {
-		h.unlock()
-		return syscall.EMSGSIZE
-	}
-	src, ok := h.sourceFor(to.Addr())
-	if !ok {
-		h.unlock()
-		return syscall.ENETUNREACH
-	}
-	if h.hasAddr(to.Addr()) {
-		// To the host itself: delivered at once, as over loopback.
-		from := netip.AddrPortFrom(src, c.local.Port())
-		h.stats.udpOut++
-		if d := h.demux(from, to); d != nil {
-			h.later(d.sink.Deliver(from, to, payload))
-		} else {
-			h.later(c.sink.Error(to, syscall.ECONNREFUSED))
-		}
-		h.unlock()
-		return nil
-	}
-	frames := h.buildUDP(src, c.local.Port(), to, payload)
-	if frames == nil {
-		h.unlock()
-		return syscall.EMSGSIZE
-	}
-	var held *heldFrame
-	if mode == NoWait || nonblock {
-		mode = NoWait
-		held = &heldFrame{raw: frames[0], from: c, to: to}
-		if len(frames) > 1 {
-			held = nil // fragments are not held: the datagram waits or fails
-			mode = Wait
-		}
-	}
-	mac, err := h.resolve(ctx, to.Addr(), mode, held)
-	lk := h.lk
-	if err == errHeld {
-		h.stats.udpOut++
-		h.unlock()
-		return nil
-	}
-	if err != nil {
-		h.unlock()
+	frames, mac, lk, err := c.prepare(ctx, to, payload, mode, nonblock)
+	if err != nil || frames == nil {
 		return err
 	}
-	h.stats.udpOut++
-	h.unlock()
 	for _, f := range frames {
 		copy(f[ethDstOff:], mac)
 		if err := lk.send(ctx, f, !nonblock); err != nil {
@@ -244,6 +196,61 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 	h.stats.txFrames += uint64(len(frames))
 	h.unlock()
 	return nil
+}
+
+// prepare is Send's part under h.mu: the frames of the datagram and the
+// neighbour's MAC, or no frames (and no error) when the datagram needs no
+// more (delivered to the host itself, or held until the neighbour
+// answers). h.mu is released by defer, so that a panic leaves it free.
+func (c *Conn) prepare(ctx context.Context, to netip.AddrPort, payload []byte, mode SendMode, nonblock bool) (
+	[][]byte, net.HardwareAddr, *hostLink, error) {
+	h := c.h
+	h.mu.Lock()
+	defer h.unlock()
+	if c.closed || h.closed {
+		return nil, nil, nil, syscall.EBADF
+	}
+	if len(payload) > h.maxPayload(c.v6) {
+		return nil, nil, nil, syscall.EMSGSIZE
+	}
+	src, ok := h.sourceFor(to.Addr())
+	if !ok {
+		return nil, nil, nil, syscall.ENETUNREACH
+	}
+	if h.hasAddr(to.Addr()) {
+		// To the host itself: delivered at once, as over loopback.
+		from := netip.AddrPortFrom(src, c.local.Port())
+		h.stats.udpOut++
+		if d := h.demux(from, to); d != nil {
+			h.later(d.sink.Deliver(from, to, payload))
+		} else {
+			h.later(c.sink.Error(to, syscall.ECONNREFUSED))
+		}
+		return nil, nil, nil, nil
+	}
+	frames := h.buildUDP(src, c.local.Port(), to, payload)
+	if frames == nil {
+		return nil, nil, nil, syscall.EMSGSIZE
+	}
+	var held *heldFrame
+	if mode == NoWait || nonblock {
+		mode = NoWait
+		held = &heldFrame{raw: frames[0], from: c, to: to}
+		if len(frames) > 1 {
+			held = nil // fragments are not held: the datagram waits or fails
+			mode = Wait
+		}
+	}
+	mac, err := h.resolve(ctx, to.Addr(), mode, held)
+	if err == errHeld {
+		h.stats.udpOut++
+		return nil, nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	h.stats.udpOut++
+	return frames, mac, h.lk, nil
 }
 
 // buildUDP makes the frames of one datagram, their destination MAC left
