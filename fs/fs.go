@@ -57,7 +57,8 @@ func fillAttr(nc netcore.Node, a netcore.Attr, out *fuse.Attr) {
 	out.SetTimes(&t, &t, &t)
 }
 
-func (n *node) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (n *node) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer contain(n.log, "getattr", &errno)
 	fillAttr(n.nc, n.nc.Attr(credOf(ctx, false)), &out.Attr)
 	return 0
 }
@@ -65,7 +66,8 @@ func (n *node) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut
 // Setattr handles chmod and chown on nodes that have an owner. Size changes
 // (O_TRUNC, truncate) and time changes (touch) are accepted and ignored:
 // these files have no stored content.
-func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer contain(n.log, "setattr", &errno)
 	c := credOf(ctx, true)
 	_, modeSet := in.GetMode()
 	uid, uidSet := in.GetUID()
@@ -97,7 +99,8 @@ func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrI
 	return 0
 }
 
-func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
+func (n *node) Access(ctx context.Context, mask uint32) (errno syscall.Errno) {
+	defer contain(n.log, "access", &errno)
 	c := credOf(ctx, true)
 	if a, ok := n.nc.(netcore.Accesser); ok {
 		return n.errno("access", a.Access(c, mask))
@@ -113,7 +116,9 @@ func (n *node) child(ctx context.Context, nc netcore.Node, out *fuse.EntryOut) *
 		gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: nc.ID()})
 }
 
-func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer contain(n.log, "lookup", &errno)
+	netcore.TestHook("FUSE", []byte(name))
 	d, ok := n.nc.(netcore.Dir)
 	if !ok {
 		return nil, syscall.ENOTDIR
@@ -125,7 +130,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	return n.child(ctx, c, out), 0
 }
 
-func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+func (n *node) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Errno) {
+	defer contain(n.log, "readdir", &errno)
 	d, ok := n.nc.(netcore.Dir)
 	if !ok {
 		return nil, syscall.ENOTDIR
@@ -138,7 +144,8 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	return gofs.NewListDirStream(ents), 0
 }
 
-func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (_ *gofs.Inode, errno syscall.Errno) {
+	defer contain(n.log, "mkdir", &errno)
 	m, ok := n.nc.(netcore.Mkdirer)
 	if !ok {
 		return nil, syscall.EPERM
@@ -150,7 +157,8 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	return n.child(ctx, c, out), 0
 }
 
-func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
+func (n *node) Rmdir(ctx context.Context, name string) (errno syscall.Errno) {
+	defer contain(n.log, "rmdir", &errno)
 	r, ok := n.nc.(netcore.Rmdirer)
 	if !ok {
 		return syscall.EPERM
@@ -166,7 +174,8 @@ func (n *node) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (
 
 // Open returns direct I/O handles: every read and write reaches netcore, one
 // system call to one request, and nothing is cached.
-func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
+	defer contain(n.log, "open", &errno)
 	f, ok := n.nc.(netcore.File)
 	if !ok {
 		return nil, 0, syscall.EISDIR
@@ -201,7 +210,8 @@ var (
 	_ gofs.FilePoller   = (*handle)(nil)
 )
 
-func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
+	defer contain(h.log, "read", &errno)
 	n, err := h.h.Read(ctx, dest, off, nonblocking(ctx))
 	if err != nil {
 		return nil, toErrno(h.log, "read", err)
@@ -209,7 +219,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (_ uint32, errno syscall.Errno) {
+	defer contain(h.log, "write", &errno)
+	netcore.TestHook("FUSE", data)
 	n, err := h.h.Write(ctx, data, off, nonblocking(ctx))
 	if err != nil {
 		return 0, toErrno(h.log, "write", err)
@@ -222,7 +234,8 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 // again after every wakeup, so the handle's wake, called once, is all a
 // waiter needs. A wakeup that fails (the file was closed meanwhile, the
 // mount is going away) has nobody left to wake.
-func (h *handle) Poll(_ context.Context, events uint32, waker gofs.PollWaker) (uint32, syscall.Errno) {
+func (h *handle) Poll(_ context.Context, events uint32, waker gofs.PollWaker) (_ uint32, errno syscall.Errno) {
+	defer contain(h.log, "poll", &errno)
 	h.polls.Add(1)
 	p, ok := h.h.(netcore.Poller)
 	if !ok {
@@ -240,12 +253,24 @@ func (h *handle) Poll(_ context.Context, events uint32, waker gofs.PollWaker) (u
 
 func (h *handle) Flush(context.Context) syscall.Errno { return 0 }
 
-func (h *handle) Release(context.Context) syscall.Errno {
+func (h *handle) Release(context.Context) (errno syscall.Errno) {
+	defer contain(h.log, "release", &errno)
 	h.h.Close()
 	if polls := h.polls.Load(); polls > 0 {
 		h.log.Debug("polled file released", "polls", polls, "notifies", h.notifies.Load())
 	}
 	return 0
+}
+
+// contain answers a request whose handler panicked with EIO at once, so
+// the caller never waits for an answer that would not come, and counts
+// and logs the panic with its stack (netcore.Contained). Every handler
+// defers it with its errno result.
+func contain(log *slog.Logger, op string, errno *syscall.Errno) {
+	if r := recover(); r != nil {
+		netcore.Contained(log, r, "panic in a FUSE handler; answered EIO", "op", op)
+		*errno = syscall.EIO
+	}
 }
 
 func toErrno(log *slog.Logger, op string, err error) syscall.Errno {

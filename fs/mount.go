@@ -52,6 +52,12 @@ func Mount(core *netcore.Core, cfg Config) (*fuse.Server, error) {
 			EnablePoll: true,
 			Debug:      cfg.Debug,
 			Logger:     log.New(slogWriter{cfg.Log}, "", 0),
+			// Every handler of ours contains its panics (contain); this
+			// is for go-fuse's own code around them.
+			PanicHandler: func(r any) fuse.Status {
+				netcore.Contained(cfg.Log, r, "panic serving a FUSE request; answered EIO")
+				return fuse.EIO
+			},
 		},
 	}
 	raw := rawFS{gofs.NewNodeFS(root, opts)}

@@ -201,6 +201,9 @@ func serve(args []string, ready *detach.Reporter) error {
 		return fmt.Errorf("mount %s: %v", mp, err)
 	}
 	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid())
+	if netcore.TestHooksEnabled() {
+		log.Warn("test hooks enabled (MNET_TEST_HOOKS=1): marked frames and writes make the daemon panic on purpose")
+	}
 	if !netcore.ProcMatches() {
 		log.Warn("/proc is not of the daemon's pid namespace (mount one: unshare --mount-proc); " +
 			"callers get no supplementary groups, no capabilities and EACCES for inet")
@@ -251,6 +254,9 @@ func serve(args []string, ready *detach.Reporter) error {
 		log.Info("unmounted from outside, stopping")
 		notify(log, "STOPPING=1")
 		core.Close()
+	}
+	if n := netcore.Panics(); n > 0 {
+		log.Error("panics were contained while serving; each is logged above with its stack", "panics", n)
 	}
 	log.Info("stopped")
 	return nil

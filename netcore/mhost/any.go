@@ -235,9 +235,21 @@ func (k *anyKernel) readLoop(a *anyEndpoint) {
 			}
 			continue
 		}
-		if wake := a.deliver(netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), k, buf[:n]); wake != nil {
-			wake()
+		k.deliver(a, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), buf[:n])
+	}
+}
+
+// deliver hands one datagram read from the socket to the endpoint. A
+// panic is contained to the datagram (lost, counted, logged): the reader
+// goes on.
+func (k *anyKernel) deliver(a *anyEndpoint, from netip.AddrPort, b []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			netcore.Contained(a.f.d.f.log, r, "panic delivering a datagram; datagram dropped", "host", "any")
 		}
+	}()
+	if wake := a.deliver(from, k, b); wake != nil {
+		wake()
 	}
 }
 

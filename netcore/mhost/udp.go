@@ -452,9 +452,21 @@ func (kp *kernelPath) readLoop(ep *endpoint, l *locator, to netip.AddrPort) {
 			}
 			continue
 		}
-		if wake := ep.deliver(l, to, kp, buf[:n]); wake != nil {
-			wake()
+		kp.deliver(ep, l, to, buf[:n])
+	}
+}
+
+// deliver hands one datagram read from the socket to the endpoint. A
+// panic is contained to the datagram (lost, counted, logged): the reader
+// goes on.
+func (kp *kernelPath) deliver(ep *endpoint, l *locator, to netip.AddrPort, b []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			netcore.Contained(ep.h.f.log, r, "panic delivering a datagram; datagram dropped", "host", ep.h.name)
 		}
+	}()
+	if wake := ep.deliver(l, to, kp, b); wake != nil {
+		wake()
 	}
 }
 

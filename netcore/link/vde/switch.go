@@ -112,11 +112,20 @@ func (sw *switchDir) accept() {
 		sw.mu.Unlock()
 		go func() {
 			defer sw.wg.Done()
+			defer func() {
+				sw.mu.Lock()
+				delete(sw.conns, c)
+				sw.mu.Unlock()
+				conn.Close()
+			}()
+			defer func() {
+				// What a client sends is parsed here: a panic ends
+				// its connection (and port), not the daemon.
+				if r := recover(); r != nil {
+					sw.h.Recovered(r, "panic serving a VDE client; connection closed", "kind", "vde")
+				}
+			}()
 			sw.serve(c)
-			sw.mu.Lock()
-			delete(sw.conns, c)
-			sw.mu.Unlock()
-			conn.Close()
 		}()
 	}
 }

@@ -269,8 +269,7 @@ func (c *cable) Read(p []byte) (int, error) {
 			return c.finish(p, n), nil
 		default:
 		}
-		vni, frame, from, ok, err := c.u.read(p[vnet.HdrLen-HeaderLen:])
-		c.u.token <- struct{}{}
+		vni, frame, from, ok, err := c.readHolding(p)
 		if err != nil {
 			return 0, link.ErrClosed // the socket closes after its last cable
 		}
@@ -293,6 +292,16 @@ func (c *cable) Read(p []byte) (int, error) {
 		c.learn(frame, from)
 		return c.finish(p, len(frame)), nil
 	}
+}
+
+// readHolding reads one datagram from the socket into p, behind room
+// for the virtio-net header, for the holder of the socket's token, and
+// gives the token back: by defer, so that a panic in what reads the
+// datagram (contained by the network's pump) leaves the socket to the
+// other cables.
+func (c *cable) readHolding(p []byte) (vni uint32, frame []byte, from netip.Addr, ok bool, err error) {
+	defer func() { c.u.token <- struct{}{} }()
+	return c.u.read(p[vnet.HdrLen-HeaderLen:])
 }
 
 // learn learns the frame's source behind vtep; when the table is full,
