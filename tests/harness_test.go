@@ -103,6 +103,9 @@ type daemon struct {
 	log   *syncBuffer
 	done  chan struct{}
 	err   error // exit status, once done is closed
+	// expectPanics: the test provokes panics on purpose (test hooks);
+	// otherwise a panic the daemon contained fails the test.
+	expectPanics bool
 }
 
 // mountDir makes a directory every uid can reach, removed at cleanup.
@@ -170,6 +173,11 @@ func startMnetIn(t *testing.T, netns, mp, state string, args ...string) *daemon 
 		// it at debug level only: still a bug.
 		if strings.Contains(d.log.String(), "panic in FS handler") {
 			t.Error("the daemon panicked in a FUSE handler")
+		}
+		// A panic the daemon contained (logged with the daemon's
+		// count of them) is a bug too, unless the test made it.
+		if strings.Contains(d.log.String(), " panics=") && !d.expectPanics {
+			t.Error("the daemon contained a panic")
 		}
 		if t.Failed() {
 			t.Logf("mnet log:\n%s", d.log.String())
