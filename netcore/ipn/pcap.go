@@ -67,19 +67,25 @@ func newCapture() (*capture, error) {
 // network's mutex; it returns the wakeup of a poll armed on the capture,
 // if any, for the caller to call once it holds no lock.
 func (c *capture) add(t time.Time, pkt []byte) (ok bool, pollWake func()) {
+	if ok, pollWake = c.push(t, pkt); ok {
+		select {
+		case c.ready <- struct{}{}:
+		default:
+		}
+	}
+	return ok, pollWake
+}
+
+// push is add's part under c.mu.
+func (c *capture) push(t time.Time, pkt []byte) (ok bool, pollWake func()) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed || len(c.recs) >= captureMaxRecords || c.bytes+len(pkt) > captureMaxBytes {
-		c.mu.Unlock()
 		return false, nil
 	}
 	c.recs = append(c.recs, captureRecord{t, pkt})
 	c.bytes += len(pkt)
 	pollWake, c.inWake = c.inWake, nil
-	c.mu.Unlock()
-	select {
-	case c.ready <- struct{}{}:
-	default:
-	}
 	return true, pollWake
 }
 
