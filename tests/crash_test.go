@@ -293,3 +293,22 @@ func TestCrashTestHooks(t *testing.T) {
 	}
 	d.alive(t)
 }
+
+// The userspace host reassembles what a Linux peer fragments: a 3000-byte
+// UDP datagram over IPv4 and over IPv6, through a TAP of MTU 1500.
+func TestHostFragmentedFromLinux(t *testing.T) {
+	he := newHostEnv(t)
+	for _, fam := range []struct{ host, any string }{{he.v4, "0.0.0.0"}, {he.v6, "::"}} {
+		port := freeUDPPort()
+		fd := openUDP(t, he.udp(fam.any, port), unix.O_RDONLY)
+		want := strings.Repeat(" ", 2999) + "x"
+		sh(t, inNS(he.ns, fmt.Sprintf(`bash -c "printf '%%3000s' x > /dev/udp/%s/%d"`, fam.host, port)))
+		if got := readDeadline(t, fd, 10*time.Second); got != want {
+			t.Errorf("%s: read %d bytes, want the 3000 sent", fam.host, len(got))
+		}
+		unix.Close(fd)
+	}
+	if st := readFile(t, filepath.Join(he.net, "host")); !strings.Contains(st, "frag-reassembled 2\n") {
+		t.Errorf("host counters:\n%s", st)
+	}
+}
