@@ -48,7 +48,7 @@ func crashFreeUDPPort(t *testing.T) int {
 // last, 8 bytes at offset 8.
 func crashFragments() [][]byte {
 	var out [][]byte
-	for _, f := range []struct{ flagsOff uint16 }{{0x2000 | 1000/8}, {8 / 8}} {
+	for _, f := range []struct{ flagsOff uint16 }{{0x2000 | 1000/8}, {1}} { // MF at offset 1000, then offset 8
 		ip := make([]byte, 20, 28)
 		ip[0], ip[8], ip[9] = 0x45, 64, 17
 		binary.BigEndian.PutUint16(ip[2:], 28)

@@ -495,7 +495,7 @@ func TestReassemblyFragmentBeyondLast(t *testing.T) {
 	for _, f := range []struct {
 		off   uint16
 		flags layers.IPv4Flag
-	}{{1000 / 8, layers.IPv4MoreFragments}, {8 / 8, 0}} {
+	}{{1000 / 8, layers.IPv4MoreFragments}, {1, 0}} { // offsets 1000 and 8
 		ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: 4242, Flags: f.flags, FragOffset: f.off,
 			Protocol: layers.IPProtocolUDP, SrcIP: peerV4.AsSlice(), DstIP: hostV4.AsSlice()}
 		e.inject(eth(layers.EthernetTypeIPv4, hostMAC), ip4, gopacket.Payload(make([]byte, 8)))
