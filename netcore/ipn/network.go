@@ -544,6 +544,10 @@ func (n *Network) ctlText() []byte {
 		b.WriteByte('\n')
 	}
 	for _, w := range n.waiting {
+		if w.where.Unknown {
+			fmt.Fprintf(&b, "%s # waiting: namespace %s\n", w.line(), w.why)
+			continue
+		}
 		fmt.Fprintf(&b, "%s # waiting: namespace %s %s\n", w.line(), w.where.Netns, w.why)
 	}
 	for _, l := range items {

@@ -26,8 +26,16 @@ type savedNetwork struct {
 }
 
 type stateDoc struct {
+	// Version is stateVersion when saved; files from before it have 0.
+	Version  int            `json:"version,omitempty"`
 	Networks []savedNetwork `json:"networks"`
 }
+
+// stateVersion 2 records the network namespace of every attachment made
+// outside the daemon's (where.go). In an older file an attachment without
+// one may have been made in a container's namespace: it is marked
+// savedWhere.Unknown at load and waits instead of being made here.
+const stateVersion = 2
 
 // stateFile keeps persistent networks across daemon restarts. An empty path
 // disables it.
@@ -51,6 +59,11 @@ func (s *stateFile) load() ([]savedNetwork, error) {
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return nil, err
 	}
+	if doc.Version < stateVersion {
+		for i := range doc.Networks {
+			markUnknownWhere(doc.Networks[i].Links)
+		}
+	}
 	return doc.Networks, nil
 }
 
@@ -61,7 +74,7 @@ func (s *stateFile) save(nets []savedNetwork) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, err := json.MarshalIndent(stateDoc{Networks: nets}, "", "  ")
+	b, err := json.MarshalIndent(stateDoc{Version: stateVersion, Networks: nets}, "", "  ")
 	if err != nil {
 		return err
 	}

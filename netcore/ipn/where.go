@@ -29,6 +29,41 @@ type savedWhere struct {
 	Netns string `json:"netns,omitempty"`
 	Dev   uint64 `json:"netns_dev,omitempty"`
 	Ino   uint64 `json:"netns_ino,omitempty"`
+	// Unknown: saved by a daemon that did not record namespaces, by a
+	// kind that lives in one. It may have been made in a container's
+	// namespace, so it is never made in the daemon's: it waits until the
+	// line is written again.
+	Unknown bool `json:"netns_unknown,omitempty"`
+}
+
+// markUnknownWhere marks the attachments of an old state file whose
+// namespace was not recorded (state.go, stateVersion): those of a kind
+// that needs CAP_NET_ADMIN, which lives in a network namespace, and has
+// no "netns" with an inode. A TAP moved into a named namespace was
+// recorded by path alone; OpenNamed accepts such a path if it is still a
+// namespace.
+func markUnknownWhere(links []json.RawMessage) {
+	for i, raw := range links {
+		var head struct {
+			Kind string `json:"kind"`
+			savedWhere
+		}
+		if json.Unmarshal(raw, &head) != nil || head.Netns != "" || head.Unknown {
+			continue
+		}
+		k := link.Lookup(head.Kind)
+		if k == nil || k.Privilege != link.PrivNetAdmin {
+			continue
+		}
+		fields := map[string]json.RawMessage{}
+		if json.Unmarshal(raw, &fields) != nil {
+			continue
+		}
+		fields["netns_unknown"] = json.RawMessage("true")
+		if b, err := json.Marshal(fields); err == nil {
+			links[i] = b
+		}
+	}
 }
 
 func (w savedWhere) id() netns.ID { return netns.ID{Dev: w.Dev, Ino: w.Ino} }
@@ -177,6 +212,12 @@ func (n *Network) restoreLinks(saved []json.RawMessage) bool {
 // the waiting ones when it is attached or dropped.
 func (n *Network) restoreLink(w *waitingLink, retry bool) bool {
 	ns := netns.Self()
+	if w.where.Unknown {
+		n.mu.Lock()
+		w.why = "was not recorded (an older state file): write the line again to attach it"
+		n.mu.Unlock()
+		return false
+	}
 	if w.where.Netns != "" {
 		var err error
 		ns, err = netns.OpenNamed(w.where.Netns, w.where.id())

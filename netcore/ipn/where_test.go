@@ -6,11 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/netcore/netns"
 )
 
@@ -133,3 +135,47 @@ func TestWaitingAttachmentRetried(t *testing.T) {
 		time.Sleep(WaitingRetry)
 	}
 }
+
+// An attachment of a kind that lives in a network namespace, in a state
+// file from before namespaces were recorded, may have been made in a
+// container's: it waits instead of being made in the daemon's namespace,
+// keeps waiting across saves, and a version 2 file's entry is restored.
+func TestOldStateAttachmentWaits(t *testing.T) {
+	registerNsMem.Do(func() {
+		mem := link.Lookup("mem")
+		link.Register(&link.Kind{Name: "nsmem", Privilege: link.PrivNetAdmin, Parse: mem.Parse, Restore: mem.Restore})
+	})
+	path := stateWith(t, `{"kind":"nsmem","name":"old0"}`, `{"kind":"mem","name":"plain0"}`)
+	c := newTestCore(t, path)
+	node, err := ipnRoot(t, c).Lookup(rootCred, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := node.(*netDir)
+	txt := readAll(t, nd, "ctl")
+	if !strings.Contains(txt, "\nnsmem old0 # waiting: namespace was not recorded") || !strings.Contains(txt, "\nmem plain0\n") {
+		t.Fatalf("ctl after an old state file:\n%s", txt)
+	}
+	mustCtl(t, nd, "descr saved again\n")
+	b, _ := os.ReadFile(path)
+	if !strings.Contains(string(b), `"netns_unknown": true`) || !strings.Contains(string(b), `"version": 2`) {
+		t.Fatalf("saved state lost the unknown namespace mark:\n%s", b)
+	}
+	c.Close()
+	c2 := newTestCore(t, path)
+	node, _ = ipnRoot(t, c2).Lookup(rootCred, "w")
+	if txt := readAll(t, node.(*netDir), "ctl"); !strings.Contains(txt, "\nnsmem old0 # waiting") {
+		t.Fatalf("after a second restart:\n%s", txt)
+	}
+
+	path2 := filepath.Join(t.TempDir(), "state.json")
+	doc, _ := os.ReadFile(stateWith(t, `{"kind":"nsmem","name":"new0"}`))
+	os.WriteFile(path2, []byte(strings.Replace(string(doc), `{"networks"`, `{"version":2,"networks"`, 1)), 0o600)
+	c3 := newTestCore(t, path2)
+	node, _ = ipnRoot(t, c3).Lookup(rootCred, "w")
+	if txt := readAll(t, node.(*netDir), "ctl"); !strings.Contains(txt, "\nnsmem new0\n") {
+		t.Fatalf("a version 2 entry in the daemon's namespace is not restored:\n%s", txt)
+	}
+}
+
+var registerNsMem sync.Once
