@@ -58,7 +58,7 @@ func fillAttr(nc netcore.Node, a netcore.Attr, out *fuse.Attr) {
 }
 
 func (n *node) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	fillAttr(n.nc, n.nc.Attr(credOf(ctx, false)), &out.Attr)
+	fillAttr(n.nc, n.nc.Attr(credOf(ctx)), &out.Attr)
 	return 0
 }
 
@@ -66,7 +66,7 @@ func (n *node) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut
 // (O_TRUNC, truncate) and time changes (touch) are accepted and ignored:
 // these files have no stored content.
 func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	c := credOf(ctx, true)
+	c := credOf(ctx)
 	_, modeSet := in.GetMode()
 	uid, uidSet := in.GetUID()
 	gid, gidSet := in.GetGID()
@@ -98,7 +98,7 @@ func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrI
 }
 
 func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
-	c := credOf(ctx, true)
+	c := credOf(ctx)
 	if a, ok := n.nc.(netcore.Accesser); ok {
 		return n.errno("access", a.Access(c, mask))
 	}
@@ -107,7 +107,7 @@ func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
 }
 
 func (n *node) child(ctx context.Context, nc netcore.Node, out *fuse.EntryOut) *gofs.Inode {
-	a := nc.Attr(credOf(ctx, false))
+	a := nc.Attr(credOf(ctx))
 	fillAttr(nc, a, &out.Attr)
 	return n.NewInode(ctx, &node{nc: nc, log: n.log},
 		gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: nc.ID()})
@@ -118,7 +118,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	if !ok {
 		return nil, syscall.ENOTDIR
 	}
-	c, err := d.Lookup(credOf(ctx, false), name)
+	c, err := d.Lookup(credOf(ctx), name)
 	if err != nil {
 		return nil, n.errno("lookup", err)
 	}
@@ -130,7 +130,7 @@ func (n *node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	if !ok {
 		return nil, syscall.ENOTDIR
 	}
-	c := credOf(ctx, false)
+	c := credOf(ctx)
 	var ents []fuse.DirEntry
 	for _, e := range d.List(c) {
 		ents = append(ents, fuse.DirEntry{Name: e.Name, Ino: e.Node.ID(), Mode: e.Node.Attr(c).Mode})
@@ -143,7 +143,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if !ok {
 		return nil, syscall.EPERM
 	}
-	c, err := m.Mkdir(credOf(ctx, true), name, mode&07777)
+	c, err := m.Mkdir(credOf(ctx), name, mode&07777)
 	if err != nil {
 		return nil, n.errno("mkdir", err)
 	}
@@ -155,7 +155,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if !ok {
 		return syscall.EPERM
 	}
-	return n.errno("rmdir", r.Rmdir(credOf(ctx, true), name))
+	return n.errno("rmdir", r.Rmdir(credOf(ctx), name))
 }
 
 // Create is reached only for names that do not exist: nothing here is made
@@ -171,7 +171,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if !ok {
 		return nil, 0, syscall.EISDIR
 	}
-	h, err := f.Open(ctx, credOf(ctx, true), int(flags))
+	h, err := f.Open(ctx, credOf(ctx), int(flags))
 	if err != nil {
 		return nil, 0, n.errno("open", err)
 	}

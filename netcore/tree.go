@@ -128,33 +128,6 @@ func init() { lastID.Store(1) } // 1 is the root of the mount
 // NewID returns a fresh node ID.
 func NewID() uint64 { return lastID.Add(1) }
 
-// ModeAccess is the Unix check of mask (R_OK=4, W_OK=2, X_OK=1) against a
-// mode owned by uid:gid: one class applies, chosen owner, group, other.
-// Root may read and write anything, search any directory and execute what
-// anyone may.
-func ModeAccess(c *Cred, mask, mode, uid, gid uint32) error {
-	mask &= 7
-	if c.Root() {
-		if mask&1 != 0 && mode&syscall.S_IFMT != syscall.S_IFDIR && mode&0111 == 0 {
-			return syscall.EACCES
-		}
-		return nil
-	}
-	var bits uint32
-	switch {
-	case c.Uid == uid:
-		bits = mode >> 6 & 7
-	case c.InGroup(gid):
-		bits = mode >> 3 & 7
-	default:
-		bits = mode & 7
-	}
-	if bits&mask != mask {
-		return syscall.EACCES
-	}
-	return nil
-}
-
 // TextFile is a read-only file whose content is made at open time, so one
 // open reads one consistent snapshot (README, families, a table).
 type TextFile struct {

@@ -24,8 +24,10 @@ const quiet = 50 * time.Millisecond
 
 var (
 	// Capabilities are given, not read from /proc of made-up pids.
-	rootCred  = &netcore.Cred{Uid: 0, Gid: 0, Pid: 1, CapEff: ^uint64(0), CapsKnown: true}
-	ownerCred = &netcore.Cred{Uid: 1000, Gid: 1000, Pid: 42, CapsKnown: true}
+	rootCred  = &netcore.Cred{Uid: 0, Gid: 0, Pid: 1, CapEff: ^uint64(0), CapsKnown: true, GroupsKnown: true}
+	ownerCred = &netcore.Cred{Uid: 1000, Gid: 1000, Pid: 42, CapsKnown: true, GroupsKnown: true}
+	// uid 0 with an empty capability set: a hardened service.
+	rootNoCapsCred = &netcore.Cred{Uid: 0, Gid: 0, Pid: 1, CapsKnown: true, GroupsKnown: true}
 )
 
 func newTestCore(t *testing.T, statePath string) *netcore.Core {

@@ -139,26 +139,19 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 // Name is the network's directory name.
 func (n *Network) Name() string { return n.name }
 
-// rights computes what c may do on this network: the class bits of the
-// mode, as IPN read the mode of its socket file; root holds every right.
-func (n *Network) rights(c *netcore.Cred) Rights {
+// rights computes what c may do on this network when it wants the rights
+// of want (0: any one): the class bits of the mode, as IPN read the mode
+// of its socket file, or every right for a holder of CAP_DAC_OVERRIDE
+// where those refuse (netcore.Permitted).
+func (n *Network) rights(c *netcore.Cred, want Rights) Rights {
 	n.mu.Lock()
 	mode, uid, gid := n.mode, n.uid, n.gid
 	n.mu.Unlock()
-	return rightsOf(c, mode, uid, gid)
+	return rightsOf(c, want, mode, uid, gid)
 }
 
-func rightsOf(c *netcore.Cred, mode, uid, gid uint32) Rights {
-	switch {
-	case c.Root():
-		return RightRecv | RightSend | RightManage
-	case c.Uid == uid:
-		return Rights(mode >> 6 & 7)
-	case c.InGroup(gid):
-		return Rights(mode >> 3 & 7)
-	default:
-		return Rights(mode & 7)
-	}
+func rightsOf(c *netcore.Cred, want Rights, mode, uid, gid uint32) Rights {
+	return Rights(netcore.Permitted(c, uint32(want), mode, uid, gid))
 }
 
 // Join adds a port. It fails with EBUSY at maxports and ENOENT once the

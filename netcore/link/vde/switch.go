@@ -227,8 +227,9 @@ func readRequest(conn *net.UnixConn) (request, error) {
 	}
 }
 
-// peerCred is who is at the other end of conn: SO_PEERCRED, and the
-// supplementary groups from SO_PEERGROUPS, both as of connect(2).
+// peerCred is who is at the other end of conn: SO_PEERCRED and the
+// supplementary groups from SO_PEERGROUPS, both as of connect(2), and
+// the effective capabilities of its pid, read from /proc at once.
 func peerCred(conn *net.UnixConn) (*netcore.Cred, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
@@ -242,11 +243,16 @@ func peerCred(conn *net.UnixConn) (*netcore.Cred, error) {
 			cerr = err
 			return
 		}
-		cred = &netcore.Cred{Uid: uc.Uid, Gid: uc.Gid, Pid: uint32(uc.Pid)}
+		cred = &netcore.Cred{Uid: uc.Uid, Gid: uc.Gid, Pid: uint32(uc.Pid), GroupsKnown: true}
 		cred.Groups, cerr = peerGroups(int(fd))
 	})
 	if err != nil {
 		return nil, err
+	}
+	if cerr == nil {
+		// Capabilities as of now, while the client that just connected
+		// is most likely still the process behind its pid.
+		cred.LoadCaps()
 	}
 	return cred, cerr
 }
@@ -276,7 +282,7 @@ func peerGroups(fd int) ([]uint32, error) {
 // The client names its socket in the request, and the daemon is root: it
 // must not become a way to send frames to a socket the client could not
 // write to itself. So the client's socket must be a socket the client
-// owns (root may name any), checked on the very file that is connected to
+// owns (a holder of CAP_DAC_OVERRIDE may name any), checked on the very file that is connected to
 // (opened with O_PATH and connected through /proc/self/fd).
 func (sw *switchDir) dial(cred *netcore.Cred, path string, mtu, qlen int) (*clientLink, string, error) {
 	pfd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -291,7 +297,7 @@ func (sw *switchDir) dial(cred *netcore.Cred, path string, mtu, qlen int) (*clie
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
 		return nil, "", errors.New("not a socket")
 	}
-	if !cred.Root() && st.Uid != cred.Uid {
+	if st.Uid != cred.Uid && !cred.HasCap(netcore.CapDacOverride) {
 		return nil, "", fmt.Errorf("owned by uid %d, not by the client", st.Uid)
 	}
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
