@@ -53,6 +53,14 @@ func MayChown(c *Cred, owner, group uint32, uid, gid int64) bool {
 	return c.HasCap(CapChown)
 }
 
+// NewDirMode is the mode of an ipn network or mhost host made by mkdir
+// with mode (the umask already applied): x is manage there, and a umask
+// made for files and directories must not hand strangers that, so group
+// and others lose x (umask 022 gives 0744); only a chmod grants it.
+func NewDirMode(mode uint32) uint32 {
+	return mode & 0777 &^ 0011
+}
+
 // ModeAccess is access(2)'s check of mask (R_OK=4, W_OK=2, X_OK=1) against
 // a node of mode owned by uid:gid. CAP_DAC_OVERRIDE passes what the class
 // bits refuse, except x of a file no class may execute.

@@ -168,10 +168,11 @@ func TestRightsOwnerCreatesNetwork(t *testing.T) {
 		t.Fatalf("mkdir + chgrp as uid 1000 (groups 2000): %v\n%s", err, out)
 	}
 	f := strings.Fields(out)
-	if len(f) < 4 || f[0] != "drwxr-x---" || f[2] != "1000" || f[3] != "2000" {
-		t.Errorf("ls -lnd ipn/lab = %q, want mode drwxr-x---, owner 1000, group 2000", strings.TrimSpace(out))
+	// umask 027 leaves 0750, less x (manage) for the group.
+	if len(f) < 4 || f[0] != "drwxr-----" || f[2] != "1000" || f[3] != "2000" {
+		t.Errorf("ls -lnd ipn/lab = %q, want mode drwxr-----, owner 1000, group 2000", strings.TrimSpace(out))
 	}
-	// The owner holds every right of the owner class (rwx of 0750).
+	// The owner holds every right of the owner class (rwx of 0740).
 	rightsOK(t, rightsOwner, net, "echo 'descr made by 1000' > $N/ctl && cat $N/ctl $N/ports $N/stats >/dev/null && echo hi > $N/data")
 	if got := keyValue(t, filepath.Join(net, "ctl"), "descr"); got != "made by 1000" {
 		t.Errorf("descr after the owner's ctl write = %q, want %q", got, "made by 1000")
@@ -709,4 +710,34 @@ func TestRightsRootWithoutCapabilities(t *testing.T) {
 	if got := keyValue(t, filepath.Join(net, "ctl"), "descr"); got != "root" {
 		t.Errorf("descr after root's write = %q, want %q", got, "root")
 	}
+}
+
+// A new network or host drops x (manage) for group and others: with the
+// usual umask 022 mkdir gives 0744, so another user cannot change the
+// policy, detach an interface or rmdir it; `chmod g+x` grants it.
+func TestRightsMkdirKeepsManage(t *testing.T) {
+	d := startMnet(t)
+	net, host := d.path("ipn", "lab"), d.path("mhost", "rightsm")
+	if out, err := shAs(t, rightsOwner, 15*time.Second, fmt.Sprintf("umask 022 && mkdir %q %q", net, host)); err != nil {
+		t.Fatalf("mkdir as uid 1000: %v\n%s", err, out)
+	}
+	rightsWantStat(t, net, "1000 1000 744")
+	rightsWantStat(t, host, "1000 1000 744")
+	member := &cred{1001, 1001, []int{1000}}
+	for _, dir := range []string{net, host} {
+		rightsFails(t, member, dir, "echo 'descr stranger' > $N/ctl", rightsEACCES)
+		rightsFails(t, rightsOther, dir, "echo 'descr stranger' > $N/ctl", rightsEACCES)
+		rightsFails(t, rightsOther, dir, "rmdir $N", rightsEACCES)
+		rightsOK(t, rightsOther, dir, "cat $N/ctl >/dev/null") // r is still there
+	}
+	rightsOK(t, rightsOther, net, "exec 3<$N/data") // so is receiving; w is not
+	rightsFails(t, rightsOther, net, "exec 3>$N/data", rightsEACCES)
+	// The owner grants x to its group with chmod.
+	if out, err := shAs(t, rightsOwner, 15*time.Second, fmt.Sprintf("chmod g+x %q %q", net, host)); err != nil {
+		t.Fatalf("chmod g+x as the owner: %v\n%s", err, out)
+	}
+	rightsWantStat(t, net, "1000 1000 754")
+	rightsOK(t, member, net, "echo 'descr by the group' > $N/ctl")
+	rightsOK(t, member, host, "echo 'inet 127.0.0.1' > $N/ctl")
+	rightsFails(t, rightsOther, net, "echo 'descr stranger' > $N/ctl", rightsEACCES)
 }

@@ -68,6 +68,14 @@ func mkNet(t *testing.T, c *netcore.Core, cred *netcore.Cred, name string, mode 
 	if !ok {
 		t.Fatalf("Mkdir returned %T", node)
 	}
+	// mkdir drops x for group and others; the tests want mode as given,
+	// as after `mkdir && chmod`.
+	if mode&0011 == 0 {
+		return nd
+	}
+	if err := nd.Chmod(cred, mode); err != nil {
+		t.Fatalf("Chmod(%s, %#o): %v", name, mode, err)
+	}
 	return nd
 }
 

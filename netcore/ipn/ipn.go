@@ -265,7 +265,7 @@ func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node,
 		d.f.log.Warn("mkdir refused: per-uid network limit reached", "name", name, "uid", c.Uid, "limit", d.f.limits.Networks)
 		return nil, syscall.ENOSPC
 	}
-	n := newNetwork(d.f, name, c.Uid, c.Gid, mode, DefaultSettings())
+	n := newNetwork(d.f, name, c.Uid, c.Gid, netcore.NewDirMode(mode), DefaultSettings())
 	d.f.nets[name] = n
 	d.mtime = time.Now()
 	d.f.mu.Unlock()

@@ -3,6 +3,7 @@ package ipn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"syscall"
 	"testing"
 
@@ -205,5 +206,30 @@ func TestChmodChown(t *testing.T) {
 	}
 	if m := netFileOf(t, nd, "stats").Attr(rootCred).Mode & 0777; m != 0440 {
 		t.Errorf("stats mode %#o for network mode 0750, want 0440", m)
+	}
+}
+
+// mkdir drops the manage right (x) for group and others: a umask made for
+// files must not hand strangers the network; chmod still grants it.
+func TestMkdirDropsManageForOthers(t *testing.T) {
+	c := newTestCore(t, "")
+	m := ipnRoot(t, c).(netcore.Mkdirer)
+	for mode, want := range map[uint32]uint32{0755: 0744, 0777: 0766, 0750: 0740, 0700: 0700, 0711: 0700, 0644: 0644} {
+		name := fmt.Sprintf("m%o", mode)
+		node, err := m.Mkdir(ownerCred, name, mode)
+		if err != nil {
+			t.Fatalf("Mkdir %#o: %v", mode, err)
+		}
+		if got := node.Attr(ownerCred).Mode & 0777; got != want {
+			t.Errorf("mkdir with mode %#o (after umask) gives %#o, want %#o", mode, got, want)
+		}
+	}
+	nd := mkNet(t, c, ownerCred, "granted", 0755)
+	if got := nd.Attr(ownerCred).Mode & 0777; got != 0755 {
+		t.Errorf("chmod 0755 after mkdir gives %#o", got)
+	}
+	member := &netcore.Cred{Uid: 2000, Gid: ownerCred.Gid}
+	if err := ctl(t, nd, member, "descr by the group\n"); err != nil {
+		t.Errorf("group member managing after chmod g+x: %v", err)
 	}
 }

@@ -175,7 +175,7 @@ func (d *familyDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.No
 	if len(d.f.hosts) >= MaxHosts {
 		return nil, syscall.ENOSPC
 	}
-	h := newHost(d.f, name, c.Uid, c.Gid, mode)
+	h := newHost(d.f, name, c.Uid, c.Gid, netcore.NewDirMode(mode))
 	d.f.hosts[name] = h
 	d.mtime = time.Now()
 	d.f.log.Info("host named", "host", name, "uid", c.Uid)
