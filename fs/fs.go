@@ -34,6 +34,11 @@ var (
 	_ gofs.NodeCreater   = (*node)(nil)
 	_ gofs.NodeOpener    = (*node)(nil)
 	_ gofs.NodeAccesser  = (*node)(nil)
+	_ gofs.NodeUnlinker  = (*node)(nil)
+	_ gofs.NodeRenamer   = (*node)(nil)
+	_ gofs.NodeLinker    = (*node)(nil)
+	_ gofs.NodeSymlinker = (*node)(nil)
+	_ gofs.NodeMknoder   = (*node)(nil)
 )
 
 // errno maps a netcore error to the errno for the kernel. Errors that carry
@@ -63,10 +68,16 @@ func (n *node) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut
 }
 
 // Setattr handles chmod and chown on nodes that have an owner. Size changes
-// (O_TRUNC, truncate) and time changes (touch) are accepted and ignored:
-// these files have no stored content.
-func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+// (O_TRUNC, ftruncate, truncate) and time changes (touch) are accepted and
+// ignored, these files have no stored content, but truncate(2) of a path
+// needs what opening it for writing needs: a read-only file stays one.
+func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	c := credOf(ctx)
+	if _, sizeSet := in.GetSize(); sizeSet && fh == nil {
+		if errno := n.mayWrite(c); errno != 0 {
+			return errno
+		}
+	}
 	_, modeSet := in.GetMode()
 	uid, uidSet := in.GetUID()
 	gid, gidSet := in.GetGID()
@@ -95,6 +106,24 @@ func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrI
 	}
 	fillAttr(n.nc, n.nc.Attr(c), &out.Attr)
 	return 0
+}
+
+// mayWrite answers for a truncate(2) of the node's path whether c could
+// open it for writing: not a file that no class may write (README,
+// ports, stats, pcap: opening them for writing is EACCES to everyone),
+// else as access(2) with W_OK.
+func (n *node) mayWrite(c *netcore.Cred) syscall.Errno {
+	a := n.nc.Attr(c)
+	if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		return syscall.EISDIR
+	}
+	if a.Mode&0222 == 0 {
+		return syscall.EACCES
+	}
+	if acc, ok := n.nc.(netcore.Accesser); ok {
+		return n.errno("truncate", acc.Access(c, 2))
+	}
+	return n.errno("truncate", netcore.ModeAccess(c, 2, a.Mode, a.Uid, a.Gid))
 }
 
 func (n *node) Access(ctx context.Context, mask uint32) syscall.Errno {
@@ -162,6 +191,28 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 // by creating a file.
 func (n *node) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	return nil, nil, 0, syscall.EPERM
+}
+
+// Nothing under the mount is removed, renamed or linked as a file: every
+// name is fixed or made by mkdir, and goes with rmdir. The kernel has
+// looked the name up before any of these reach us, so it exists.
+
+func (n *node) Unlink(context.Context, string) syscall.Errno { return syscall.EPERM }
+
+func (n *node) Rename(context.Context, string, gofs.InodeEmbedder, string, uint32) syscall.Errno {
+	return syscall.EPERM
+}
+
+func (n *node) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+func (n *node) Symlink(context.Context, string, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+func (n *node) Mknod(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
 }
 
 // Open returns direct I/O handles: every read and write reaches netcore, one

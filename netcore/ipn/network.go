@@ -221,12 +221,12 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			size = vnet.SegmentLen(hdr, frame)
 		}
 		if size > n.set.MTU {
-			n.logReject(from, "longer than the mtu", size)
+			n.logReject(from, fmt.Sprintf("longer than the mtu (%d)", n.set.MTU), size)
 			n.mu.Unlock()
 			return syscall.EMSGSIZE
 		}
 		if n.set.Policy == PolicySwitch && len(frame) < ethHeaderLen {
-			n.logReject(from, "shorter than an Ethernet header", len(frame))
+			n.logReject(from, "shorter than an Ethernet header (14 bytes), which policy switch needs", len(frame))
 			n.mu.Unlock()
 			return syscall.EINVAL
 		}
@@ -355,10 +355,13 @@ func (n *Network) writeLink(p *Port, raw []byte, size int, plain bool) {
 	n.delivered.Add(1)
 }
 
-// logReject logs a refused packet, at most once a second per network (a
-// sender in a loop must not flood the log); the line says how many were
-// refused since the last one. Called with n.mu held.
+// logReject keeps why a packet was refused for ctl's last-error (a bare
+// EINVAL or EMSGSIZE from write(2) says little), and logs it at most once
+// a second per network (a sender in a loop must not flood the log); the
+// line says how many were refused since the last one. Called with n.mu
+// held.
 func (n *Network) logReject(from *Port, why string, size int) {
+	n.lastError = fmt.Sprintf("port %d (uid %d): a %d-byte frame refused: %s", from.id, from.uid, size, why)
 	n.rejects++
 	now := time.Now()
 	if now.Sub(n.rejectLogged) < time.Second {
