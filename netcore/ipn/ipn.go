@@ -145,13 +145,16 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
                           policy hub|switch   mtu N   qlen N   lossless on|off
                           maxports N   descr TEXT   persist on|off
                           tap IFNAME   grab IFNAME   detach IFNAME   vde on|off
+                          vxlan VNI REMOTE[:PORT]...   vxlan VNI group MCAST[:PORT] [dev IFNAME]
+                          detach vxlan VNI
                           addr CIDR   addr -CIDR   mac XX:XX:XX:XX:XX:XX
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
   ipn/NAME/udp/HOST/PORT  UDP through mnet's own host on the network (after addr), as inet/udp
   ipn/NAME/host         that host: MAC, addresses, neighbours, counters
-  Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage.
+  Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage
+  (mkdir gives group and others no x: chmod g+x ipn/NAME grants it).
   Example:
     mkdir /mnt/mnet/ipn/lab
     cat /mnt/mnet/ipn/lab/data &
