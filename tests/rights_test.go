@@ -677,7 +677,7 @@ func TestRightsRootWithoutCapabilities(t *testing.T) {
 	if got := keyValue(t, filepath.Join(net, "ctl"), "descr"); got != "" {
 		t.Errorf("descr after a refused write by %s: %q", who, got)
 	}
-	for _, s := range []string{"echo 'inet 127.0.0.1' > $N/ctl", "cat $N/ctl", "exec 3<>$N/udp/9"} {
+	for _, s := range []string{"echo 'inet 127.0.0.1' > $N/ctl", "cat $N/ctl", "cat $N/locators", "exec 3<>$N/udp/9"} {
 		fails(noCaps, who, host, s, rightsEACCES)
 	}
 	for _, s := range []string{"chmod 0777 $N", "chown 0 $N"} {
