@@ -229,7 +229,7 @@ func readRequest(conn *net.UnixConn) (request, error) {
 
 // peerCred is who is at the other end of conn: SO_PEERCRED and the
 // supplementary groups from SO_PEERGROUPS, both as of connect(2), and
-// the effective capabilities of its pid, read from /proc at once.
+// the effective capabilities of its process, read from /proc at once.
 func peerCred(conn *net.UnixConn) (*netcore.Cred, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
@@ -245,14 +245,24 @@ func peerCred(conn *net.UnixConn) (*netcore.Cred, error) {
 		}
 		cred = &netcore.Cred{Uid: uc.Uid, Gid: uc.Gid, Pid: uint32(uc.Pid), GroupsKnown: true}
 		cred.Groups, cerr = peerGroups(int(fd))
+		if cerr != nil {
+			return
+		}
+		// Capabilities are read from /proc of the pid, at once. With
+		// the peer's pidfd (Linux 6.5 and later) they count only if the
+		// process still lives after the read, so that a client gone
+		// meanwhile cannot lend its pid, reused, to another process.
+		pidfd, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEERPIDFD)
+		cred.LoadCaps()
+		if err == nil {
+			if unix.PidfdSendSignal(pidfd, 0, nil, 0) == unix.ESRCH {
+				cred.CapEff = 0
+			}
+			unix.Close(pidfd)
+		}
 	})
 	if err != nil {
 		return nil, err
-	}
-	if cerr == nil {
-		// Capabilities as of now, while the client that just connected
-		// is most likely still the process behind its pid.
-		cred.LoadCaps()
 	}
 	return cred, cerr
 }
