@@ -69,8 +69,9 @@ func (n *node) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut
 
 // Setattr handles chmod and chown on nodes that have an owner. Size changes
 // (O_TRUNC, ftruncate, truncate) and time changes (touch) are accepted and
-// ignored, these files have no stored content, but truncate(2) of a path
-// needs what opening it for writing needs: a read-only file stays one.
+// ignored, these files have no stored content, but a truncate without an
+// open file (truncate(2), and O_TRUNC, which the kernel sends alike) needs
+// what opening for writing needs: a read-only file stays one.
 func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	c := credOf(ctx)
 	if _, sizeSet := in.GetSize(); sizeSet && fh == nil {
@@ -108,16 +109,17 @@ func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttr
 	return 0
 }
 
-// mayWrite answers for a truncate(2) of the node's path whether c could
-// open it for writing: not a file that no class may write (README,
-// ports, stats, pcap: opening them for writing is EACCES to everyone),
-// else as access(2) with W_OK.
+// mayWrite answers for a truncate whether c could open the node for
+// writing: never a read-only file (README, ports: opening them for
+// writing is EACCES to everyone), else as access(2) with W_OK. The kernel
+// sends O_TRUNC of an open(2) the same way, after the open: what passes
+// the open passes here.
 func (n *node) mayWrite(c *netcore.Cred) syscall.Errno {
 	a := n.nc.Attr(c)
 	if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 		return syscall.EISDIR
 	}
-	if a.Mode&0222 == 0 {
+	if ro, ok := n.nc.(netcore.ReadOnlyFile); ok && ro.ReadOnly() {
 		return syscall.EACCES
 	}
 	if acc, ok := n.nc.(netcore.Accesser); ok {

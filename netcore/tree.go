@@ -63,6 +63,13 @@ type Accesser interface {
 	Access(c *Cred, mask uint32) error
 }
 
+// ReadOnlyFile is a File that nobody opens for writing, whatever its mode
+// would let CAP_DAC_OVERRIDE do (README, a network's ports): truncate(2)
+// of it is EACCES, as such an open is.
+type ReadOnlyFile interface {
+	ReadOnly() bool
+}
+
 // File is a regular file; every Open returns an independent Handle.
 type File interface {
 	Node
@@ -147,8 +154,15 @@ var _ File = (*TextFile)(nil)
 func (f *TextFile) ID() uint64        { return f.id }
 func (f *TextFile) Attr(c *Cred) Attr { return f.attr(c) }
 
+func (f *TextFile) ReadOnly() bool { return true }
+
+// Open reads the content for a caller whose class may read the file, as
+// its mode says (a host's status follows its network's rights).
 func (f *TextFile) Open(ctx context.Context, c *Cred, flags int) (Handle, error) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return nil, syscall.EACCES
+	}
+	if a := f.attr(c); ModeAccess(c, 4, a.Mode, a.Uid, a.Gid) != nil {
 		return nil, syscall.EACCES
 	}
 	return &TextHandle{Data: f.content(c)}, nil

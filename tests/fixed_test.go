@@ -63,6 +63,9 @@ func TestTruncateReadOnly(t *testing.T) {
 			t.Errorf("README changed after a refused truncate")
 		}
 	}
+	if err := unix.Truncate(filepath.Join(net, "pcap"), 0); err != unix.EACCES {
+		t.Errorf("truncate pcap as root: %v, want EACCES", err)
+	}
 	if err := unix.Truncate(d.path("ipn"), 0); err != unix.EISDIR {
 		t.Errorf("truncate of a directory: %v, want EISDIR", err)
 	}
@@ -73,7 +76,7 @@ func TestTruncateReadOnly(t *testing.T) {
 		if err := unix.Truncate(p, 0); err != nil {
 			t.Errorf("truncate %s as root: %v", p, err)
 		}
-		rightsOK(t, rightsOwner, net, "truncate -s 0 $N/"+f)
+		rightsOK(t, rightsOwner, net, "truncate -s 0 $N/"+f+" && : > $N/"+f) // truncate(2), O_TRUNC
 		// perl's truncate of a name is truncate(2), with no open first.
 		out, err := shAs(t, rightsOther, 15*time.Second, fmt.Sprintf(`perl -e 'truncate($ARGV[0], 0) or die "$!\n"' %q`, p))
 		if err == nil || !strings.Contains(out, "Permission denied") {

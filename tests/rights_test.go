@@ -665,7 +665,7 @@ func TestRightsRootWithoutCapabilities(t *testing.T) {
 	}
 	const who = "uid 0 without capabilities"
 	for _, s := range []string{"cat $N/ports", "cat $N/ctl", "exec 3<$N/data", "exec 3>$N/data", "exec 3<>$N/data",
-		"echo 'descr no caps' > $N/ctl", "cd $N", "timeout 2 head -c 24 $N/pcap"} {
+		"echo 'descr no caps' > $N/ctl", "cd $N", "timeout 2 head -c 24 $N/pcap", "cat $N/host"} {
 		fails(noCaps, who, net, s, rightsEACCES)
 	}
 	fails(noCaps, who, net, "test -r $N/data || test -w $N/data || test -w $N/ctl || exit 1", "")

@@ -487,6 +487,11 @@ func (f *netFile) Attr(*netcore.Cred) netcore.Attr {
 	return netcore.Attr{Mode: syscall.S_IFREG | perm, Uid: uid, Gid: gid, Mtime: mtime}
 }
 
+// ReadOnly: ports, stats and pcap are never opened for writing.
+func (f *netFile) ReadOnly() bool {
+	return f.kind == filePorts || f.kind == fileStats || f.kind == filePcap
+}
+
 // Open opens the file for c; a refusal is logged with who asked for what.
 func (f *netFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
 	h, err := f.open(c, flags)

@@ -234,7 +234,7 @@ func newHost(f *Family, name string, uid, gid, mode uint32) *Host {
 	h := &Host{f: f, name: name, uid: uid, gid: gid, mode: mode & 0777, mtime: time.Now()}
 	h.dir = &hostDir{id: netcore.NewID(), h: h}
 	h.dir.ctl = &ctlFile{id: netcore.NewID(), h: h}
-	h.dir.status = &statusFile{netcore.NewTextFile(h.readAttr, func(*netcore.Cred) []byte { return h.statusText() }), h}
+	h.dir.status = netcore.NewTextFile(h.readAttr, func(*netcore.Cred) []byte { return h.statusText() })
 	h.dir.udp = &udpDir{id: netcore.NewID(), h: h, ports: portFiles[*udpFile]{}}
 	return h
 }
@@ -259,19 +259,6 @@ func (h *Host) readAttr(*netcore.Cred) netcore.Attr {
 		}
 	}
 	return netcore.Attr{Mode: syscall.S_IFREG | perm, Uid: h.uid, Gid: h.gid, Mtime: h.mtime}
-}
-
-// statusFile is mhost/NAME/locators: read by any right, as ctl.
-type statusFile struct {
-	*netcore.TextFile
-	h *Host
-}
-
-func (f *statusFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
-	if f.h.rights(c, 0) == 0 {
-		return nil, syscall.EACCES
-	}
-	return f.TextFile.Open(ctx, c, flags)
 }
 
 // locators returns the current list (the slice is never changed in place).
@@ -494,7 +481,7 @@ type hostDir struct {
 	id     uint64
 	h      *Host
 	ctl    *ctlFile
-	status *statusFile
+	status *netcore.TextFile
 	udp    *udpDir
 }
 
