@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"sync"
 	"syscall"
@@ -140,6 +141,10 @@ func TestParseHost(t *testing.T) {
 	}
 }
 
+// atonForm is what inet_aton(3) reads as an IPv4 address (one to four C
+// integer constants), with the final dot a resolver ignores.
+var atonForm = regexp.MustCompile(`^(0[xX][0-9a-fA-F]*|[0-9]+)(\.(0[xX][0-9a-fA-F]*|[0-9]+)){0,3}\.?$`)
+
 // Paths never panic; what is accepted is a host of the family.
 func FuzzParseName(f *testing.F) {
 	for _, s := range []string{"127.0.0.1", "::1", "localhost", "1.2.3", "fe80::1%eth0", "a..b", "80", "0", "0x7f000001", "127.0x1"} {
@@ -156,6 +161,9 @@ func FuzzParseName(f *testing.F) {
 			}
 			if !h.literal() && !validHostName(name) {
 				t.Fatalf("%s accepted %q", v.family, name)
+			}
+			if !h.literal() && atonForm.MatchString(name) {
+				t.Fatalf("%s accepted %q, which inet_aton reads as an address", v.family, name)
 			}
 		}
 		if p, err := netcore.ParsePort(name); err == nil && (p == 0 || strconv.Itoa(int(p)) != name) {
