@@ -1,11 +1,7 @@
 package fs
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -15,42 +11,16 @@ import (
 	"github.com/mnet-project/mnet/netcore"
 )
 
-// credOf returns the caller of the request behind ctx. FUSE passes uid, gid
-// and pid but not supplementary groups; when they matter (rights checks),
-// they are read from /proc the way libfuse's fuse_getgroups does.
-func credOf(ctx context.Context, withGroups bool) *netcore.Cred {
+// credOf returns the caller of the request behind ctx: FUSE passes uid,
+// gid and pid; supplementary groups and capabilities are read from /proc
+// by the check that needs them (netcore.Cred), so an owner's open reads
+// nothing there.
+func credOf(ctx context.Context) *netcore.Cred {
 	c := &netcore.Cred{}
 	if fc, ok := ctx.(*fuse.Context); ok {
 		c.Uid, c.Gid, c.Pid = fc.Uid, fc.Gid, fc.Pid
 	}
-	if withGroups && c.Uid != 0 && c.Pid != 0 && netcore.ProcMatches() {
-		c.Groups = groupsOf(c.Pid)
-	}
 	return c
-}
-
-// groupsOf reads the "Groups:" line of /proc/PID/task/PID/status (the
-// request's pid is the calling thread's id). A process that is gone has no
-// supplementary groups.
-func groupsOf(pid uint32) []uint32 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, pid))
-	if err != nil {
-		return nil
-	}
-	for line := range bytes.SplitSeq(b, []byte("\n")) {
-		rest, ok := bytes.CutPrefix(line, []byte("Groups:"))
-		if !ok {
-			continue
-		}
-		var gs []uint32
-		for _, f := range bytes.Fields(rest) {
-			if g, err := strconv.ParseUint(string(f), 10, 32); err == nil {
-				gs = append(gs, uint32(g))
-			}
-		}
-		return gs
-	}
-	return nil
 }
 
 // The file handle API of go-fuse does not pass a READ or WRITE request's

@@ -34,6 +34,11 @@ var (
 	_ gofs.NodeCreater   = (*node)(nil)
 	_ gofs.NodeOpener    = (*node)(nil)
 	_ gofs.NodeAccesser  = (*node)(nil)
+	_ gofs.NodeUnlinker  = (*node)(nil)
+	_ gofs.NodeRenamer   = (*node)(nil)
+	_ gofs.NodeLinker    = (*node)(nil)
+	_ gofs.NodeSymlinker = (*node)(nil)
+	_ gofs.NodeMknoder   = (*node)(nil)
 )
 
 // errno maps a netcore error to the errno for the kernel. Errors that carry
@@ -59,16 +64,23 @@ func fillAttr(nc netcore.Node, a netcore.Attr, out *fuse.Attr) {
 
 func (n *node) Getattr(ctx context.Context, _ gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
 	defer contain(n.log, "getattr", &errno)
-	fillAttr(n.nc, n.nc.Attr(credOf(ctx, false)), &out.Attr)
+	fillAttr(n.nc, n.nc.Attr(credOf(ctx)), &out.Attr)
 	return 0
 }
 
 // Setattr handles chmod and chown on nodes that have an owner. Size changes
-// (O_TRUNC, truncate) and time changes (touch) are accepted and ignored:
-// these files have no stored content.
-func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) (errno syscall.Errno) {
+// (O_TRUNC, ftruncate, truncate) and time changes (touch) are accepted and
+// ignored, these files have no stored content, but a truncate without an
+// open file (truncate(2), and O_TRUNC, which the kernel sends alike) needs
+// what opening for writing needs: a read-only file stays one.
+func (n *node) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) (errno syscall.Errno) {
 	defer contain(n.log, "setattr", &errno)
-	c := credOf(ctx, true)
+	c := credOf(ctx)
+	if _, sizeSet := in.GetSize(); sizeSet && fh == nil {
+		if errno := n.mayWrite(c); errno != 0 {
+			return errno
+		}
+	}
 	_, modeSet := in.GetMode()
 	uid, uidSet := in.GetUID()
 	gid, gidSet := in.GetGID()
@@ -99,9 +111,28 @@ func (n *node) Setattr(ctx context.Context, _ gofs.FileHandle, in *fuse.SetAttrI
 	return 0
 }
 
+// mayWrite answers for a truncate whether c could open the node for
+// writing: never a read-only file (README, ports: opening them for
+// writing is EACCES to everyone), else as access(2) with W_OK. The kernel
+// sends O_TRUNC of an open(2) the same way, after the open: what passes
+// the open passes here.
+func (n *node) mayWrite(c *netcore.Cred) syscall.Errno {
+	a := n.nc.Attr(c)
+	if a.Mode&syscall.S_IFMT == syscall.S_IFDIR {
+		return syscall.EISDIR
+	}
+	if ro, ok := n.nc.(netcore.ReadOnlyFile); ok && ro.ReadOnly() {
+		return syscall.EACCES
+	}
+	if acc, ok := n.nc.(netcore.Accesser); ok {
+		return n.errno("truncate", acc.Access(c, 2))
+	}
+	return n.errno("truncate", netcore.ModeAccess(c, 2, a.Mode, a.Uid, a.Gid))
+}
+
 func (n *node) Access(ctx context.Context, mask uint32) (errno syscall.Errno) {
 	defer contain(n.log, "access", &errno)
-	c := credOf(ctx, true)
+	c := credOf(ctx)
 	if a, ok := n.nc.(netcore.Accesser); ok {
 		return n.errno("access", a.Access(c, mask))
 	}
@@ -110,7 +141,7 @@ func (n *node) Access(ctx context.Context, mask uint32) (errno syscall.Errno) {
 }
 
 func (n *node) child(ctx context.Context, nc netcore.Node, out *fuse.EntryOut) *gofs.Inode {
-	a := nc.Attr(credOf(ctx, false))
+	a := nc.Attr(credOf(ctx))
 	fillAttr(nc, a, &out.Attr)
 	return n.NewInode(ctx, &node{nc: nc, log: n.log},
 		gofs.StableAttr{Mode: a.Mode & syscall.S_IFMT, Ino: nc.ID()})
@@ -123,7 +154,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (_ *
 	if !ok {
 		return nil, syscall.ENOTDIR
 	}
-	c, err := d.Lookup(credOf(ctx, false), name)
+	c, err := d.Lookup(credOf(ctx), name)
 	if err != nil {
 		return nil, n.errno("lookup", err)
 	}
@@ -136,7 +167,7 @@ func (n *node) Readdir(ctx context.Context) (_ gofs.DirStream, errno syscall.Err
 	if !ok {
 		return nil, syscall.ENOTDIR
 	}
-	c := credOf(ctx, false)
+	c := credOf(ctx)
 	var ents []fuse.DirEntry
 	for _, e := range d.List(c) {
 		ents = append(ents, fuse.DirEntry{Name: e.Name, Ino: e.Node.ID(), Mode: e.Node.Attr(c).Mode})
@@ -150,7 +181,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if !ok {
 		return nil, syscall.EPERM
 	}
-	c, err := m.Mkdir(credOf(ctx, true), name, mode&07777)
+	c, err := m.Mkdir(credOf(ctx), name, mode&07777)
 	if err != nil {
 		return nil, n.errno("mkdir", err)
 	}
@@ -163,13 +194,35 @@ func (n *node) Rmdir(ctx context.Context, name string) (errno syscall.Errno) {
 	if !ok {
 		return syscall.EPERM
 	}
-	return n.errno("rmdir", r.Rmdir(credOf(ctx, true), name))
+	return n.errno("rmdir", r.Rmdir(credOf(ctx), name))
 }
 
 // Create is reached only for names that do not exist: nothing here is made
 // by creating a file.
 func (n *node) Create(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	return nil, nil, 0, syscall.EPERM
+}
+
+// Nothing under the mount is removed, renamed or linked as a file: every
+// name is fixed or made by mkdir, and goes with rmdir. The kernel has
+// looked the name up before any of these reach us, so it exists.
+
+func (n *node) Unlink(context.Context, string) syscall.Errno { return syscall.EPERM }
+
+func (n *node) Rename(context.Context, string, gofs.InodeEmbedder, string, uint32) syscall.Errno {
+	return syscall.EPERM
+}
+
+func (n *node) Link(context.Context, gofs.InodeEmbedder, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+func (n *node) Symlink(context.Context, string, string, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+func (n *node) Mknod(context.Context, string, uint32, uint32, *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
 }
 
 // Open returns direct I/O handles: every read and write reaches netcore, one
@@ -180,7 +233,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uin
 	if !ok {
 		return nil, 0, syscall.EISDIR
 	}
-	h, err := f.Open(ctx, credOf(ctx, true), int(flags))
+	h, err := f.Open(ctx, credOf(ctx), int(flags))
 	if err != nil {
 		return nil, 0, n.errno("open", err)
 	}

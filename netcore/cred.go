@@ -1,6 +1,7 @@
 package netcore
 
 import (
+	"bytes"
 	"os"
 	"strconv"
 	"sync"
@@ -18,8 +19,11 @@ type Cred struct {
 	// and then nothing that needs the caller's process (its network
 	// namespace, its capabilities) is available: EACCES, or no privilege.
 	Pid uint32
-	// Groups are the supplementary groups; nil when not known.
-	Groups []uint32
+	// Groups are the supplementary groups, valid when GroupsKnown;
+	// InGroup reads them from /proc on first use (a caller that owns
+	// what it opens never needs them).
+	Groups      []uint32
+	GroupsKnown bool
 	// CapEff is the caller's effective capability set as it counts for
 	// the daemon: empty for a caller in another user namespace, whose
 	// capabilities govern that namespace only. It is valid when
@@ -29,16 +33,16 @@ type Cred struct {
 	CapsKnown bool
 }
 
-// Capabilities, as numbered in <linux/capability.h>.
+// Capabilities, as numbered in <linux/capability.h>. uid 0 is no
+// privilege by itself: every exception to a rule is one of these.
 const (
+	CapChown          = 0
+	CapDacOverride    = 1
+	CapFowner         = 3
 	CapNetBindService = 10
 	CapNetAdmin       = 12
+	CapSysAdmin       = 21
 )
-
-// Root reports whether the caller is the superuser: uid 0, which holds
-// every right a file's mode gives (file ownership). Privilege over the
-// system (interfaces, low ports) is a capability: see HasCap.
-func (c *Cred) Root() bool { return c.Uid == 0 }
 
 // HasCap reports whether cap is in the caller's effective set and counts
 // for the daemon (the caller is in the daemon's user namespace).
@@ -58,19 +62,35 @@ func (c *Cred) LoadCaps() {
 	c.CapsKnown = true
 }
 
+// loadGroups fills Groups unless known. A caller that cannot be seen
+// keeps what it was given.
+func (c *Cred) loadGroups() {
+	if c.GroupsKnown {
+		return
+	}
+	c.GroupsKnown = true
+	if c.Pid != 0 && ProcMatches() {
+		c.Groups = groupsOf(c.Pid)
+	}
+}
+
 // Pin reads now what later checks of c need of the caller's process (its
-// capabilities), while the caller is blocked in the request whose pid names
-// it. A handle that keeps its opener's Cred pins it at open, before it is
-// copied: no later write looks the pid up, which by then may name another
-// process. (The opener's network namespace is pinned with it by package
-// netns, which holds it open.)
-func (c *Cred) Pin() { c.LoadCaps() }
+// capabilities and supplementary groups), while the caller is blocked in
+// the request whose pid names it. A handle that keeps its opener's Cred
+// pins it at open, before it is copied: no later write looks the pid up,
+// which by then may name another process. (The opener's network namespace
+// is pinned with it by package netns, which holds it open.)
+func (c *Cred) Pin() {
+	c.LoadCaps()
+	c.loadGroups()
+}
 
 // InGroup reports whether gid is the caller's primary or a supplementary group.
 func (c *Cred) InGroup(gid uint32) bool {
 	if c.Gid == gid {
 		return true
 	}
+	c.loadGroups()
 	for _, g := range c.Groups {
 		if g == gid {
 			return true
@@ -102,6 +122,30 @@ var daemonUserNS = sync.OnceValues(func() (syscall.Stat_t, error) {
 	err := syscall.Stat("/proc/self/ns/user", &st)
 	return st, err
 })
+
+// groupsOf reads the "Groups:" line of thread pid's status, as libfuse's
+// fuse_getgroups does. A thread that is gone has no supplementary groups.
+func groupsOf(pid uint32) []uint32 {
+	c := Cred{Pid: pid}
+	b, err := os.ReadFile(c.TaskPath("status"))
+	if err != nil {
+		return nil
+	}
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("Groups:"))
+		if !ok {
+			continue
+		}
+		var gs []uint32
+		for _, f := range bytes.Fields(rest) {
+			if g, err := strconv.ParseUint(string(f), 10, 32); err == nil {
+				gs = append(gs, uint32(g))
+			}
+		}
+		return gs
+	}
+	return nil
+}
 
 // capsOf returns the effective capabilities of thread pid if it is in
 // the daemon's user namespace, else none. A thread that cannot be seen

@@ -25,8 +25,10 @@
 // inode number: stable while the node lives and never reused. Calls carry
 // the caller's Cred (uid, gid, pid, supplementary groups, and on demand
 // its effective capabilities), against which a family checks its rights;
-// Attr returns what that caller sees. Rights of file ownership go with uid
-// 0 (Root); privilege over the system goes with capabilities (HasCap).
+// Attr returns what that caller sees. uid 0 is no exception by itself:
+// what overrides a mode or an ownership is a capability, as for any file
+// (perm.go: Permitted, MayChmod, MayChown), and so is privilege over the
+// system (HasCap).
 // Read and Write block until done, until their context is cancelled (the
 // caller got a signal: EINTR) or, with nonblock, return EAGAIN.
 //

@@ -47,8 +47,8 @@ func init() {
 }
 
 var (
-	rootCred  = &Cred{Uid: 0, Gid: 0, Pid: 1}
-	ownerCred = &Cred{Uid: 1000, Gid: 1000, Pid: 42}
+	rootCred  = &Cred{Uid: 0, Gid: 0, Pid: 1, CapEff: ^uint64(0), CapsKnown: true, GroupsKnown: true}
+	ownerCred = &Cred{Uid: 1000, Gid: 1000, Pid: 42, CapsKnown: true, GroupsKnown: true}
 )
 
 func newTestCore(t *testing.T) *Core {

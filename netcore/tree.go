@@ -63,6 +63,13 @@ type Accesser interface {
 	Access(c *Cred, mask uint32) error
 }
 
+// ReadOnlyFile is a File that nobody opens for writing, whatever its mode
+// would let CAP_DAC_OVERRIDE do (README, a network's ports): truncate(2)
+// of it is EACCES, as such an open is.
+type ReadOnlyFile interface {
+	ReadOnly() bool
+}
+
 // File is a regular file; every Open returns an independent Handle.
 type File interface {
 	Node
@@ -128,33 +135,6 @@ func init() { lastID.Store(1) } // 1 is the root of the mount
 // NewID returns a fresh node ID.
 func NewID() uint64 { return lastID.Add(1) }
 
-// ModeAccess is the Unix check of mask (R_OK=4, W_OK=2, X_OK=1) against a
-// mode owned by uid:gid: one class applies, chosen owner, group, other.
-// Root may read and write anything, search any directory and execute what
-// anyone may.
-func ModeAccess(c *Cred, mask, mode, uid, gid uint32) error {
-	mask &= 7
-	if c.Root() {
-		if mask&1 != 0 && mode&syscall.S_IFMT != syscall.S_IFDIR && mode&0111 == 0 {
-			return syscall.EACCES
-		}
-		return nil
-	}
-	var bits uint32
-	switch {
-	case c.Uid == uid:
-		bits = mode >> 6 & 7
-	case c.InGroup(gid):
-		bits = mode >> 3 & 7
-	default:
-		bits = mode & 7
-	}
-	if bits&mask != mask {
-		return syscall.EACCES
-	}
-	return nil
-}
-
 // TextFile is a read-only file whose content is made at open time, so one
 // open reads one consistent snapshot (README, families, a table).
 type TextFile struct {
@@ -174,8 +154,15 @@ var _ File = (*TextFile)(nil)
 func (f *TextFile) ID() uint64        { return f.id }
 func (f *TextFile) Attr(c *Cred) Attr { return f.attr(c) }
 
+func (f *TextFile) ReadOnly() bool { return true }
+
+// Open reads the content for a caller whose class may read the file, as
+// its mode says (a host's status follows its network's rights).
 func (f *TextFile) Open(ctx context.Context, c *Cred, flags int) (Handle, error) {
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY {
+		return nil, syscall.EACCES
+	}
+	if a := f.attr(c); ModeAccess(c, 4, a.Mode, a.Uid, a.Gid) != nil {
 		return nil, syscall.EACCES
 	}
 	return &TextHandle{Data: f.content(c)}, nil

@@ -11,7 +11,9 @@ func TestModeAccess(t *testing.T) {
 	owner := &Cred{Uid: uid, Gid: 1000}
 	member := &Cred{Uid: 2000, Gid: 2000, Groups: []uint32{gid}}
 	other := &Cred{Uid: 3000, Gid: 3000}
-	root := &Cred{}
+	root := &Cred{CapEff: 1 << CapDacOverride, CapsKnown: true}
+	rootNoCaps := &Cred{CapsKnown: true}
+	overrider := &Cred{Uid: 4000, Gid: 4000, CapEff: 1 << CapDacOverride, CapsKnown: true}
 	for _, tc := range []struct {
 		name       string
 		c          *Cred
@@ -30,6 +32,11 @@ func TestModeAccess(t *testing.T) {
 		{"root x of 0100", root, 1, 0100, true},
 		{"root x of 0666", root, 1, 0666, false},
 		{"mask 0", other, 0, 0, true},
+		{"root without caps rw of 0000", rootNoCaps, 6, 0000, false},
+		{"root without caps r of 0004", rootNoCaps, 4, 0004, true},
+		{"root without caps rw of 0700", rootNoCaps, 6, 0700, false},
+		{"CAP_DAC_OVERRIDE without uid 0, rw of 0000", overrider, 6, 0000, true},
+		{"root x of a directory 0000", root, 1, syscall.S_IFDIR, true},
 	} {
 		err := ModeAccess(tc.c, tc.mask, tc.mode, uid, gid)
 		if tc.ok && err != nil || !tc.ok && !errors.Is(err, syscall.EACCES) {

@@ -439,6 +439,33 @@ func TestMountHelperBadOptions(t *testing.T) {
 	}
 }
 
+// In a bare container nothing listens on /dev/log, where the helper's
+// daemon logs by default: the helper says so when it mounts, and suggests
+// log=; with log= it says nothing. (A /dev/log of this machine is hidden
+// by /dev/null in a mount namespace of the test's own.)
+func TestMountHelperWarnsWithoutSyslog(t *testing.T) {
+	require(t, "mount", "unshare")
+	linkHelper(t, mnetBin)
+	dir := mountDir(t)
+	mp := filepath.Join(dir, "mnt")
+	cleanupMount(t, mp, "")
+	bare := func(opts string) (string, error) {
+		script := "if [ -e /dev/log ]; then mount --bind /dev/null /dev/log || exit 1; fi; exec mount -f -t mnet " + opts + " mnet " + mp
+		return run(t, 30*time.Second, helperEnv, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
+	}
+	out, err := bare("")
+	if err != nil {
+		t.Fatalf("mount -f without /dev/log: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "mount.mnet: warning: nothing listens on /dev/log") || !strings.Contains(out, "log=") {
+		t.Errorf("mount without a system log says %q, want a warning that suggests log=", out)
+	}
+	out, err = bare("-o log=" + filepath.Join(dir, "mnet.log"))
+	if err != nil || strings.Contains(out, "warning") {
+		t.Errorf("mount -f -o log=FILE without /dev/log: %v %q, want no warning", err, out)
+	}
+}
+
 // An fstab line mounts with plain `mount DIR` (a test fstab, mount -T).
 func TestMountHelperFstab(t *testing.T) {
 	require(t, "mount", "umount")

@@ -168,10 +168,11 @@ func TestRightsOwnerCreatesNetwork(t *testing.T) {
 		t.Fatalf("mkdir + chgrp as uid 1000 (groups 2000): %v\n%s", err, out)
 	}
 	f := strings.Fields(out)
-	if len(f) < 4 || f[0] != "drwxr-x---" || f[2] != "1000" || f[3] != "2000" {
-		t.Errorf("ls -lnd ipn/lab = %q, want mode drwxr-x---, owner 1000, group 2000", strings.TrimSpace(out))
+	// umask 027 leaves 0750, less x (manage) for the group.
+	if len(f) < 4 || f[0] != "drwxr-----" || f[2] != "1000" || f[3] != "2000" {
+		t.Errorf("ls -lnd ipn/lab = %q, want mode drwxr-----, owner 1000, group 2000", strings.TrimSpace(out))
 	}
-	// The owner holds every right of the owner class (rwx of 0750).
+	// The owner holds every right of the owner class (rwx of 0740).
 	rightsOK(t, rightsOwner, net, "echo 'descr made by 1000' > $N/ctl && cat $N/ctl $N/ports $N/stats >/dev/null && echo hi > $N/data")
 	if got := keyValue(t, filepath.Join(net, "ctl"), "descr"); got != "made by 1000" {
 		t.Errorf("descr after the owner's ctl write = %q, want %q", got, "made by 1000")
@@ -626,4 +627,117 @@ func TestRightsRootSearchesMode0000(t *testing.T) {
 	// A caller without the network's x bit may not cd there; that is the
 	// directory's own mode, as on any Unix directory.
 	rightsFails(t, rightsMember, net, "cd $N", rightsEACCES)
+}
+
+// rightsPriv runs script under setpriv with args (credentials and
+// capabilities) with $N = dir, and returns its output and error.
+func rightsPriv(t *testing.T, args []string, dir, script string) (string, error) {
+	t.Helper()
+	return privSh(t, args, rightsScript(dir, script))
+}
+
+// uid 0 is no exception by itself (SPEC Rights): with an empty capability
+// set it gets on another user's 0700 network and host what any stranger
+// gets, with the errnos the kernel gives for a 0700 file (EACCES to use,
+// EPERM to chmod or chown); CAP_DAC_OVERRIDE, CAP_FOWNER and CAP_CHOWN
+// each give what they give on any file, to uid 0 or to another uid.
+func TestRightsRootWithoutCapabilities(t *testing.T) {
+	require(t, "setpriv")
+	d := startMnet(t)
+	net := rightsLab(t, d, 0o700)
+	host := d.path("mhost", "rightsh")
+	if out, err := shAs(t, rightsOwner, 15*time.Second, fmt.Sprintf("mkdir %q && chmod 0700 %q", host, host)); err != nil {
+		t.Fatalf("mkdir mhost/rightsh as uid 1000: %v\n%s", err, out)
+	}
+	noCaps := rootNoCaps
+	fails := func(args []string, who, dir, script, want string) {
+		t.Helper()
+		out, err := rightsPriv(t, args, dir, script)
+		if err == nil || !strings.Contains(out, want) {
+			t.Errorf("%s: %q: %v %q, want it to fail with %q", who, script, err, out, want)
+		}
+	}
+	ok := func(args []string, who, dir, script string) {
+		t.Helper()
+		if out, err := rightsPriv(t, args, dir, script); err != nil {
+			t.Errorf("%s: %q: %v %q, want it to succeed", who, script, err, out)
+		}
+	}
+	const who = "uid 0 without capabilities"
+	for _, s := range []string{"cat $N/ports", "cat $N/ctl", "exec 3<$N/data", "exec 3>$N/data", "exec 3<>$N/data",
+		"echo 'descr no caps' > $N/ctl", "cd $N", "timeout 2 head -c 24 $N/pcap", "cat $N/host"} {
+		fails(noCaps, who, net, s, rightsEACCES)
+	}
+	fails(noCaps, who, net, "test -r $N/data || test -w $N/data || test -w $N/ctl || exit 1", "")
+	fails(noCaps, who, net, "rmdir $N", rightsEACCES)
+	for _, s := range []string{"chmod 0777 $N", "chown 0 $N", "chgrp 0 $N", "chown 1000:1000 $N"} {
+		fails(noCaps, who, net, s, rightsEPERM)
+	}
+	rightsWantStat(t, net, "1000 2000 700")
+	if got := keyValue(t, filepath.Join(net, "ctl"), "descr"); got != "" {
+		t.Errorf("descr after a refused write by %s: %q", who, got)
+	}
+	for _, s := range []string{"echo 'inet 127.0.0.1' > $N/ctl", "cat $N/ctl", "cat $N/locators", "exec 3<>$N/udp/9"} {
+		fails(noCaps, who, host, s, rightsEACCES)
+	}
+	for _, s := range []string{"chmod 0777 $N", "chown 0 $N"} {
+		fails(noCaps, who, host, s, rightsEPERM)
+	}
+	rightsWantStat(t, host, "1000 1000 700")
+
+	// Each capability alone gives what it gives on a file.
+	dac := []string{"--bounding-set=-all,+dac_override", "--inh-caps=-all"}
+	ok(dac, "uid 0 with CAP_DAC_OVERRIDE", net, "echo 'descr dac' > $N/ctl && cat $N/ports >/dev/null && exec 3<>$N/data")
+	fails(dac, "uid 0 with CAP_DAC_OVERRIDE", net, "chmod 0777 $N", rightsEPERM)
+	fails(dac, "uid 0 with CAP_DAC_OVERRIDE", net, "chown 0 $N", rightsEPERM)
+	ok(dac, "uid 0 with CAP_DAC_OVERRIDE", host, "echo 'inet 127.0.0.1' > $N/ctl")
+	fowner := []string{"--bounding-set=-all,+fowner", "--inh-caps=-all"}
+	ok(fowner, "uid 0 with CAP_FOWNER", net, "chmod 0704 $N")
+	fails(fowner, "uid 0 with CAP_FOWNER", net, "echo 'descr fowner' > $N/ctl", rightsEACCES)
+	fails(fowner, "uid 0 with CAP_FOWNER", net, "chgrp 0 $N", rightsEPERM)
+	rightsWantStat(t, net, "1000 2000 704")
+	chown := []string{"--bounding-set=-all,+chown", "--inh-caps=-all"}
+	ok(chown, "uid 0 with CAP_CHOWN", net, "chown 1003:1003 $N")
+	fails(chown, "uid 0 with CAP_CHOWN", net, "chmod 0700 $N", rightsEPERM)
+	rightsWantStat(t, net, "1003 1003 704")
+	// A uid other than 0 holding CAP_DAC_OVERRIDE (ambient) overrides too.
+	user := []string{"--reuid=1002", "--regid=1002", "--clear-groups", "--inh-caps=+dac_override", "--ambient-caps=+dac_override"}
+	ok(user, "uid 1002 with CAP_DAC_OVERRIDE", net, "echo 'descr user dac' > $N/ctl && exec 3<>$N/data")
+	fails(user, "uid 1002 with CAP_DAC_OVERRIDE", net, "chmod 0777 $N", rightsEPERM)
+	// Root with its capabilities may still do everything.
+	rightsOK(t, rightsRoot, net, "chown 1000:2000 $N && chmod 0700 $N && echo 'descr root' > $N/ctl && exec 3<>$N/data && cat $N/ports >/dev/null")
+	rightsWantStat(t, net, "1000 2000 700")
+	if got := keyValue(t, filepath.Join(net, "ctl"), "descr"); got != "root" {
+		t.Errorf("descr after root's write = %q, want %q", got, "root")
+	}
+}
+
+// A new network or host drops x (manage) for group and others: with the
+// usual umask 022 mkdir gives 0744, so another user cannot change the
+// policy, detach an interface or rmdir it; `chmod g+x` grants it.
+func TestRightsMkdirKeepsManage(t *testing.T) {
+	d := startMnet(t)
+	net, host := d.path("ipn", "lab"), d.path("mhost", "rightsm")
+	if out, err := shAs(t, rightsOwner, 15*time.Second, fmt.Sprintf("umask 022 && mkdir %q %q", net, host)); err != nil {
+		t.Fatalf("mkdir as uid 1000: %v\n%s", err, out)
+	}
+	rightsWantStat(t, net, "1000 1000 744")
+	rightsWantStat(t, host, "1000 1000 744")
+	member := &cred{1001, 1001, []int{1000}}
+	for _, dir := range []string{net, host} {
+		rightsFails(t, member, dir, "echo 'descr stranger' > $N/ctl", rightsEACCES)
+		rightsFails(t, rightsOther, dir, "echo 'descr stranger' > $N/ctl", rightsEACCES)
+		rightsFails(t, rightsOther, dir, "rmdir $N", rightsEACCES)
+		rightsOK(t, rightsOther, dir, "cat $N/ctl >/dev/null") // r is still there
+	}
+	rightsOK(t, rightsOther, net, "exec 3<$N/data") // so is receiving; w is not
+	rightsFails(t, rightsOther, net, "exec 3>$N/data", rightsEACCES)
+	// The owner grants x to its group with chmod.
+	if out, err := shAs(t, rightsOwner, 15*time.Second, fmt.Sprintf("chmod g+x %q %q", net, host)); err != nil {
+		t.Fatalf("chmod g+x as the owner: %v\n%s", err, out)
+	}
+	rightsWantStat(t, net, "1000 1000 754")
+	rightsOK(t, member, net, "echo 'descr by the group' > $N/ctl")
+	rightsOK(t, member, host, "echo 'inet 127.0.0.1' > $N/ctl")
+	rightsFails(t, rightsOther, net, "echo 'descr stranger' > $N/ctl", rightsEACCES)
 }

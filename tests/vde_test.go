@@ -54,6 +54,17 @@ func startVdePlug(t *testing.T, c *cred, dir string) *vdeClient {
 		cmd = exec.Command("setpriv", fmt.Sprintf("--reuid=%d", c.uid), fmt.Sprintf("--regid=%d", c.gid),
 			groups, "vde_plug", dir)
 	}
+	return runVdePlug(t, cmd)
+}
+
+// startVdePlugPriv runs vde_plug SWITCHDIR under setpriv with args.
+func startVdePlugPriv(t *testing.T, args []string, dir string) *vdeClient {
+	t.Helper()
+	return runVdePlug(t, exec.Command("setpriv", append(args, "vde_plug", dir)...))
+}
+
+func runVdePlug(t *testing.T, cmd *exec.Cmd) *vdeClient {
+	t.Helper()
 	v := &vdeClient{t: t, cmd: cmd, frames: make(chan []byte, 8192), exited: make(chan struct{}), out: &syncBuffer{}}
 	cmd.Stderr = v.out
 	var err error
@@ -383,6 +394,37 @@ func TestVdeRights(t *testing.T) {
 		if r[2] == "4003" {
 			t.Errorf("a client without rights got a port: %v", r)
 		}
+	}
+}
+
+// A VDE client's capabilities are read at connect, as the kernel's
+// rules for a file would use them: uid 0 without CAP_DAC_OVERRIDE is
+// refused by another user's 0700 network; with it, it joins.
+func TestVdeRootWithoutCapabilities(t *testing.T) {
+	requireVDE(t, "setpriv")
+	d := startMnet(t)
+	net := rightsLab(t, d, 0o700)
+	dir := d.vdePath("lab")
+	waitFor(t, "the switch directory", func() bool {
+		_, err := os.Stat(dir)
+		return err == nil
+	})
+	// The directory's mode would keep the client out on its own: open it,
+	// so that the daemon's check is what is tested.
+	sh(t, "chmod 1777 "+dir)
+	noCaps := startVdePlugPriv(t, rootNoCaps, dir)
+	noCaps.waitExit("uid 0 without capabilities on another user's 0700 network")
+	if !strings.Contains(d.log.String(), "VDE client refused: no right to receive or send") {
+		t.Error("the daemon did not log the refusal")
+	}
+	for _, r := range portRows(t, net) {
+		if r[1] == "vde" {
+			t.Errorf("uid 0 without capabilities got a port: %v", r)
+		}
+	}
+	dac := startVdePlugPriv(t, []string{"--bounding-set=-all,+dac_override", "--inh-caps=-all"}, dir)
+	if row := waitVdeRow(t, net, dac.pid()); row[2] != "0" || row[4] != "rw" {
+		t.Errorf("uid 0 with CAP_DAC_OVERRIDE: port %v, want UID 0 MODE rw", row)
 	}
 }
 

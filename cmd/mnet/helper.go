@@ -35,6 +35,12 @@ func helperMain(args []string) int {
 	daemonArgs := []string{"mount"}
 	if req.LogPath == "" {
 		daemonArgs = append(daemonArgs, "--log", logdest.Syslog)
+		// A bare container has no system log: say so while somebody
+		// reads this, not in a log that nobody will get.
+		if err := logdest.Listening(logdest.DevLog); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: warning: nothing listens on %s (%v): the daemon's log will be lost; "+
+				"give it a file with -o log=PATH (see mnet(8))\n", helperName, logdest.DevLog, errors.Unwrap(err))
+		}
 	}
 	daemonArgs = append(append(daemonArgs, req.Flags...), req.Dir)
 	exe, err := os.Executable()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"sync"
 	"syscall"
@@ -100,6 +101,24 @@ func TestParseHost(t *testing.T) {
 		{v4, "-a", false, false},
 		{v4, "a b", false, false},
 		{v4, "host:80", false, false},
+		// What inet_aton reads as an address, not in canonical form.
+		{v4, "0x7f000001", false, false},
+		{v4, "0X7F000001", false, false},
+		{v4, "127.1", false, false},
+		{v4, "017700000001", false, false},
+		{v4, "2130706433", false, false},
+		{v4, "127.0x1", false, false},
+		{v4, "0x7f.0.0.1", false, false},
+		{v4, "0x7f.1.", false, false},
+		{v4, "0x", false, false},
+		{v4, "0xa.0xb.0xc.0xd", false, false},
+		// Names that only look numeric somewhere.
+		{v4, "0x7f.example", true, false},
+		{v4, "0xg", true, false},
+		{v4, "1.2.3.4.5a", true, false},
+		{v4, "cafe", true, false},
+		{v4, "0x1.0x2.0x3.0x4.0x5", true, false}, // five parts: not inet_aton's
+		{v6, "0x7f000001", false, false},
 		{v6, "::1", true, false},
 		{v6, "::", true, true},
 		{v6, "fe80::1%lo", true, false},
@@ -122,9 +141,13 @@ func TestParseHost(t *testing.T) {
 	}
 }
 
+// atonForm is what inet_aton(3) reads as an IPv4 address (one to four C
+// integer constants), with the final dot a resolver ignores.
+var atonForm = regexp.MustCompile(`^(0[xX][0-9a-fA-F]*|[0-9]+)(\.(0[xX][0-9a-fA-F]*|[0-9]+)){0,3}\.?$`)
+
 // Paths never panic; what is accepted is a host of the family.
 func FuzzParseName(f *testing.F) {
-	for _, s := range []string{"127.0.0.1", "::1", "localhost", "1.2.3", "fe80::1%eth0", "a..b", "80", "0"} {
+	for _, s := range []string{"127.0.0.1", "::1", "localhost", "1.2.3", "fe80::1%eth0", "a..b", "80", "0", "0x7f000001", "127.0x1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
@@ -138,6 +161,9 @@ func FuzzParseName(f *testing.F) {
 			}
 			if !h.literal() && !validHostName(name) {
 				t.Fatalf("%s accepted %q", v.family, name)
+			}
+			if !h.literal() && atonForm.MatchString(name) {
+				t.Fatalf("%s accepted %q, which inet_aton reads as an address", v.family, name)
 			}
 		}
 		if p, err := netcore.ParsePort(name); err == nil && (p == 0 || strconv.Itoa(int(p)) != name) {

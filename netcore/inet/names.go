@@ -55,12 +55,14 @@ func (v *version) parseHost(name string) (host, error) {
 
 // validHostName: dot-separated labels of letters, digits, '-' and '_', none
 // empty, starting or ending with '-', at most 63 bytes each and 253 in all;
-// an optional final dot. The last label may not be all digits, so that
-// every numeric name is an address literal or refused, never sent to a
-// resolver that reads "1.2.3" as 1.2.0.3.
+// an optional final dot. The last label may not be all digits, and the
+// name may not be any other number inet_aton(3) reads as an address
+// (0x7f000001, 017700000001, 127.0x1), so that every numeric name is a
+// canonical address literal or refused, never sent to a resolver that
+// reads "1.2.3" as 1.2.0.3.
 func validHostName(name string) bool {
 	name = strings.TrimSuffix(name, ".")
-	if len(name) == 0 || len(name) > 253 {
+	if len(name) == 0 || len(name) > 253 || atonNumeric(name) {
 		return false
 	}
 	labels := strings.Split(name, ".")
@@ -77,4 +79,27 @@ func validHostName(name string) bool {
 	}
 	last := labels[len(labels)-1]
 	return strings.Trim(last, "0123456789") != ""
+}
+
+// atonNumeric reports whether inet_aton(3), which resolvers try before
+// anything else, reads name as an IPv4 address: one to four parts
+// separated by dots, each a C integer constant (decimal, octal with a
+// leading 0, hexadecimal after 0x or 0X, whose digits may be none).
+func atonNumeric(name string) bool {
+	parts := strings.Split(name, ".")
+	if len(parts) > 4 {
+		return false
+	}
+	for _, p := range parts {
+		digits := "0123456789"
+		if len(p) >= 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X') {
+			p, digits = p[2:], "0123456789abcdefABCDEF"
+		} else if p == "" {
+			return false
+		}
+		if strings.Trim(p, digits) != "" {
+			return false
+		}
+	}
+	return true
 }

@@ -75,7 +75,7 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 	// apply, and let go before services start (svcMu is taken with no
 	// other lock held).
 	persistLocked := false
-	if bad == nil && !c.Root() && slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.persistOn }) {
+	if bad == nil && slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.persistOn }) {
 		n.fam.persistMu.Lock()
 		persistLocked = true
 		bad = n.checkPersistLimit(c)
@@ -202,21 +202,22 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 }
 
 // checkPersistLimit refuses "persist on" for a network that does not
-// persist yet when its owner (other than root) already owns as many
-// persistent networks as the per-uid limit allows. Called with
-// f.persistMu held and no other lock.
+// persist yet when its owner already owns as many persistent networks as
+// the per-uid limit allows, unless the caller holds CAP_SYS_ADMIN (the
+// administrator's reserve). Called with f.persistMu held and no other
+// lock.
 func (n *Network) checkPersistLimit(c *netcore.Cred) *ctlError {
 	n.mu.Lock()
 	owner, already := n.uid, n.set.Persist
 	n.mu.Unlock()
-	if owner == 0 || already {
+	if already {
 		return nil
 	}
 	f := n.fam
 	f.mu.Lock()
 	_, persistent := f.ownedLocked(owner, n)
 	f.mu.Unlock()
-	if persistent < f.limits.Persistent {
+	if persistent < f.limits.Persistent || c.HasCap(netcore.CapSysAdmin) {
 		return nil
 	}
 	f.log.Warn("persist refused: per-uid limit of persistent networks reached", "network", n.name,

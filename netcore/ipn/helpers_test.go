@@ -24,8 +24,10 @@ const quiet = 50 * time.Millisecond
 
 var (
 	// Capabilities are given, not read from /proc of made-up pids.
-	rootCred  = &netcore.Cred{Uid: 0, Gid: 0, Pid: 1, CapEff: ^uint64(0), CapsKnown: true}
-	ownerCred = &netcore.Cred{Uid: 1000, Gid: 1000, Pid: 42, CapsKnown: true}
+	rootCred  = &netcore.Cred{Uid: 0, Gid: 0, Pid: 1, CapEff: ^uint64(0), CapsKnown: true, GroupsKnown: true}
+	ownerCred = &netcore.Cred{Uid: 1000, Gid: 1000, Pid: 42, CapsKnown: true, GroupsKnown: true}
+	// uid 0 with an empty capability set: a hardened service.
+	rootNoCapsCred = &netcore.Cred{Uid: 0, Gid: 0, Pid: 1, CapsKnown: true, GroupsKnown: true}
 )
 
 func newTestCore(t *testing.T, statePath string) *netcore.Core {
@@ -65,6 +67,14 @@ func mkNet(t *testing.T, c *netcore.Core, cred *netcore.Cred, name string, mode 
 	nd, ok := node.(*netDir)
 	if !ok {
 		t.Fatalf("Mkdir returned %T", node)
+	}
+	// mkdir drops x for group and others; the tests want mode as given,
+	// as after `mkdir && chmod`.
+	if mode&0011 == 0 {
+		return nd
+	}
+	if err := nd.Chmod(cred, mode); err != nil {
+		t.Fatalf("Chmod(%s, %#o): %v", name, mode, err)
 	}
 	return nd
 }

@@ -145,13 +145,16 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
                           policy hub|switch   mtu N   qlen N   lossless on|off
                           maxports N   descr TEXT   persist on|off
                           tap IFNAME   grab IFNAME   detach IFNAME   vde on|off
+                          vxlan VNI REMOTE[:PORT]...   vxlan VNI group MCAST[:PORT] [dev IFNAME]
+                          detach vxlan VNI
                           addr CIDR   addr -CIDR   mac XX:XX:XX:XX:XX:XX
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
   ipn/NAME/udp/HOST/PORT  UDP through mnet's own host on the network (after addr), as inet/udp
   ipn/NAME/host         that host: MAC, addresses, neighbours, counters
-  Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage.
+  Rights come from the mode of ipn/NAME: r = receive, w = send, x = manage
+  (mkdir gives group and others no x: chmod g+x ipn/NAME grants it).
   Example:
     mkdir /mnt/mnet/ipn/lab
     cat /mnt/mnet/ipn/lab/data &
@@ -260,14 +263,12 @@ func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node,
 		d.f.mu.Unlock()
 		return nil, syscall.ENOSPC
 	}
-	if !c.Root() {
-		if owned, _ := d.f.ownedLocked(c.Uid, nil); owned >= d.f.limits.Networks {
-			d.f.mu.Unlock()
-			d.f.log.Warn("mkdir refused: per-uid network limit reached", "name", name, "uid", c.Uid, "limit", d.f.limits.Networks)
-			return nil, syscall.ENOSPC
-		}
+	if owned, _ := d.f.ownedLocked(c.Uid, nil); owned >= d.f.limits.Networks && !c.HasCap(netcore.CapSysAdmin) {
+		d.f.mu.Unlock()
+		d.f.log.Warn("mkdir refused: per-uid network limit reached", "name", name, "uid", c.Uid, "limit", d.f.limits.Networks)
+		return nil, syscall.ENOSPC
 	}
-	n := newNetwork(d.f, name, c.Uid, c.Gid, mode, DefaultSettings())
+	n := newNetwork(d.f, name, c.Uid, c.Gid, netcore.NewDirMode(mode), DefaultSettings())
 	d.f.nets[name] = n
 	d.mtime = time.Now()
 	d.f.mu.Unlock()
@@ -283,7 +284,7 @@ func (d *ipnDir) Rmdir(c *netcore.Cred, name string) error {
 	if n == nil {
 		return syscall.ENOENT
 	}
-	if n.rights(c)&RightManage == 0 {
+	if n.rights(c, RightManage)&RightManage == 0 {
 		d.f.log.Info("rmdir refused: no manage right", "network", name, "uid", c.Uid)
 		return syscall.EACCES
 	}
@@ -371,11 +372,17 @@ func (d *netDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
 	return nil, syscall.ENOENT
 }
 
-// Chmod: the owner or root, as on any file.
+// Chmod: the owner or a holder of CAP_FOWNER, as on any file.
 func (d *netDir) Chmod(c *netcore.Cred, mode uint32) error {
 	n := d.n
 	n.mu.Lock()
-	if !c.Root() && c.Uid != n.uid {
+	owner := n.uid
+	n.mu.Unlock()
+	// The capability is read from /proc without the lock held; an owner
+	// changed meanwhile is checked again.
+	ok := netcore.MayChmod(c, owner)
+	n.mu.Lock()
+	if !ok || n.uid != owner {
 		n.mu.Unlock()
 		n.fam.log.Info("chmod refused: not the owner", "network", n.name, "uid", c.Uid)
 		return syscall.EPERM
@@ -392,17 +399,19 @@ func (d *netDir) Chmod(c *netcore.Cred, mode uint32) error {
 	return nil
 }
 
-// Chown: root may give the network to anyone; the owner may only change
-// the group, to one of its own groups (chown(2) rules).
+// Chown: a holder of CAP_CHOWN may give the network to anyone; the owner
+// may only change the group, to one of its own groups (chown(2) rules).
 func (d *netDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	n := d.n
 	n.mu.Lock()
-	if !c.Root() {
-		if c.Uid != n.uid || (uid >= 0 && uint32(uid) != n.uid) || (gid >= 0 && !c.InGroup(uint32(gid))) {
-			n.mu.Unlock()
-			n.fam.log.Info("chown refused", "network", n.name, "uid", c.Uid, "owner", uid, "group", gid)
-			return syscall.EPERM
-		}
+	owner, group := n.uid, n.gid
+	n.mu.Unlock()
+	ok := netcore.MayChown(c, owner, group, uid, gid)
+	n.mu.Lock()
+	if !ok || n.uid != owner || n.gid != group {
+		n.mu.Unlock()
+		n.fam.log.Info("chown refused", "network", n.name, "uid", c.Uid, "owner", uid, "group", gid)
+		return syscall.EPERM
 	}
 	if uid >= 0 {
 		n.uid = uint32(uid)
@@ -478,6 +487,11 @@ func (f *netFile) Attr(*netcore.Cred) netcore.Attr {
 	return netcore.Attr{Mode: syscall.S_IFREG | perm, Uid: uid, Gid: gid, Mtime: mtime}
 }
 
+// ReadOnly: ports, stats and pcap are never opened for writing.
+func (f *netFile) ReadOnly() bool {
+	return f.kind == filePorts || f.kind == fileStats || f.kind == filePcap
+}
+
 // Open opens the file for c; a refusal is logged with who asked for what.
 func (f *netFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
 	h, err := f.open(c, flags)
@@ -490,8 +504,8 @@ func (f *netFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netcore
 
 func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 	n := f.n
-	r := n.rights(c)
 	acc := flags & syscall.O_ACCMODE
+	r := n.rights(c, wantedRights(f.kind, acc))
 	switch f.kind {
 	case fileData:
 		return f.openData(c, r, acc)
@@ -533,6 +547,22 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 		return &pcapHandle{n: n, c: cp}, nil
 	}
 	return nil, syscall.EINVAL
+}
+
+// wantedRights is what an open of a file of kind with access mode acc
+// asks for: data r and/or w, ctl written x, anything else any right (0).
+func wantedRights(kind fileKind, acc int) Rights {
+	switch {
+	case kind == fileData && acc == syscall.O_RDONLY:
+		return RightRecv
+	case kind == fileData && acc == syscall.O_WRONLY:
+		return RightSend
+	case kind == fileData:
+		return RightRecv | RightSend
+	case kind == fileCtl && acc != syscall.O_RDONLY:
+		return RightManage
+	}
+	return 0
 }
 
 // openData joins the network. A caller holding only one of r and w gets a

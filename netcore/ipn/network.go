@@ -143,26 +143,19 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 // Name is the network's directory name.
 func (n *Network) Name() string { return n.name }
 
-// rights computes what c may do on this network: the class bits of the
-// mode, as IPN read the mode of its socket file; root holds every right.
-func (n *Network) rights(c *netcore.Cred) Rights {
+// rights computes what c may do on this network when it wants the rights
+// of want (0: any one): the class bits of the mode, as IPN read the mode
+// of its socket file, or every right for a holder of CAP_DAC_OVERRIDE
+// where those refuse (netcore.Permitted).
+func (n *Network) rights(c *netcore.Cred, want Rights) Rights {
 	n.mu.Lock()
 	mode, uid, gid := n.mode, n.uid, n.gid
 	n.mu.Unlock()
-	return rightsOf(c, mode, uid, gid)
+	return rightsOf(c, want, mode, uid, gid)
 }
 
-func rightsOf(c *netcore.Cred, mode, uid, gid uint32) Rights {
-	switch {
-	case c.Root():
-		return RightRecv | RightSend | RightManage
-	case c.Uid == uid:
-		return Rights(mode >> 6 & 7)
-	case c.InGroup(gid):
-		return Rights(mode >> 3 & 7)
-	default:
-		return Rights(mode & 7)
-	}
+func rightsOf(c *netcore.Cred, want Rights, mode, uid, gid uint32) Rights {
+	return Rights(netcore.Permitted(c, uint32(want), mode, uid, gid))
 }
 
 // Join adds a port. It fails with EBUSY at maxports and ENOENT once the
@@ -284,11 +277,11 @@ func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, li
 		size = vnet.SegmentLen(hdr, frame)
 	}
 	if size > n.set.MTU {
-		n.logReject(from, "longer than the mtu", size)
+		n.logReject(from, fmt.Sprintf("longer than the mtu (%d)", n.set.MTU), size)
 		return links, wakes, nil, nil, syscall.EMSGSIZE
 	}
 	if n.set.Policy == PolicySwitch && len(frame) < ethHeaderLen {
-		n.logReject(from, "shorter than an Ethernet header", len(frame))
+		n.logReject(from, "shorter than an Ethernet header (14 bytes), which policy switch needs", len(frame))
 		return links, wakes, nil, nil, syscall.EINVAL
 	}
 	n.route(from, frame)
@@ -399,10 +392,13 @@ func (n *Network) linkWrite(p *Port, raw []byte) (err error) {
 	return p.link.Write(raw)
 }
 
-// logReject logs a refused packet, at most once a second per network (a
-// sender in a loop must not flood the log); the line says how many were
-// refused since the last one. Called with n.mu held.
+// logReject keeps why a packet was refused for ctl's last-error (a bare
+// EINVAL or EMSGSIZE from write(2) says little), and logs it at most once
+// a second per network (a sender in a loop must not flood the log); the
+// line says how many were refused since the last one. Called with n.mu
+// held.
 func (n *Network) logReject(from *Port, why string, size int) {
+	n.lastError = fmt.Sprintf("port %d (uid %d): a %d-byte frame refused: %s", from.id, from.uid, size, why)
 	n.rejects++
 	now := time.Now()
 	if now.Sub(n.rejectLogged) < time.Second {

@@ -3,6 +3,7 @@ package ipn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"syscall"
 	"testing"
 
@@ -15,7 +16,12 @@ func TestRightsOf(t *testing.T) {
 	member := &netcore.Cred{Uid: 2000, Gid: gid}
 	supp := &netcore.Cred{Uid: 2001, Gid: 2001, Groups: []uint32{7, gid}}
 	other := &netcore.Cred{Uid: 3000, Gid: 3000, Groups: []uint32{7}}
-	root := &netcore.Cred{Uid: 0, Gid: 0}
+	root := &netcore.Cred{Uid: 0, Gid: 0, CapEff: 1 << netcore.CapDacOverride, CapsKnown: true}
+	// uid 0 is no exception by itself: without CAP_DAC_OVERRIDE its
+	// class bits are all it has; with it, any uid has every right.
+	rootNoCaps := &netcore.Cred{Uid: 0, Gid: 0, CapsKnown: true}
+	overrider := &netcore.Cred{Uid: 3001, Gid: 3001, CapEff: 1 << netcore.CapDacOverride, CapsKnown: true}
+	otherCaps := &netcore.Cred{Uid: 3002, Gid: 3002, CapEff: ^uint64(0) &^ (1 << netcore.CapDacOverride), CapsKnown: true}
 	for _, tc := range []struct {
 		name string
 		c    *netcore.Cred
@@ -33,14 +39,18 @@ func TestRightsOf(t *testing.T) {
 		{"other none", other, 0770, 0},
 		{"root all on 000", root, 0, RightRecv | RightSend | RightManage},
 		{"root owner of nothing", root, 0700, RightRecv | RightSend | RightManage},
+		{"root without caps: other class", rootNoCaps, 0700, 0},
+		{"root without caps: other bits", rootNoCaps, 0704, RightRecv},
+		{"CAP_DAC_OVERRIDE, not root", overrider, 0700, RightRecv | RightSend | RightManage},
+		{"every cap but CAP_DAC_OVERRIDE", otherCaps, 0700, 0},
 	} {
-		if got := rightsOf(tc.c, tc.mode, uid, gid); got != tc.want {
+		if got := rightsOf(tc.c, RightRecv|RightSend|RightManage, tc.mode, uid, gid); got != tc.want {
 			t.Errorf("%s: rightsOf(mode %#o) = %03b, want %03b", tc.name, tc.mode, got, tc.want)
 		}
 	}
 	// Owner that is also in the group: the owner class applies alone.
 	both := &netcore.Cred{Uid: uid, Gid: gid}
-	if got := rightsOf(both, 0070, uid, gid); got != 0 {
+	if got := rightsOf(both, RightRecv, 0070, uid, gid); got != 0 {
 		t.Errorf("owner in group with mode 0070: %03b, want none (first match)", got)
 	}
 }
@@ -113,13 +123,38 @@ func TestOpenDataRights(t *testing.T) {
 	if _, err := data.Open(context.Background(), &netcore.Cred{Uid: 6000, Gid: 6000}, syscall.O_WRONLY); !errors.Is(err, syscall.EACCES) {
 		t.Errorf("other with mode 0060: %v, want EACCES", err)
 	}
-	// Root holds every right.
+	// Root with CAP_DAC_OVERRIDE holds every right; uid 0 without it
+	// none on mode 000.
 	chmod(0)
 	h, err = data.Open(context.Background(), rootCred, syscall.O_RDWR)
 	if err != nil {
 		t.Fatalf("root on mode 000: %v", err)
 	}
 	h.Close()
+	for _, fl := range []int{syscall.O_RDONLY, syscall.O_WRONLY, syscall.O_RDWR} {
+		if _, err := data.Open(context.Background(), rootNoCapsCred, fl); !errors.Is(err, syscall.EACCES) {
+			t.Errorf("uid 0 without capabilities: open %#o on mode 000: %v, want EACCES", fl, err)
+		}
+	}
+}
+
+// The owner's open of data never looks at /proc: no capability or group
+// is read when the owner class grants what is asked.
+func TestOwnerOpenReadsNothing(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, ownerCred, "cheap", 0700)
+	data := netFileOf(t, nd, "data")
+	owner := &netcore.Cred{Uid: ownerCred.Uid, Gid: ownerCred.Gid, Pid: 1}
+	for _, fl := range []int{syscall.O_RDONLY, syscall.O_WRONLY, syscall.O_RDWR} {
+		h, err := data.Open(context.Background(), owner, fl)
+		if err != nil {
+			t.Fatalf("owner open %#o: %v", fl, err)
+		}
+		h.Close()
+	}
+	if owner.CapsKnown || owner.GroupsKnown {
+		t.Errorf("the owner's open of data read /proc (caps %v, groups %v)", owner.CapsKnown, owner.GroupsKnown)
+	}
 }
 
 func TestChmodChown(t *testing.T) {
@@ -132,6 +167,28 @@ func TestChmodChown(t *testing.T) {
 	}
 	if err := o.Chown(ownerCred, 4000, -1); !errors.Is(err, syscall.EPERM) {
 		t.Errorf("owner giving away the network: %v, want EPERM", err)
+	}
+	// uid 0 without CAP_FOWNER / CAP_CHOWN is a stranger here; a
+	// stranger holding them may.
+	if err := o.Chmod(rootNoCapsCred, 0777); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chmod by uid 0 without CAP_FOWNER: %v, want EPERM", err)
+	}
+	if err := o.Chown(rootNoCapsCred, 0, 0); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chown by uid 0 without CAP_CHOWN: %v, want EPERM", err)
+	}
+	fowner := &netcore.Cred{Uid: 4000, Gid: 4000, CapEff: 1 << netcore.CapFowner, CapsKnown: true}
+	if err := o.Chmod(fowner, 0750); err != nil {
+		t.Errorf("chmod by a holder of CAP_FOWNER: %v", err)
+	}
+	if err := o.Chown(fowner, 4000, -1); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("chown by a holder of CAP_FOWNER only: %v, want EPERM", err)
+	}
+	// The owner may chgrp to a group of its own, or keep the group.
+	if err := o.Chown(ownerCred, -1, int64(ownerCred.Gid)); err != nil {
+		t.Errorf("owner keeping its group: %v", err)
+	}
+	if err := o.Chown(ownerCred, -1, 4321); !errors.Is(err, syscall.EPERM) {
+		t.Errorf("owner giving the network to a group it is not in: %v, want EPERM", err)
 	}
 	if err := o.Chown(rootCred, 4000, 4000); err != nil {
 		t.Fatalf("chown by root: %v", err)
@@ -149,5 +206,30 @@ func TestChmodChown(t *testing.T) {
 	}
 	if m := netFileOf(t, nd, "stats").Attr(rootCred).Mode & 0777; m != 0440 {
 		t.Errorf("stats mode %#o for network mode 0750, want 0440", m)
+	}
+}
+
+// mkdir drops the manage right (x) for group and others: a umask made for
+// files must not hand strangers the network; chmod still grants it.
+func TestMkdirDropsManageForOthers(t *testing.T) {
+	c := newTestCore(t, "")
+	m := ipnRoot(t, c).(netcore.Mkdirer)
+	for mode, want := range map[uint32]uint32{0755: 0744, 0777: 0766, 0750: 0740, 0700: 0700, 0711: 0700, 0644: 0644} {
+		name := fmt.Sprintf("m%o", mode)
+		node, err := m.Mkdir(ownerCred, name, mode)
+		if err != nil {
+			t.Fatalf("Mkdir %#o: %v", mode, err)
+		}
+		if got := node.Attr(ownerCred).Mode & 0777; got != want {
+			t.Errorf("mkdir with mode %#o (after umask) gives %#o, want %#o", mode, got, want)
+		}
+	}
+	nd := mkNet(t, c, ownerCred, "granted", 0755)
+	if got := nd.Attr(ownerCred).Mode & 0777; got != 0755 {
+		t.Errorf("chmod 0755 after mkdir gives %#o", got)
+	}
+	member := &netcore.Cred{Uid: 2000, Gid: ownerCred.Gid}
+	if err := ctl(t, nd, member, "descr by the group\n"); err != nil {
+		t.Errorf("group member managing after chmod g+x: %v", err)
 	}
 }

@@ -147,7 +147,7 @@ func (h *host) Access() (uid, gid, mode uint32) {
 }
 
 func (h *host) Rights(c *netcore.Cred) (recv, send bool) {
-	r := h.n.rights(c)
+	r := h.n.rights(c, RightRecv|RightSend)
 	return r&RightRecv != 0, r&RightSend != 0
 }
 

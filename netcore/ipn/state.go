@@ -74,6 +74,9 @@ func (s *stateFile) save(nets []savedNetwork) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if nets == nil {
+		nets = []savedNetwork{} // "networks": [], not null, for a person or jq
+	}
 	b, err := json.MarshalIndent(stateDoc{Version: stateVersion, Networks: nets}, "", "  ")
 	if err != nil {
 		return err

@@ -119,6 +119,14 @@ func TestPersistenceChmodAndRmdir(t *testing.T) {
 	if got := savedNames(t, path); len(got) != 0 {
 		t.Fatalf("after rmdir the state file holds %q", got)
 	}
+	// No persistent network left: an empty list, not null.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"networks": []`) {
+		t.Errorf("state file with no network:\n%s\nwant \"networks\": []", b)
+	}
 }
 
 func TestBrokenStateFileStillServes(t *testing.T) {

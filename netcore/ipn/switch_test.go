@@ -3,6 +3,7 @@ package ipn
 import (
 	"context"
 	"errors"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -74,6 +75,11 @@ func TestSwitchPolicy(t *testing.T) {
 		if _, err := a.Write(context.Background(), make([]byte, n), 0, false); !errors.Is(err, syscall.EINVAL) {
 			t.Errorf("switch: %d-byte frame: %v, want EINVAL", n, err)
 		}
+	}
+	// The reason is ctl's last-error: a bare EINVAL says little.
+	if ctlText := readAll(t, nd, "ctl"); !strings.Contains(ctlText, "last-error port ") ||
+		!strings.Contains(ctlText, "a 13-byte frame refused: shorter than an Ethernet header") {
+		t.Errorf("after a short frame, ctl has no last-error saying why:\n%s", ctlText)
 	}
 	send(t, a, make([]byte, 14)) // exactly a header is fine (dst 00:.. unknown: flood)
 	if after := statsOf(t, nd)["packets"]; after != before+1 {

@@ -175,7 +175,7 @@ func (d *familyDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.No
 	if len(d.f.hosts) >= MaxHosts {
 		return nil, syscall.ENOSPC
 	}
-	h := newHost(d.f, name, c.Uid, c.Gid, mode)
+	h := newHost(d.f, name, c.Uid, c.Gid, netcore.NewDirMode(mode))
 	d.f.hosts[name] = h
 	d.mtime = time.Now()
 	d.f.log.Info("host named", "host", name, "uid", c.Uid)
@@ -192,7 +192,7 @@ func (d *familyDir) Rmdir(c *netcore.Cred, name string) error {
 	if h == nil {
 		return syscall.ENOENT
 	}
-	if h.rights(c)&rightManage == 0 {
+	if h.rights(c, rightManage)&rightManage == 0 {
 		return syscall.EACCES
 	}
 	h.mu.Lock()
@@ -239,19 +239,13 @@ func newHost(f *Family, name string, uid, gid, mode uint32) *Host {
 	return h
 }
 
-func (h *Host) rights(c *netcore.Cred) rights {
+// rights is what c may do with the host when it wants want (0: any one
+// right): the class bits of its mode, as for an ipn network.
+func (h *Host) rights(c *netcore.Cred, want rights) rights {
 	h.mu.Lock()
 	mode, uid, gid := h.mode, h.uid, h.gid
 	h.mu.Unlock()
-	switch {
-	case c.Root():
-		return rightRecv | rightSend | rightManage
-	case c.Uid == uid:
-		return rights(mode >> 6 & 7)
-	case c.InGroup(gid):
-		return rights(mode >> 3 & 7)
-	}
-	return rights(mode & 7)
+	return rights(netcore.Permitted(c, uint32(want), mode, uid, gid))
 }
 
 // readAttr: readable where any right is held.
@@ -515,12 +509,16 @@ func (d *hostDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
 	return nil, syscall.ENOENT
 }
 
-// Chmod and Chown: as for a network (the owner or root).
+// Chmod and Chown: as for a network (netcore.MayChmod, MayChown).
 func (d *hostDir) Chmod(c *netcore.Cred, mode uint32) error {
 	h := d.h
 	h.mu.Lock()
+	owner := h.uid
+	h.mu.Unlock()
+	ok := netcore.MayChmod(c, owner)
+	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !c.Root() && c.Uid != h.uid {
+	if !ok || h.uid != owner {
 		return syscall.EPERM
 	}
 	h.mode, h.mtime = mode&0777, time.Now()
@@ -530,8 +528,12 @@ func (d *hostDir) Chmod(c *netcore.Cred, mode uint32) error {
 func (d *hostDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	h := d.h
 	h.mu.Lock()
+	owner, group := h.uid, h.gid
+	h.mu.Unlock()
+	ok := netcore.MayChown(c, owner, group, uid, gid)
+	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !c.Root() && (c.Uid != h.uid || (uid >= 0 && uint32(uid) != h.uid) || (gid >= 0 && !c.InGroup(uint32(gid)))) {
+	if !ok || h.uid != owner || h.gid != group {
 		return syscall.EPERM
 	}
 	if uid >= 0 {
@@ -566,8 +568,12 @@ func (f *ctlFile) Attr(c *netcore.Cred) netcore.Attr {
 }
 
 func (f *ctlFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
-	r := f.h.rights(c)
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	want := rights(0)
+	if write {
+		want = rightManage
+	}
+	r := f.h.rights(c, want)
 	if r == 0 || write && r&rightManage == 0 {
 		return nil, syscall.EACCES
 	}

@@ -134,3 +134,42 @@ func TestFailoverOnRefused(t *testing.T) {
 	}
 	t.Fatalf("no reply over the second locator; locators:\n%s", h.statusText())
 }
+
+// A host's mode follows the rule of an ipn network: mkdir drops x
+// (manage) for group and others, chmod grants it; uid 0 without
+// capabilities is no exception.
+func TestHostModeAndRights(t *testing.T) {
+	f, h := newHostForTest(t)
+	if got := h.dir.Attr(root).Mode & 0777; got != 0744 {
+		t.Errorf("mkdir 0755 gives %#o, want 0744", got)
+	}
+	owner := &netcore.Cred{Uid: 1000, Gid: 1000, CapsKnown: true, GroupsKnown: true}
+	node, err := f.dir.Mkdir(owner, "mine", 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := node.(*hostDir)
+	member := &netcore.Cred{Uid: 2000, Gid: 1000, CapsKnown: true, GroupsKnown: true}
+	if r := mine.h.rights(member, rightManage); r&rightManage != 0 {
+		t.Errorf("group member of a new host holds manage: %03b", r)
+	}
+	if err := mine.Chmod(owner, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if r := mine.h.rights(member, rightManage); r&rightManage == 0 {
+		t.Errorf("group member after chmod g+x lacks manage: %03b", r)
+	}
+	rootNoCaps := &netcore.Cred{CapsKnown: true, GroupsKnown: true}
+	if r := mine.h.rights(rootNoCaps, 0); r != 0 {
+		t.Errorf("uid 0 without capabilities on 0750: %03b, want none", r)
+	}
+	if err := mine.Chmod(rootNoCaps, 0o777); err != syscall.EPERM {
+		t.Errorf("chmod by uid 0 without CAP_FOWNER: %v, want EPERM", err)
+	}
+	if err := mine.Chown(rootNoCaps, 0, 0); err != syscall.EPERM {
+		t.Errorf("chown by uid 0 without CAP_CHOWN: %v, want EPERM", err)
+	}
+	if r := mine.h.rights(root, rightManage); r != rightRecv|rightSend|rightManage {
+		t.Errorf("uid 0 with capabilities: %03b, want every right", r)
+	}
+}

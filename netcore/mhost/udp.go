@@ -73,10 +73,17 @@ func (f *udpFile) Attr(*netcore.Cred) netcore.Attr {
 // one of them gets that half).
 func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
 	h := f.d.h
-	r := h.rights(c)
 	acc := flags & syscall.O_ACCMODE
 	wantR := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
 	wantW := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
+	var want rights
+	if wantR {
+		want |= rightRecv
+	}
+	if wantW {
+		want |= rightSend
+	}
+	r := h.rights(c, want)
 	recv, send := wantR && r&rightRecv != 0, wantW && r&rightSend != 0
 	if (acc != syscall.O_RDWR && (wantR && !recv || wantW && !send)) || (!recv && !send) {
 		return nil, syscall.EACCES

@@ -25,7 +25,7 @@ import (
 // an in-memory link (memlink) as the peer: the test injects the peer's
 // frames and reads what the host sends.
 
-var root = &netcore.Cred{Pid: 1, CapEff: ^uint64(0), CapsKnown: true}
+var root = &netcore.Cred{Pid: 1, CapEff: ^uint64(0), CapsKnown: true, GroupsKnown: true}
 
 var (
 	peerMAC = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x22}

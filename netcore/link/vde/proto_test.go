@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -138,4 +142,45 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("portName %q", n)
 		}
 	})
+}
+
+// A client's capabilities are read when it connects: here the test
+// itself is the client.
+func TestPeerCredCaps(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "ctl"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("unix", filepath.Join(dir, "ctl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	conn, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cred, err := peerCred(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred.Pid != uint32(os.Getpid()) || !cred.CapsKnown || !cred.GroupsKnown {
+		t.Fatalf("peerCred = %+v, want this process with capabilities and groups known", cred)
+	}
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want uint64
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			want, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	if cred.CapEff != want {
+		t.Errorf("peer's CapEff %#x, want this process's %#x", cred.CapEff, want)
+	}
 }

@@ -236,8 +236,9 @@ func readRequest(conn *net.UnixConn) (request, error) {
 	}
 }
 
-// peerCred is who is at the other end of conn: SO_PEERCRED, and the
-// supplementary groups from SO_PEERGROUPS, both as of connect(2).
+// peerCred is who is at the other end of conn: SO_PEERCRED and the
+// supplementary groups from SO_PEERGROUPS, both as of connect(2), and
+// the effective capabilities of its process, read from /proc at once.
 func peerCred(conn *net.UnixConn) (*netcore.Cred, error) {
 	rc, err := conn.SyscallConn()
 	if err != nil {
@@ -251,8 +252,23 @@ func peerCred(conn *net.UnixConn) (*netcore.Cred, error) {
 			cerr = err
 			return
 		}
-		cred = &netcore.Cred{Uid: uc.Uid, Gid: uc.Gid, Pid: uint32(uc.Pid)}
+		cred = &netcore.Cred{Uid: uc.Uid, Gid: uc.Gid, Pid: uint32(uc.Pid), GroupsKnown: true}
 		cred.Groups, cerr = peerGroups(int(fd))
+		if cerr != nil {
+			return
+		}
+		// Capabilities are read from /proc of the pid, at once. With
+		// the peer's pidfd (Linux 6.5 and later) they count only if the
+		// process still lives after the read, so that a client gone
+		// meanwhile cannot lend its pid, reused, to another process.
+		pidfd, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PEERPIDFD)
+		cred.LoadCaps()
+		if err == nil {
+			if unix.PidfdSendSignal(pidfd, 0, nil, 0) == unix.ESRCH {
+				cred.CapEff = 0
+			}
+			unix.Close(pidfd)
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -285,7 +301,7 @@ func peerGroups(fd int) ([]uint32, error) {
 // The client names its socket in the request, and the daemon is root: it
 // must not become a way to send frames to a socket the client could not
 // write to itself. So the client's socket must be a socket the client
-// owns (root may name any), checked on the very file that is connected to
+// owns (a holder of CAP_DAC_OVERRIDE may name any), checked on the very file that is connected to
 // (opened with O_PATH and connected through /proc/self/fd).
 func (sw *switchDir) dial(cred *netcore.Cred, path string, mtu, qlen int) (*clientLink, string, error) {
 	pfd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -300,7 +316,7 @@ func (sw *switchDir) dial(cred *netcore.Cred, path string, mtu, qlen int) (*clie
 	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
 		return nil, "", errors.New("not a socket")
 	}
-	if !cred.Root() && st.Uid != cred.Uid {
+	if st.Uid != cred.Uid && !cred.HasCap(netcore.CapDacOverride) {
 		return nil, "", fmt.Errorf("owned by uid %d, not by the client", st.Uid)
 	}
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)

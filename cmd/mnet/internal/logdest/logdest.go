@@ -50,6 +50,16 @@ func Open(dest string, level slog.Level) (*slog.Logger, io.Closer, error) {
 	return slog.New(slog.NewTextHandler(f, opts)), f, nil
 }
 
+// Listening reports whether a system log takes lines at addr (DevLog):
+// nil, or why not. Lines sent where nothing listens are lost.
+func Listening(addr string) error {
+	c, err := net.Dial("unixgram", addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
 // Syslog facility and severities (RFC 5424).
 const (
 	facilityDaemon = 3 << 3

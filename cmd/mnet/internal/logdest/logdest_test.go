@@ -105,3 +105,22 @@ func TestStderrIsJournal(t *testing.T) {
 		t.Error("no JOURNAL_STREAM taken for the journal")
 	}
 }
+
+// Listening tells a system log that takes lines from none.
+func TestListening(t *testing.T) {
+	addr := filepath.Join(t.TempDir(), "log")
+	if err := Listening(addr); err == nil {
+		t.Error("Listening on a path where nothing is: nil")
+	}
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Listening(addr); err != nil {
+		t.Errorf("Listening on a system log socket: %v", err)
+	}
+	ln.Close()
+	if err := Listening(addr); err == nil {
+		t.Error("Listening on a socket nobody serves any more: nil")
+	}
+}

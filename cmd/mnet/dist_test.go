@@ -1,0 +1,43 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/mnet-project/mnet/netcore/inet"
+	"github.com/mnet-project/mnet/netcore/ipn"
+	"github.com/mnet-project/mnet/netcore/mhost"
+)
+
+// The systemd unit lets the daemon hold the descriptors its documented
+// global limits need (2 per network, one per inet, inet6 or mhost
+// socket), whatever systemd's default is.
+func TestUnitLimitNOFILE(t *testing.T) {
+	b, err := os.ReadFile("../../dist/mnet.service.in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^LimitNOFILE=(\d+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("dist/mnet.service.in sets no LimitNOFILE=N")
+	}
+	got, _ := strconv.Atoi(string(m[1]))
+	need := 2*ipn.MaxNetworks + 2*inet.MaxSockets + mhost.MaxEndpoints
+	if got < need {
+		t.Errorf("LimitNOFILE=%d, below the %d descriptors of the global limits", got, need)
+	}
+}
+
+// go test -race, the README's and CI's test command, builds with cgo: a
+// fresh Debian with Go has no C compiler, so CI installs one.
+func TestCIInstallsCompiler(t *testing.T) {
+	b, err := os.ReadFile("../../.ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^apt-get install [^\n]*(\\\n[^\n]*)*\bgcc\b`).Match(b) {
+		t.Error(".ci/run installs no gcc, which go test -race needs (cgo)")
+	}
+}
