@@ -209,6 +209,23 @@ func (s *Snapshot) Read(ctx context.Context, p []byte, off int64, nonblock bool)
 	return s.text.Read(ctx, p, off, nonblock)
 }
 
+// MaxCtlWrite is the most one write to a ctl file may carry. A ctl
+// write is atomic: all its lines are checked before any is applied. The
+// filesystem layer hands a write(2) of at most this many bytes to Write in
+// one call, and the first call of a longer one is longer than this (see
+// fs.Mount), so a ctl handle that takes its text through CtlText applies
+// every write(2) whole or not at all, and a longer one fails whole.
+const MaxCtlWrite = 64 << 10
+
+// CtlText is the text of one write to a ctl file; past MaxCtlWrite it is
+// EFBIG, and nothing of it may be applied.
+func CtlText(p []byte) (string, error) {
+	if len(p) > MaxCtlWrite {
+		return "", syscall.EFBIG
+	}
+	return string(p), nil
+}
+
 // ParsePort reads a PORT path element (inet/udp/HOST/PORT, an ipn
 // network's udp/HOST/PORT, mhost/NAME/udp/PORT): decimal 1..65535
 // without sign or leading zeros, so that every port has exactly one name.

@@ -201,6 +201,16 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 	return nil
 }
 
+// refuseCtl records a write refused whole before any line was read (too
+// long: EFBIG) for last-error and the log.
+func (n *Network) refuseCtl(c *netcore.Cred, errno error) {
+	reason := fmt.Sprintf("write too long: at most %d bytes in one write", netcore.MaxCtlWrite)
+	n.mu.Lock()
+	n.lastError = reason
+	n.mu.Unlock()
+	n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", reason, "errno", errno.Error())
+}
+
 // checkPersistLimit refuses "persist on" for a network that does not
 // persist yet when its owner already owns as many persistent networks as
 // the per-uid limit allows, unless the caller holds CAP_SYS_ADMIN (the

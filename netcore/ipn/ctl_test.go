@@ -204,3 +204,54 @@ func TestCtlRights(t *testing.T) {
 }
 
 func netDirOf(nd netcore.Dir) netcore.Owned { return nd.(netcore.Owned) }
+
+// ctlPadded is a ctl write of exactly size bytes: first, comment lines,
+// then last.
+func ctlPadded(size int, first, last string) string {
+	var b strings.Builder
+	b.WriteString(first + "\n")
+	for b.Len()+len(last)+len("# \n") < size {
+		b.WriteString("# " + strings.Repeat("x", min(70, size-b.Len()-len(last)-len("# \n"))) + "\n")
+	}
+	b.WriteString(strings.Repeat("\n", size-b.Len()-len(last)))
+	b.WriteString(last)
+	return b.String()
+}
+
+// A write longer than MaxCtlWrite fails whole with EFBIG, its valid
+// lines unapplied, the reason in last-error; one of exactly MaxCtlWrite
+// bytes applies every line.
+func TestCtlWriteSizeBound(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "big", 0777)
+	long := ctlPadded(netcore.MaxCtlWrite+1, "mtu 1000", "qlen 7\n")
+	if len(long) != netcore.MaxCtlWrite+1 {
+		t.Fatalf("padded write of %d bytes", len(long))
+	}
+	if err := ctl(t, nd, rootCred, long); err != syscall.EFBIG {
+		t.Fatalf("write of %d bytes: %v, want EFBIG", len(long), err)
+	}
+	kv := keyValues(readAll(t, nd, "ctl"))
+	if kv["mtu"] != "65535" || kv["qlen"] != "256" {
+		t.Errorf("a refused write applied lines: mtu %s qlen %s", kv["mtu"], kv["qlen"])
+	}
+	if !strings.Contains(kv["last-error"], "write too long: at most 65536 bytes") {
+		t.Errorf("last-error %q", kv["last-error"])
+	}
+	whole := ctlPadded(netcore.MaxCtlWrite, "mtu 1000", "qlen 7\n")
+	if err := ctl(t, nd, rootCred, whole); err != nil {
+		t.Fatalf("write of %d bytes: %v", len(whole), err)
+	}
+	kv = keyValues(readAll(t, nd, "ctl"))
+	if kv["mtu"] != "1000" || kv["qlen"] != "7" {
+		t.Errorf("a write of MaxCtlWrite bytes: mtu %s qlen %s, want 1000 and 7", kv["mtu"], kv["qlen"])
+	}
+	// A line cut where a write ends is a line of its own: "mtu 10" of
+	// "mtu 1000" is out of range and fails the write, not half applied.
+	if err := ctl(t, nd, rootCred, "qlen 9\nmtu 10"); err != syscall.EINVAL {
+		t.Errorf("a cut line: %v, want EINVAL", err)
+	}
+	if kv = keyValues(readAll(t, nd, "ctl")); kv["qlen"] != "7" {
+		t.Errorf("qlen %s after a write with a cut line", kv["qlen"])
+	}
+}

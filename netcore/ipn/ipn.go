@@ -638,7 +638,12 @@ func (h *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, er
 	if !h.write {
 		return 0, syscall.EBADF
 	}
-	if err := h.n.applyCtl(&h.cred, h.ns, string(b)); err != nil {
+	text, err := netcore.CtlText(b)
+	if err != nil {
+		h.n.refuseCtl(&h.cred, err)
+		return 0, err
+	}
+	if err := h.n.applyCtl(&h.cred, h.ns, text); err != nil {
 		return 0, err
 	}
 	return len(b), nil

@@ -446,6 +446,16 @@ func (h *Host) applyCtl(c *netcore.Cred, text string, first bool) error {
 	return errno
 }
 
+// refuseCtl records a write refused whole before any line was read (too
+// long: EFBIG) for last-error and the log.
+func (h *Host) refuseCtl(c *netcore.Cred, errno error) {
+	reason := fmt.Sprintf("write too long: at most %d bytes in one write", netcore.MaxCtlWrite)
+	h.mu.Lock()
+	h.lastError = reason
+	h.mu.Unlock()
+	h.f.log.Info("ctl refused", "host", h.name, "uid", c.Uid, "err", reason, "errno", errno.Error())
+}
+
 // keep returns the locator of old equal to l (its state goes on), or l.
 func keep(old []*locator, l *locator) *locator {
 	if i := idx(old, l); i >= 0 {
@@ -600,9 +610,14 @@ func (c *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, er
 	if !c.write {
 		return 0, syscall.EBADF
 	}
+	text, err := netcore.CtlText(b)
+	if err != nil {
+		c.h.refuseCtl(&c.cred, err)
+		return 0, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.h.applyCtl(&c.cred, string(b), !c.wrote); err != nil {
+	if err := c.h.applyCtl(&c.cred, text, !c.wrote); err != nil {
 		return 0, err
 	}
 	c.wrote = true
