@@ -3,6 +3,7 @@ package tests
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -339,5 +340,44 @@ func TestMhostCtlLineByLine(t *testing.T) {
 	sh(t, fmt.Sprintf("echo > %s/ctl", mh))
 	if got := readFile(t, filepath.Join(mh, "ctl")); got != "" {
 		t.Errorf("after echo > ctl: %q", got)
+	}
+}
+
+// A rewrite of ctl that keeps the locators keeps their state and
+// counters, though bash's printf writes it line by line: the locators
+// after the first are not made anew.
+func TestMhostCtlRewriteKeepsState(t *testing.T) {
+	d := startMnet(t)
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	port := sink.LocalAddr().(*net.UDPAddr).Port
+	mh := d.path("mhost", "robust-rewrite")
+	if err := os.Mkdir(mh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing listens on ::1 at port: the first locator is refused and
+	// the conversation moves to the second.
+	list := "inet6 ::1\ninet 127.0.0.1\n"
+	sh(t, fmt.Sprintf("printf '%s' > %s/ctl", strings.ReplaceAll(list, "\n", `\n`), mh))
+	fd := openUDP(t, filepath.Join(mh, "udp", fmt.Sprint(port)), unix.O_WRONLY)
+	waitFor(t, "datagrams over the second locator", func() bool {
+		unix.Write(fd, []byte("x"))
+		time.Sleep(20 * time.Millisecond)
+		_, sent, _ := locatorLine(t, mh, "inet 127.0.0.1")
+		return sent >= 3
+	})
+	before := readFile(t, filepath.Join(mh, "locators"))
+	if !strings.Contains(before, "inet6 ::1 state down error ECONNREFUSED") {
+		t.Fatalf("locators before the rewrite:\n%s", before)
+	}
+	sh(t, fmt.Sprintf("printf '%s' > %s/ctl", strings.ReplaceAll(list, "\n", `\n`), mh))
+	if got := readFile(t, filepath.Join(mh, "ctl")); got != list {
+		t.Errorf("ctl after the rewrite: %q", got)
+	}
+	if after := readFile(t, filepath.Join(mh, "locators")); after != before {
+		t.Errorf("the rewrite changed the locators' state:\nbefore:\n%safter:\n%s", before, after)
 	}
 }

@@ -228,10 +228,15 @@ type Host struct {
 	locs      []*locator
 	lastError string
 	files     int // open udp files
+	// dropped are locators that writes of a ctl file still open took off
+	// the list, with the number of such opens: a later write of that open
+	// may list them again (shells write line by line), and they come back
+	// with their state, and endpoints keep their sockets meanwhile.
+	dropped map[*locator]int
 }
 
 func newHost(f *Family, name string, uid, gid, mode uint32) *Host {
-	h := &Host{f: f, name: name, uid: uid, gid: gid, mode: mode & 0777, mtime: time.Now()}
+	h := &Host{f: f, name: name, uid: uid, gid: gid, mode: mode & 0777, mtime: time.Now(), dropped: map[*locator]int{}}
 	h.dir = &hostDir{id: netcore.NewID(), h: h}
 	h.dir.ctl = &ctlFile{id: netcore.NewID(), h: h}
 	h.dir.status = netcore.NewTextFile(h.readAttr, func(*netcore.Cred) []byte { return h.statusText() })
@@ -362,13 +367,23 @@ func parseLocator(s string) (*locator, error) {
 	return l, nil
 }
 
+// ctlOpen is what the writes of one open of ctl share.
+type ctlOpen struct {
+	wrote bool // a write succeeded: plain lines add to the list
+	// dropped are the locators this open's writes took off the list
+	// (counted in Host.dropped until the open is closed).
+	dropped []*locator
+}
+
 // applyCtl: lines without a sign make the new list, as writing a file
-// makes its content: the first write of an open (first set) replaces the
-// list (a write of only such lines, even none, is the new list) and later
-// writes of the same open append to it, since shells write line by line;
-// +LOCATOR adds, -LOCATOR removes. Every line of a write is checked first;
-// a bad one changes nothing.
-func (h *Host) applyCtl(c *netcore.Cred, text string, first bool) error {
+// makes its content: the first write of an open replaces the list (a
+// write of only such lines, even none, is the new list) and later writes
+// of the same open append to it, since shells write line by line;
+// +LOCATOR adds, -LOCATOR removes. A locator that stays, or that a write
+// of the same open took off and lists again, keeps its state. Every line
+// of a write is checked first; a bad one changes nothing.
+func (h *Host) applyCtl(c *netcore.Cred, text string, o *ctlOpen) error {
+	first := !o.wrote
 	var plain []*locator
 	type edit struct {
 		add bool
@@ -412,7 +427,7 @@ func (h *Host) applyCtl(c *netcore.Cred, text string, first bool) error {
 					bad, errno = fmt.Errorf("%s: listed twice", l.line()), syscall.EEXIST
 					break
 				}
-				locs = append(locs, keep(h.locs, l))
+				locs = append(locs, h.keep(l))
 			}
 		}
 		for _, e := range edits {
@@ -424,7 +439,7 @@ func (h *Host) applyCtl(c *netcore.Cred, text string, first bool) error {
 			case e.add && i >= 0:
 				bad, errno = fmt.Errorf("+%s: already a locator", e.l.line()), syscall.EEXIST
 			case e.add:
-				locs = append(slices.Clone(locs), keep(h.locs, e.l))
+				locs = append(slices.Clone(locs), h.keep(e.l))
 			case i < 0:
 				bad, errno = fmt.Errorf("-%s: not a locator", e.l.line()), syscall.ENOENT
 			default:
@@ -435,7 +450,8 @@ func (h *Host) applyCtl(c *netcore.Cred, text string, first bool) error {
 			bad, errno = fmt.Errorf("%d locators, at most %d", len(locs), MaxLocators), syscall.ENOSPC
 		}
 		if bad == nil {
-			h.locs = locs
+			h.setLocatorsLocked(o, locs)
+			o.wrote = true
 			h.mtime = time.Now()
 			h.f.log.Info("locators", "host", h.name, "uid", c.Uid, "locators", len(locs))
 			return nil
@@ -456,12 +472,67 @@ func (h *Host) refuseCtl(c *netcore.Cred, errno error) {
 	h.f.log.Info("ctl refused", "host", h.name, "uid", c.Uid, "err", reason, "errno", errno.Error())
 }
 
-// keep returns the locator of old equal to l (its state goes on), or l.
-func keep(old []*locator, l *locator) *locator {
-	if i := idx(old, l); i >= 0 {
-		return old[i]
+// keep returns the locator equal to l that is listed, or that a write of
+// a ctl still open took off the list (its state goes on), or l. h.mu is
+// held.
+func (h *Host) keep(l *locator) *locator {
+	if i := idx(h.locs, l); i >= 0 {
+		return h.locs[i]
+	}
+	for d := range h.dropped {
+		if d.line() == l.line() {
+			return d
+		}
 	}
 	return l
+}
+
+// setLocatorsLocked makes locs the list, written through open o: the
+// locators it drops are kept aside for o's later writes. h.mu is held.
+func (h *Host) setLocatorsLocked(o *ctlOpen, locs []*locator) {
+	for _, l := range h.locs {
+		if !slices.Contains(locs, l) && !slices.Contains(o.dropped, l) {
+			o.dropped = append(o.dropped, l)
+			h.dropped[l]++
+		}
+	}
+	o.dropped = slices.DeleteFunc(o.dropped, func(l *locator) bool {
+		if !slices.Contains(locs, l) {
+			return false
+		}
+		h.releaseDroppedLocked(l)
+		return true
+	})
+	h.locs = locs
+}
+
+func (h *Host) releaseDroppedLocked(l *locator) {
+	if h.dropped[l]--; h.dropped[l] <= 0 {
+		delete(h.dropped, l)
+	}
+}
+
+// closeCtl ends open o: what its writes dropped is gone for good.
+func (h *Host) closeCtl(o *ctlOpen) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, l := range o.dropped {
+		h.releaseDroppedLocked(l)
+	}
+	o.dropped = nil
+}
+
+// keepsPath reports whether an endpoint keeps its path for the locator
+// of line although it is not listed: an open ctl may list it again.
+func (h *Host) keepsPath(line string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for l := range h.dropped {
+		if l.line() == line {
+			return true
+		}
+	}
+	return false
 }
 
 func idx(locs []*locator, l *locator) int {
@@ -597,8 +668,8 @@ type ctlHandle struct {
 	h     *Host
 	cred  netcore.Cred
 	write bool
-	wrote bool       // a write of this open succeeded: plain lines append
 	mu    sync.Mutex // orders writes
+	open  ctlOpen    // guarded by mu
 	text  netcore.Snapshot
 }
 
@@ -617,11 +688,14 @@ func (c *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, er
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.h.applyCtl(&c.cred, text, !c.wrote); err != nil {
+	if err := c.h.applyCtl(&c.cred, text, &c.open); err != nil {
 		return 0, err
 	}
-	c.wrote = true
 	return len(b), nil
 }
 
-func (c *ctlHandle) Close() {}
+func (c *ctlHandle) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.h.closeCtl(&c.open)
+}

@@ -50,31 +50,32 @@ func lines(h *Host) string { return string(h.ctlText()) }
 // + and - edit; a bad line changes nothing.
 func TestCtlWrites(t *testing.T) {
 	_, h := newHostForTest(t)
-	if err := h.applyCtl(root, "inet 198.18.0.1\n", true); err != nil {
+	o := &ctlOpen{}
+	if err := h.applyCtl(root, "inet 198.18.0.1\n", o); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.applyCtl(root, "inet6 2001:db8::1\n", false); err != nil {
+	if err := h.applyCtl(root, "inet6 2001:db8::1\n", o); err != nil {
 		t.Fatal(err)
 	}
 	if got := lines(h); got != "inet 198.18.0.1\ninet6 2001:db8::1\n" {
 		t.Errorf("after two writes of one open: %q", got)
 	}
-	if err := h.applyCtl(root, "+ipn lab 198.18.0.2\n-inet 198.18.0.1", true); err != nil {
+	if err := h.applyCtl(root, "+ipn lab 198.18.0.2\n-inet 198.18.0.1", &ctlOpen{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := lines(h); got != "inet6 2001:db8::1\nipn lab 198.18.0.2\n" {
 		t.Errorf("after edits: %q", got)
 	}
-	if err := h.applyCtl(root, "inet 198.18.0.3\nbogus", true); err != syscall.EINVAL {
+	if err := h.applyCtl(root, "inet 198.18.0.3\nbogus", &ctlOpen{}); err != syscall.EINVAL {
 		t.Errorf("bad line: %v", err)
 	}
 	if !strings.Contains(lines(h), "last-error bad locator \"bogus\"") || strings.Contains(lines(h), "198.18.0.3") {
 		t.Errorf("after a bad write: %q", lines(h))
 	}
-	if err := h.applyCtl(root, "inet 198.18.0.1\ninet 198.18.0.1", true); err != syscall.EEXIST {
+	if err := h.applyCtl(root, "inet 198.18.0.1\ninet 198.18.0.1", &ctlOpen{}); err != syscall.EEXIST {
 		t.Errorf("a locator twice: %v", err)
 	}
-	if err := h.applyCtl(root, "", true); err != nil || !strings.HasPrefix(lines(h), "last-error") {
+	if err := h.applyCtl(root, "", &ctlOpen{}); err != nil || !strings.HasPrefix(lines(h), "last-error") {
 		t.Errorf("an empty first write empties the list: %v %q", err, lines(h))
 	}
 }
@@ -104,7 +105,7 @@ func TestFailoverOnRefused(t *testing.T) {
 	port := echo.LocalAddr().(*net.UDPAddr).Port
 	// Nothing listens on 127.0.0.1 at that port (the echo is IPv6 only).
 	_, h := newHostForTest(t)
-	if err := h.applyCtl(root, "inet 127.0.0.1\ninet6 ::1\n", true); err != nil {
+	if err := h.applyCtl(root, "inet 127.0.0.1\ninet6 ::1\n", &ctlOpen{}); err != nil {
 		t.Fatal(err)
 	}
 	node, err := h.dir.udp.Lookup(root, strconv.Itoa(port))
@@ -171,5 +172,112 @@ func TestHostModeAndRights(t *testing.T) {
 	}
 	if r := mine.h.rights(root, rightManage); r != rightRecv|rightSend|rightManage {
 		t.Errorf("uid 0 with capabilities: %03b, want every right", r)
+	}
+}
+
+// A list written line by line, one write per line as bash's printf does,
+// keeps the state, counters and sockets of every locator it keeps, even
+// when an endpoint writes between two lines; what the open leaves off is
+// gone once it is closed.
+func TestCtlLineByLineKeepsState(t *testing.T) {
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	port := sink.LocalAddr().(*net.UDPAddr).Port
+	_, h := newHostForTest(t)
+	// The first locator fails at once (no route), so writes use the second.
+	if err := h.applyCtl(root, "inet 198.51.100.1\ninet 127.0.0.1\ninet 198.18.0.9\n", &ctlOpen{}); err != nil {
+		t.Fatal(err)
+	}
+	node, err := h.dir.udp.Lookup(root, strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd, err := node.(*udpFile).Open(context.Background(), root, syscall.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hd.Close()
+	ep := hd.(*endpoint)
+	// Mark the first down by hand: whether it has a route here is the
+	// machine's business.
+	h.locators()[0].markDown(syscall.ENETUNREACH)
+	for range 3 {
+		if _, err := hd.Write(context.Background(), []byte("x"), 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := string(h.statusText())
+	second := h.locators()[1]
+	ep.mu.Lock()
+	path := ep.paths[second.line()]
+	ep.mu.Unlock()
+	if path == nil || !strings.Contains(before, "inet 127.0.0.1 state up sent 3") {
+		t.Fatalf("before: path %v, locators:\n%s", path, before)
+	}
+
+	ctlNode, err := h.dir.Lookup(root, "ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ctlNode.(netcore.File).Open(context.Background(), root, syscall.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range []string{"inet 198.51.100.1\n", "inet 127.0.0.1\n"} {
+		if _, err := c.Write(context.Background(), []byte(line), 0, false); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			// Between the lines the list is the first alone: the
+			// endpoint's write leaves by it, and its socket to
+			// 127.0.0.1 stays.
+			hd.Write(context.Background(), []byte("x"), 0, false)
+		}
+	}
+	after := string(h.statusText())
+	if want := "\ninet 127.0.0.1 state up sent 3 received 0\n"; !strings.Contains(after, want) || strings.Count(after, "\n") != 2 {
+		t.Errorf("after writing the list line by line:\n%s\nwant:\n%s", after, want)
+	}
+	if h.locators()[1] != second {
+		t.Errorf("the second locator was made anew")
+	}
+	if _, err := hd.Write(context.Background(), []byte("x"), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ep.mu.Lock()
+	same := ep.paths[second.line()] == path
+	ep.mu.Unlock()
+	if !same {
+		t.Errorf("the endpoint's socket to the second locator was made anew")
+	}
+	// 198.18.0.9 was left off: once the ctl is closed, it is gone, and
+	// listing it again starts afresh.
+	c.Close()
+	h.mu.Lock()
+	n := len(h.dropped)
+	h.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d dropped locators kept after the ctl was closed", n)
+	}
+}
+
+// A ctl write longer than MaxCtlWrite fails whole with EFBIG.
+func TestCtlWriteTooLong(t *testing.T) {
+	_, h := newHostForTest(t)
+	ctlNode, _ := h.dir.Lookup(root, "ctl")
+	c, err := ctlNode.(netcore.File).Open(context.Background(), root, syscall.O_WRONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	text := "inet 198.18.0.1\n" + strings.Repeat("#\n", netcore.MaxCtlWrite/2)
+	if _, err := c.Write(context.Background(), []byte(text), 0, false); err != syscall.EFBIG {
+		t.Fatalf("write of %d bytes: %v, want EFBIG", len(text), err)
+	}
+	if got := lines(h); got != "last-error write too long: at most 65536 bytes in one write\n" {
+		t.Errorf("ctl after a write too long: %q", got)
 	}
 }

@@ -368,7 +368,8 @@ func (ep *endpoint) path(l *locator) (path, error) {
 }
 
 // forgetPaths closes the paths of locators no longer listed (mobility:
-// a deleted locator is no longer used, nor heard). ep.mu is held.
+// a deleted locator is no longer used, nor heard), but for those an open
+// ctl may list again (Host.dropped). ep.mu is held.
 func (ep *endpoint) forgetPaths(locs []*locator) {
 	for key, pa := range ep.paths {
 		found := false
@@ -377,7 +378,7 @@ func (ep *endpoint) forgetPaths(locs []*locator) {
 				found = true
 			}
 		}
-		if !found {
+		if !found && !ep.h.keepsPath(key) {
 			pa.close()
 			delete(ep.paths, key)
 		}
