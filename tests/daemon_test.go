@@ -369,3 +369,89 @@ func TestPersistAcrossRestart(t *testing.T) {
 		t.Fatalf("persist off network came back: %q", out)
 	}
 }
+
+// `mnet umount` stops the daemon as SIGTERM does, also while a mount
+// namespace made meanwhile (unshare -m, ip netns exec) holds a copy of
+// the mount, which keeps the kernel's FUSE connection: within a few
+// seconds, exit 0, and readers blocked here and in the copy end with end
+// of file (cat exits 0), whichever way the daemon is stopped.
+func TestUmountWithMountNamespaceCopy(t *testing.T) {
+	require(t, "unshare", "sleep", "cat")
+	for _, c := range []struct {
+		name     string
+		hereRead bool // a reader in this namespace: umount(2) is EBUSY
+		signal   bool // SIGTERM instead of mnet umount
+	}{
+		{"umount", false, false},
+		{"umount-busy", true, false},
+		{"sigterm", true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := startMnet(t)
+			net := d.mkNet(t, "robust-um")
+			data := filepath.Join(net, "data")
+			var readers []*exec.Cmd
+			start := func(cmd *exec.Cmd) {
+				t.Helper()
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			}
+			// A copy of the mount with a blocked reader in it, and one
+			// with nothing open.
+			inCopy := exec.Command("unshare", "-m", "--propagation", "private", "cat", data)
+			start(inCopy)
+			readers = append(readers, inCopy)
+			holder := exec.Command("unshare", "-m", "--propagation", "private", "sleep", "1000")
+			start(holder)
+			if c.hereRead {
+				here := exec.Command("cat", data)
+				start(here)
+				readers = append(readers, here)
+			}
+			waitFor(t, "the readers to join", func() bool { return len(portRows(t, net)) == len(readers) })
+			waitFor(t, "the mount namespace copy", func() bool {
+				exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", holder.Process.Pid))
+				return strings.HasSuffix(exe, "/sleep")
+			})
+			readerDone := make([]chan error, len(readers))
+			for i, r := range readers {
+				readerDone[i] = make(chan error, 1)
+				go func() { readerDone[i] <- r.Wait() }()
+			}
+			began := time.Now()
+			if c.signal {
+				d.cmd.Process.Signal(syscall.SIGTERM)
+			} else if out, err := exec.Command(mnetBin, "umount", d.mp).CombinedOutput(); err != nil {
+				t.Fatalf("mnet umount: %v\n%s", err, out)
+			}
+			select {
+			case <-d.done:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("daemon still running %v after the stop", time.Since(began))
+			}
+			took := time.Since(began)
+			t.Logf("daemon stopped %v after the stop began", took)
+			if d.err != nil {
+				t.Errorf("daemon exit: %v, want 0", d.err)
+			}
+			if took > 6*time.Second {
+				t.Errorf("the daemon took %v to stop", took)
+			}
+			for i, ch := range readerDone {
+				select {
+				case err := <-ch:
+					if err != nil {
+						t.Errorf("reader %d (%v): %v, want end of file and exit 0", i, readers[i].Args, err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Errorf("reader %d (%v) still blocked", i, readers[i].Args)
+				}
+			}
+			if isMounted(d.mp) {
+				t.Errorf("still mounted")
+			}
+		})
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -213,43 +215,26 @@ func serve(args []string, ready *detach.Reporter) error {
 
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
+	var st unix.Stat_t
+	statErr := unix.Stat(mp, &st)
+	var gone <-chan struct{}
+	if statErr == nil {
+		var stopWatch func()
+		var err error
+		if gone, stopWatch, err = watchMount(uint64(st.Dev), log); err != nil {
+			log.Warn("cannot watch the mount: umount from outside ends the daemon only with the last copy of the mount", "err", err)
+		} else {
+			defer stopWatch()
+		}
+	}
 
 	select {
 	case sig := <-sigs:
 		log.Info("stopping", "signal", sig.String())
-		notify(log, "STOPPING=1")
-		// Wake every blocked reader first, so their requests finish and
-		// the unmount is not refused for them.
-		core.Close()
-		var st unix.Stat_t
-		statErr := unix.Stat(mp, &st)
-		unmounted := make(chan error, 1)
-		go func() { unmounted <- server.Unmount() }()
-		select {
-		case err := <-unmounted:
-			if err != nil {
-				// Files still held open: detach the mount now; the
-				// kernel ends the connection when this process exits.
-				log.Info("files still open, detaching the mount", "err", err)
-				if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
-					log.Error("detach failed", "mountpoint", mp, "err", err)
-				}
-			}
-		case <-time.After(unmountGrace):
-			// The mount is gone here, but a copy of it lives on in a
-			// mount namespace made while it was mounted (ip netns exec,
-			// unshare -m), so the kernel keeps the connection and the
-			// server never hears the end. End the connection ourselves.
-			log.Warn("mount still held by another mount namespace; ending the FUSE connection")
-			if statErr == nil {
-				abortConnection(uint64(st.Dev))
-			}
-			select {
-			case <-unmounted:
-			case <-time.After(unmountGrace):
-				log.Error("FUSE connection did not end; exiting anyway")
-			}
-		}
+		stop(log, core, server, mp, true, statErr == nil, uint64(st.Dev), served)
+	case <-gone:
+		log.Info("unmounted, stopping", "mountpoint", mp)
+		stop(log, core, server, mp, false, true, uint64(st.Dev), served)
 	case <-served:
 		log.Info("unmounted from outside, stopping")
 		notify(log, "STOPPING=1")
@@ -260,6 +245,50 @@ func serve(args []string, ready *detach.Reporter) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// stop ends the daemon's service: on a signal (unmount set) or when the
+// mount left this mount namespace (mnet umount, umount). Blocked readers
+// are woken first and read end of file, then the FUSE connection ends:
+// by the unmount, or, where a copy of the mount lives on in another mount
+// namespace made while it was mounted (ip netns exec, unshare -m) and the
+// kernel keeps the connection for it, by this process through fusectl.
+// known says whether dev, the mount's device, is.
+func stop(log *slog.Logger, core *netcore.Core, server interface{ Unmount() error }, mp string, unmount, known bool, dev uint64, served <-chan struct{}) {
+	notify(log, "STOPPING=1")
+	// Wake every blocked reader first, so their requests finish and
+	// the unmount is not refused for them.
+	core.Close()
+	ended := served
+	if unmount {
+		unmounted := make(chan struct{})
+		go func() {
+			if err := server.Unmount(); err != nil {
+				// Files still held open: detach the mount now; the
+				// kernel ends the connection when this process exits.
+				log.Info("files still open, detaching the mount", "err", err)
+				if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+					log.Error("detach failed", "mountpoint", mp, "err", err)
+				}
+			}
+			close(unmounted)
+		}()
+		ended = unmounted
+	}
+	select {
+	case <-ended:
+		return
+	case <-time.After(unmountGrace):
+	}
+	log.Warn("mount still held by another mount namespace; ending the FUSE connection")
+	if known {
+		abortConnection(dev)
+	}
+	select {
+	case <-ended:
+	case <-time.After(unmountGrace):
+		log.Error("FUSE connection did not end; exiting anyway")
+	}
 }
 
 // notify tells systemd (or another service manager) how the daemon is
@@ -383,36 +412,122 @@ func umountCmd(args []string) error {
 	var st unix.Stat_t
 	statErr := unix.Stat(mp, &st)
 	err = unix.Unmount(mp, 0)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, unix.EBUSY) {
+	if err != nil && !errors.Is(err, unix.EBUSY) {
 		if statErr != nil { // stale: the daemon is gone
 			return unix.Unmount(mp, unix.MNT_DETACH)
 		}
 		return fmt.Errorf("umount %s: %v", mp, err)
 	}
-	// Files are held open. Detach the mount, then end the FUSE connection
-	// so the daemon stops and the holders see ENOTCONN.
-	if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("umount %s: %v", mp, err)
+	if err != nil {
+		// Files are held open: detach the mount. The daemon sees its
+		// mount leave, ends their reads with end of file and stops.
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("umount %s: %v", mp, err)
+		}
 	}
 	if statErr == nil {
-		abortConnection(uint64(st.Dev))
+		awaitConnectionEnd(uint64(st.Dev))
 	}
 	return nil
+}
+
+// awaitConnectionEnd waits for the daemon serving the FUSE connection of
+// device dev to stop, as it does once its mount has left its mount
+// namespace, so that mnet umount returns when the daemon is done (its
+// interfaces deleted) even where a copy of the mount lives on in another
+// mount namespace. A daemon that does not stop has its connection ended.
+func awaitConnectionEnd(dev uint64) {
+	minor := unix.Minor(dev)
+	holders := fuseHolders(minor)
+	dir := connectionDir(dev)
+	// Without the daemon's pid (a kernel that does not show a FUSE file's
+	// connection), the connection's fusectl directory going away is the
+	// sign, which a copy of the mount postpones: wait less.
+	wait := 3*unmountGrace + time.Second
+	if len(holders) == 0 {
+		wait = unmountGrace + 2*watchEvery + time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if len(holders) > 0 {
+			holders = slices.DeleteFunc(holders, func(pid int) bool { return !holdsFuse(pid, minor) })
+			if len(holders) == 0 {
+				return
+			}
+		} else if _, err := os.Stat(dir); dir == "" || err != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(holders) > 0 {
+		fmt.Fprintf(os.Stderr, "mnet: the daemon (pid %v) did not stop; ending its FUSE connection\n", holders)
+		abortConnection(dev)
+	}
+}
+
+// fuseHolders returns the processes holding the FUSE device open for
+// the connection minor (its daemon), as /proc/PID/fdinfo tells.
+func fuseHolders(minor uint32) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err == nil && pid != os.Getpid() && holdsFuse(pid, minor) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// holdsFuse reports whether process pid has the FUSE device of
+// connection minor open.
+func holdsFuse(pid int, minor uint32) bool {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	want := fmt.Sprintf("fuse_connection:\t%d\n", minor)
+	for _, fd := range fds {
+		if target, _ := os.Readlink(dir + "/" + fd.Name()); target != "/dev/fuse" {
+			continue
+		}
+		info, _ := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if strings.Contains(string(info), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// fusectlDir is where fusectl shows FUSE connections.
+const fusectlDir = "/sys/fs/fuse/connections"
+
+// connectionDir is fusectl's directory of the FUSE connection of device
+// dev, mounting fusectl if needed; "" if fusectl is not to be had.
+func connectionDir(dev uint64) string {
+	if _, err := os.Stat(fusectlDir + "/."); err != nil {
+		return ""
+	}
+	var st, parent unix.Stat_t
+	if unix.Stat(fusectlDir, &st) == nil && unix.Stat("/sys/fs/fuse", &parent) == nil && st.Dev == parent.Dev {
+		if err := unix.Mount("fusectl", fusectlDir, "fusectl", 0, ""); err != nil {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%s/%d", fusectlDir, unix.Minor(dev))
 }
 
 // abortConnection ends the FUSE connection of device dev through fusectl,
 // mounting fusectl if needed.
 func abortConnection(dev uint64) {
-	const dir = "/sys/fs/fuse/connections"
-	path := fmt.Sprintf("%s/%d/abort", dir, unix.Minor(dev))
-	if _, err := os.Stat(path); err != nil {
-		_ = unix.Mount("fusectl", dir, "fusectl", 0, "")
+	dir := connectionDir(dev)
+	if dir == "" {
+		fmt.Fprintf(os.Stderr, "mnet: ending the FUSE connection: no fusectl at %s\n", fusectlDir)
+		return
 	}
-	if err := os.WriteFile(path, []byte("1"), 0); err != nil {
-		fmt.Fprintf(os.Stderr, "mnet: mount detached; ending the connection failed: %v\n", err)
+	if err := os.WriteFile(dir+"/abort", []byte("1"), 0); err != nil {
+		fmt.Fprintf(os.Stderr, "mnet: ending the FUSE connection failed: %v\n", err)
 	}
 }
 
