@@ -502,3 +502,95 @@ check(os.read(a, 100) == b"hi\n", "wrong datagram (any)")
 print("ok")
 `, he.udp("0.0.0.0", port), he.udp(he.p4, closed), he.d.path("mhost", "any", "udp", strconv.Itoa(anyPort)))
 }
+
+// reasmOKs is the count of IP datagrams the kernel of namespace ns
+// reassembled from fragments (v4: Ip ReasmOKs, v6: Ip6ReasmOKs).
+func reasmOKs(t *testing.T, ns string, v6 bool) int {
+	t.Helper()
+	if v6 {
+		for _, l := range strings.Split(sh(t, inNS(ns, "cat /proc/net/snmp6")), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[0] == "Ip6ReasmOKs" {
+				n, _ := strconv.Atoi(f[1])
+				return n
+			}
+		}
+		t.Fatal("no Ip6ReasmOKs in /proc/net/snmp6")
+	}
+	var names []string
+	for _, l := range strings.Split(sh(t, inNS(ns, "cat /proc/net/snmp")), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Ip:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "ReasmOKs" && i < len(f) {
+				n, _ := strconv.Atoi(f[i])
+				return n
+			}
+		}
+	}
+	t.Fatal("no Ip ReasmOKs in /proc/net/snmp")
+	return 0
+}
+
+// The userspace host sends nothing larger than its MTU (1500 here, as the
+// TAP's): echo replies to ping -s 1477 and above come back in fragments
+// the peer reassembles, over IPv4 (where the request came fragmented too)
+// and IPv6 (a Fragment header; the peer's TAP takes the request whole),
+// and so do UDP datagrams over IPv6.
+func TestHostFragmentsWhatItSends(t *testing.T) {
+	he := newHostEnv(t, "python3")
+	for _, size := range []int{1472, 1477, 4000, 30000} {
+		before := reasmOKs(t, he.ns, false)
+		if out, err := shAs(t, nil, 20*time.Second, inNS(he.ns, fmt.Sprintf("ping -n -c 2 -W 3 -s %d %s", size, he.v4))); err != nil {
+			t.Errorf("ping -s %d %s: %v\n%s\n%s", size, he.v4, err, out, readFile(t, filepath.Join(he.net, "ports")))
+			continue
+		}
+		if after := reasmOKs(t, he.ns, false); size > 1472 && after < before+2 {
+			t.Errorf("ping -s %d: the peer reassembled %d replies, want 2", size, after-before)
+		}
+	}
+
+	sh(t, fmt.Sprintf("ip -n %s link set dev %s mtu 9000", he.ns, he.tap))
+	before := reasmOKs(t, he.ns, true)
+	if out, err := shAs(t, nil, 20*time.Second, inNS(he.ns, fmt.Sprintf("ping -6 -n -c 2 -W 3 -s 4000 %s", he.v6))); err != nil {
+		t.Errorf("ping -6 -s 4000 %s: %v\n%s\n%s", he.v6, err, out, readFile(t, filepath.Join(he.net, "host")))
+	}
+	if after := reasmOKs(t, he.ns, true); after < before+2 {
+		t.Errorf("ping -6 -s 4000: the peer reassembled %d replies, want 2", after-before)
+	}
+
+	port := freeUDPPort()
+	script := fmt.Sprintf(`
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", %d))
+s.settimeout(10)
+d, a = s.recvfrom(70000)
+print("got", len(d), d == bytes(range(256)) * 20)
+`, port)
+	f := filepath.Join(t.TempDir(), "recv.py")
+	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wait := bg(t, inNS(he.ns, "python3 "+f))
+	waitFor(t, "the receiver to listen", func() bool {
+		out, _ := shAs(t, nil, 5*time.Second, inNS(he.ns, fmt.Sprintf("ss -Huln sport = :%d", port)))
+		return strings.Contains(out, fmt.Sprint(port))
+	})
+	payload := make([]byte, 256*20)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	fd := openUDP(t, he.udp(he.p6, port), unix.O_WRONLY)
+	if _, err := unix.Write(fd, payload); err != nil {
+		t.Fatalf("write of a %d-byte IPv6 datagram: %v", len(payload), err)
+	}
+	if out, _ := wait(); !strings.Contains(out, "got 5120 True") {
+		t.Errorf("the peer did not receive the %d-byte datagram whole: %q", len(payload), out)
+	}
+}

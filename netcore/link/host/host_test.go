@@ -467,13 +467,171 @@ func TestNetworkMTU(t *testing.T) {
 		}
 		frags++
 	}
+	// IPv6 too, in fragments with a Fragment header.
+	e.knowPeerV6()
 	c6, err := e.host.Open(true, 0, netip.AddrPortFrom(peerV6, 9), nopSink{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c6.Close()
-	if err := c6.Send(context.Background(), netip.AddrPortFrom(peerV6, 9), make([]byte, 1000), host.NoWait, false); err != syscall.EMSGSIZE {
-		t.Errorf("IPv6 datagram over the mtu: %v, want EMSGSIZE", err)
+	payload := bytes.Repeat([]byte("0123456789"), 100)
+	if err := c6.Send(context.Background(), netip.AddrPortFrom(peerV6, 9), payload, host.Wait, false); err != nil {
+		t.Fatal(err)
+	}
+	l4, n := e.reassemble6(600)
+	if n != 2 || len(l4) != udpHdrLen+len(payload) || !bytes.Equal(l4[udpHdrLen:], payload) {
+		t.Fatalf("IPv6 datagram of %d bytes over mtu 600: %d fragments, %d bytes", len(payload), n, len(l4))
+	}
+	if sum := inetChecksum(l4, pseudoSum6(hostV6, peerV6, len(l4), 17)); sum != 0 {
+		t.Errorf("reassembled UDP checksum does not verify: %#x", sum)
+	}
+}
+
+const udpHdrLen = 8
+
+// knowPeerV6 makes the peer's IPv6 address a known neighbour of the host:
+// the peer solicits the host, with its link-layer address.
+func (e *env) knowPeerV6() {
+	e.t.Helper()
+	ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 255, SrcIP: peerV6.AsSlice(), DstIP: hostV6.AsSlice()}
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+	ic.SetNetworkLayerForChecksum(ip6)
+	e.inject(eth(layers.EthernetTypeIPv6, hostMAC), ip6, ic, &layers.ICMPv6NeighborSolicitation{TargetAddress: hostV6.AsSlice(),
+		Options: layers.ICMPv6Options{{Type: layers.ICMPv6OptSourceAddress, Data: peerMAC}}})
+	e.next(func(p gopacket.Packet) bool { return p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement) != nil })
+}
+
+// reassemble4 collects the IPv4 fragments of the next packet the host
+// sends (or the packet whole) and returns what it carries and in how many
+// frames; each frame must fit mtu.
+func (e *env) reassemble4(mtu int) (l4 []byte, frames int) {
+	e.t.Helper()
+	var buf []byte
+	got, total := 0, -1
+	for total < 0 || got < total {
+		p := e.next(func(p gopacket.Packet) bool { return p.Layer(layers.LayerTypeIPv4) != nil })
+		frames++
+		ip4 := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if int(ip4.Length) > mtu {
+			e.t.Errorf("an IPv4 packet of %d bytes, over the MTU %d", ip4.Length, mtu)
+		}
+		off := int(ip4.FragOffset) * 8
+		data := p.NetworkLayer().LayerPayload()
+		if ip4.Flags&layers.IPv4MoreFragments == 0 {
+			total = off + len(data)
+		} else if ip4.Flags&layers.IPv4DontFragment != 0 {
+			e.t.Errorf("a fragment with Don't Fragment")
+		}
+		if off == 0 && total == len(data) && ip4.Flags&layers.IPv4DontFragment == 0 {
+			e.t.Errorf("a whole packet without Don't Fragment")
+		}
+		if len(buf) < off+len(data) {
+			buf = append(buf, make([]byte, off+len(data)-len(buf))...)
+		}
+		copy(buf[off:], data)
+		got += len(data)
+	}
+	return buf, frames
+}
+
+// reassemble6 is reassemble4 for IPv6 and its Fragment header.
+func (e *env) reassemble6(mtu int) (l4 []byte, frames int) {
+	e.t.Helper()
+	var buf []byte
+	got, total := 0, -1
+	for total < 0 || got < total {
+		p := e.next(func(p gopacket.Packet) bool {
+			ip6, ok := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+			return ok && (ip6.NextHeader == layers.IPProtocolIPv6Fragment || ip6.NextHeader == layers.IPProtocolUDP ||
+				(ip6.NextHeader == layers.IPProtocolICMPv6 && len(ip6.Payload) > 32))
+		})
+		frames++
+		raw := p.Data()[14:]
+		if len(raw) > mtu {
+			e.t.Errorf("an IPv6 packet of %d bytes, over the MTU %d", len(raw), mtu)
+		}
+		if raw[6] != byte(layers.IPProtocolIPv6Fragment) {
+			return raw[40:], frames
+		}
+		fh := raw[40:48]
+		off := int(fh[2])<<8 | int(fh[3]&0xf8)
+		data := raw[48:]
+		if fh[3]&1 == 0 {
+			total = off + len(data)
+		} else if len(data)%8 != 0 {
+			e.t.Errorf("a fragment of %d bytes, not a multiple of 8", len(data))
+		}
+		if len(buf) < off+len(data) {
+			buf = append(buf, make([]byte, off+len(data)-len(buf))...)
+		}
+		copy(buf[off:], data)
+		got += len(data)
+	}
+	return buf, frames
+}
+
+func inetChecksum(b []byte, sum uint32) uint16 {
+	for len(b) >= 2 {
+		sum += uint32(b[0])<<8 | uint32(b[1])
+		b = b[2:]
+	}
+	if len(b) == 1 {
+		sum += uint32(b[0]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+func pseudoSum6(src, dst netip.Addr, n int, proto byte) uint32 {
+	var sum uint32
+	for _, a := range []netip.Addr{src, dst} {
+		b := a.As16()
+		for i := 0; i < 16; i += 2 {
+			sum += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+	}
+	return sum + uint32(n>>16) + uint32(n&0xffff) + uint32(proto)
+}
+
+// Echo replies follow the host's MTU: a request larger than it is
+// answered in fragments (IPv4: offsets, IPv6: a Fragment header), which
+// reassemble to the reply, its checksum right. ping -s 1477 and above
+// through a TAP of mtu 1500 needs it.
+func TestEchoReplyFragments(t *testing.T) {
+	e := newEnv(t)
+	data := bytes.Repeat([]byte("mnet-frag"), 400) // 3600 bytes
+	ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4, SrcIP: peerV4.AsSlice(), DstIP: hostV4.AsSlice()}
+	e.inject(eth(layers.EthernetTypeIPv4, hostMAC), ip4,
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 9}, gopacket.Payload(data))
+	l4, n := e.reassemble4(1500)
+	if n != 3 || len(l4) != 8+len(data) {
+		t.Fatalf("IPv4 echo reply of %d bytes in %d frames, want %d in 3", len(l4), n, 8+len(data))
+	}
+	if l4[0] != byte(layers.ICMPv4TypeEchoReply) || !bytes.Equal(l4[8:], data) || inetChecksum(l4, 0) != 0 {
+		t.Errorf("IPv4 echo reply: type %d, data equal %v, checksum %#x", l4[0], bytes.Equal(l4[8:], data), inetChecksum(l4, 0))
+	}
+
+	ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 64, SrcIP: peerV6.AsSlice(), DstIP: hostV6.AsSlice()}
+	ic6 := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeEchoRequest, 0)}
+	ic6.SetNetworkLayerForChecksum(ip6)
+	e.inject(eth(layers.EthernetTypeIPv6, hostMAC), ip6, ic6, &layers.ICMPv6Echo{Identifier: 3, SeqNumber: 4}, gopacket.Payload(data))
+	l4, n = e.reassemble6(1500)
+	if n != 3 || len(l4) != 8+len(data) {
+		t.Fatalf("IPv6 echo reply of %d bytes in %d frames, want %d in 3", len(l4), n, 8+len(data))
+	}
+	if l4[0] != byte(layers.ICMPv6TypeEchoReply) || !bytes.Equal(l4[8:], data) {
+		t.Errorf("IPv6 echo reply: type %d, data equal %v", l4[0], bytes.Equal(l4[8:], data))
+	}
+	if sum := inetChecksum(l4, pseudoSum6(hostV6, peerV6, len(l4), 58)); sum != 0 {
+		t.Errorf("IPv6 echo reply checksum does not verify: %#x", sum)
+	}
+	// A reply that fits is one packet, IPv4 with Don't Fragment.
+	e.inject(eth(layers.EthernetTypeIPv4, hostMAC), ip4,
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0), Id: 7, Seq: 10}, gopacket.Payload(data[:1472]))
+	if _, n := e.reassemble4(1500); n != 1 {
+		t.Errorf("a reply of 1500 bytes in %d frames", n)
 	}
 }
 

@@ -15,8 +15,7 @@ import (
 
 // ipMTU is the largest IP packet the host sends, as a NIC's: the kernel
 // peers behind TAPs have this MTU. A network whose mtu is smaller makes it
-// smaller (ipMTUOf). Larger IPv4 datagrams are fragmented; larger IPv6
-// ones are EMSGSIZE (the host does not fragment IPv6).
+// smaller (ipMTUOf). Larger packets are sent in fragments (fragout.go).
 const ipMTU = 1500
 
 // ipMTUOf is the host's IP MTU on a network whose frames are at most
@@ -250,20 +249,29 @@ func (h *Host) inputICMPv4(lk *hostLink, eth *layers.Ethernet, ip4 *layers.IPv4,
 }
 
 // sendIPv4Reply sends an IPv4 packet to a neighbour whose MAC the frame
-// being answered told. h.mu is held.
+// being answered told, in fragments if it does not fit the MTU. h.mu is
+// held.
 func (h *Host) sendIPv4Reply(lk *hostLink, mac net.HardwareAddr, src, dst netip.Addr, proto layers.IPProtocol, ls ...gopacket.SerializableLayer) {
 	h.ipID++
 	eth := &layers.Ethernet{SrcMAC: h.mac, DstMAC: mac, EthernetType: layers.EthernetTypeIPv4}
-	ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: h.ipID, Flags: layers.IPv4DontFragment, Protocol: proto, SrcIP: ip(src), DstIP: ip(dst)}
-	h.emit(lk, frame(append([]gopacket.SerializableLayer{eth, ip4}, ls...)...))
+	ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: h.ipID, Protocol: proto, SrcIP: ip(src), DstIP: ip(dst)}
+	h.emitAll(lk, h.ipFrames(eth, ip4, nil, l4Bytes(ls...)))
 }
 
+// sendIPv6Reply: as sendIPv4Reply, for an ICMPv6 message (ls[0]).
 func (h *Host) sendIPv6Reply(lk *hostLink, mac net.HardwareAddr, src, dst netip.Addr, ls ...gopacket.SerializableLayer) {
 	eth := &layers.Ethernet{SrcMAC: h.mac, DstMAC: mac, EthernetType: layers.EthernetTypeIPv6}
 	ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 64, SrcIP: ip(src), DstIP: ip(dst)}
 	icmp := ls[0].(*layers.ICMPv6)
 	icmp.SetNetworkLayerForChecksum(ip6)
-	h.emit(lk, frame(append([]gopacket.SerializableLayer{eth, ip6}, ls...)...))
+	h.emitAll(lk, h.ipFrames(eth, nil, ip6, l4Bytes(ls...)))
+}
+
+// emitAll emits the frames of one packet. h.mu is held.
+func (h *Host) emitAll(lk *hostLink, frames [][]byte) {
+	for _, f := range frames {
+		h.emit(lk, f)
+	}
 }
 
 // icmpError tells the endpoint a datagram of ours was about: the quoted

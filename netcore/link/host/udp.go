@@ -10,8 +10,6 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // MaxConns bounds the UDP endpoints of one host; past it, ENFILE.
@@ -155,12 +153,11 @@ func (h *Host) demux(from, to netip.AddrPort) *Conn {
 	return bound
 }
 
-// maxPayload is the largest UDP payload of one datagram: an IPv4
-// datagram of 64 KiB (fragmented), an IPv6 one that fits the MTU. h.mu is
-// held.
+// maxPayload is the largest UDP payload of one datagram: 64 KiB of IPv4
+// packet or of IPv6 payload, fragmented as the MTU needs.
 func (h *Host) maxPayload(v6 bool) int {
 	if v6 {
-		return h.mtu - ip6Len - udpLen
+		return 65535 - udpLen
 	}
 	return 65535 - ip4Len - udpLen
 }
@@ -254,48 +251,27 @@ func (c *Conn) prepare(ctx context.Context, to netip.AddrPort, payload []byte, m
 }
 
 // buildUDP makes the frames of one datagram, their destination MAC left
-// to fill in: one frame, or IPv4 fragments of the MTU. h.mu is held.
+// to fill in: one frame, or fragments of the MTU (ipFrames). h.mu is
+// held.
 func (h *Host) buildUDP(src netip.Addr, sport uint16, to netip.AddrPort, payload []byte) [][]byte {
 	udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(to.Port())}
 	eth := &layers.Ethernet{SrcMAC: h.mac, DstMAC: broadcastMAC}
+	var ip4 *layers.IPv4
+	var ip6 *layers.IPv6
 	if to.Addr().Is6() {
 		eth.EthernetType = layers.EthernetTypeIPv6
-		ip6 := &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64, SrcIP: ip(src), DstIP: ip(to.Addr())}
+		ip6 = &layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, HopLimit: 64, SrcIP: ip(src), DstIP: ip(to.Addr())}
 		udp.SetNetworkLayerForChecksum(ip6)
-		f := frame(eth, ip6, udp, gopacket.Payload(payload))
-		fixZeroChecksum(f, vnet.HdrLen+ethLen+ip6Len+6)
-		return [][]byte{f}
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv4
+		h.ipID++
+		ip4 = &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: h.ipID, Protocol: layers.IPProtocolUDP, SrcIP: ip(src), DstIP: ip(to.Addr())}
+		udp.SetNetworkLayerForChecksum(ip4)
 	}
-	eth.EthernetType = layers.EthernetTypeIPv4
-	h.ipID++
-	ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: h.ipID, Protocol: layers.IPProtocolUDP, SrcIP: ip(src), DstIP: ip(to.Addr())}
-	udp.SetNetworkLayerForChecksum(ip4)
-	if ip4Len+udpLen+len(payload) <= h.mtu {
-		ip4.Flags = layers.IPv4DontFragment
-		f := frame(eth, ip4, udp, gopacket.Payload(payload))
-		fixZeroChecksum(f, vnet.HdrLen+ethLen+ip4Len+6)
-		return [][]byte{f}
-	}
-	// Fragments: the whole UDP datagram (its checksum computed over
-	// all of it), cut into pieces of a multiple of 8 bytes.
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, serOpts, udp, gopacket.Payload(payload)); err != nil {
-		return nil
-	}
-	dgram := buf.Bytes()
+	// The whole UDP datagram, its checksum computed over all of it.
+	dgram := l4Bytes(udp, gopacket.Payload(payload))
 	fixZeroChecksum(dgram, 6)
-	piece := (h.mtu - ip4Len) &^ 7
-	var out [][]byte
-	for off := 0; off < len(dgram); off += piece {
-		end := min(off+piece, len(dgram))
-		fip := *ip4
-		fip.FragOffset = uint16(off / 8)
-		if end < len(dgram) {
-			fip.Flags = layers.IPv4MoreFragments
-		}
-		out = append(out, frame(eth, &fip, gopacket.Payload(dgram[off:end])))
-	}
-	return out
+	return h.ipFrames(eth, ip4, ip6, dgram)
 }
 
 // fixZeroChecksum writes 0xffff for a computed UDP checksum of 0, which
