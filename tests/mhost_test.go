@@ -381,3 +381,88 @@ func TestMhostCtlRewriteKeepsState(t *testing.T) {
 		t.Errorf("the rewrite changed the locators' state:\nbefore:\n%safter:\n%s", before, after)
 	}
 }
+
+// An inet locator whose neighbour goes silent (the far end of its veth
+// set down) is down within 3.4 s, as for an ipn locator, with
+// EHOSTUNREACH: the conversation moves to the next locator and stays
+// there, but for one probe a while, until the neighbour answers again;
+// then it returns.
+func TestMhostInetFailoverSilentNeighbour(t *testing.T) {
+	tp := newTwoPaths(t)
+	port := freeUDPPort()
+	tp.echoServer(t, port)
+	mh := tp.d.path("mhost", "robust-silent")
+	if err := os.Mkdir(mh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inetLoc := "inet " + tp.inetP4
+	ipnLoc := fmt.Sprintf("ipn %s %s", filepath.Base(tp.net), tp.p4)
+	mustCtl(t, mh, inetLoc+"\n"+ipnLoc)
+	fd := openUDP(t, filepath.Join(mh, "udp", fmt.Sprint(port)), unix.O_RDWR|unix.O_NONBLOCK)
+	if reply, err := exchange(fd, "one", 5*time.Second); err != nil || reply != tp.inetP4+" one" {
+		t.Fatalf("first exchange: %q %v, want it over inet\n%s", reply, err, readFile(t, filepath.Join(mh, "locators")))
+	}
+	// The ipn locator's neighbour is resolved ahead, so that the time
+	// measured is the inet locator's alone.
+	ping(t, tp.ns, tp.v4)
+
+	far := tp.e.name("w")
+	sh(t, fmt.Sprintf("ip -n %s link set %s down", tp.ns, far))
+	cut := time.Now()
+	var moved time.Duration
+	for i := 0; time.Since(cut) < 10*time.Second; i++ {
+		reply, err := exchange(fd, fmt.Sprint("cut-", i), 100*time.Millisecond)
+		if err != nil {
+			t.Fatalf("write after the cut: %v", err)
+		}
+		if strings.HasPrefix(reply, tp.p4+" ") {
+			moved = time.Since(cut)
+			break
+		}
+	}
+	if moved == 0 {
+		t.Fatalf("no reply over the ipn locator within 10 s of the cut; locators:\n%s", readFile(t, filepath.Join(mh, "locators")))
+	}
+	t.Logf("conversation moved to the ipn locator %v after the far end went down", moved)
+	// 3.4 s and a little for the writes' own pace and a busy machine.
+	if moved > 3400*time.Millisecond+300*time.Millisecond {
+		t.Errorf("failover took %v, want within 3.4 s", moved)
+	}
+	if st, _, _ := locatorLine(t, mh, inetLoc); st != "down EHOSTUNREACH" {
+		t.Errorf("inet locator after the cut: %s", st)
+	}
+	// It stays on the ipn locator: a probe of the inet one now and then
+	// is all that is lost.
+	var viaIPN, lost int
+	for i := range 40 {
+		reply, _ := exchange(fd, fmt.Sprint("after-", i), 150*time.Millisecond)
+		switch {
+		case strings.HasPrefix(reply, tp.p4+" "):
+			viaIPN++
+		case reply == "":
+			lost++
+		}
+	}
+	t.Logf("after the failover: %d of 40 replies over ipn, %d lost", viaIPN, lost)
+	if lost > 4 {
+		t.Errorf("%d of 40 datagrams lost after the failover, want only the probes (at most 4)", lost)
+	}
+	if st, _, _ := locatorLine(t, mh, inetLoc); st != "down EHOSTUNREACH" {
+		t.Errorf("inet locator while its neighbour is silent: %s", st)
+	}
+
+	// The far end answers again: the conversation returns to inet.
+	sh(t, fmt.Sprintf("ip -n %s link set %s up", tp.ns, far))
+	back := time.Now()
+	returned := false
+	for i := 0; time.Since(back) < 15*time.Second; i++ {
+		if reply, _ := exchange(fd, fmt.Sprint("back-", i), 150*time.Millisecond); strings.HasPrefix(reply, tp.inetP4+" ") {
+			returned = true
+			break
+		}
+	}
+	if !returned {
+		t.Fatalf("the conversation did not return to inet; locators:\n%s", readFile(t, filepath.Join(mh, "locators")))
+	}
+	t.Logf("back on inet %v after the far end came up", time.Since(back))
+}

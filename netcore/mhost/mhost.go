@@ -297,6 +297,7 @@ type locator struct {
 	down     bool
 	err      syscall.Errno
 	downAt   time.Time
+	probeAt  time.Time // when a write tried it again while down; zero if none did
 	sent     uint64
 	received uint64
 }
@@ -313,31 +314,66 @@ func (l *locator) line() string {
 // neighbour is resolved in the background and it is used once answered).
 const downHold = 1 * time.Second
 
+// probeWindow is how long a down inet locator that a write tried again
+// stays passed over unless an error or a reply comes back by it: the
+// kernel resolves an unknown neighbour with 3 probes 1 s apart before it
+// reports EHOSTUNREACH, so a send that "worked" proves nothing sooner.
+// A reply ends it at once.
+const probeWindow = 3400 * time.Millisecond
+
+// markDown: an error says l does not work. One that ends a probe holds l
+// again from now.
 func (l *locator) markDown(errno syscall.Errno) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.down {
+	if !l.down || !l.probeAt.IsZero() {
 		l.downAt = time.Now()
 	}
 	l.down, l.err = true, errno
+	l.probeAt = time.Time{}
 }
 
-func (l *locator) markUp() {
+// sentBy counts a datagram that left by l. A down locator that took one
+// is up again if the send itself proves it (confirmed: an ipn locator's
+// neighbour answered); otherwise (a kernel socket) the send is a probe
+// (probeWindow).
+func (l *locator) sentBy(now time.Time, confirmed bool) {
 	l.mu.Lock()
-	l.down = false
+	defer l.mu.Unlock()
 	l.sent++
-	l.mu.Unlock()
+	switch {
+	case !l.down:
+	case confirmed:
+		l.down, l.probeAt = false, time.Time{}
+	case l.probeAt.IsZero():
+		l.probeAt = now
+	}
 }
 
+// held reports whether writes pass l over now: down within downHold, or
+// probed within probeWindow. A probe that no error answered in time
+// brings it up.
 func (l *locator) held(now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.down && now.Sub(l.downAt) < downHold
+	if !l.down {
+		return false
+	}
+	if !l.probeAt.IsZero() {
+		if now.Sub(l.probeAt) < probeWindow {
+			return true
+		}
+		l.down, l.probeAt = false, time.Time{}
+		return false
+	}
+	return now.Sub(l.downAt) < downHold
 }
 
+// gotOne counts a datagram that came by l: l works.
 func (l *locator) gotOne() {
 	l.mu.Lock()
 	l.received++
+	l.down, l.probeAt = false, time.Time{}
 	l.mu.Unlock()
 }
 

@@ -281,3 +281,51 @@ func TestCtlWriteTooLong(t *testing.T) {
 		t.Errorf("ctl after a write too long: %q", got)
 	}
 }
+
+// A down inet locator is tried again after downHold with one datagram (a
+// probe) and passed over until an error, a reply or probeWindow tells how
+// it went: a send over a kernel socket proves nothing until the kernel
+// had the time to resolve the neighbour.
+func TestLocatorProbe(t *testing.T) {
+	l, err := parseLocator("inet 198.18.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.markDown(syscall.EHOSTUNREACH)
+	now := time.Now()
+	if !l.held(now) || l.held(now.Add(downHold)) {
+		t.Fatal("a locator just down: held for downHold, then tried")
+	}
+	probe := now.Add(downHold)
+	l.sentBy(probe, false)
+	if !l.held(probe.Add(probeWindow-time.Millisecond)) || !l.down {
+		t.Fatal("a probed locator is passed over during probeWindow")
+	}
+	// The probe's error: held again for downHold from now.
+	l.markDown(syscall.EHOSTUNREACH)
+	if now := time.Now(); !l.held(now.Add(downHold/2)) || l.held(now.Add(downHold)) {
+		t.Error("an error ending a probe holds the locator afresh")
+	}
+	// A reply over it: up at once.
+	l.sentBy(time.Now(), false)
+	l.gotOne()
+	if l.down || l.held(time.Now()) {
+		t.Error("a reply brings the locator up")
+	}
+	// No answer at all within probeWindow: up.
+	l.markDown(syscall.EHOSTUNREACH)
+	probe = time.Now()
+	l.sentBy(probe, false)
+	if l.held(probe.Add(probeWindow)) || l.down {
+		t.Error("a probe no error answered brings the locator up")
+	}
+	// An ipn locator's send is proof enough.
+	l.markDown(syscall.EHOSTUNREACH)
+	l.sentBy(time.Now(), true)
+	if l.down {
+		t.Error("a confirmed send brings the locator up")
+	}
+	if l.sent != 4 || l.received != 1 {
+		t.Errorf("sent %d received %d, want 4 and 1", l.sent, l.received)
+	}
+}

@@ -2,6 +2,7 @@ package mhost
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link/host"
@@ -315,7 +318,7 @@ func (ep *endpoint) Write(ctx context.Context, p []byte, _ int64, nonblock bool)
 			}
 			err := ep.sendVia(ctx, l, p, nonblock)
 			if err == nil {
-				l.markUp()
+				l.sentBy(now, l.family == "ipn")
 				return len(p), nil
 			}
 			errno, next := failover(err)
@@ -427,7 +430,11 @@ func (ep *endpoint) deliver(l *locator, from netip.AddrPort, via path, b []byte)
 }
 
 // kernelPath is a kernel UDP socket connected to an inet or inet6
-// locator: connected, so that ICMP errors come back as its errno.
+// locator: connected, so that ICMP errors come back to it, and with
+// IP_RECVERR (IPV6_RECVERR), so that all of them do: without it, a
+// connected UDP socket ignores "host unreachable" and "network
+// unreachable", which is what the kernel reports when the locator's
+// neighbour stops answering.
 type kernelPath struct {
 	conn *net.UDPConn
 	done chan struct{}
@@ -441,26 +448,83 @@ func newKernelPath(ep *endpoint, l *locator, to netip.AddrPort) (*kernelPath, er
 	if err != nil {
 		return nil, errnoOf(err)
 	}
-	kp := &kernelPath{conn: c.(*net.UDPConn), done: make(chan struct{})}
+	uc := c.(*net.UDPConn)
+	if err := setRecvErr(uc, to.Addr().Is6()); err != nil {
+		uc.Close()
+		return nil, errnoOf(err)
+	}
+	kp := &kernelPath{conn: uc, done: make(chan struct{})}
 	go kp.readLoop(ep, l, to)
 	return kp, nil
 }
 
+func setRecvErr(c *net.UDPConn, v6 bool) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if v6 {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVERR, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// readLoop delivers the replies and marks l down on an error the socket
+// reports: its error queue holds one entry per ICMP error (or local
+// one), read before the datagrams so that it cannot fill up.
 func (kp *kernelPath) readLoop(ep *endpoint, l *locator, to netip.AddrPort) {
 	defer close(kp.done)
+	rc, err := kp.conn.SyscallConn()
+	if err != nil {
+		return
+	}
 	buf := make([]byte, 65536)
+	oob := make([]byte, 512)
 	for {
-		n, err := kp.conn.Read(buf)
+		n := -1
+		var sockErr syscall.Errno
+		err := rc.Read(func(fd uintptr) bool {
+			for {
+				_, oobn, _, _, err := unix.Recvmsg(int(fd), nil, oob, unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
+				if err != nil {
+					break
+				}
+				if e := queuedErrno(oob[:oobn]); e != 0 {
+					sockErr = e
+				}
+			}
+			m, _, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			switch {
+			case err == unix.EAGAIN:
+				return sockErr != 0 // else wait for more
+			case err != nil:
+				if e, ok := err.(syscall.Errno); ok && sockErr == 0 {
+					sockErr = e
+				}
+			default:
+				n = m
+			}
+			return true
+		})
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if errno, down := failover(errnoOf(err)); down {
-				l.markDown(errno) // an ICMP error: the next write moves on
-			}
-			continue
+			return // closed
 		}
-		kp.deliver(ep, l, to, buf[:n])
+		if sockErr != 0 {
+			if errno, down := failover(sockErr); down {
+				l.markDown(errno) // the next write moves on
+			}
+		}
+		if n >= 0 {
+			kp.deliver(ep, l, to, buf[:n])
+		}
 	}
 }
 
@@ -476,6 +540,22 @@ func (kp *kernelPath) deliver(ep *endpoint, l *locator, to netip.AddrPort, b []b
 	if wake := ep.deliver(l, to, kp, b); wake != nil {
 		wake()
 	}
+}
+
+// queuedErrno is the errno of an error queue entry's control message
+// (struct sock_extended_err of IP_RECVERR or IPV6_RECVERR); 0 if none.
+func queuedErrno(oob []byte) syscall.Errno {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0
+	}
+	for _, m := range msgs {
+		if (m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_RECVERR ||
+			m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_RECVERR) && len(m.Data) >= 4 {
+			return syscall.Errno(binary.NativeEndian.Uint32(m.Data))
+		}
+	}
+	return 0
 }
 
 func (kp *kernelPath) send(_ context.Context, _ netip.AddrPort, p []byte, _ bool) error {
