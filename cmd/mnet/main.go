@@ -253,7 +253,7 @@ func serve(args []string, ready *detach.Reporter) error {
 // by the unmount, or, where a copy of the mount lives on in another mount
 // namespace made while it was mounted (ip netns exec, unshare -m) and the
 // kernel keeps the connection for it, by this process through fusectl.
-// known says whether dev, the mount's device, is.
+// known says whether dev, the mount's device, could be read.
 func stop(log *slog.Logger, core *netcore.Core, server interface{ Unmount() error }, mp string, unmount, known bool, dev uint64, served <-chan struct{}) {
 	notify(log, "STOPPING=1")
 	// Wake every blocked reader first, so their requests finish and

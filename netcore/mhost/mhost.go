@@ -524,7 +524,8 @@ func (h *Host) keep(l *locator) *locator {
 }
 
 // setLocatorsLocked makes locs the list, written through open o: the
-// locators it drops are kept aside for o's later writes. h.mu is held.
+// locators it drops are kept aside for o's later writes (at most
+// MaxLocators of them). h.mu is held.
 func (h *Host) setLocatorsLocked(o *ctlOpen, locs []*locator) {
 	for _, l := range h.locs {
 		if !slices.Contains(locs, l) && !slices.Contains(o.dropped, l) {
@@ -539,6 +540,12 @@ func (h *Host) setLocatorsLocked(o *ctlOpen, locs []*locator) {
 		h.releaseDroppedLocked(l)
 		return true
 	})
+	// An open that keeps adding and removing is bounded: what it
+	// dropped longest ago is gone for good first.
+	for len(o.dropped) > MaxLocators {
+		h.releaseDroppedLocked(o.dropped[0])
+		o.dropped = slices.Delete(o.dropped, 0, 1)
+	}
 	h.locs = locs
 }
 

@@ -2,6 +2,7 @@ package mhost
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -327,5 +328,30 @@ func TestLocatorProbe(t *testing.T) {
 	}
 	if l.sent != 4 || l.received != 1 {
 		t.Errorf("sent %d received %d, want 4 and 1", l.sent, l.received)
+	}
+}
+
+// What one open of ctl keeps aside for its later writes is bounded,
+// however long it adds and removes.
+func TestCtlDroppedBounded(t *testing.T) {
+	_, h := newHostForTest(t)
+	o := &ctlOpen{}
+	for i := range 100 {
+		loc := fmt.Sprintf("inet 198.18.1.%d", i+1)
+		for _, line := range []string{"+" + loc, "-" + loc} {
+			if err := h.applyCtl(root, line, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h.mu.Lock()
+	n, m := len(o.dropped), len(h.dropped)
+	h.mu.Unlock()
+	if n > MaxLocators || m > MaxLocators {
+		t.Errorf("an open that dropped 100 locators keeps %d aside (host: %d), want at most %d", n, m, MaxLocators)
+	}
+	h.closeCtl(o)
+	if len(h.dropped) != 0 {
+		t.Errorf("%d kept aside after close", len(h.dropped))
 	}
 }
