@@ -374,6 +374,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// testdata returns the absolute path of testdata/NAME, which stays right
+// for programs started in another directory.
+func testdata(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // openFile is open(2) as os.OpenFile makes it: tried again on EINTR. The
 // runtime's preemption signal (SIGURG) reaches a test's threads; one that
 // lands while an open waits for the daemon makes the kernel interrupt the
