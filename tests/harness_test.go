@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,33 +48,18 @@ func TestMain(m *testing.M) {
 }
 
 // inCI is true in CI, where every prerequisite must be present: a missing
-// one fails the test instead of skipping it.
-var inCI = os.Getenv("CI") == "true"
+// one fails the test instead of skipping it (testenv.SkipOrFail does both).
+//
+//lint:ignore U1000 the name for a test that checks a prerequisite by hand
+var inCI = testenv.InCI()
 
 // require stops the test when the machine cannot run it: a skip with a
-// one-line reason on a developer's machine, a failure in CI.
-func require(t *testing.T, tools ...string) {
+// one-line reason on a developer's machine, a failure in CI. Every test
+// here needs root and /dev/fuse; needs are programs on PATH, or devices
+// and other absolute paths (testenv.Require).
+func require(t *testing.T, needs ...string) {
 	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		missing = append(missing, "/dev/fuse")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "needs " + strings.Join(missing, ", ")
-	if inCI {
-		t.Fatal(msg + " (CI=true: prerequisites must be installed)")
-	}
-	t.Skip(msg)
+	testenv.Require(t, append([]string{"root", "/dev/fuse"}, needs...)...)
 }
 
 // syncBuffer collects the daemon's log.

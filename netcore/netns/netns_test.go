@@ -12,24 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
 // testNS makes a named network namespace with lo up, deleted at cleanup.
 func testNS(t *testing.T) *NS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (CI=true: prerequisites must be present)")
-		}
-		t.Skip("needs root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs ip (iproute2)")
-		}
-		t.Skip("needs ip")
-	}
+	testenv.Require(t, "root", "ip")
 	name := fmt.Sprintf("mnet-nstest-%d-%d", os.Getpid(), time.Now().UnixNano()%100000)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v %s", err, out)
@@ -49,9 +39,7 @@ func testNS(t *testing.T) *NS {
 // A socket is owned by the uid it was made for: its inode's owner is the
 // creating thread's fsuid, which is what the kernel's sk_uid is.
 func TestSocketOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testenv.Require(t, "root")
 	for _, ns := range []*NS{Self(), testNS(t)} {
 		fd, err := ns.Socket(4321, unix.AF_INET, unix.SOCK_DGRAM, 0)
 		if err != nil {
@@ -162,9 +150,7 @@ func TestOfTaskPidZero(t *testing.T) {
 // (the path before confinement), for another uid, and in another
 // namespace.
 func BenchmarkSocket(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
+	testenv.Require(b, "root", "ip")
 	other := testNSB(b)
 	for _, c := range []struct {
 		name string

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
+package testenv
+
+import (
+	"os"
+	"slices"
+	"testing"
+)
+
+func TestMissing(t *testing.T) {
+	got := Missing("sh", "/", "/no/such/device", "no-such-program-mnet", "root")
+	want := []string{"/no/such/device", "no-such-program-mnet"}
+	if os.Geteuid() != 0 {
+		want = append(want, "root")
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Missing = %q, want %q", got, want)
+	}
+}
+
+// Outside CI a test that cannot run is skipped: it goes no further and
+// does not fail.
+func TestSkipOrFailSkipsOutsideCI(t *testing.T) {
+	t.Setenv("CI", "")
+	went := false
+	t.Run("sub", func(t *testing.T) {
+		Require(t, "no-such-program-mnet")
+		went = true
+	})
+	if went {
+		t.Error("Require of a missing program did not stop the test")
+	}
+	if !Optional(t, "sh") {
+		t.Error("Optional(sh) = false")
+	}
+}
