@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -689,16 +688,7 @@ func TestInetDaemonStopClosesSockets(t *testing.T) {
 // comment "# NAME", with /mnt/mnet and the example port replaced.
 func readmeSnippet(t *testing.T, name, mnt, oldPort string, port int) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "```sh\n# "+name+"\n")
-	if !ok {
-		t.Fatalf("README has no sh block starting with # %s", name)
-	}
-	block, _, _ := strings.Cut(rest, "```")
-	block = strings.ReplaceAll(block, "/mnt/mnet", mnt)
+	block := strings.ReplaceAll(readmeBlock(t, "sh", "# "+name+"\n"), "/mnt/mnet", mnt)
 	return strings.ReplaceAll(block, oldPort, strconv.Itoa(port))
 }
 

@@ -274,15 +274,7 @@ func TestMhostCtlAndRights(t *testing.T) {
 func TestReadmeMhostTour(t *testing.T) {
 	e := newIfEnv(t, "socat", "timeout", "dd")
 	d := startMnet(t)
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "```sh\n# mhost-tour\n")
-	if !ok {
-		t.Fatal("README has no sh block starting with # mhost-tour")
-	}
-	script, _, _ := strings.Cut(rest, "```")
+	script := readmeBlock(t, "sh", "# mhost-tour\n")
 	ns := "mnet-" + e.tag + "-far"
 	e.nss = append(e.nss, ns)
 	e.link(e.name("v0"))

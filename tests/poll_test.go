@@ -346,22 +346,3 @@ func TestPollCloseWithPollPending(t *testing.T) {
 		}
 	}
 }
-
-// readmeBlock returns the fenced block in lang whose first line starts
-// with name (a comment naming it), from the README or the EXAMPLES of
-// mnet(7).
-func readmeBlock(t *testing.T, lang, name string) string {
-	t.Helper()
-	for _, doc := range []string{"README.md", "man/mnet.7.md"} {
-		b, err := os.ReadFile(filepath.Join("..", doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, rest, ok := strings.Cut(string(b), "```"+lang+"\n"+name); ok {
-			block, _, _ := strings.Cut(rest, "```")
-			return name + block
-		}
-	}
-	t.Fatalf("neither README.md nor man/mnet.7.md has a %s block starting with %s", lang, name)
-	return ""
-}

@@ -35,3 +35,14 @@ func TestSkipOrFailSkipsOutsideCI(t *testing.T) {
 		t.Error("Optional(sh) = false")
 	}
 }
+
+func TestDocBlock(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(dir+"/go.mod", []byte("module x\n"), 0o644)
+	os.WriteFile(dir+"/a.md", []byte("text\n```sh\n# other\nno\n```\n"), 0o644)
+	os.WriteFile(dir+"/b.md", []byte("```sh\n# one\necho 1\n```\n```sh\n# two\necho 2\n```\n"), 0o644)
+	t.Chdir(dir)
+	if got := DocBlock(t, "sh", "# two\n", "a.md", "b.md"); got != "# two\necho 2\n" {
+		t.Errorf("DocBlock = %q", got)
+	}
+}
