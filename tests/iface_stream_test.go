@@ -72,9 +72,7 @@ func TestTapTCPStreams(t *testing.T) {
 	ns1 := e.tapInNS(net, e.name("a"), "1", "198.18.0.1")
 	ns2 := e.tapInNS(net, e.name("b"), "2", "198.18.0.2")
 	g, gp := e.name("g"), e.name("gp")
-	e.veth(g, gp)
-	ns3 := e.netns("3")
-	intoNS(t, gp, ns3, "198.18.0.3")
+	ns3 := e.vethNS(g, gp, "3", "198.18.0.3")
 	mustCtl(t, net, "grab "+g)
 	// The ports counters below prove TSO in use; ethtool, where present,
 	// shows it switched on.
@@ -337,9 +335,7 @@ func TestTapTCPStreamsIPv6(t *testing.T) {
 	ns1 := e.tapInNS(net, a, "1", "198.18.0.1")
 	ns2 := e.tapInNS(net, b, "2", "198.18.0.2")
 	g, gp := e.name("g"), e.name("gp")
-	e.veth(g, gp)
-	ns3 := e.netns("3")
-	intoNS(t, gp, ns3, "198.18.0.3")
+	ns3 := e.vethNS(g, gp, "3", "198.18.0.3")
 	mustCtl(t, net, "grab "+g)
 	ll1, ll2, ll3 := linkLocal(t, ns1, a), linkLocal(t, ns2, b), linkLocal(t, ns3, gp)
 	fd := openPort(t, net, unix.O_RDONLY)

@@ -1,139 +1,80 @@
 package tests
 
-// End-to-end tests of SPEC "ctl" words tap, grab and detach: real TAP
-// devices, veth pairs and network namespaces made with ip(8), traffic with
-// ping, nc and tcpdump. Every name carries a per-test tag, so parallel runs
-// and leftovers of killed runs never collide, and everything a test made is
-// removed at its cleanup, also when it fails. Addresses are 198.18.0.0/15,
-// used only inside the tests' own namespaces.
+// What the end-to-end tests of the ctl words tap, grab and detach
+// (tap_test.go, grab_test.go, iface_*_test.go) share: real TAP devices,
+// veth pairs and network namespaces made with ip(8) (testenv.Net: every
+// name carries a per-test tag, and everything a test made is removed at
+// its cleanup, also when it fails), traffic with ping, nc and tcpdump.
+// Addresses are 198.18.0.0/15, used only inside the tests' own namespaces.
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
-// ifEnv is the interfaces and namespaces of one test. newIfEnv must be
-// called before startMnet: its cleanup then runs after the daemon stopped.
+// ifEnv is the interfaces and namespaces of one test (a testenv.Net).
+// newIfEnv must be called before startMnet: its cleanup then runs after
+// the daemon stopped.
 type ifEnv struct {
-	t     *testing.T
-	tag   string
-	nss   []string
-	links []string
+	*testenv.Net
+	t   *testing.T
+	tag string
 }
-
-var ifSeq atomic.Uint32
 
 func newIfEnv(t *testing.T, tools ...string) *ifEnv {
 	t.Helper()
 	require(t, append([]string{"ip", "/dev/net/tun"}, tools...)...)
-	// "m" and 5 hex digits: names of 6 + a few characters, well under
-	// IFNAMSIZ, unique per test and per run.
-	n := (uint32(os.Getpid())<<8 ^ ifSeq.Add(1)<<4 ^ mrand.Uint32()) & 0xfffff
-	e := &ifEnv{t: t, tag: fmt.Sprintf("m%05x", n)}
-	t.Cleanup(e.cleanup)
-	return e
+	n := testenv.NewNet(t)
+	return &ifEnv{Net: n, t: t, tag: n.Tag}
 }
 
-// name is an interface name of this test: the tag and s.
-func (e *ifEnv) name(s string) string {
-	n := e.tag + s
-	if len(n) > 15 {
-		e.t.Fatalf("interface name %q too long", n)
-	}
-	return n
-}
+// The methods and functions below are testenv's of the same names.
 
-// netns creates a namespace with lo up and returns its name.
+func (e *ifEnv) name(s string) string { return e.Name(s) }
+
+func (e *ifEnv) link(name string) string { return e.Link(name) }
+
 func (e *ifEnv) netns(s string) string {
 	e.t.Helper()
-	ns := "mnet-" + e.tag + "-" + s
-	e.nss = append(e.nss, ns)
-	sh(e.t, fmt.Sprintf("ip netns add %s && ip -n %s link set lo up", ns, ns))
-	return ns
+	return e.Netns(s)
 }
 
-// link registers an interface of the daemon's namespace for deletion at
-// cleanup (TAPs mnet should have deleted itself, for one).
-func (e *ifEnv) link(name string) string {
-	e.links = append(e.links, name)
-	return name
-}
-
-// veth creates the pair a (left in the daemon's namespace, up) and b.
 func (e *ifEnv) veth(a, b string) {
 	e.t.Helper()
-	e.link(a)
-	sh(e.t, fmt.Sprintf("ip link add %s type veth peer name %s && ip link set %s up", a, b, a))
+	e.Veth(a, b)
 }
 
-// persistentTap creates a TAP the way an administrator would, outside mnet.
+func (e *ifEnv) vethNS(a, b, ns, addr string) string {
+	e.t.Helper()
+	return e.VethNS(a, b, ns, addr)
+}
+
 func (e *ifEnv) persistentTap(name string) {
 	e.t.Helper()
-	e.link(name)
-	sh(e.t, fmt.Sprintf("ip tuntap add dev %s mode tap", name))
+	e.PersistentTap(name)
 }
 
-// cleanup deletes the namespaces (and with them every interface inside)
-// and the registered links, and any other link carrying the tag.
-func (e *ifEnv) cleanup() {
-	for _, ns := range e.nss {
-		exec.Command("ip", "netns", "del", ns).Run()
-	}
-	for _, l := range e.links {
-		if linkExists("", l) {
-			exec.Command("ip", "link", "del", l).Run()
-		}
-	}
-	out, _ := exec.Command("ip", "-o", "link", "show").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
-		if strings.HasPrefix(name, e.tag) {
-			exec.Command("ip", "link", "del", name).Run()
-		}
-	}
-}
+func inNS(ns, cmd string) string { return testenv.InNS(ns, cmd) }
 
-// inNS prefixes a command with `ip netns exec NS` unless ns is "" (the
-// daemon's namespace).
-func inNS(ns, cmd string) string {
-	if ns == "" {
-		return cmd
-	}
-	return "ip netns exec " + ns + " " + cmd
-}
+func ipN(ns string) string { return testenv.IP(ns) }
 
-func ipN(ns string) string {
-	if ns == "" {
-		return "ip"
-	}
-	return "ip -n " + ns
-}
+func linkExists(ns, name string) bool { return testenv.LinkExists(ns, name) }
 
-// linkExists reports whether interface name exists in ns.
-func linkExists(ns, name string) bool {
-	args := []string{"link", "show", "dev", name}
-	if ns != "" {
-		args = append([]string{"-n", ns}, args...)
-	}
-	return exec.Command("ip", args...).Run() == nil
+func intoNS(t *testing.T, ifname, ns, addr string) {
+	t.Helper()
+	testenv.IntoNS(t, ifname, ns, addr)
 }
 
 // linkLine is `ip -o link show dev NAME` in ns.
@@ -212,17 +153,6 @@ func hasFlag(flags []string, f string) bool {
 		}
 	}
 	return false
-}
-
-// intoNS moves an interface of the daemon's namespace into ns, gives it
-// addr/24 (none when addr is "") and brings it up.
-func intoNS(t *testing.T, ifname, ns, addr string) {
-	t.Helper()
-	script := fmt.Sprintf("ip link set %s netns %s && ip -n %s link set %s up", ifname, ns, ns, ifname)
-	if addr != "" {
-		script += fmt.Sprintf(" && ip -n %s addr add %s/24 dev %s", ns, addr, ifname)
-	}
-	sh(t, script)
 }
 
 // ping checks that ns reaches addr. A fresh path may lose its first

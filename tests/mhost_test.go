@@ -275,8 +275,7 @@ func TestReadmeMhostTour(t *testing.T) {
 	e := newIfEnv(t, "socat", "timeout", "dd")
 	d := startMnet(t)
 	script := readmeBlock(t, "sh", "# mhost-tour\n")
-	ns := "mnet-" + e.tag + "-far"
-	e.nss = append(e.nss, ns)
+	ns := e.NetnsName("far") // the tour creates it
 	e.link(e.name("v0"))
 	hostSubnet++
 	r := strings.NewReplacer("/mnt/mnet", d.mp, "far", ns, "tourv0", e.name("v0"), "tourv1", e.name("v1"),

@@ -220,9 +220,7 @@ func TestTapExchangesWithFilePorts(t *testing.T) {
 
 	// And through a grabbed veth.
 	g, gp := e.name("g"), e.name("gp")
-	e.veth(g, gp)
-	ns3 := e.netns("3")
-	intoNS(t, gp, ns3, "198.18.3.1")
+	ns3 := e.vethNS(g, gp, "3", "198.18.3.1")
 	mustCtl(t, net, "grab "+g)
 	frameComesOut(t, fd, ns3, gp)
 	arpComesIn(t, fd, ns3, gp, "198.18.3.77")

@@ -46,3 +46,28 @@ func TestDocBlock(t *testing.T) {
 		t.Errorf("DocBlock = %q", got)
 	}
 }
+
+// What a Net made is gone after its test, the namespace with the
+// interface moved into it.
+func TestNetCleansUp(t *testing.T) {
+	var a, b, tap, ns string
+	t.Run("make", func(t *testing.T) {
+		n := NewNet(t)
+		a, b, tap = n.Name("a"), n.Name("b"), n.Name("t")
+		ns = n.VethNS(a, b, "x", "198.18.0.1")
+		n.PersistentTap(tap)
+		if !LinkExists("", a) || LinkExists("", b) || !LinkExists(ns, b) || !LinkExists("", tap) {
+			t.Fatalf("after VethNS and PersistentTap: %s %v, %s %v in %s, %s %v",
+				a, LinkExists("", a), b, LinkExists(ns, b), ns, tap, LinkExists("", tap))
+		}
+	})
+	if ns == "" {
+		return // skipped, or failed above
+	}
+	if LinkExists("", a) || LinkExists("", tap) {
+		t.Errorf("interfaces %s or %s left after the test", a, tap)
+	}
+	if _, err := os.Stat("/run/netns/" + ns); err == nil {
+		t.Errorf("namespace %s left after the test", ns)
+	}
+}

@@ -17,17 +17,9 @@ import (
 )
 
 // testNS makes a named network namespace with lo up, deleted at cleanup.
-func testNS(t *testing.T) *NS {
+func testNS(t testing.TB) *NS {
 	t.Helper()
-	testenv.Require(t, "root", "ip")
-	name := fmt.Sprintf("mnet-nstest-%d-%d", os.Getpid(), time.Now().UnixNano()%100000)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip link set lo up: %v %s", err, out)
-	}
+	name := testenv.NewNet(t).Netns("ns")
 	ns, err := Open("/run/netns/" + name)
 	if err != nil {
 		t.Fatal(err)
@@ -150,8 +142,7 @@ func TestOfTaskPidZero(t *testing.T) {
 // (the path before confinement), for another uid, and in another
 // namespace.
 func BenchmarkSocket(b *testing.B) {
-	testenv.Require(b, "root", "ip")
-	other := testNSB(b)
+	other := testNS(b)
 	for _, c := range []struct {
 		name string
 		ns   *NS
@@ -167,20 +158,6 @@ func BenchmarkSocket(b *testing.B) {
 			}
 		})
 	}
-}
-
-func testNSB(b *testing.B) *NS {
-	name := fmt.Sprintf("mnet-nsbench-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		b.Fatalf("ip netns add: %v %s", err, out)
-	}
-	b.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	ns, err := Open("/run/netns/" + name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(ns.Close)
-	return ns
 }
 
 // A caller in another namespace is found by its thread; the namespace
