@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,9 +75,9 @@ func TestTapTCPStreams(t *testing.T) {
 	g, gp := e.name("g"), e.name("gp")
 	ns3 := e.vethNS(g, gp, "3", "198.18.0.3")
 	mustCtl(t, net, "grab "+g)
-	// The ports counters below prove TSO in use; ethtool, where present,
-	// shows it switched on.
-	if _, err := exec.LookPath("ethtool"); err == nil {
+	// The ports counters below prove TSO in use; ethtool shows it
+	// switched on (without ethtool, outside CI, that check is left out).
+	if testenv.Optional(t, "ethtool") {
 		if out := sh(t, inNS(ns1, "ethtool -k "+e.name("a"))); !strings.Contains(out, "tcp-segmentation-offload: on") {
 			t.Errorf("TSO is not on for the TAP:\n%s", out)
 		}
