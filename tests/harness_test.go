@@ -42,9 +42,45 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building mnet: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	if p := os.Getenv("MNET_TEST_PROGRESS"); p != "" {
+		progress, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// progress, if MNET_TEST_PROGRESS names a file, gets a line for each test
+// as it ends: go test shows this package's output only when all of it is
+// done, minutes later. .ci/run shows the file as it grows.
+var (
+	progress   *os.File
+	progressed sync.Map // the *testing.T already reported
+)
+
+// reportProgress writes t's line to progress when t ends. require calls
+// it, so every test here that needs the machine has its line.
+func reportProgress(t *testing.T) {
+	if progress == nil {
+		return
+	}
+	if _, dup := progressed.LoadOrStore(t, true); dup {
+		return
+	}
+	start := time.Now()
+	t.Cleanup(func() {
+		result := "PASS"
+		if t.Failed() {
+			result = "FAIL"
+		} else if t.Skipped() {
+			result = "SKIP"
+		}
+		fmt.Fprintf(progress, "--- %s: %s (%.2fs)\n", result, t.Name(), time.Since(start).Seconds())
+	})
 }
 
 // inCI is true in CI, where every prerequisite must be present: a missing
@@ -59,6 +95,7 @@ var inCI = testenv.InCI()
 // and other absolute paths (testenv.Require).
 func require(t *testing.T, needs ...string) {
 	t.Helper()
+	reportProgress(t)
 	testenv.Require(t, append([]string{"root", "/dev/fuse"}, needs...)...)
 }
 
