@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/mnet-project/mnet/internal/testenv"
 )
 
 // statusCapEff is the CapEff line of /proc/PID/status.
@@ -38,9 +40,7 @@ func TestPinReadsCapabilities(t *testing.T) {
 	if want := statusCapEff(t, os.Getpid()); !c.CapsKnown || c.CapEff != want {
 		t.Errorf("own process: CapEff %#x known %v, want %#x", c.CapEff, c.CapsKnown, want)
 	}
-	if _, err := exec.LookPath("setpriv"); err != nil || os.Geteuid() != 0 {
-		t.Skip("needs root and setpriv for a process with fewer capabilities")
-	}
+	testenv.Require(t, "root", "setpriv") // a process with fewer capabilities
 	cmd := exec.Command("setpriv", "--inh-caps=-all,+net_admin", "--ambient-caps=+net_admin",
 		"--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "10")
 	if err := cmd.Start(); err != nil {

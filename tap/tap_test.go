@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"github.com/mnet-project/mnet/vnet"
 	"golang.org/x/sys/unix"
 )
@@ -17,23 +18,7 @@ import (
 // on a developer's machine, a failure in CI (CI=true), where it must run.
 func needRoot(t *testing.T) {
 	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		missing = append(missing, "/dev/net/tun")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		missing = append(missing, "ip (iproute2)")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("needs %v (CI=true: prerequisites must be present)", missing)
-	}
-	t.Skipf("needs %v", missing)
+	testenv.Require(t, "root", "/dev/net/tun", "ip")
 }
 
 // ifname returns a name unique to this test run.

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,11 +64,7 @@ func unprivPortStartAbove(t *testing.T, port int) {
 		t.Fatal(err)
 	}
 	if start, _ := strconv.Atoi(strings.TrimSpace(string(b))); start <= port {
-		msg := fmt.Sprintf("needs net.ipv4.ip_unprivileged_port_start > %d, is %d", port, start)
-		if inCI {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.SkipOrFail(t, fmt.Sprintf("needs net.ipv4.ip_unprivileged_port_start > %d, is %d", port, start))
 	}
 }
 

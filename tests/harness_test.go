@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,39 +42,61 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "building mnet: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	if p := os.Getenv("MNET_TEST_PROGRESS"); p != "" {
+		progress, err = os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// inCI is true in CI, where every prerequisite must be present: a missing
-// one fails the test instead of skipping it.
-var inCI = os.Getenv("CI") == "true"
+// progress, if MNET_TEST_PROGRESS names a file, gets a line for each test
+// as it ends: go test shows this package's output only when all of it is
+// done, minutes later. .ci/run shows the file as it grows.
+var (
+	progress   *os.File
+	progressed sync.Map // the *testing.T already reported
+)
 
-// require stops the test when the machine cannot run it: a skip with a
-// one-line reason on a developer's machine, a failure in CI.
-func require(t *testing.T, tools ...string) {
-	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		missing = append(missing, "/dev/fuse")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) == 0 {
+// reportProgress writes t's line to progress when t ends. require calls
+// it, so every test here that needs the machine has its line.
+func reportProgress(t *testing.T) {
+	if progress == nil {
 		return
 	}
-	msg := "needs " + strings.Join(missing, ", ")
-	if inCI {
-		t.Fatal(msg + " (CI=true: prerequisites must be installed)")
+	if _, dup := progressed.LoadOrStore(t, true); dup {
+		return
 	}
-	t.Skip(msg)
+	start := time.Now()
+	t.Cleanup(func() {
+		result := "PASS"
+		if t.Failed() {
+			result = "FAIL"
+		} else if t.Skipped() {
+			result = "SKIP"
+		}
+		fmt.Fprintf(progress, "--- %s: %s (%.2fs)\n", result, t.Name(), time.Since(start).Seconds())
+	})
+}
+
+// inCI is true in CI, where every prerequisite must be present: a missing
+// one fails the test instead of skipping it (testenv.SkipOrFail does both).
+//
+//lint:ignore U1000 the name for a test that checks a prerequisite by hand
+var inCI = testenv.InCI()
+
+// require stops the test when the machine cannot run it: a skip with a
+// one-line reason on a developer's machine, a failure in CI. Every test
+// here needs root and /dev/fuse; needs are programs on PATH, or devices
+// and other absolute paths (testenv.Require).
+func require(t *testing.T, needs ...string) {
+	t.Helper()
+	reportProgress(t)
+	testenv.Require(t, append([]string{"root", "/dev/fuse"}, needs...)...)
 }
 
 // syncBuffer collects the daemon's log.
@@ -372,6 +395,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// testdata returns the absolute path of testdata/NAME, which stays right
+// for programs started in another directory.
+func testdata(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // openFile is open(2) as os.OpenFile makes it: tried again on EINTR. The

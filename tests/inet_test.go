@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,10 +31,7 @@ func requireInet(t *testing.T, v6 bool, tools ...string) {
 	if v6 {
 		b, err := os.ReadFile("/proc/net/if_inet6")
 		if err != nil || !strings.Contains(string(b), "00000000000000000000000000000001") {
-			if inCI {
-				t.Fatal("needs ::1 on lo (CI=true: prerequisites must be installed)")
-			}
-			t.Skip("needs ::1 on lo")
+			testenv.SkipOrFail(t, "needs ::1 on lo")
 		}
 	}
 }
@@ -467,17 +464,7 @@ func TestInetAddressInUse(t *testing.T) {
 // itself cannot bind it through mnet; root can; anyone can above it.
 func TestInetPrivilegedPort(t *testing.T) {
 	requireInet(t, false, "setpriv")
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if start, _ := strconv.Atoi(strings.TrimSpace(string(b))); start <= 81 {
-		msg := fmt.Sprintf("needs net.ipv4.ip_unprivileged_port_start > 81, is %d", start)
-		if inCI {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	unprivPortStartAbove(t, 81)
 	d := startMnet(t)
 	nobody := &cred{uid: 65534, gid: 65534}
 	for _, f := range []string{"inet/udp/0.0.0.0/81", "inet/tcp/0.0.0.0/81", "inet6/udp/::/81", "inet6/tcp/::/81"} {
@@ -701,16 +688,7 @@ func TestInetDaemonStopClosesSockets(t *testing.T) {
 // comment "# NAME", with /mnt/mnet and the example port replaced.
 func readmeSnippet(t *testing.T, name, mnt, oldPort string, port int) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "```sh\n# "+name+"\n")
-	if !ok {
-		t.Fatalf("README has no sh block starting with # %s", name)
-	}
-	block, _, _ := strings.Cut(rest, "```")
-	block = strings.ReplaceAll(block, "/mnt/mnet", mnt)
+	block := strings.ReplaceAll(readmeBlock(t, "sh", "# "+name+"\n"), "/mnt/mnet", mnt)
 	return strings.ReplaceAll(block, oldPort, strconv.Itoa(port))
 }
 

@@ -42,21 +42,8 @@ func newTwoPaths(t *testing.T) *twoPaths {
 // datagram goes back to its sender, prefixed with the address it came to.
 func (tp *twoPaths) echoServer(t *testing.T, port int) {
 	t.Helper()
-	script := fmt.Sprintf(`
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO
-s.bind(("0.0.0.0", %d))
-while True:
-    d, anc, _, a = s.recvmsg(65535, 1024)
-    to = socket.inet_ntoa(anc[0][2][8:12]) if anc else "?"
-    s.sendto(to.encode() + b" " + d, a)
-`, port)
-	f := filepath.Join(t.TempDir(), "echo.py")
-	if err := os.WriteFile(f, []byte(script), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tp.echoOut = bg(t, inNS(tp.ns, "python3 "+f))
+	script := testdata(t, "udp_echo_pktinfo.py")
+	tp.echoOut = bg(t, inNS(tp.ns, fmt.Sprintf("python3 %s %d", script, port)))
 	waitFor(t, "the echo server to listen", func() bool {
 		out, _ := shAs(t, nil, 5*time.Second, inNS(tp.ns, fmt.Sprintf("ss -Huln sport = :%d", port)))
 		return strings.Contains(out, fmt.Sprint(port))
@@ -288,17 +275,8 @@ func TestMhostCtlAndRights(t *testing.T) {
 func TestReadmeMhostTour(t *testing.T) {
 	e := newIfEnv(t, "socat", "timeout", "dd")
 	d := startMnet(t)
-	b, err := os.ReadFile(filepath.Join("..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "```sh\n# mhost-tour\n")
-	if !ok {
-		t.Fatal("README has no sh block starting with # mhost-tour")
-	}
-	script, _, _ := strings.Cut(rest, "```")
-	ns := "mnet-" + e.tag + "-far"
-	e.nss = append(e.nss, ns)
+	script := readmeBlock(t, "sh", "# mhost-tour\n")
+	ns := e.NetnsName("far") // the tour creates it
 	e.link(e.name("v0"))
 	hostSubnet++
 	r := strings.NewReplacer("/mnt/mnet", d.mp, "far", ns, "tourv0", e.name("v0"), "tourv1", e.name("v1"),

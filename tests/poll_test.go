@@ -21,42 +21,28 @@ import (
 // what a read or a write would do. The clients are real programs: Python's
 // select module and asyncio, a Go program reading through os.File, socat.
 
-// py runs a Python 3 script with args and returns its output; the test
-// fails if it fails or takes longer than timeout.
-func py(t *testing.T, timeout time.Duration, script string, args ...string) string {
+// py runs the Python 3 script testdata/NAME with args and returns its
+// output; the test fails if it fails or takes longer than timeout. The
+// scripts share testdata/prelude.py, which they import.
+func py(t *testing.T, timeout time.Duration, name string, args ...string) string {
 	t.Helper()
+	script := testdata(t, name)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "python3", append([]string{"-c", script}, args...)...)
+	// -B: no __pycache__ of the prelude in the source tree.
+	cmd := exec.CommandContext(ctx, "python3", append([]string{"-B", script}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
-		t.Fatalf("python3 timed out after %v:\n%s", timeout, out)
+		t.Fatalf("python3 %s timed out after %v:\n%s", name, timeout, out)
 	}
 	if err != nil {
-		t.Fatalf("python3: %v\n%s", err, out)
+		t.Fatalf("python3 %s: %v\n%s", name, err, out)
 	}
 	return string(out)
 }
-
-// pyPrelude is shared by the scripts: check(cond, what) fails the script,
-// later(s, f) runs f in s seconds in a thread, and ms(t0) is the time since
-// t0 in milliseconds.
-const pyPrelude = `
-import os, sys, select, socket, threading, time
-def check(cond, what):
-    if not cond:
-        print("FAIL:", what, flush=True)
-        sys.exit(1)
-def later(s, f):
-    th = threading.Timer(s, f)
-    th.start()
-    return th
-def ms(t0):
-    return (time.monotonic() - t0) * 1000
-`
 
 // An idle data file is not readable to poll, select or epoll; each of them
 // wakes within 100 ms of another port's write.
@@ -64,38 +50,7 @@ func TestPollIdleDataAndWakeup(t *testing.T) {
 	require(t, "python3")
 	d := startMnet(t)
 	net := d.mkNet(t, "idle")
-	out := py(t, 30*time.Second, pyPrelude+`
-data = sys.argv[1]
-r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
-w = os.open(data, os.O_WRONLY)
-sent = []
-def send():
-    sent.append(time.monotonic())  # counted from the start of the write
-    os.write(w, b"ping")
-
-def woken(name, wait):
-    # idle: nothing after 200 ms, nothing at once
-    t0 = time.monotonic()
-    check(not wait(0.2), name + ": idle file readable")
-    check(ms(t0) >= 190, name + ": idle wait returned early")
-    check(not wait(0), name + ": idle file readable to a zero timeout")
-    # a write 100 ms later wakes it within 100 ms
-    sent.clear()
-    later(0.1, send)
-    check(wait(5), name + ": not woken by a write")
-    delay = (time.monotonic() - sent[0]) * 1000
-    check(delay < 100, "%s: woken %.1f ms after the write" % (name, delay))
-    check(os.read(r, 100) == b"ping", name + ": wrong packet")
-    print("%s woken %.1f ms after the write" % (name, delay))
-
-p = select.poll()
-p.register(r, select.POLLIN)
-woken("poll", lambda s: p.poll(s * 1000) == [(r, select.POLLIN)])
-woken("select", lambda s: select.select([r], [], [], s)[0] == [r])
-ep = select.epoll()
-ep.register(r, select.EPOLLIN)
-woken("epoll", lambda s: ep.poll(s) == [(r, select.EPOLLIN)])
-`, filepath.Join(net, "data"))
+	out := py(t, 30*time.Second, "poll_idle_wakeup.py", filepath.Join(net, "data"))
 	t.Log(strings.TrimSpace(out))
 }
 
@@ -105,24 +60,7 @@ func TestPollEpollLevelTriggered(t *testing.T) {
 	require(t, "python3")
 	d := startMnet(t)
 	net := d.mkNet(t, "lt")
-	py(t, 30*time.Second, pyPrelude+`
-data = sys.argv[1]
-r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
-w = os.open(data, os.O_WRONLY)
-ep = select.epoll()
-ep.register(r, select.EPOLLIN)
-check(ep.poll(0.1) == [], "idle file readable")
-os.write(w, b"one")
-for i in range(3):
-    check(ep.poll(1) == [(r, select.EPOLLIN)], "wait %d without reading: not readable" % i)
-check(os.read(r, 100) == b"one", "wrong packet")
-check(ep.poll(0.2) == [], "drained file still readable")
-os.write(w, b"two")   # nobody is inside epoll_wait now
-time.sleep(0.05)
-check(ep.poll(1) == [(r, select.EPOLLIN)], "a write between waits was not reported")
-check(os.read(r, 100) == b"two", "wrong packet")
-check(ep.poll(0.2) == [], "drained file still readable")
-`, filepath.Join(net, "data"))
+	py(t, 30*time.Second, "poll_epoll_level.py", filepath.Join(net, "data"))
 }
 
 // Edge-triggered epoll gets one event per arrival and none spurious, and a
@@ -131,31 +69,7 @@ func TestPollEpollEdgeTriggered(t *testing.T) {
 	require(t, "python3")
 	d := startMnet(t)
 	net := d.mkNet(t, "et")
-	py(t, 30*time.Second, pyPrelude+`
-data = sys.argv[1]
-r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
-w = os.open(data, os.O_WRONLY)
-ep = select.epoll()
-ep.register(r, select.EPOLLIN | select.EPOLLET)
-check(ep.poll(0.2) == [], "idle file: spurious event")
-os.write(w, b"a")
-check(ep.poll(1) == [(r, select.EPOLLIN)], "no event for the first packet")
-check(ep.poll(0.2) == [], "a second event without a new packet")
-os.write(w, b"b")
-check(ep.poll(1) == [(r, select.EPOLLIN)], "no event for the second packet")
-check(ep.poll(0.2) == [], "spurious event after the second packet")
-got = []
-while True:
-    try:
-        got.append(os.read(r, 100))
-    except BlockingIOError:
-        break
-check(got == [b"a", b"b"], "read to EAGAIN got %r" % got)
-check(ep.poll(0.2) == [], "event after reading to EAGAIN")
-os.write(w, b"c")
-check(ep.poll(1) == [(r, select.EPOLLIN)], "no event after EAGAIN and a new packet")
-check(os.read(r, 100) == b"c", "wrong packet")
-`, filepath.Join(net, "data"))
+	py(t, 30*time.Second, "poll_epoll_edge.py", filepath.Join(net, "data"))
 }
 
 // Three writers send 3000 packets each under lossless on; an
@@ -165,40 +79,7 @@ func TestPollEpollEdgeTriggeredStress(t *testing.T) {
 	d := startMnet(t)
 	net := d.mkNet(t, "stress")
 	mustCtl(t, net, "lossless on\n")
-	out := py(t, 120*time.Second, pyPrelude+`
-data = sys.argv[1]
-r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
-ep = select.epoll()
-ep.register(r, select.EPOLLIN | select.EPOLLET)
-N = 3000
-def writer(k):
-    w = os.open(data, os.O_WRONLY)
-    for i in range(N):
-        os.write(w, b"%d %d" % (k, i))
-    os.close(w)
-ths = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
-for th in ths:
-    th.start()
-last = [-1, -1, -1]
-got = 0
-deadline = time.monotonic() + 90
-while got < 3 * N and time.monotonic() < deadline:
-    if not ep.poll(5):
-        break   # 5 s without an event: a lost wakeup
-    while True:
-        try:
-            pkt = os.read(r, 100)
-        except BlockingIOError:
-            break
-        k, i = map(int, pkt.split())
-        check(i == last[k] + 1, "writer %d: packet %d after %d" % (k, i, last[k]))
-        last[k] = i
-        got += 1
-for th in ths:
-    th.join()
-print("received %d/%d" % (got, 3 * N))
-check(got == 3 * N, "lost packets")
-`, filepath.Join(net, "data"))
+	out := py(t, 120*time.Second, "poll_epoll_edge_stress.py", filepath.Join(net, "data"))
 	t.Log(strings.TrimSpace(out))
 }
 
@@ -380,40 +261,7 @@ func TestPollLosslessPollout(t *testing.T) {
 	d := startMnet(t)
 	net := d.mkNet(t, "full")
 	mustCtl(t, net, "lossless on\nqlen 4\n")
-	out := py(t, 30*time.Second, pyPrelude+`
-data = sys.argv[1]
-r = os.open(data, os.O_RDONLY)
-w = os.open(data, os.O_WRONLY | os.O_NONBLOCK)
-def fill():
-    n = 0
-    while True:
-        try:
-            os.write(w, b"x")
-            n += 1
-        except BlockingIOError:
-            return n
-check(fill() == 4, "qlen 4 did not take 4 packets")
-p = select.poll()
-p.register(w, select.POLLOUT)
-check(p.poll(300) == [], "writable with a full receiver")
-later(0.1, lambda: os.read(r, 10))
-t0 = time.monotonic()
-check(p.poll(5000) == [(w, select.POLLOUT)], "not writable after the receiver read")
-print("POLLOUT %.1f ms after the poll began" % ms(t0), flush=True)
-
-check(fill() == 1, "one packet of room")
-ep = select.epoll()
-ep.register(w, select.EPOLLOUT | select.EPOLLET)
-check(ep.poll(0.3) == [], "edge-triggered: writable with a full receiver")
-later(0.1, lambda: os.read(r, 10))
-check(ep.poll(5) == [(w, select.EPOLLOUT)], "edge-triggered: no event after the receiver read")
-check(fill() == 1, "one packet of room")
-check(ep.poll(0.2) == [], "edge-triggered: spurious event")
-later(0.1, lambda: os.close(r))
-t0 = time.monotonic()
-check(ep.poll(5) == [(w, select.EPOLLOUT)], "edge-triggered: no event when the full receiver left")
-print("leave: %.1f ms" % ms(t0))
-`, filepath.Join(net, "data"))
+	out := py(t, 30*time.Second, "poll_lossless_pollout.py", filepath.Join(net, "data"))
 	t.Log(strings.TrimSpace(out))
 }
 
@@ -424,19 +272,7 @@ func TestPollNoRightNeverReady(t *testing.T) {
 	require(t, "python3")
 	d := startMnet(t)
 	net := d.mkNet(t, "rights")
-	py(t, 30*time.Second, pyPrelude+`
-data = sys.argv[1]
-r = os.open(data, os.O_RDONLY)
-w = os.open(data, os.O_WRONLY)
-w2 = os.open(data, os.O_WRONLY)
-os.write(w2, b"queued for r and w, which w cannot read")
-p = select.poll()
-p.register(r, select.POLLIN | select.POLLOUT)
-p.register(w, select.POLLIN | select.POLLOUT)
-got = dict(p.poll(1000))
-check(got.get(r) == select.POLLIN, "read-only port: %r, want POLLIN only" % got.get(r))
-check(got.get(w) == select.POLLOUT, "write-only port: %r, want POLLOUT only" % got.get(w))
-`, filepath.Join(net, "data"))
+	py(t, 30*time.Second, "poll_no_right.py", filepath.Join(net, "data"))
 }
 
 // pcap is readable at open (the file header), not readable once drained on
@@ -445,21 +281,7 @@ func TestPollPcap(t *testing.T) {
 	require(t, "python3")
 	d := startMnet(t)
 	net := d.mkNet(t, "cap")
-	py(t, 30*time.Second, pyPrelude+`
-net = sys.argv[1]
-c = os.open(net + "/pcap", os.O_RDONLY | os.O_NONBLOCK)
-w = os.open(net + "/data", os.O_WRONLY)
-p = select.poll()
-p.register(c, select.POLLIN)
-check(p.poll(1000) == [(c, select.POLLIN)], "not readable at open")
-check(len(os.read(c, 24)) == 24, "no 24-byte file header")
-check(p.poll(200) == [], "readable when drained on an idle network")
-pkt = b"\xff" * 6 + b"\x02" * 6 + b"\x08\x00payload"
-later(0.1, lambda: os.write(w, pkt))
-check(p.poll(5000) == [(c, select.POLLIN)], "not readable after a packet")
-check(len(os.read(c, 65536)) == 16 + len(pkt), "not one record")
-check(p.poll(200) == [], "readable when drained again")
-`, net)
+	py(t, 30*time.Second, "poll_pcap.py", net)
 }
 
 // ctl, ports, stats, README and families are always ready.
@@ -467,15 +289,7 @@ func TestPollTextFilesAlwaysReady(t *testing.T) {
 	require(t, "python3")
 	d := startMnet(t)
 	net := d.mkNet(t, "text")
-	py(t, 30*time.Second, pyPrelude+`
-for path in sys.argv[1:]:
-    fd = os.open(path, os.O_RDONLY)
-    p = select.poll()
-    p.register(fd, select.POLLIN | select.POLLOUT)
-    got = p.poll(1000)
-    check(got == [(fd, select.POLLIN | select.POLLOUT)], "%s: %r, want POLLIN|POLLOUT" % (path, got))
-    os.close(fd)
-`, filepath.Join(net, "ctl"), filepath.Join(net, "ports"), filepath.Join(net, "stats"),
+	py(t, 30*time.Second, "poll_text_files.py", filepath.Join(net, "ctl"), filepath.Join(net, "ports"), filepath.Join(net, "stats"),
 		d.path("README"), d.path("families"))
 }
 
@@ -502,27 +316,7 @@ func TestPollInetSockets(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		c.Close()
 	}()
-	py(t, 30*time.Second, pyPrelude+`
-udp, udpPort, tcp = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-u = os.open(udp, os.O_RDWR)
-p = select.poll()
-p.register(u, select.POLLIN)
-check(p.poll(200) == [], "idle bound UDP file readable to poll")
-check(select.select([u], [], [], 0.2)[0] == [], "idle bound UDP file readable to select")
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-later(0.1, lambda: s.sendto(b"hi", ("127.0.0.1", udpPort)))
-check(p.poll(5000) == [(u, select.POLLIN)], "not readable after a datagram")
-check(os.read(u, 100) == b"hi", "wrong datagram")
-check(p.poll(0) == [], "readable after reading the datagram")
-
-c = os.open(tcp, os.O_RDWR)
-p = select.poll()
-p.register(c, select.POLLIN)
-check(p.poll(100) == [], "open TCP file readable before the peer closed")
-got = p.poll(5000)
-check(len(got) == 1 and got[0][1] & select.POLLIN, "not readable after the peer closed: %r" % got)
-check(os.read(c, 100) == b"", "read after the peer closed is not 0 bytes")
-`, d.path("inet", "udp", "0.0.0.0", strconv.Itoa(udpPort)), strconv.Itoa(udpPort),
+	py(t, 30*time.Second, "poll_inet_sockets.py", d.path("inet", "udp", "0.0.0.0", strconv.Itoa(udpPort)), strconv.Itoa(udpPort),
 		d.path("inet", "tcp", "127.0.0.1", strconv.Itoa(tcpPort)))
 	wg.Wait()
 }
@@ -533,17 +327,7 @@ func TestPollInet6UDP(t *testing.T) {
 	requireInet(t, true, "python3")
 	d := startMnet(t)
 	port := freePort(t, "udp6")
-	py(t, 30*time.Second, pyPrelude+`
-path, port = sys.argv[1], int(sys.argv[2])
-u = os.open(path, os.O_RDWR)
-p = select.poll()
-p.register(u, select.POLLIN)
-check(p.poll(200) == [], "idle bound UDP file readable")
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-later(0.1, lambda: s.sendto(b"hi6", ("::1", port)))
-check(p.poll(5000) == [(u, select.POLLIN)], "not readable after a datagram")
-check(os.read(u, 100) == b"hi6", "wrong datagram")
-`, d.path("inet6", "udp", "::", strconv.Itoa(port)), strconv.Itoa(port))
+	py(t, 30*time.Second, "poll_inet6_udp.py", d.path("inet6", "udp", "::", strconv.Itoa(port)), strconv.Itoa(port))
 }
 
 // Closing files with polls pending (epoll registrations, a poll(2) in a
@@ -554,65 +338,11 @@ func TestPollCloseWithPollPending(t *testing.T) {
 	d := startMnet(t)
 	net := d.mkNet(t, "close")
 	capture := d.path("ipn", "close", "pcap")
-	py(t, 30*time.Second, pyPrelude+`
-data, pcap = sys.argv[1], sys.argv[2]
-w = os.open(data, os.O_WRONLY)
-for k in range(20):
-    r = os.open(data, os.O_RDONLY | os.O_NONBLOCK)
-    c = os.open(pcap, os.O_RDONLY | os.O_NONBLOCK)
-    os.read(c, 24)
-    ep = select.epoll()
-    ep.register(r, select.EPOLLIN | select.EPOLLET)
-    ep.register(c, select.EPOLLIN | select.EPOLLET)
-    ep.poll(0.01)
-    os.close(r)        # armed in the daemon, released by the kernel
-    os.close(c)
-    ep.close()
-    os.write(w, b"after close %d" % k)
-# a poll(2) in a process killed while it waits
-pid = os.fork()
-if pid == 0:
-    r = os.open(data, os.O_RDONLY)
-    select.poll().register(r, select.POLLIN)
-    p = select.poll()
-    p.register(r, select.POLLIN)
-    p.poll(10000)
-    os._exit(0)
-time.sleep(0.3)
-os.kill(pid, 9)
-os.waitpid(pid, 0)
-os.write(w, b"after kill")
-# polls still work
-r = os.open(data, os.O_RDONLY)
-p = select.poll()
-p.register(r, select.POLLIN)
-check(p.poll(200) == [], "idle file readable")
-later(0.05, lambda: os.write(w, b"last"))
-check(p.poll(5000) == [(r, select.POLLIN)], "not woken after the closes")
-`, filepath.Join(net, "data"), capture)
+	py(t, 30*time.Second, "poll_close_pending.py", filepath.Join(net, "data"), capture)
 	time.Sleep(200 * time.Millisecond) // releases are asynchronous
 	for line := range strings.SplitSeq(d.log.String(), "\n") {
 		if strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN") {
 			t.Errorf("daemon log: %s", line)
 		}
 	}
-}
-
-// readmeBlock returns the fenced block in lang whose first line starts
-// with name (a comment naming it), from the README or the EXAMPLES of
-// mnet(7).
-func readmeBlock(t *testing.T, lang, name string) string {
-	t.Helper()
-	for _, doc := range []string{"README.md", "man/mnet.7.md"} {
-		b, err := os.ReadFile(filepath.Join("..", doc))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, rest, ok := strings.Cut(string(b), "```"+lang+"\n"+name); ok {
-			block, _, _ := strings.Cut(rest, "```")
-			return name + block
-		}
-	}
-	t.Fatalf("neither README.md nor man/mnet.7.md has a %s block starting with %s", lang, name)
-	return ""
 }

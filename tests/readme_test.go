@@ -11,7 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mnet-project/mnet/internal/testenv"
 )
+
+// readmeBlock returns the fenced block in lang whose first line starts
+// with name (a comment naming it), from the README or mnet(7), as written.
+func readmeBlock(t *testing.T, lang, name string) string {
+	t.Helper()
+	return testenv.DocBlock(t, lang, name, "README.md", "man/mnet.7.md")
+}
 
 // The README's short tour, as written (with this test's network, TAP and
 // subnet): every line works, in order, and it cleans up after itself.
@@ -46,18 +55,10 @@ func TestReadmeTour(t *testing.T) {
 // package netcore/loop it says it is (an overlay: nothing is written into
 // the tree).
 func TestHackingFamilyExample(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "HACKING.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(b), "```go\n// Package loop ")
-	if !ok {
-		t.Fatal("HACKING.md has no go block starting with // Package loop")
-	}
-	code, _, _ := strings.Cut(rest, "```")
+	code := testenv.DocBlock(t, "go", "// Package loop ", "HACKING.md")
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "loop.go")
-	if err := os.WriteFile(src, []byte("// Package loop "+code), 0o644); err != nil {
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	root, err := filepath.Abs("..")

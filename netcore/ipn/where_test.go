@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/netcore/netns"
 )
@@ -94,9 +95,7 @@ func TestWaitingAttachment(t *testing.T) {
 // A waiting attachment comes up by itself, without a read of ctl, once
 // its path is its namespace again.
 func TestWaitingAttachmentRetried(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (a bind mount of a namespace)")
-	}
+	testenv.Require(t, "root") // a bind mount of a namespace
 	defer func(d time.Duration) { WaitingRetry = d }(WaitingRetry)
 	WaitingRetry = 20 * time.Millisecond
 	var st unix.Stat_t

@@ -12,32 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
 // testNS makes a named network namespace with lo up, deleted at cleanup.
-func testNS(t *testing.T) *NS {
+func testNS(t testing.TB) *NS {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (CI=true: prerequisites must be present)")
-		}
-		t.Skip("needs root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs ip (iproute2)")
-		}
-		t.Skip("needs ip")
-	}
-	name := fmt.Sprintf("mnet-nstest-%d-%d", os.Getpid(), time.Now().UnixNano()%100000)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("ip link set lo up: %v %s", err, out)
-	}
+	name := testenv.NewNet(t).Netns("ns")
 	ns, err := Open("/run/netns/" + name)
 	if err != nil {
 		t.Fatal(err)
@@ -49,9 +31,7 @@ func testNS(t *testing.T) *NS {
 // A socket is owned by the uid it was made for: its inode's owner is the
 // creating thread's fsuid, which is what the kernel's sk_uid is.
 func TestSocketOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testenv.Require(t, "root")
 	for _, ns := range []*NS{Self(), testNS(t)} {
 		fd, err := ns.Socket(4321, unix.AF_INET, unix.SOCK_DGRAM, 0)
 		if err != nil {
@@ -162,10 +142,7 @@ func TestOfTaskPidZero(t *testing.T) {
 // (the path before confinement), for another uid, and in another
 // namespace.
 func BenchmarkSocket(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Skip("needs root")
-	}
-	other := testNSB(b)
+	other := testNS(b)
 	for _, c := range []struct {
 		name string
 		ns   *NS
@@ -181,20 +158,6 @@ func BenchmarkSocket(b *testing.B) {
 			}
 		})
 	}
-}
-
-func testNSB(b *testing.B) *NS {
-	name := fmt.Sprintf("mnet-nsbench-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		b.Fatalf("ip netns add: %v %s", err, out)
-	}
-	b.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	ns, err := Open("/run/netns/" + name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(ns.Close)
-	return ns
 }
 
 // A caller in another namespace is found by its thread; the namespace
