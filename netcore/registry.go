@@ -32,44 +32,12 @@ type Env struct {
 	// name without dashes ("vde-dir"), so that a new option does not
 	// change this struct. A missing flag means its default.
 	Flags map[string]string
-	// Limits are what one uid other than 0 may hold, in every family
-	// (so typed here, not one family's flag); zero fields get the
-	// defaults.
+	// Limits are what one uid, and all together, may hold of what every
+	// caller shares, in every family (so typed here, not one family's
+	// flag); zero fields get the defaults.
 	Limits Limits
-}
-
-// Limits bound what a single uid other than 0 may hold of what every
-// caller shares, so that none can use it up. Root sets them with `mnet
-// mount` flags.
-type Limits struct {
-	// Networks is how many IPN networks one uid may own (ENOSPC beyond).
-	Networks int
-	// Persistent is how many of them may be persistent (ENOSPC beyond).
-	Persistent int
-	// Sockets is how many inet (and as many inet6) sockets one uid may
-	// have open (EMFILE beyond).
-	Sockets int
-}
-
-// The default Limits.
-const (
-	DefaultNetworksPerUid   = 256
-	DefaultPersistentPerUid = 32
-	DefaultSocketsPerUid    = 1024
-)
-
-// WithDefaults returns l with zero fields set to the defaults.
-func (l Limits) WithDefaults() Limits {
-	if l.Networks == 0 {
-		l.Networks = DefaultNetworksPerUid
-	}
-	if l.Persistent == 0 {
-		l.Persistent = DefaultPersistentPerUid
-	}
-	if l.Sockets == 0 {
-		l.Sockets = DefaultSocketsPerUid
-	}
-	return l
+	// Quota counts it against Limits for every family; New makes it.
+	Quota *Quota
 }
 
 // FamilyConstructor builds a family for one Core.
@@ -114,6 +82,9 @@ func New(env Env) (*Core, error) {
 		env.Log = slog.Default()
 	}
 	env.Limits = env.Limits.WithDefaults()
+	if env.Quota == nil {
+		env.Quota = NewQuota(env.Limits, env.Log)
+	}
 	c := &Core{env: env}
 	registryMu.Lock()
 	regs := append([]registration(nil), registry...)
@@ -132,6 +103,9 @@ func New(env Env) (*Core, error) {
 
 // Root is the directory at the top of the mount.
 func (c *Core) Root() Dir { return c.root }
+
+// Quota is what counts the uids' holdings for every family.
+func (c *Core) Quota() *Quota { return c.env.Quota }
 
 // Families lists the families of this core, by name.
 func (c *Core) Families() []Family { return c.families }

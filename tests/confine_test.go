@@ -334,8 +334,8 @@ func TestConfineSocketOwner(t *testing.T) {
 }
 
 // Per-uid limits: networks (ENOSPC), persistent networks (ENOSPC), open
-// sockets (EMFILE), each logged with the uid, and none affects another
-// uid or root.
+// sockets of every family together (EMFILE), each logged with the uid,
+// and none affects another uid or root.
 func TestConfinePerUidLimits(t *testing.T) {
 	requireInet(t, false, "setpriv")
 	d := startMnet(t, "--max-networks-per-uid", "2", "--max-persistent-per-uid", "1", "--max-sockets-per-uid", "2")
@@ -358,7 +358,7 @@ func TestConfinePerUidLimits(t *testing.T) {
 		t.Errorf("root mkdir: %v", err)
 	}
 	waitFor(t, "a log line naming uid 1000", func() bool {
-		return strings.Contains(d.log.String(), "per-uid network limit reached") && strings.Contains(d.log.String(), "uid=1000")
+		return strings.Contains(d.log.String(), "resource=networks uid=1000 scope=per-uid")
 	})
 
 	persist := func(c *cred, name string) (string, error) {
@@ -389,14 +389,14 @@ func TestConfinePerUidLimits(t *testing.T) {
 		t.Errorf("uid 1000's third socket: %v %q, want Too many open files", err, out)
 	}
 	if b, _ := os.ReadFile("/proc/net/if_inet6"); strings.Contains(string(b), "00000000000000000000000000000001") {
-		if out, err := shAs(t, u1, 15*time.Second, "exec 5<>"+d.path("inet6", "udp", "::1", strconv.Itoa(port))+" && echo ok"); err != nil || !strings.Contains(out, "ok") {
-			t.Errorf("uid 1000's first inet6 socket (a limit of its own): %v %q", err, out)
+		if out, err := shAs(t, u1, 15*time.Second, "exec 5<>"+d.path("inet6", "udp", "::1", strconv.Itoa(port))); err == nil || !strings.Contains(out, "Too many open files") {
+			t.Errorf("uid 1000's first inet6 socket (counted with inet): %v %q, want Too many open files", err, out)
 		}
 	}
 	if out, err := shAs(t, u2, 15*time.Second, "exec 3<>"+file+" 4<>"+file+" && echo ok"); err != nil || !strings.Contains(out, "ok") {
 		t.Errorf("uid 1001's sockets while uid 1000 is at its limit: %v %q", err, out)
 	}
-	if !strings.Contains(d.log.String(), "per-uid socket limit reached") {
+	if !strings.Contains(d.log.String(), "resource=sockets uid=1000 scope=per-uid") {
 		t.Error("no log line for the socket limit")
 	}
 }

@@ -6,14 +6,12 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/mnet-project/mnet/netcore/inet"
-	"github.com/mnet-project/mnet/netcore/ipn"
-	"github.com/mnet-project/mnet/netcore/mhost"
+	"github.com/mnet-project/mnet/netcore"
 )
 
-// The systemd unit lets the daemon hold the descriptors its documented
-// global limits need (2 per network, one per inet, inet6 or mhost
-// socket), whatever systemd's default is.
+// The systemd unit lets the daemon hold the descriptors its default global
+// limits need (2 per network, one per kernel socket of any family),
+// whatever systemd's default is.
 func TestUnitLimitNOFILE(t *testing.T) {
 	b, err := os.ReadFile("../../dist/mnet.service.in")
 	if err != nil {
@@ -24,7 +22,7 @@ func TestUnitLimitNOFILE(t *testing.T) {
 		t.Fatal("dist/mnet.service.in sets no LimitNOFILE=N")
 	}
 	got, _ := strconv.Atoi(string(m[1]))
-	need := 2*ipn.MaxNetworks + 2*inet.MaxSockets + mhost.MaxEndpoints
+	need := 2*netcore.DefaultNetworks + netcore.DefaultSockets
 	if got < need {
 		t.Errorf("LimitNOFILE=%d, below the %d descriptors of the global limits", got, need)
 	}

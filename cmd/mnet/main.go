@@ -21,6 +21,7 @@ import (
 
 	"github.com/mnet-project/mnet/cmd/mnet/internal/detach"
 	"github.com/mnet-project/mnet/cmd/mnet/internal/logdest"
+	"github.com/mnet-project/mnet/cmd/mnet/internal/mountopt"
 	"github.com/mnet-project/mnet/cmd/mnet/internal/sdnotify"
 	"github.com/mnet-project/mnet/fs"
 	"github.com/mnet-project/mnet/netcore"
@@ -55,11 +56,23 @@ mount flags:
                   a persistent attachment made in another namespace than the
                   daemon's is kept only if that namespace has a name there
   --log DEST      where log lines go: standard error (default), syslog, or a file
-  --max-networks-per-uid N     IPN networks one uid other than 0 may own (default 256;
-                               ENOSPC beyond)
-  --max-persistent-per-uid N   of which persistent (default 32; ENOSPC beyond)
-  --max-sockets-per-uid N      open inet sockets one uid other than 0 may have, and as
-                               many inet6 ones (default 1024; EMFILE beyond)
+  Limits (man 8 mnet): per uid, and in all with a reserve for CAP_SYS_ADMIN;
+  SIZE is bytes, or with K, M or G:
+  --max-networks-per-uid N     IPN networks one uid may own (default 256; ENOSPC)
+  --max-persistent-per-uid N   of which persistent (default 32; ENOSPC)
+  --max-hosts-per-uid N        mhost names one uid may own (default 256; ENOSPC)
+  --max-endpoints-per-uid N    open mhost udp files of one uid (default 1024; EMFILE)
+  --max-sockets-per-uid N      kernel sockets made for one uid, every family counted
+                               together: inet, inet6, mhost, vxlan (default 1024; EMFILE)
+  --max-queued-per-uid SIZE    bytes of packets waiting in queues for or from one uid
+                               (default 64M; beyond: dropped, or a lossless writer waits)
+  --max-networks N             networks in all (default 4096; ENOSPC)
+  --max-hosts N                mhost names in all (default 4096; ENOSPC)
+  --max-endpoints N            mhost endpoints in all (default 4096; ENFILE)
+  --max-sockets N              kernel sockets in all (default 8192; ENFILE)
+  --max-queued SIZE            queued bytes in all (default 256M)
+  --root-reserve PERCENT       share of each global limit only CAP_SYS_ADMIN may use
+                               (default 10; 0: none)
   --cpuprofile PATH            write a Go CPU profile of the whole run to PATH (for
                                developers: go tool pprof, or cmd/mnet/default.pgo)
 
@@ -127,9 +140,38 @@ func serve(args []string, ready *detach.Reporter) error {
 	verbose := fl.Bool("v", false, "")
 	debugFuse := fl.Bool("debug-fuse", false, "")
 	state := fl.String("state", "/var/lib/mnet/state.json", "")
-	maxNets := fl.Int("max-networks-per-uid", netcore.DefaultNetworksPerUid, "")
-	maxPersist := fl.Int("max-persistent-per-uid", netcore.DefaultPersistentPerUid, "")
-	maxSocks := fl.Int("max-sockets-per-uid", netcore.DefaultSocketsPerUid, "")
+	var lim netcore.Limits
+	counts := []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"max-networks-per-uid", &lim.Networks, netcore.DefaultNetworksPerUid},
+		{"max-persistent-per-uid", &lim.Persistent, netcore.DefaultPersistentPerUid},
+		{"max-hosts-per-uid", &lim.Hosts, netcore.DefaultHostsPerUid},
+		{"max-endpoints-per-uid", &lim.Endpoints, netcore.DefaultEndpointsPerUid},
+		{"max-sockets-per-uid", &lim.Sockets, netcore.DefaultSocketsPerUid},
+		{"max-networks", &lim.AllNetworks, netcore.DefaultNetworks},
+		{"max-hosts", &lim.AllHosts, netcore.DefaultHosts},
+		{"max-endpoints", &lim.AllEndpoints, netcore.DefaultEndpoints},
+		{"max-sockets", &lim.AllSockets, netcore.DefaultSockets},
+	}
+	for _, c := range counts {
+		fl.IntVar(c.v, c.name, c.def, "")
+	}
+	sizes := []struct {
+		name string
+		v    *int64
+	}{{"max-queued-per-uid", &lim.Queued}, {"max-queued", &lim.AllQueued}}
+	lim.Queued, lim.AllQueued = netcore.DefaultQueuedPerUid, netcore.DefaultQueued
+	for _, sz := range sizes {
+		fl.Func(sz.name, "", func(v string) error {
+			n, err := mountopt.ParseSize(v)
+			*sz.v = n
+			return err
+		})
+	}
+	reserve := fl.Int("root-reserve", netcore.DefaultRootReserve, "")
 	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
 	netnsDir := fl.String(netns.DirFlag, netns.DefaultDir, "")
 	cpuProfile := fl.String("cpuprofile", "", "")
@@ -143,15 +185,19 @@ func serve(args []string, ready *detach.Reporter) error {
 	if fl.NArg() != 1 {
 		return errors.New("mount: want exactly one MOUNTPOINT (see mnet help)")
 	}
-	for _, lim := range []struct {
-		name string
-		v    int
-	}{{"max-networks-per-uid", *maxNets}, {"max-persistent-per-uid", *maxPersist}, {"max-sockets-per-uid", *maxSocks}} {
-		if lim.v < 1 {
-			return fmt.Errorf("mount: --%s %d: want at least 1 (see mnet help)", lim.name, lim.v)
+	for _, c := range counts {
+		if *c.v < 1 {
+			return fmt.Errorf("mount: --%s %d: want at least 1 (see mnet help)", c.name, *c.v)
 		}
 	}
-	limits := netcore.Limits{Networks: *maxNets, Persistent: *maxPersist, Sockets: *maxSocks}
+	if *reserve < 0 || *reserve > 50 {
+		return fmt.Errorf("mount: --root-reserve %d: want a percentage, 0 to 50 (see mnet help)", *reserve)
+	}
+	lim.RootReserve = *reserve
+	if *reserve == 0 {
+		lim.RootReserve = -1 // none
+	}
+	limits := lim
 	level := slog.LevelInfo
 	if *verbose || *debugFuse {
 		level = slog.LevelDebug
@@ -202,10 +248,12 @@ func serve(args []string, ready *detach.Reporter) error {
 		core.Close()
 		return fmt.Errorf("mount %s: %v", mp, err)
 	}
-	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid())
+	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid(), "limits", limits.WithDefaults().String())
 	if netcore.TestHooksEnabled() {
 		log.Warn("test hooks enabled (MNET_TEST_HOOKS=1): marked frames and writes make the daemon panic on purpose")
 	}
+	stopMem := releaseMemory(core.Quota(), log)
+	defer stopMem()
 	if !netcore.ProcMatches() {
 		log.Warn("/proc is not of the daemon's pid namespace (mount one: unshare --mount-proc); " +
 			"callers get no supplementary groups, no capabilities and EACCES for inet")

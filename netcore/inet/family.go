@@ -20,17 +20,13 @@ func init() {
 	netcore.Register("inet6", func(env *netcore.Env) (netcore.Family, error) { return newFamily(env, v6), nil })
 }
 
-const (
-	// MaxSockets bounds the open files (sockets) of one family; an open
-	// beyond it fails with ENFILE.
-	MaxSockets = 4096
-	// maxNodes bounds the cached HOST and PORT nodes of one family. They
-	// are cached so that a name keeps its inode number; past the bound the
-	// nodes of names with no open file are dropped (a later lookup of such
-	// a name gets a new inode number, which the kernel handles like a file
-	// replaced under that name). Open files hold at most two nodes each.
-	maxNodes = 4*MaxSockets + 1024
-)
+// maxNodes bounds the cached HOST and PORT nodes of one family. They are
+// cached so that a name keeps its inode number; past the bound the nodes
+// of names with no open file are dropped (a later lookup of such a name
+// gets a new inode number, which the kernel handles like a file replaced
+// under that name). Open files (sockets, bounded by the quota) hold at
+// most two nodes each.
+const maxNodes = 4*4096 + 1024
 
 // Family is inet or inet6.
 type Family struct {
@@ -41,12 +37,12 @@ type Family struct {
 	tcp   *protoDir
 	start time.Time
 
-	mu        sync.Mutex
-	closed    bool
-	socks     map[*sock]struct{} // open, for Close
-	reserved  int                // sockets open or being opened
-	byUid     map[uint32]int     // the same, per uid
-	perUid    int                // the bound on byUid for uids other than 0
+	mu     sync.Mutex
+	closed bool
+	socks  map[*sock]struct{} // open, for Close
+	// quota counts the sockets open or being opened, for their uid,
+	// with those of every other family.
+	quota     *netcore.Quota
 	listeners map[listenerKey]*listener
 	nodes     int // cached hostDirs and portFiles
 }
@@ -54,7 +50,10 @@ type Family struct {
 func newFamily(env *netcore.Env, v *version) *Family {
 	f := &Family{v: v, log: env.Log.With("family", v.family), start: time.Now(),
 		socks: make(map[*sock]struct{}), listeners: make(map[listenerKey]*listener),
-		byUid: make(map[uint32]int), perUid: env.Limits.WithDefaults().Sockets}
+		quota: env.Quota}
+	if f.quota == nil {
+		f.quota = netcore.NewQuota(env.Limits, env.Log)
+	}
 	f.udp = newProtoDir(f, "udp")
 	f.tcp = newProtoDir(f, "tcp")
 	f.root = &familyDir{id: netcore.NewID(), f: f}
@@ -110,47 +109,38 @@ func (f *Family) Close() {
 	}
 }
 
-// reserve counts a socket about to be opened as pf by uid against
-// MaxSockets (ENFILE) and, for a uid other than 0, against the per-uid
-// limit (EMFILE); from now on pf's HOST and PORT are listed.
-func (f *Family) reserve(pf *portFile, uid uint32) error {
+// reserve counts a socket about to be opened as pf for payer in the
+// quota of sockets (EMFILE past the payer's limit, ENFILE past the
+// global one); from now on pf's HOST and PORT are listed.
+func (f *Family) reserve(pf *portFile, payer *netcore.Payer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
 		return syscall.ECONNABORTED
 	}
-	if f.reserved >= MaxSockets {
-		return syscall.ENFILE
+	if err := payer.Take(netcore.Sockets, 1); err != nil {
+		return err
 	}
-	if uid != 0 && f.byUid[uid] >= f.perUid {
-		f.log.Warn("per-uid socket limit reached", "uid", uid, "limit", f.perUid)
-		return syscall.EMFILE
-	}
-	f.reserved++
-	f.byUid[uid]++
 	pf.host.proto.remember(pf.host.h.name, pf.port)
 	return nil
 }
 
 // unreserve undoes reserve: the open failed, or the file was closed.
-func (f *Family) unreserve(pf *portFile, uid uint32) {
+func (f *Family) unreserve(pf *portFile, payer *netcore.Payer) {
+	payer.Release(netcore.Sockets, 1)
 	f.mu.Lock()
-	f.reserved--
-	if f.byUid[uid]--; f.byUid[uid] <= 0 {
-		delete(f.byUid, uid)
-	}
 	pf.host.proto.forget(pf.host.h.name, pf.port)
 	f.mu.Unlock()
 }
 
 // adopt makes s the open file pf: closed by Close, and released (with l,
 // if it came from a listener) when the file is closed.
-func (f *Family) adopt(s *sock, pf *portFile, uid uint32, l *listener) error {
+func (f *Family) adopt(s *sock, pf *portFile, payer *netcore.Payer, l *listener) error {
 	s.onClose = func() {
 		f.mu.Lock()
 		delete(f.socks, s)
 		f.mu.Unlock()
-		f.unreserve(pf, uid)
+		f.unreserve(pf, payer)
 		if l != nil {
 			f.unlisten(l, false)
 		}

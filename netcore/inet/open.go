@@ -30,8 +30,11 @@ func (pf *portFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netco
 			return nil, syscall.EIO
 		}
 		log := f.log.Info
-		if e == syscall.EINTR || e == syscall.EAGAIN {
+		switch e {
+		case syscall.EINTR, syscall.EAGAIN:
 			log = f.log.Debug // not a refusal: the caller asked not to wait
+		case syscall.EMFILE, syscall.ENFILE:
+			log = f.log.Debug // the quota logged it, rate-limited
 		}
 		log("open failed", "path", pf.path(), "uid", c.Uid, "pid", c.Pid,
 			"flags", fmt.Sprintf("%#x", flags), "err", e.Error())
@@ -57,7 +60,8 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 			return nil, err
 		}
 	}
-	if err := f.reserve(pf, c.Uid); err != nil {
+	payer := f.quota.PayerOf(c)
+	if err := f.reserve(pf, payer); err != nil {
 		return nil, err
 	}
 	var (
@@ -81,7 +85,7 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 		s, err = f.dialUDP(ctx, ns, c.Uid, h, pf.port)
 	}
 	if err != nil {
-		f.unreserve(pf, c.Uid)
+		f.unreserve(pf, payer)
 		// A wait a signal cut short is EINTR. An answer the socket gave
 		// by itself stands, even if a signal came meanwhile: a
 		// non-blocking accept with no connection is EAGAIN, as the
@@ -93,7 +97,7 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 		}
 		return nil, errnoOf(err)
 	}
-	if err := f.adopt(s, pf, c.Uid, l); err != nil {
+	if err := f.adopt(s, pf, payer, l); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -214,8 +214,8 @@ func (n *Network) refuseCtl(c *netcore.Cred, errno error) {
 // checkPersistLimit refuses "persist on" for a network that does not
 // persist yet when its owner already owns as many persistent networks as
 // the per-uid limit allows, unless the caller holds CAP_SYS_ADMIN (the
-// administrator's reserve). Called with f.persistMu held and no other
-// lock.
+// administrator's reserve). The refusal is logged by the quota. Called
+// with f.persistMu held and no other lock.
 func (n *Network) checkPersistLimit(c *netcore.Cred) *ctlError {
 	n.mu.Lock()
 	owner, already := n.uid, n.set.Persist
@@ -227,11 +227,10 @@ func (n *Network) checkPersistLimit(c *netcore.Cred) *ctlError {
 	f.mu.Lock()
 	_, persistent := f.ownedLocked(owner, n)
 	f.mu.Unlock()
-	if persistent < f.limits.Persistent || c.HasCap(netcore.CapSysAdmin) {
+	if persistent < f.quota.Limits().Persistent || c.HasCap(netcore.CapSysAdmin) {
 		return nil
 	}
-	f.log.Warn("persist refused: per-uid limit of persistent networks reached", "network", n.name,
-		"owner", owner, "uid", c.Uid, "limit", f.limits.Persistent)
+	f.quota.Refused(netcore.Persistent, owner)
 	return ctlErr(syscall.ENOSPC, "persist: uid %d already owns %d persistent networks, the limit", owner, persistent)
 }
 

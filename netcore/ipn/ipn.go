@@ -24,9 +24,6 @@ func init() {
 	})
 }
 
-// MaxNetworks bounds how many IPN networks may exist at once.
-const MaxNetworks = 4096
-
 type ipnFamily struct {
 	env   *netcore.Env
 	log   *slog.Logger
@@ -49,6 +46,9 @@ type ipnFamily struct {
 	// before f.mu and any network's lock.
 	persistMu sync.Mutex
 	limits    netcore.Limits
+	// quota counts networks for their owners and the bytes that wait in
+	// ports' queues, with every other family's charges.
+	quota *netcore.Quota
 
 	// netnsDirs are where named network namespaces are (--netns-dir).
 	netnsDirs []string
@@ -92,8 +92,11 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		}
 	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
-		claims: make(map[string]linkClaim), limits: env.Limits.WithDefaults(),
+		claims: make(map[string]linkClaim), limits: env.Limits.WithDefaults(), quota: env.Quota,
 		netnsDirs: netns.Dirs(env.Flags[netns.DirFlag]), done: make(chan struct{})}
+	if f.quota == nil {
+		f.quota = netcore.NewQuota(f.limits, env.Log)
+	}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
 	f.openServices()
@@ -116,6 +119,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 			continue
 		}
 		n := newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
+		n.owner.Force(netcore.Networks, 1) // it exists: counted, whatever the limits
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
 		n.restoreExts(s.Ext)
@@ -254,19 +258,20 @@ func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node,
 		d.f.log.Info("mkdir refused: bad network name", "name", name, "uid", c.Uid)
 		return nil, syscall.EINVAL
 	}
+	if d.f.network(name) != nil {
+		return nil, syscall.EEXIST
+	}
+	// Counted for its owner, per uid and in all; the quota logs a
+	// refusal.
+	payer := d.f.quota.PayerOf(c)
+	if err := payer.Take(netcore.Networks, 1); err != nil {
+		return nil, err
+	}
 	d.f.mu.Lock()
 	if _, ok := d.f.nets[name]; ok {
 		d.f.mu.Unlock()
+		payer.Release(netcore.Networks, 1)
 		return nil, syscall.EEXIST
-	}
-	if len(d.f.nets) >= MaxNetworks {
-		d.f.mu.Unlock()
-		return nil, syscall.ENOSPC
-	}
-	if owned, _ := d.f.ownedLocked(c.Uid, nil); owned >= d.f.limits.Networks && !c.HasCap(netcore.CapSysAdmin) {
-		d.f.mu.Unlock()
-		d.f.log.Warn("mkdir refused: per-uid network limit reached", "name", name, "uid", c.Uid, "limit", d.f.limits.Networks)
-		return nil, syscall.ENOSPC
 	}
 	n := newNetwork(d.f, name, c.Uid, c.Gid, netcore.NewDirMode(mode), DefaultSettings())
 	d.f.nets[name] = n
@@ -300,6 +305,7 @@ func (d *ipnDir) Rmdir(c *netcore.Cred, name string) error {
 	}
 	persist := n.set.Persist
 	n.closed = true // opens racing with us now fail
+	n.owner.Release(netcore.Networks, 1)
 	n.mu.Unlock()
 
 	d.f.mu.Lock()
@@ -412,6 +418,13 @@ func (d *netDir) Chown(c *netcore.Cred, uid, gid int64) error {
 		n.mu.Unlock()
 		n.fam.log.Info("chown refused", "network", n.name, "uid", c.Uid, "owner", uid, "group", gid)
 		return syscall.EPERM
+	}
+	if uid >= 0 && uint32(uid) != n.uid {
+		// The network is counted for its new owner, past its limit
+		// if need be: only root gives networks away.
+		n.owner.Release(netcore.Networks, 1)
+		n.owner = n.fam.quota.Payer(uint32(uid), false)
+		n.owner.Force(netcore.Networks, 1)
 	}
 	if uid >= 0 {
 		n.uid = uint32(uid)
@@ -540,7 +553,7 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 	case fileStats:
 		return &netcore.TextHandle{Data: n.statsText()}, nil
 	case filePcap:
-		cp, err := n.startCapture()
+		cp, err := n.startCapture(n.fam.quota.PayerOf(c))
 		if err != nil {
 			return nil, err
 		}
@@ -575,7 +588,7 @@ func (f *netFile) openData(c *netcore.Cred, r Rights, acc int) (netcore.Handle, 
 	if (wantRecv && !recv && acc != syscall.O_RDWR) || (wantSend && !send && acc != syscall.O_RDWR) || (!recv && !send) {
 		return nil, syscall.EACCES
 	}
-	p, err := f.n.Join(c.Uid, c.Pid, "", recv, send)
+	p, err := f.n.Join(f.n.fam.quota.PayerOfCheap(c), c.Pid, "", recv, send)
 	if err != nil {
 		return nil, err
 	}

@@ -96,6 +96,11 @@ func (a *attachment) open(n *Network, c *netcore.Cred, ns *netns.NS) *ctlError {
 	n.mu.Lock()
 	env := link.Env{Network: n.name, MTU: n.set.MTU, Cred: c, NS: ns, Log: n.fam.log}
 	n.mu.Unlock()
+	if c != nil {
+		env.Payer = n.fam.quota.PayerOf(c)
+	} else {
+		env.Payer = n.fam.quota.Payer(0, true) // restored at start: the daemon's
+	}
 	l, err := a.spec.Open(env)
 	if err != nil {
 		n.fam.unclaim(n, a.spec.Claim())

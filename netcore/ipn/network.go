@@ -82,6 +82,7 @@ type Network struct {
 	// packet order and makes the lossless "room for all" check exact.
 	mu        sync.Mutex
 	uid, gid  uint32
+	owner     *netcore.Payer // the owner's, for the quota's count of networks
 	mode      uint32
 	mtime     time.Time
 	set       Settings
@@ -91,6 +92,8 @@ type Network struct {
 	closed    bool
 	fdb       fdb
 	targets   []*Port // scratch for send
+	files     []*Port // scratch for send: the targets that queue
+	ready     []*Port // scratch for send: those with room
 	captures  []*capture
 
 	packets, bytes, pcapDrops uint64
@@ -127,7 +130,7 @@ type Network struct {
 
 func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings) *Network {
 	n := &Network{name: name, fam: fam, uid: uid, gid: gid, mode: mode & 0777,
-		mtime: time.Now(), set: set, nextPort: 1}
+		mtime: time.Now(), set: set, nextPort: 1, owner: fam.quota.Payer(uid, false)}
 	n.lossless.Store(set.Lossless)
 	n.fdb.init()
 	n.dir = &netDir{id: netcore.NewID(), n: n}
@@ -158,9 +161,9 @@ func rightsOf(c *netcore.Cred, want Rights, mode, uid, gid uint32) Rights {
 	return Rights(netcore.Permitted(c, uint32(want), mode, uid, gid))
 }
 
-// Join adds a port. It fails with EBUSY at maxports and ENOENT once the
-// network is gone.
-func (n *Network) Join(uid, pid uint32, name string, recv, send bool) (*Port, error) {
+// Join adds a port opened by payer. It fails with EBUSY at maxports and
+// ENOENT once the network is gone.
+func (n *Network) Join(payer *netcore.Payer, pid uint32, name string, recv, send bool) (*Port, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -169,7 +172,8 @@ func (n *Network) Join(uid, pid uint32, name string, recv, send bool) (*Port, er
 	if len(n.portList) >= n.set.MaxPorts {
 		return nil, syscall.EBUSY
 	}
-	p := newPort(n, n.nextPort, nil, uid, pid, name, recv, send)
+	p := newPort(n, n.nextPort, nil, payer.Uid(), pid, name, recv, send)
+	p.payer = payer
 	n.nextPort++
 	n.portList = append(n.portList, p)
 	return p, nil
@@ -187,6 +191,7 @@ func (n *Network) leave(p *Port) {
 	n.mu.Unlock()
 	p.shut() // the file is being released: nobody polls it any more
 	n.space.disarm(p)
+	n.fam.quota.DisarmQueued(p)
 	n.space.broadcast() // a lossless sender may have been waiting for p
 }
 
@@ -197,10 +202,25 @@ func (n *Network) send(ctx context.Context, from *Port, pkt []byte, nonblock boo
 	if len(pkt) == 0 {
 		return nil
 	}
+	if !n.lossless.Load() && !from.payer.Fits(netcore.Queued, chargeOf(len(pkt), 1)) {
+		// The writer's budget is spent: no queue takes its packet, so
+		// it crosses in a borrowed buffer (links write it at once,
+		// captures copy it) and a flood past the budget allocates
+		// nothing.
+		bp := rawBufs.Get().(*[]byte)
+		raw := append(append((*bp)[:0], make([]byte, vnet.HdrLen)...), pkt...)
+		err := n.transmit(ctx, from, raw, false, nonblock)
+		*bp = raw[:0]
+		rawBufs.Put(bp)
+		return err
+	}
 	raw := make([]byte, vnet.HdrLen+len(pkt))
 	copy(raw[vnet.HdrLen:], pkt)
 	return n.transmit(ctx, from, raw, true, nonblock)
 }
+
+// rawBufs are buffers for packets that cross without being kept.
+var rawBufs = sync.Pool{New: func() any { b := make([]byte, 0, vnet.HdrLen+MaxMTU); return &b }}
 
 // transmit sends raw, a virtio-net header and a frame, into the network.
 // owned says raw may be kept (a file port's copy); a link's read buffer is
@@ -220,24 +240,40 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	var wakeBuf [8]func()
 	wakes := wakeBuf[:0]
 	var frames [][]byte // what queues and captures got, if made
-	for {
+	for attempt := 0; ; attempt++ {
+		// A lossless writer waits for room in the queues and in the
+		// payers' budgets, which a read in any network may make: the
+		// quota's release is taken before looking, not to miss one.
+		var freed <-chan struct{}
+		doneWaiting := func() {}
+		if n.lossless.Load() {
+			freed, doneWaiting = n.fam.quota.WaitQueued()
+		}
 		var space <-chan struct{}
 		var err error
-		links, wakes, frames, space, err = n.deliver(from, hdr, frame, owned, links, wakes)
-		if err != nil {
-			return err
-		}
-		if space == nil {
+		links, wakes, frames, space, err = n.deliver(from, hdr, frame, owned, links, wakes, attempt)
+		if err != nil || space == nil {
+			doneWaiting()
+			if err != nil {
+				return err
+			}
 			break
 		}
+		if freed == nil {
+			continue // lossless came on meanwhile: look again, waiting for releases
+		}
 		if nonblock {
+			doneWaiting()
 			return syscall.EAGAIN
 		}
 		select {
 		case <-space:
+		case <-freed:
 		case <-ctx.Done():
+			doneWaiting()
 			return syscall.EINTR
 		}
+		doneWaiting()
 	}
 	for _, wake := range wakes {
 		wake()
@@ -262,9 +298,11 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 // it and to wakes the polls to wake, for the caller to write and call
 // once n.mu is released; frames is what the queues got (the frame cut
 // into segments if it carries an offload that a receiver cannot take).
-// In a lossless network where some receiver has no room, nothing is
-// delivered and space is what to wait on before trying again.
-func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, links []*Port, wakes []func()) (
+// In a lossless network where some receiver has no room, or the payer of
+// the frame no room in its budget, nothing is delivered and space is what
+// to wait on (with the quota's releases) before trying again; attempt
+// counts the tries, the first of which logs a payer's refusal.
+func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, links []*Port, wakes []func(), attempt int) (
 	_ []*Port, _ []func(), frames [][]byte, space <-chan struct{}, err error) {
 	plain := hdr.Plain()
 	n.mu.Lock()
@@ -285,9 +323,14 @@ func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, li
 		return links, wakes, nil, nil, syscall.EINVAL
 	}
 	n.route(from, frame)
+	var paid *charge // a lossless writer's, for its frame in every queue
 	if n.set.Lossless {
 		space = n.space.wait()
 		if !n.roomForAll() {
+			return links, wakes, nil, space, nil
+		}
+		var ok bool
+		if paid, ok = n.payLossless(from, frame, attempt); !ok {
 			return links, wakes, nil, space, nil
 		}
 	}
@@ -317,6 +360,7 @@ func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, li
 		}
 		return frames
 	}
+	n.files = n.files[:0]
 	for _, p := range n.targets {
 		if p.link != nil {
 			if !plain && p.caps&link.CapGSO == 0 {
@@ -325,19 +369,15 @@ func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, li
 			links = append(links, p)
 			continue
 		}
+		n.files = append(n.files, p)
+	}
+	switch {
+	case len(n.files) == 0:
+	case from.payer != nil:
+		wakes = n.queueOwn(from, frame, owned, paid, wakes)
+	default:
 		for _, f := range segmented() {
-			ok, wake := p.enqueue(f, n.set.Qlen)
-			if wake != nil {
-				wakes = append(wakes, wake)
-			}
-			if ok {
-				p.rxPkts.Add(1)
-				p.rxBytes.Add(uint64(len(f)))
-				n.delivered.Add(1)
-			} else {
-				p.drops.Add(1)
-				n.drops.Add(1)
-			}
+			wakes = n.queueFrame(f, wakes)
 		}
 	}
 	if len(n.captures) > 0 {
@@ -425,6 +465,138 @@ func (n *Network) route(from *Port, buf []byte) {
 			n.targets = append(n.targets, p)
 		}
 	}
+}
+
+// readyFiles fills n.ready with the ports of n.files that have room, and
+// counts a drop at the others. Called with n.mu held.
+func (n *Network) readyFiles() {
+	n.ready = n.ready[:0]
+	for _, p := range n.files {
+		if p.room(n.set.Qlen) {
+			n.ready = append(n.ready, p)
+		} else {
+			n.dropAt(p)
+		}
+	}
+}
+
+// queueOwn queues frame, written by a file port, at n.files, the targets
+// that queue: its writer pays for it once (paid, if a lossless wait took
+// it already), and where its budget is spent it is a drop at every one.
+// A frame not owned is copied only once it is paid for. It returns wakes
+// with the wakeups of polls armed on the ports. Called with n.mu held.
+func (n *Network) queueOwn(from *Port, frame []byte, owned bool, paid *charge, wakes []func()) []func() {
+	to := n.files
+	if paid == nil {
+		n.readyFiles()
+		if len(n.ready) == 0 {
+			return wakes
+		}
+		ch, err := newCharge(from.payer, len(frame), len(n.ready))
+		if err != nil {
+			for _, p := range n.ready {
+				n.dropAt(p)
+			}
+			return wakes
+		}
+		paid, to = ch, n.ready
+	}
+	if !owned {
+		frame = append([]byte(nil), frame...)
+	}
+	for _, p := range to {
+		wakes = n.enqueueAt(p, frame, paid, wakes)
+	}
+	return wakes
+}
+
+// queueFrame queues f, from a link, at n.files, each receiver paying for
+// its queue's copy; where the queue is full or the receiver's budget
+// spent, it is a drop for that port. Called with n.mu held.
+func (n *Network) queueFrame(f []byte, wakes []func()) []func() {
+	n.readyFiles()
+	for _, p := range n.ready {
+		ch, err := newCharge(p.payer, len(f), 1)
+		if err != nil {
+			n.dropAt(p)
+			continue
+		}
+		wakes = n.enqueueAt(p, f, ch, wakes)
+	}
+	return wakes
+}
+
+// enqueueAt queues f, paid by ch, at p; a queue that cannot take it is a
+// drop there, and hands back its share of ch once n.mu is released (a
+// release may wake polls).
+func (n *Network) enqueueAt(p *Port, f []byte, ch *charge, wakes []func()) []func() {
+	ok, wake := p.enqueue(f, ch, n.set.Qlen)
+	if wake != nil {
+		wakes = append(wakes, wake)
+	}
+	if ok {
+		p.rxPkts.Add(1)
+		p.rxBytes.Add(uint64(len(f)))
+		n.delivered.Add(1)
+	} else {
+		n.dropAt(p)
+		wakes = append(wakes, ch.release)
+	}
+	return wakes
+}
+
+func (n *Network) dropAt(p *Port) {
+	p.drops.Add(1)
+	n.drops.Add(1)
+}
+
+// payLossless takes, for a lossless network's frame, what it will cost
+// in the queues: a file port's writer pays once for every queue (the
+// charge returned); for a frame from a link it checks that each
+// receiver's budget has room. ok false: wait. Called with n.mu held.
+func (n *Network) payLossless(from *Port, frame []byte, attempt int) (paid *charge, ok bool) {
+	if from.payer == nil {
+		return nil, n.receiversFit(len(frame))
+	}
+	files := n.fileTargets()
+	if files == 0 {
+		return nil, true
+	}
+	need := chargeOf(len(frame), files)
+	if attempt == 0 {
+		ok = from.payer.Take(netcore.Queued, need) == nil
+	} else {
+		ok = from.payer.TryTake(netcore.Queued, need)
+	}
+	if !ok {
+		return nil, false
+	}
+	paid = &charge{payer: from.payer, size: int64(len(frame))}
+	paid.refs.Store(int32(files))
+	return paid, true
+}
+
+// fileTargets counts the targets that queue (file ports).
+func (n *Network) fileTargets() int {
+	k := 0
+	for _, p := range n.targets {
+		if p.link == nil {
+			k++
+		}
+	}
+	return k
+}
+
+// receiversFit reports whether every file port among the targets has
+// room in its budget for a frame of size from a link, which its receiver
+// pays for.
+func (n *Network) receiversFit(size int) bool {
+	for _, p := range n.targets {
+		if p.link == nil && !p.payer.Fits(netcore.Queued, chargeOf(size, 1)) {
+			return false
+		}
+	}
+	return true
 }
 
 func (n *Network) roomForAll() bool {

@@ -34,6 +34,9 @@ type captureRecord struct {
 
 // capture is one reader of a network's pcap file.
 type capture struct {
+	// payer is the reader's: records waiting for it are its queued
+	// bytes (entryCost each beyond the packet, shared with the queues).
+	payer  *netcore.Payer
 	mu     sync.Mutex
 	recs   []captureRecord
 	bytes  int
@@ -53,8 +56,8 @@ type capture struct {
 	reading chan struct{}
 }
 
-func newCapture() (*capture, error) {
-	c := &capture{ready: make(chan struct{}, 1), reading: make(chan struct{}, 1)}
+func newCapture(payer *netcore.Payer) (*capture, error) {
+	c := &capture{payer: payer, ready: make(chan struct{}, 1), reading: make(chan struct{}, 1)}
 	c.w = pcapgo.NewWriter(&c.out)
 	if err := c.w.WriteFileHeader(pcapSnaplen, layers.LinkTypeEthernet); err != nil {
 		return nil, err
@@ -80,7 +83,8 @@ func (c *capture) add(t time.Time, pkt []byte) (ok bool, pollWake func()) {
 func (c *capture) push(t time.Time, pkt []byte) (ok bool, pollWake func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || len(c.recs) >= captureMaxRecords || c.bytes+len(pkt) > captureMaxBytes {
+	if c.closed || len(c.recs) >= captureMaxRecords || c.bytes+len(pkt) > captureMaxBytes ||
+		c.payer.Take(netcore.Queued, chargeOf(len(pkt), 1)) != nil {
 		return false, nil
 	}
 	c.recs = append(c.recs, captureRecord{t, pkt})
@@ -165,11 +169,25 @@ func (c *capture) read(ctx context.Context, p []byte, nonblock bool) (int, error
 			c.readDone()
 			return n, err
 		}
+		// Records become bytes as the reader asks for them, so that what
+		// waits stays counted in its budget.
 		c.mu.Lock()
-		c.scratch, c.recs = c.recs, c.scratch[:0]
-		c.bytes = 0
-		closed := c.closed
+		take, size := 0, 0
+		for take < len(c.recs) && (take == 0 || size < len(p)) {
+			size += len(c.recs[take].pkt)
+			take++
+		}
+		c.scratch = append(c.scratch[:0], c.recs[:take]...)
+		clear(c.recs[:take])
+		if c.recs = c.recs[take:]; len(c.recs) == 0 {
+			c.recs = nil
+		}
+		c.bytes -= size
+		closed := c.closed && len(c.recs) == 0
 		c.mu.Unlock()
+		if take > 0 {
+			c.payer.Release(netcore.Queued, chargeOf(size, take))
+		}
 		for i, r := range c.scratch {
 			ci := gopacket.CaptureInfo{Timestamp: r.t, CaptureLength: len(r.pkt), Length: len(r.pkt)}
 			if err := c.w.WritePacket(ci, r.pkt); err != nil {
@@ -194,9 +212,21 @@ func (c *capture) read(ctx context.Context, p []byte, nonblock bool) (int, error
 	}
 }
 
-// startCapture adds a capture reader to the network.
-func (n *Network) startCapture() (*capture, error) {
-	c, err := newCapture()
+// discard drops the records no one will read: the file is released.
+func (c *capture) discard() {
+	c.mu.Lock()
+	recs, size := len(c.recs), c.bytes
+	c.recs, c.bytes = nil, 0
+	c.mu.Unlock()
+	if recs > 0 {
+		c.payer.Release(netcore.Queued, chargeOf(size, recs))
+	}
+}
+
+// startCapture adds a capture reader, paying for its records, to the
+// network.
+func (n *Network) startCapture(payer *netcore.Payer) (*capture, error) {
+	c, err := newCapture(payer)
 	if err != nil {
 		return nil, err
 	}
@@ -222,4 +252,5 @@ func (n *Network) stopCapture(c *capture) {
 	}
 	n.mu.Unlock()
 	c.shut() // the file is being released: nobody polls it any more
+	c.discard()
 }

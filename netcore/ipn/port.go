@@ -24,6 +24,9 @@ type Port struct {
 	name string
 	recv bool // receives packets (r right and opened for reading)
 	send bool // may send (w right and opened for writing)
+	// payer is the opener's, for the bytes it queues (file ports only):
+	// what it sends, and what links deliver to it.
+	payer *netcore.Payer
 
 	// Counters. Interface ports count what they write after the
 	// network's mutex is released, so these are atomic.
@@ -49,7 +52,7 @@ type Port struct {
 	goneOnce   sync.Once     // the link went away: detach once
 
 	mu     sync.Mutex // guards the queue and inWake
-	ring   [][]byte
+	ring   []queued
 	head   int
 	count  int
 	closed bool
@@ -65,18 +68,60 @@ func newPort(n *Network, id int, kind *link.Kind, uid, pid uint32, name string, 
 		recv: recv, send: send, ready: make(chan struct{}, 1)}
 }
 
-// enqueue appends pkt unless the queue already holds qlen packets. It
-// returns the wakeup of a poll armed on the port, if any, for the caller
-// to call once it holds no lock (it writes to /dev/fuse).
-func (p *Port) enqueue(pkt []byte, qlen int) (ok bool, pollWake func()) {
-	if ok, pollWake = p.push(pkt, qlen); ok {
+// queued is one packet in a receive queue, and what it costs its payer.
+type queued struct {
+	pkt []byte
+	ch  *charge
+}
+
+// charge is what one packet in receive queues costs: its length once (one
+// buffer, shared by every queue that holds it) and entryCost per queue
+// holding it, counted as queued bytes for one payer until the last queue
+// lets it go.
+type charge struct {
+	payer *netcore.Payer
+	size  int64
+	refs  atomic.Int32 // queues holding it
+}
+
+// entryCost is what a queue entry costs beyond the packet's bytes.
+// Charged per queue, it bounds what a flood of tiny packets to many ports
+// holds.
+const entryCost = netcore.QueueEntryCost
+
+// newCharge charges size plus entryCost for each of refs queues to payer.
+func newCharge(payer *netcore.Payer, size, refs int) (*charge, error) {
+	if err := payer.Take(netcore.Queued, chargeOf(size, refs)); err != nil {
+		return nil, err
+	}
+	ch := &charge{payer: payer, size: int64(size)}
+	ch.refs.Store(int32(refs))
+	return ch, nil
+}
+
+func chargeOf(size, refs int) int64 { return int64(size) + int64(refs)*entryCost }
+
+// release is one queue letting the packet go.
+func (ch *charge) release() {
+	n := int64(entryCost)
+	if ch.refs.Add(-1) == 0 {
+		n += ch.size
+	}
+	ch.payer.Release(netcore.Queued, n)
+}
+
+// enqueue appends pkt, charged by ch, unless the queue already holds qlen
+// packets. It returns the wakeup of a poll armed on the port, if any, for
+// the caller to call once it holds no lock (it writes to /dev/fuse).
+func (p *Port) enqueue(pkt []byte, ch *charge, qlen int) (ok bool, pollWake func()) {
+	if ok, pollWake = p.push(pkt, ch, qlen); ok {
 		p.wake()
 	}
 	return ok, pollWake
 }
 
 // push is enqueue's part under p.mu.
-func (p *Port) push(pkt []byte, qlen int) (ok bool, pollWake func()) {
+func (p *Port) push(pkt []byte, ch *charge, qlen int) (ok bool, pollWake func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || p.count >= qlen {
@@ -85,7 +130,7 @@ func (p *Port) push(pkt []byte, qlen int) (ok bool, pollWake func()) {
 	if p.count == len(p.ring) {
 		p.grow(qlen)
 	}
-	p.ring[(p.head+p.count)%len(p.ring)] = pkt
+	p.ring[(p.head+p.count)%len(p.ring)] = queued{pkt, ch}
 	p.count++
 	pollWake, p.inWake = p.inWake, nil
 	return true, pollWake
@@ -95,12 +140,16 @@ func (p *Port) push(pkt []byte, qlen int) (ok bool, pollWake func()) {
 func (p *Port) grow(qlen int) {
 	size := max(2*len(p.ring), 8)
 	size = min(size, qlen)
-	ring := make([][]byte, size)
+	ring := make([]queued, size)
 	for i := 0; i < p.count; i++ {
 		ring[i] = p.ring[(p.head+i)%len(p.ring)]
 	}
 	p.ring, p.head = ring, 0
 }
+
+// keptRing is the largest ring a drained queue keeps; a larger one (a
+// burst filled it) is let go, for the memory to return to the system.
+const keptRing = 64
 
 // kindName is what the KIND column shows.
 func (p *Port) kindName() string {
@@ -139,19 +188,24 @@ func (p *Port) Recv(ctx context.Context, buf []byte, nonblock bool) (int, error)
 	for {
 		p.mu.Lock()
 		if p.count > 0 {
-			pkt := p.ring[p.head]
-			p.ring[p.head] = nil
+			e := p.ring[p.head]
+			p.ring[p.head] = queued{}
 			p.head = (p.head + 1) % len(p.ring)
 			p.count--
 			more := p.count > 0
+			if !more && len(p.ring) > keptRing {
+				p.ring, p.head = nil, 0
+			}
 			p.mu.Unlock()
 			if more {
 				p.wake() // another reader of this same port may be waiting
 			}
+			k := copy(buf, e.pkt)
+			e.ch.release()
 			if p.net.lossless.Load() {
 				p.net.space.broadcast()
 			}
-			return copy(buf, pkt), nil
+			return k, nil
 		}
 		closed := p.closed
 		p.mu.Unlock()
@@ -192,6 +246,12 @@ func (p *Port) Poll(events uint32, wake func()) uint32 {
 		// turned on, and an edge-triggered waiter waits for the next
 		// change.
 		if wake != nil {
+			if p.net.lossless.Load() && p.payer != nil {
+				// Room in the queues or in the writer's budget:
+				// whichever comes first wakes the poll, once.
+				wake = sync.OnceFunc(wake)
+				p.net.fam.quota.ArmQueued(p, wake)
+			}
 			p.net.space.arm(p, wake)
 		}
 		if p.writable() {
@@ -228,12 +288,20 @@ func (p *Port) writable() bool {
 	if n.closed || !n.set.Lossless {
 		return true
 	}
+	files := 0
 	for _, q := range n.portList {
-		if q != p && q.recv && !q.room(n.set.Qlen) {
-			return false
+		if q != p && q.recv {
+			if !q.room(n.set.Qlen) {
+				return false
+			}
+			if q.link == nil {
+				files++
+			}
 		}
 	}
-	return true
+	// The writer pays for what it queues: writable while a packet of
+	// the mtu fits its budget.
+	return files == 0 || p.payer == nil || p.payer.Fits(netcore.Queued, chargeOf(n.set.MTU, files))
 }
 
 // Close leaves the network; queued packets are discarded and blocked
@@ -247,9 +315,13 @@ func (p *Port) Close() { p.net.leave(p) }
 func (p *Port) shut() (pollWake func()) {
 	p.mu.Lock()
 	p.closed = true
+	ring, count, head := p.ring, p.count, p.head
 	p.ring, p.count, p.head = nil, 0, 0
 	pollWake, p.inWake = p.inWake, nil
 	p.mu.Unlock()
+	for i := range count {
+		ring[(head+i)%len(ring)].ch.release()
+	}
 	p.wake()
 	return pollWake
 }

@@ -154,6 +154,7 @@ func (h *host) Rights(c *netcore.Cred) (recv, send bool) {
 func (h *host) Recovered(r any, msg string, args ...any) {
 	h.n.panicked(r, msg, args...)
 }
+func (h *host) Quota() *netcore.Quota { return h.n.fam.quota }
 
 func (h *host) Limits() (mtu, qlen int) {
 	n := h.n

@@ -164,6 +164,10 @@ type Env struct {
 	// that needs it later keeps what it made there, not NS.
 	NS  *netns.NS
 	Log *slog.Logger
+	// Payer is who the kernel sockets the link makes count for (with
+	// every family's, EMFILE past the limit): the caller, or root for a
+	// restored attachment. Nil counts nothing.
+	Payer *netcore.Payer
 }
 
 // Located is a Link that may leave the namespace it was opened in (a TAP

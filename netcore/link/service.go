@@ -63,6 +63,9 @@ type Host interface {
 	// it at error level with its stack; call it from the deferred
 	// function that recovered. msg says what was lost.
 	Recovered(r any, msg string, args ...any)
+	// Quota counts what uids hold, for what a service or extension
+	// queues for a caller (its queued bytes) or opens for it.
+	Quota() *netcore.Quota
 	// Join makes l a port of the network, described by m; the network
 	// reads l until leave is called or Read fails. Join fails with
 	// EBUSY at maxports and ENOENT once the network is gone. leave may be

@@ -97,21 +97,27 @@ func (f *anyFile) Open(_ context.Context, c *netcore.Cred, _ int) (netcore.Handl
 	if int(f.port) < ns.UnprivilegedPortStart() && !c.HasCap(netcore.CapNetBindService) {
 		return nil, syscall.EACCES
 	}
+	payer := f.d.f.quota.PayerOf(c)
 	a := &anyEndpoint{f: f}
-	a.q.init()
+	a.q.init(payer)
 	fail := func(err error) (netcore.Handle, error) {
 		a.closePaths()
 		return nil, err
 	}
 	for _, v6 := range []bool{false, true} {
+		// Each socket counts in the caller's quota of sockets.
+		if err := payer.Take(netcore.Sockets, 1); err != nil {
+			return fail(err)
+		}
 		conn, err := ns.ListenUDP(v6, f.port, c.Uid)
 		if err != nil {
+			payer.Release(netcore.Sockets, 1)
 			if v6 && errors.Is(err, syscall.EAFNOSUPPORT) {
 				continue // no IPv6 in this namespace
 			}
 			return fail(errnoOf(err))
 		}
-		kp := &anyKernel{conn: conn, done: make(chan struct{})}
+		kp := &anyKernel{conn: conn, payer: payer, done: make(chan struct{})}
 		a.paths = append(a.paths, kp)
 		go kp.readLoop(a)
 	}
@@ -129,7 +135,7 @@ func (f *anyFile) Open(_ context.Context, c *netcore.Cred, _ int) (netcore.Handl
 			a.paths = append(a.paths, hp)
 		}
 	}
-	if err := f.d.f.reserve(a); err != nil {
+	if err := f.d.f.reserve(a, payer); err != nil {
 		return fail(err)
 	}
 	f.d.mu.Lock()
@@ -220,8 +226,9 @@ func (a *anyEndpoint) Close() {
 
 // anyKernel is a kernel socket bound to the wildcard.
 type anyKernel struct {
-	conn *net.UDPConn
-	done chan struct{}
+	conn  *net.UDPConn
+	payer *netcore.Payer // its socket counts for it
+	done  chan struct{}
 }
 
 func (k *anyKernel) readLoop(a *anyEndpoint) {
@@ -261,6 +268,7 @@ func (k *anyKernel) send(_ context.Context, to netip.AddrPort, p []byte, _ bool)
 func (k *anyKernel) close() {
 	k.conn.Close()
 	<-k.done
+	k.payer.Release(netcore.Sockets, 1)
 }
 
 // anyHost is a network host's endpoint bound to the port.
@@ -278,6 +286,9 @@ func (h *anyHost) close() {
 		h.conn.Close()
 	}
 }
+
+// Payer: see hostPath.Payer.
+func (h *anyHost) Payer() *netcore.Payer { return h.a.q.payer }
 
 func (h *anyHost) Deliver(from, _ netip.AddrPort, payload []byte) func() {
 	return h.a.deliver(from, h, payload)

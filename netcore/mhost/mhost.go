@@ -29,15 +29,17 @@ func init() {
 	netcore.Register("mhost", func(env *netcore.Env) (netcore.Family, error) { return newFamily(env), nil })
 }
 
+// The named hosts, the open udp files (endpoints) and their kernel
+// sockets are bounded per uid and in all by the quota shared with the
+// other families (netcore.Quota).
 const (
-	// MaxHosts bounds the named hosts.
-	MaxHosts = 4096
 	// MaxLocators bounds the locators of one host.
 	MaxLocators = 16
-	// MaxEndpoints bounds the open udp files of the family.
-	MaxEndpoints = 4096
 	// Any is the reserved name of the host that binds on every family.
 	Any = "any"
+	// maxPortFiles bounds the PORT files a udp directory keeps while
+	// none has an open file.
+	maxPortFiles = 16384
 )
 
 // Family is mhost/.
@@ -47,11 +49,12 @@ type Family struct {
 	any   *anyDir
 	start time.Time
 
-	mu        sync.Mutex
-	hosts     map[string]*Host
-	endpoints int
-	closing   bool
-	open      map[closer]struct{}
+	quota *netcore.Quota
+
+	mu      sync.Mutex
+	hosts   map[string]*Host
+	closing bool
+	open    map[closer]*netcore.Payer // each open file and who pays for it
 }
 
 type closer interface{ Close() }
@@ -63,7 +66,10 @@ var (
 
 func newFamily(env *netcore.Env) *Family {
 	f := &Family{log: env.Log.With("family", "mhost"), start: time.Now(), hosts: map[string]*Host{},
-		open: map[closer]struct{}{}}
+		open: map[closer]*netcore.Payer{}, quota: env.Quota}
+	if f.quota == nil {
+		f.quota = netcore.NewQuota(env.Limits, env.Log)
+	}
 	f.dir = &familyDir{id: netcore.NewID(), f: f, mtime: f.start}
 	f.any = newAnyDir(f)
 	return f
@@ -96,27 +102,27 @@ func (f *Family) Close() {
 	}
 }
 
-// reserve counts an endpoint about to open against MaxEndpoints.
-func (f *Family) reserve(c closer) error {
+// reserve counts an endpoint about to open for payer in the quota of
+// endpoints: EMFILE past the payer's limit, ENFILE past the global one.
+func (f *Family) reserve(c closer, payer *netcore.Payer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closing {
 		return syscall.ECONNABORTED
 	}
-	if f.endpoints >= MaxEndpoints {
-		return syscall.ENFILE
+	if err := payer.Take(netcore.Endpoints, 1); err != nil {
+		return err
 	}
-	f.endpoints++
-	f.open[c] = struct{}{}
+	f.open[c] = payer
 	return nil
 }
 
 func (f *Family) release(c closer) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.open[c]; ok {
+	if payer, ok := f.open[c]; ok {
 		delete(f.open, c)
-		f.endpoints--
+		payer.Release(netcore.Endpoints, 1)
 	}
 }
 
@@ -167,13 +173,16 @@ func (d *familyDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.No
 	if !netcore.ValidName(name) {
 		return nil, syscall.EINVAL
 	}
+	payer := d.f.quota.PayerOf(c)
 	d.f.mu.Lock()
 	defer d.f.mu.Unlock()
 	if name == Any || d.f.hosts[name] != nil {
 		return nil, syscall.EEXIST
 	}
-	if len(d.f.hosts) >= MaxHosts {
-		return nil, syscall.ENOSPC
+	// Counted for its owner, per uid and in all (the quota logs a
+	// refusal).
+	if err := payer.Take(netcore.Hosts, 1); err != nil {
+		return nil, err
 	}
 	h := newHost(d.f, name, c.Uid, c.Gid, netcore.NewDirMode(mode))
 	d.f.hosts[name] = h
@@ -202,6 +211,9 @@ func (d *familyDir) Rmdir(c *netcore.Cred, name string) error {
 		return syscall.EBUSY
 	}
 	delete(d.f.hosts, name)
+	h.mu.Lock()
+	h.owner().Release(netcore.Hosts, 1)
+	h.mu.Unlock()
 	d.mtime = time.Now()
 	d.f.log.Info("host removed", "host", name, "uid", c.Uid)
 	return nil
@@ -660,6 +672,12 @@ func (d *hostDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	if !ok || h.uid != owner || h.gid != group {
 		return syscall.EPERM
 	}
+	if uid >= 0 && uint32(uid) != h.uid {
+		// Counted for the new owner, past its limit if need be: only
+		// root gives a host away.
+		h.owner().Release(netcore.Hosts, 1)
+		h.f.quota.Payer(uint32(uid), false).Force(netcore.Hosts, 1)
+	}
 	if uid >= 0 {
 		h.uid = uint32(uid)
 	}
@@ -669,6 +687,9 @@ func (d *hostDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	h.mtime = time.Now()
 	return nil
 }
+
+// owner is the payer the host is counted for. h.mu is held.
+func (h *Host) owner() *netcore.Payer { return h.f.quota.Payer(h.uid, false) }
 
 // ctlFile is mhost/NAME/ctl: read by any right, written with x.
 type ctlFile struct {

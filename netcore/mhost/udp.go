@@ -95,9 +95,10 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	// writes (rights through an ipn network's host): pinned now, while
 	// the opener's pid names it.
 	c.Pin()
-	ep := &endpoint{f: f, h: h, cred: *c, recv: recv, send: send, paths: map[string]path{}}
-	ep.q.init()
-	if err := h.f.reserve(ep); err != nil {
+	payer := h.f.quota.PayerOf(c)
+	ep := &endpoint{f: f, h: h, cred: *c, payer: payer, recv: recv, send: send, paths: map[string]path{}}
+	ep.q.init(payer)
+	if err := h.f.reserve(ep, payer); err != nil {
 		return nil, err
 	}
 	// Kernel paths are made later, at a write, in the opener's network
@@ -113,8 +114,10 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	return ep, nil
 }
 
-// queue is an endpoint's bounded receive queue.
+// queue is an endpoint's bounded receive queue. What waits in it is its
+// opener's queued bytes.
 type queue struct {
+	payer  *netcore.Payer
 	mu     sync.Mutex
 	items  []datagram
 	closed bool
@@ -128,7 +131,12 @@ type datagram struct {
 	data []byte
 }
 
-func (q *queue) init() { q.ready = make(chan struct{}, 1) }
+func (q *queue) init(payer *netcore.Payer) {
+	q.payer = payer
+	q.ready = make(chan struct{}, 1)
+}
+
+func costOf(d datagram) int64 { return int64(len(d.data)) + netcore.QueueEntryCost }
 
 func (q *queue) wake() {
 	select {
@@ -141,7 +149,7 @@ func (q *queue) wake() {
 // poll's wakeup, for the caller to run once it holds no lock.
 func (q *queue) put(d datagram) (ok bool, wake func()) {
 	q.mu.Lock()
-	if q.closed || len(q.items) >= qlen {
+	if q.closed || len(q.items) >= qlen || q.payer.Take(netcore.Queued, costOf(d)) != nil {
 		q.mu.Unlock()
 		return false, nil
 	}
@@ -157,7 +165,12 @@ func (q *queue) close() {
 	q.closed = true
 	w := q.inWake
 	q.inWake = nil
+	items := q.items
+	q.items = nil
 	q.mu.Unlock()
+	for _, d := range items {
+		q.payer.Release(netcore.Queued, costOf(d))
+	}
 	q.wake()
 	if w != nil {
 		w()
@@ -202,6 +215,7 @@ func (q *queue) get(ctx context.Context, nonblock bool) (datagram, error) {
 			}
 			more := len(q.items) > 0
 			q.mu.Unlock()
+			q.payer.Release(netcore.Queued, costOf(d))
 			if more {
 				q.wake()
 			}
@@ -238,7 +252,8 @@ type endpoint struct {
 	f          *udpFile
 	h          *Host
 	cred       netcore.Cred
-	ns         *netns.NS // the opener's network namespace; nil: nsErr
+	payer      *netcore.Payer // the opener's: its sockets and queued bytes
+	ns         *netns.NS      // the opener's network namespace; nil: nsErr
 	nsErr      error
 	recv, send bool
 	q          queue
@@ -434,26 +449,34 @@ func (ep *endpoint) deliver(l *locator, from netip.AddrPort, via path, b []byte)
 // IP_RECVERR (IPV6_RECVERR), so that all of them do: without it, a
 // connected UDP socket ignores "host unreachable" and "network
 // unreachable", which is what the kernel reports when the locator's
-// neighbour stops answering.
+// neighbour stops answering. Its socket counts in its opener's quota of
+// sockets, with those of every family: past it the write that needs it
+// fails with EMFILE.
 type kernelPath struct {
-	conn *net.UDPConn
-	done chan struct{}
+	conn  *net.UDPConn
+	payer *netcore.Payer
+	done  chan struct{}
 }
 
 func newKernelPath(ep *endpoint, l *locator, to netip.AddrPort) (*kernelPath, error) {
 	if ep.ns == nil {
 		return nil, ep.nsErr
 	}
+	if err := ep.payer.Take(netcore.Sockets, 1); err != nil {
+		return nil, err
+	}
 	c, err := ep.ns.Dial(context.Background(), "udp", to, ep.cred.Uid)
 	if err != nil {
+		ep.payer.Release(netcore.Sockets, 1)
 		return nil, errnoOf(err)
 	}
 	uc := c.(*net.UDPConn)
 	if err := setRecvErr(uc, to.Addr().Is6()); err != nil {
 		uc.Close()
+		ep.payer.Release(netcore.Sockets, 1)
 		return nil, errnoOf(err)
 	}
-	kp := &kernelPath{conn: uc, done: make(chan struct{})}
+	kp := &kernelPath{conn: uc, payer: ep.payer, done: make(chan struct{})}
 	go kp.readLoop(ep, l, to)
 	return kp, nil
 }
@@ -566,6 +589,7 @@ func (kp *kernelPath) send(_ context.Context, _ netip.AddrPort, p []byte, _ bool
 func (kp *kernelPath) close() {
 	kp.conn.Close()
 	<-kp.done
+	kp.payer.Release(netcore.Sockets, 1)
 }
 
 func errnoOf(err error) error {
@@ -615,6 +639,10 @@ func (hp *hostPath) send(ctx context.Context, to netip.AddrPort, p []byte, nonbl
 
 func (hp *hostPath) close() { hp.conn.Close() }
 
+// Payer: what the endpoint sends through a network's host is its
+// opener's queued bytes until the network takes it (host.Payer).
+func (hp *hostPath) Payer() *netcore.Payer { return hp.ep.payer }
+
 // Deliver, Error and Closed: the host's Sink; called with the host's lock
 // held, they only queue and mark.
 func (hp *hostPath) Deliver(from, _ netip.AddrPort, payload []byte) func() {
@@ -640,7 +668,7 @@ func (m portFiles[F]) lookup(p uint16, mk func() F) F {
 	if f, ok := m[p]; ok {
 		return f
 	}
-	if len(m) >= 4*MaxEndpoints {
+	if len(m) >= maxPortFiles {
 		for port, f := range m {
 			if f.openCount() == 0 {
 				delete(m, port)

@@ -215,7 +215,8 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	} else {
 		remote = netip.AddrPortFrom(a, f.port)
 	}
-	uh := &udpHandle{f: f, remote: remote, recv: recv, send: send, ready: make(chan struct{}, 1)}
+	uh := &udpHandle{f: f, remote: remote, recv: recv, send: send, ready: make(chan struct{}, 1),
+		payer: h.net.Quota().PayerOf(c)}
 	_, uh.qlen = h.net.Limits()
 	conn, err := h.Open(a.Is6(), port, remote, uh)
 	if err != nil {
@@ -241,6 +242,9 @@ type udpHandle struct {
 	remote     netip.AddrPort // valid when connected
 	recv, send bool
 	qlen       int
+	// payer is the opener's: datagrams waiting in queue are its queued
+	// bytes.
+	payer *netcore.Payer
 
 	mu     sync.Mutex
 	queue  []datagram
@@ -273,10 +277,14 @@ func (u *udpHandle) wake() {
 	}
 }
 
+// Payer: the opener pays for what it queues and sends (host.Payer).
+func (u *udpHandle) Payer() *netcore.Payer { return u.payer }
+
 // Deliver queues a datagram; a full queue drops it (counted).
 func (u *udpHandle) Deliver(from, _ netip.AddrPort, payload []byte) func() {
 	u.mu.Lock()
-	if !u.recv || u.closed || len(u.queue) >= u.qlen {
+	if !u.recv || u.closed || len(u.queue) >= u.qlen ||
+		u.payer.Take(netcore.Queued, int64(len(payload))+netcore.QueueEntryCost) != nil {
 		u.mu.Unlock()
 		u.f.hd.d.h.stats.udpQueueDrops++ // the host's lock is held
 		return nil
@@ -379,6 +387,7 @@ func (u *udpHandle) Read(ctx context.Context, p []byte, _ int64, nonblock bool) 
 			}
 			more := len(u.queue) > 0
 			u.mu.Unlock()
+			u.payer.Release(netcore.Queued, int64(len(d.data))+netcore.QueueEntryCost)
 			if more {
 				u.wake()
 			}
@@ -444,5 +453,12 @@ func (u *udpHandle) Close() {
 		u.conn.Close()
 		u.f.remember(-1)
 		u.Closed()
+		u.mu.Lock()
+		left := u.queue
+		u.queue = nil
+		u.mu.Unlock()
+		for _, d := range left {
+			u.payer.Release(netcore.Queued, int64(len(d.data))+netcore.QueueEntryCost)
+		}
 	})
 }

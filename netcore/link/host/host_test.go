@@ -58,7 +58,14 @@ func walk(t *testing.T, d netcore.Dir, names ...string) netcore.Node {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler)})
+	e, _ := newEnvWith(t, netcore.Limits{})
+	return e
+}
+
+// newEnvWith is newEnv with limits, returning the core too.
+func newEnvWith(t *testing.T, limits netcore.Limits) (*env, *netcore.Core) {
+	t.Helper()
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +84,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal("no memlink or host")
 	}
 	e.drain() // the host's announcements
-	return e
+	return e, c
 }
 
 func (e *env) ctl(text string) error {
@@ -724,5 +731,47 @@ func TestReassemblyIPv6(t *testing.T) {
 	e.arpFor()
 	if st := statusOf(t, e); !strings.Contains(st, "frag-in 4\n") || !strings.Contains(st, "frag-drops 2\n") || !strings.Contains(st, "frag-reassembled 1\n") {
 		t.Errorf("counters after the fragments:\n%s", st)
+	}
+}
+
+// Datagrams waiting in a udp file are its opener's queued bytes: past the
+// opener's budget they are dropped (and counted), and reading gives the
+// bytes back.
+func TestUDPFileQueuedBytes(t *testing.T) {
+	e, c := newEnvWith(t, netcore.Limits{Queued: 64 << 10})
+	user := &netcore.Cred{Uid: 1000, Gid: 1000, Pid: 1, CapsKnown: true}
+	h, err := walk(t, e.dir, "udp", "0.0.0.0", "7200").(netcore.File).Open(context.Background(), user, syscall.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	payload := bytes.Repeat([]byte("q"), 1000)
+	const sent = 100
+	for i := range sent {
+		ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Id: uint16(i), Protocol: layers.IPProtocolUDP, SrcIP: peerV4.AsSlice(), DstIP: hostV4.AsSlice()}
+		udp := &layers.UDP{SrcPort: 4000, DstPort: 7200}
+		udp.SetNetworkLayerForChecksum(ip4)
+		e.inject(eth(layers.EthernetTypeIPv4, hostMAC), ip4, udp, gopacket.Payload(payload))
+	}
+	fit := int64(64<<10) / int64(len(payload)+netcore.QueueEntryCost)
+	deadline := time.Now().Add(3 * time.Second)
+	for c.Quota().UsedBy(1000, netcore.Queued) < fit*int64(len(payload)+netcore.QueueEntryCost) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // the rest arrives, and is dropped
+	if got, want := c.Quota().UsedBy(1000, netcore.Queued), fit*int64(len(payload)+netcore.QueueEntryCost); got != want {
+		t.Fatalf("uid 1000 has %d bytes queued, want %d (%d datagrams)", got, want, fit)
+	}
+	b := make([]byte, 2000)
+	for range fit {
+		if _, err := h.Read(context.Background(), b, 0, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.Read(context.Background(), b, 0, true); err != syscall.EAGAIN {
+		t.Fatalf("after %d datagrams: %v, want EAGAIN (the rest dropped)", fit, err)
+	}
+	if got := c.Quota().UsedBy(1000, netcore.Queued); got != 0 {
+		t.Fatalf("after reading uid 1000 has %d bytes queued", got)
 	}
 }

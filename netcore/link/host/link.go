@@ -6,6 +6,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/vnet"
 )
@@ -20,7 +21,7 @@ const outQueue = 512
 // frames the host sends and writes the frames it delivers to the host.
 type hostLink struct {
 	h         *Host
-	out       chan []byte // header and frame
+	out       chan outFrame
 	closed    chan struct{}
 	closeOnce sync.Once
 	inMu      sync.Mutex // serializes the frame path
@@ -28,14 +29,32 @@ type hostLink struct {
 
 var _ link.Link = (*hostLink)(nil)
 
+// outFrame is a frame on its way out (header and frame), and who pays
+// for it as queued bytes until the network takes it: the writer of the
+// udp file or mhost endpoint it comes from; nil for the host's own.
+type outFrame struct {
+	raw   []byte
+	payer *netcore.Payer
+}
+
+func (f outFrame) cost() int64 { return int64(len(f.raw)) + netcore.QueueEntryCost }
+
+func (f outFrame) release() {
+	if f.payer != nil {
+		f.payer.Release(netcore.Queued, f.cost())
+	}
+}
+
 func newHostLink(h *Host) *hostLink {
-	return &hostLink{h: h, out: make(chan []byte, outQueue), closed: make(chan struct{})}
+	return &hostLink{h: h, out: make(chan outFrame, outQueue), closed: make(chan struct{})}
 }
 
 func (l *hostLink) Read(p []byte) (int, error) {
 	select {
 	case f := <-l.out:
-		return copy(p, f), nil
+		n := copy(p, f.raw)
+		f.release()
+		return n, nil
 	case <-l.closed:
 		return 0, link.ErrClosed
 	}
@@ -61,30 +80,55 @@ func (l *hostLink) MTU() int        { return 65535 }
 func (l *hostLink) Caps() link.Caps { return 0 }
 
 func (l *hostLink) Close(bool) error {
-	l.closeOnce.Do(func() { close(l.closed) })
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		for {
+			select {
+			case f := <-l.out:
+				f.release()
+			default:
+				return
+			}
+		}
+	})
 	return nil
 }
 
 // send queues one frame (with room for the virtio-net header in front,
-// zeroed: a plain frame). With wait it waits for room until ctx is done
-// (EINTR); without, a full queue is ENOBUFS (a drop).
-func (l *hostLink) send(ctx context.Context, raw []byte, wait bool) error {
+// zeroed: a plain frame), paid for by payer (nil: the host's own). With
+// wait it waits for room in the queue and in the payer's budget until ctx
+// is done (EINTR); without, a full queue or budget is ENOBUFS (a drop).
+func (l *hostLink) send(ctx context.Context, raw []byte, wait bool, payer *netcore.Payer) error {
+	f := outFrame{raw, payer}
+	if payer != nil {
+		if !wait {
+			if payer.Take(netcore.Queued, f.cost()) != nil {
+				return syscall.ENOBUFS
+			}
+		} else if err := payer.TakeWaiting(ctx, f.cost()); err != nil {
+			return err
+		}
+	}
 	select {
-	case l.out <- raw:
+	case l.out <- f:
 		return nil
 	case <-l.closed:
+		f.release()
 		return syscall.ENETDOWN
 	default:
 	}
 	if !wait {
+		f.release()
 		return syscall.ENOBUFS
 	}
 	select {
-	case l.out <- raw:
+	case l.out <- f:
 		return nil
 	case <-l.closed:
+		f.release()
 		return syscall.ENETDOWN
 	case <-ctx.Done():
+		f.release()
 		return syscall.EINTR
 	}
 }
@@ -95,7 +139,7 @@ func (h *Host) emit(lk *hostLink, raw []byte) {
 	if lk == nil || raw == nil {
 		return
 	}
-	if lk.send(context.Background(), raw, false) != nil {
+	if lk.send(context.Background(), raw, false, nil) != nil {
 		h.stats.txDrops++
 		return
 	}

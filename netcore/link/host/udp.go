@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 // MaxConns bounds the UDP endpoints of one host; past it, ENFILE.
@@ -110,6 +112,20 @@ func (h *Host) Open(v6 bool, port uint16, remote netip.AddrPort, sink Sink) (*Co
 	return c, nil
 }
 
+// Payer is a Sink that says who pays for what its endpoint sends while
+// it waits to enter the network (a udp file's or an mhost endpoint's
+// opener).
+type Payer interface {
+	Payer() *netcore.Payer
+}
+
+func (c *Conn) payer() *netcore.Payer {
+	if p, ok := c.sink.(Payer); ok {
+		return p.Payer()
+	}
+	return nil
+}
+
 // LocalPort is the endpoint's port.
 func (c *Conn) LocalPort() uint16 { return c.local.Port() }
 
@@ -182,7 +198,7 @@ func (c *Conn) Send(ctx context.Context, to netip.AddrPort, payload []byte, mode
 	}
 	for _, f := range frames {
 		copy(f[ethDstOff:], mac)
-		if err := lk.send(ctx, f, !nonblock); err != nil {
+		if err := lk.send(ctx, f, !nonblock, c.payer()); err != nil {
 			if err == syscall.ENOBUFS {
 				err = syscall.EAGAIN
 			}

@@ -151,6 +151,10 @@ func (sw *switchDir) Stop() {
 	sw.h.Log().Info("VDE switch stopped", "network", sw.h.Network(), "path", sw.path)
 }
 
+// clientSockets are the daemon's sockets for one VDE client: its control
+// connection and its data socket.
+const clientSockets = 2
+
 // serve runs one control connection: the handshake, then the port until
 // the connection closes.
 func (sw *switchDir) serve(c *clientConn) {
@@ -177,6 +181,14 @@ func (sw *switchDir) serve(c *clientConn) {
 		log.Info("VDE client refused: no right to receive or send")
 		return
 	}
+	// The client's control connection and data socket count in its
+	// uid's quota of sockets, with every family's.
+	payer := sw.h.Quota().PayerOf(cred)
+	if err := payer.Take(netcore.Sockets, clientSockets); err != nil {
+		log.Info("VDE client refused: its uid's sockets", "err", err)
+		return
+	}
+	defer payer.Release(netcore.Sockets, clientSockets)
 	name := portName(req.descr)
 	mtu, qlen := sw.h.Limits()
 	l, sock, err := sw.dial(cred, req.path, mtu, qlen)

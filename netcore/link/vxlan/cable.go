@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/vnet"
 )
@@ -37,6 +38,10 @@ type cable struct {
 	// pathMTU is the largest outer IP packet: the smallest path MTU to
 	// the remotes (or the group's interface MTU).
 	pathMTU int
+
+	// sockets is how many sockets the cable counts for env.Payer: its
+	// senders and its share of the receiving socket.
+	sockets int64
 
 	in        chan []byte
 	closed    chan struct{}
@@ -122,10 +127,17 @@ func (s *spec) open(env link.Env) (*cable, error) {
 	}
 	c.tx.learnt = map[netip.Addr]unix.Sockaddr{}
 	c.tx.oob = make([]byte, unix.CmsgSpace(2))
+	c.sockets = int64(senders*btoi(!s.group.IsValid()) + 1)
+	if env.Payer != nil {
+		if err := env.Payer.Take(netcore.Sockets, c.sockets); err != nil {
+			return nil, link.Errorf(link.ErrnoOf(err), "vxlan: %d more sockets for uid %d: %v", c.sockets, env.Payer.Uid(), err)
+		}
+	}
 	for range senders * btoi(!s.group.IsValid()) {
 		fd, err := c.openSender(w)
 		if err != nil {
 			c.closeSenders()
+			c.releaseSockets()
 			return nil, err
 		}
 		c.tx.fds = append(c.tx.fds, fd)
@@ -133,6 +145,7 @@ func (s *spec) open(env link.Env) (*cable, error) {
 	u, err := acquireUnderlay(env, w, underlayKey{w.key(), c.v6, s.port()})
 	if err != nil {
 		c.closeSenders()
+		c.releaseSockets()
 		return nil, err
 	}
 	c.u = u
@@ -140,6 +153,7 @@ func (s *spec) open(env link.Env) (*cable, error) {
 		if err := u.join(c.group, c.v6); err != nil {
 			u.release()
 			c.closeSenders()
+			c.releaseSockets()
 			return nil, err
 		}
 	}
@@ -149,9 +163,17 @@ func (s *spec) open(env link.Env) (*cable, error) {
 		}
 		u.release()
 		c.closeSenders()
+		c.releaseSockets()
 		return nil, err
 	}
 	return c, nil
+}
+
+// releaseSockets gives back what the cable counted for its payer.
+func (c *cable) releaseSockets() {
+	if c.env.Payer != nil {
+		c.env.Payer.Release(netcore.Sockets, c.sockets)
+	}
 }
 
 func (c *cable) closeSenders() {
@@ -478,6 +500,7 @@ func (c *cable) Close(bool) error {
 		c.closeSenders()
 		c.tx.closed = true
 		c.tx.mu.Unlock()
+		c.releaseSockets()
 	})
 	return nil
 }

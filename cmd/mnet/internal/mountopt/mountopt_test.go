@@ -33,6 +33,10 @@ func TestParse(t *testing.T) {
 				"--max-persistent-per-uid", "2", "--max-sockets-per-uid", "64"}}},
 		{args: []string{"mnet", "/m", "-o", "netns_dir=/run/netns:/var/run/docker/netns"},
 			want: Request{Spec: "mnet", Dir: "/m", Flags: []string{"--netns-dir", "/run/netns:/var/run/docker/netns"}}},
+		{args: []string{"mnet", "/m", "-o", "max_queued_per_uid=16M,max_queued=1G,max_hosts_per_uid=4,max_endpoints_per_uid=8,max_networks=64,max_hosts=32,max_endpoints=16,max_sockets=128,root_reserve=0"},
+			want: Request{Spec: "mnet", Dir: "/m", Flags: []string{"--max-queued-per-uid", "16M", "--max-queued", "1G",
+				"--max-hosts-per-uid", "4", "--max-endpoints-per-uid", "8", "--max-networks", "64", "--max-hosts", "32",
+				"--max-endpoints", "16", "--max-sockets", "128", "--root-reserve", "0"}}},
 		{args: []string{"mnet", "/m", "-s", "-o", "frobnicate,debug"},
 			want:    Request{Spec: "mnet", Dir: "/m", Sloppy: true, Flags: []string{"-v"}},
 			ignored: []string{"frobnicate"}},
@@ -72,6 +76,9 @@ func TestParseErrors(t *testing.T) {
 		{args: []string{"mnet", "/a", "-o", "log="}, msg: "absolute"},
 		{args: []string{"mnet", "/a", "-o", "netns_dir=/run/netns:netns"}, msg: "absolute"},
 		{args: []string{"mnet", "/a", "-o", "debug=1"}, msg: "takes no value"},
+		{args: []string{"mnet", "/a", "-o", "max_queued_per_uid=12"}, msg: "at least 64K"},
+		{args: []string{"mnet", "/a", "-o", "max_queued=1T"}, msg: "want a size"},
+		{args: []string{"mnet", "/a", "-o", "root_reserve=60"}, msg: "percentage"},
 	} {
 		_, err := Parse(tc.args)
 		switch {
