@@ -3,12 +3,24 @@ module github.com/mnet-project/mnet
 go 1.26.0
 
 require (
+	github.com/containernetworking/cni v1.3.1
+	github.com/containernetworking/plugins v1.9.1
 	github.com/google/gopacket v1.1.19
 	github.com/hanwen/go-fuse/v2 v2.12.1
+	github.com/vishvananda/netlink v1.3.1
 	golang.org/x/sys v0.49.0
 )
 
-require golang.org/x/net v0.0.0-20190620200207-3b0461eec859 // indirect
+require (
+	github.com/coreos/go-iptables v0.8.0 // indirect
+	github.com/pkg/errors v0.9.1 // indirect
+	github.com/safchain/ethtool v0.6.2 // indirect
+	github.com/vishvananda/netns v0.0.5 // indirect
+	go.opentelemetry.io/otel v1.29.0 // indirect
+	go.opentelemetry.io/otel/trace v1.29.0 // indirect
+	golang.org/x/net v0.43.0 // indirect
+	sigs.k8s.io/knftables v0.0.18 // indirect
+)
 
 // go-fuse v2.12.1 (h1:b6NXOPCraS9NvN4vtHZXDN1nsNKdoDlyafWxWnuO30Q=) plus
 // FUSE_POLL: third_party/go-fuse is that module with

@@ -87,8 +87,9 @@ func filesUnder(t *testing.T, root string, skip ...string) []string {
 }
 
 // make install DESTDIR=$tmp installs the binary, the mount helper, the unit,
-// both man pages and the state directory, and nothing else; make uninstall
-// removes them (the directories it made for them stay, as usual).
+// the man pages, the CNI plugin with its example configuration and the
+// state directory, and nothing else; make uninstall removes them (the
+// directories it made for them stay, as usual).
 func TestMakeInstallFiles(t *testing.T) {
 	require(t, "make", "go-md2man")
 	tmp := t.TempDir()
@@ -98,6 +99,9 @@ func TestMakeInstallFiles(t *testing.T) {
 		"sbin/",
 		"sbin/mount.mnet -> /usr/local/sbin/mnet",
 		"usr/",
+		"usr/lib/",
+		"usr/lib/cni/",
+		"usr/lib/cni/mnet 0755",
 		"usr/local/",
 		"usr/local/lib/",
 		"usr/local/lib/systemd/",
@@ -106,10 +110,15 @@ func TestMakeInstallFiles(t *testing.T) {
 		"usr/local/sbin/",
 		"usr/local/sbin/mnet 0755",
 		"usr/local/share/",
+		"usr/local/share/doc/",
+		"usr/local/share/doc/mnet/",
+		"usr/local/share/doc/mnet/examples/",
+		"usr/local/share/doc/mnet/examples/mnet-lab.conflist 0644",
 		"usr/local/share/man/",
 		"usr/local/share/man/man7/",
 		"usr/local/share/man/man7/mnet.7 0644",
 		"usr/local/share/man/man8/",
+		"usr/local/share/man/man8/mnet-cni.8 0644",
 		"usr/local/share/man/man8/mnet.8 0644",
 		"var/",
 		"var/lib/",
@@ -128,11 +137,17 @@ func TestMakeInstallFiles(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "mnet ") {
 		t.Errorf("installed mnet --version: %v\n%s", err, out)
 	}
+	out, err = run(t, 10*time.Second, []string{"CNI_COMMAND=VERSION"}, filepath.Join(dest, "usr/lib/cni/mnet"))
+	if err != nil || !strings.Contains(out, `"1.0.0"`) {
+		t.Errorf("installed CNI plugin, VERSION: %v\n%s", err, out)
+	}
 
-	// PREFIX moves all but the helper, which stays where mount(8) looks.
+	// PREFIX moves all but the helper and the CNI plugin, which stay
+	// where mount(8) and container runtimes look.
 	dest2 := filepath.Join(tmp, "dest2")
 	runMake(t, "install", "DESTDIR="+dest2, "PREFIX=/opt/mnet", "BUILD="+filepath.Join(tmp, "build"))
-	for _, p := range []string{"opt/mnet/sbin/mnet", "opt/mnet/share/man/man7/mnet.7", "opt/mnet/lib/systemd/system/mnet.service", "var/lib/mnet"} {
+	for _, p := range []string{"opt/mnet/sbin/mnet", "opt/mnet/share/man/man7/mnet.7", "opt/mnet/lib/systemd/system/mnet.service",
+		"opt/mnet/share/doc/mnet/examples/mnet-lab.conflist", "usr/lib/cni/mnet", "var/lib/mnet"} {
 		if _, err := os.Stat(filepath.Join(dest2, p)); err != nil {
 			t.Errorf("make install PREFIX=/opt/mnet: %v", err)
 		}
@@ -578,9 +593,12 @@ func TestDebPackage(t *testing.T) {
 	}
 	sort.Strings(contents)
 	wantFiles := []string{
+		"- root/root ./usr/lib/cni/mnet",
 		"- root/root ./usr/lib/systemd/system/mnet.service",
 		"- root/root ./usr/sbin/mnet",
+		"- root/root ./usr/share/doc/mnet/examples/mnet-lab.conflist",
 		"- root/root ./usr/share/man/man7/mnet.7.gz",
+		"- root/root ./usr/share/man/man8/mnet-cni.8.gz",
 		"- root/root ./usr/share/man/man8/mnet.8.gz",
 		"l root/root ./usr/sbin/mount.mnet -> mnet",
 	}
@@ -620,7 +638,8 @@ func TestDebPackage(t *testing.T) {
 		}
 	}
 	dpkg("-i", deb)
-	for _, p := range []string{"usr/sbin/mnet", "usr/sbin/mount.mnet", "usr/lib/systemd/system/mnet.service", "usr/share/man/man7/mnet.7.gz", "usr/share/man/man8/mnet.8.gz", "var/lib/mnet"} {
+	for _, p := range []string{"usr/sbin/mnet", "usr/sbin/mount.mnet", "usr/lib/systemd/system/mnet.service", "usr/share/man/man7/mnet.7.gz",
+		"usr/share/man/man8/mnet.8.gz", "usr/lib/cni/mnet", "usr/share/man/man8/mnet-cni.8.gz", "var/lib/mnet"} {
 		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
 			t.Errorf("after dpkg -i: %v", err)
 		}
@@ -657,15 +676,16 @@ func TestDebPackage(t *testing.T) {
 	}
 }
 
-// Both man pages render without a warning, and say what they are.
+// The man pages render without a warning, and say what they are.
 func TestManPages(t *testing.T) {
 	require(t, "make", "go-md2man", "man")
 	build := filepath.Join(t.TempDir(), "build")
 	runMake(t, "man", "BUILD="+build)
-	footer := regexp.MustCompile(`mnet 0\.0~git(0|\d{8}\.[0-9a-f]+) \d{4}-\d{2}-\d{2} MNET\([78]\)$`)
+	footer := regexp.MustCompile(`mnet 0\.0~git(0|\d{8}\.[0-9a-f]+) \d{4}-\d{2}-\d{2} MNET(-CNI)?\([78]\)$`)
 	for _, tc := range []struct{ page, want string }{
 		{"mnet.7", "mnet - networking as files: the filesystem interface"},
 		{"mnet.8", "mnet, mount.mnet - the mnet filesystem daemon and its mount helper"},
+		{"mnet-cni.8", "mnet-cni - CNI plugin that puts containers on mnet networks"},
 	} {
 		for _, width := range []string{"80", "60"} {
 			cmd := exec.Command("man", "--warnings", "-l", filepath.Join(build, tc.page))
@@ -717,7 +737,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	// Installed for real under tmp, so that the paths the unit names
 	// exist and verify can check them.
 	prefix := filepath.Join(tmp, "usr")
-	runMake(t, "install", "PREFIX="+prefix, "HELPERDIR="+filepath.Join(tmp, "sbin"),
+	runMake(t, "install", "PREFIX="+prefix, "HELPERDIR="+filepath.Join(tmp, "sbin"), "CNIDIR="+filepath.Join(tmp, "cni"),
 		"STATEDIR="+filepath.Join(tmp, "var/lib/mnet"), "BUILD="+filepath.Join(tmp, "build"))
 	unit := filepath.Join(prefix, "lib/systemd/system/mnet.service")
 	cmd := exec.Command("systemd-analyze", "verify", unit)

@@ -32,8 +32,19 @@ func openCtlIn(t *testing.T, ns, ctlPath string, back bool) int {
 	done := make(chan result, 1)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	go func() {
+	var opener func()
+	opener = func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread: the runtime parks it when its
+			// goroutine ends, never ends it. Open from another,
+			// started while this one is held, and let this one go.
+			inner := make(chan struct{})
+			go func() { defer close(inner); opener() }()
+			<-inner
+			runtime.UnlockOSThread()
+			return
+		}
 		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			done <- result{err: err}
@@ -65,7 +76,8 @@ func openCtlIn(t *testing.T, ns, ctlPath string, back bool) int {
 		if back {
 			<-release
 		}
-	}()
+	}
+	go opener()
 	r := <-done
 	if r.err != nil {
 		t.Fatalf("opening %s from namespace %s: %v", ctlPath, ns, r.err)

@@ -3,6 +3,7 @@ package ipn
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,6 +70,13 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 			bad = err
 			break
 		}
+		if cmd.detach != nil {
+			if ns == nil || ns.Self() {
+				cmd.detach.anyNS = true
+			} else {
+				cmd.detach.ns = ns.ID()
+			}
+		}
 		cmds = append(cmds, cmd)
 	}
 	// persistMu is held from the per-uid check of "persist on" to its
@@ -103,15 +111,19 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 		for _, cmd := range cmds {
 			switch {
 			case cmd.attach != nil:
-				// It replaces one of its name waiting for its namespace.
-				if i := n.waitingIndexLocked(cmd.attach.kind, cmd.attach.spec.Name()); i >= 0 {
+				// It replaces one of its kind and name waiting for its
+				// namespace: the namespace made again has a new identity.
+				if i := slices.IndexFunc(n.waiting, func(w *waitingLink) bool {
+					return w.kind == cmd.attach.kind && w.spec.Name() == cmd.attach.spec.Name()
+				}); i >= 0 {
 					n.waiting = slices.Delete(n.waiting, i, i+1)
 				}
 				attached = append(attached, n.attachLocked(cmd.attach))
 			case cmd.detach != nil:
-				p := n.linkPort(cmd.detach.kind, cmd.detach.name)
+				// checkLinksLocked found what it names.
+				p := n.detachPortLocked(cmd.detach, cmd.line)
 				if p == nil {
-					if i := n.waitingIndexLocked(cmd.detach.kind, cmd.detach.name); i >= 0 {
+					if i := n.detachWaitingLocked(cmd.detach); i >= 0 {
 						n.waiting = slices.Delete(n.waiting, i, i+1)
 					}
 					break
@@ -382,6 +394,59 @@ func uncomment(arg string) string {
 type detachment struct {
 	kind *link.Kind // nil: any kind
 	name string
+	// ns is the caller's namespace pinned at open (zero: the daemon's,
+	// or one the daemon cannot see). anyNS: it is one of those two, and
+	// a name attached once is found in whatever namespace it is.
+	ns    netns.ID
+	anyNS bool
+}
+
+// pick is the attachment among keys that d names: the one of its name
+// in the caller's namespace or, for a caller in the daemon's namespace
+// (or one it cannot see), the only one of its name. A caller in another
+// namespace never detaches one of a third namespace: every container's
+// eth0 is detached from within its own, never another's by mistake.
+func (d *detachment) pick(keys []linkKey, line string) (linkKey, *ctlError) {
+	var named []linkKey
+	for _, k := range keys {
+		if k.name == d.name && (d.kind == nil || d.kind == k.kind) {
+			if k.ns == d.ns {
+				return k, nil
+			}
+			named = append(named, k)
+		}
+	}
+	switch {
+	case len(named) == 1 && d.anyNS:
+		return named[0], nil
+	case len(named) > 0:
+		return linkKey{}, ctlErr(syscall.ENODEV,
+			"%s: not attached in the caller's network namespace (attached in %d other namespaces: detach it through a ctl opened in its namespace)",
+			line, len(named))
+	}
+	return linkKey{}, ctlErr(syscall.ENODEV, "%s: not attached to this network", line)
+}
+
+// pickWaiting is the waiting attachment among keys that d names: the one
+// of its name in the caller's namespace, else the first of its name. A
+// waiting one's namespace is gone or is another now, so that the caller
+// who made a namespace again under the old name drops it from there.
+func (d *detachment) pickWaiting(keys []linkKey) (linkKey, bool) {
+	var first *linkKey
+	for i, k := range keys {
+		if k.name == d.name && (d.kind == nil || d.kind == k.kind) {
+			if k.ns == d.ns {
+				return k, true
+			}
+			if first == nil {
+				first = &keys[i]
+			}
+		}
+	}
+	if first == nil {
+		return linkKey{}, false
+	}
+	return *first, true
 }
 
 // parseDetach reads the argument of detach. Detaching needs the
@@ -417,61 +482,46 @@ func parseDetach(c *netcore.Cred, arg string) (*detachment, *ctlError) {
 // detach names a link attached here (or by an earlier line), and the links
 // fit under maxports.
 func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
-	type key struct {
-		kind *link.Kind
-		name string
-	}
-	attached := map[key]bool{}
+	attached := map[linkKey]bool{}
 	for _, p := range n.portList {
 		if p.spec != nil {
-			attached[key{p.kind, p.name}] = true
+			attached[p.key()] = true
 		}
 	}
 	// Waiting attachments are no ports, but detach takes them away.
-	waiting := map[key]bool{}
+	waiting := map[linkKey]bool{}
 	for _, w := range n.waiting {
-		waiting[key{w.kind, w.spec.Name()}] = true
-	}
-	find := func(d *detachment) (key, bool) {
-		for k := range attached {
-			if k.name == d.name && (d.kind == nil || d.kind == k.kind) {
-				return k, true
-			}
-		}
-		return key{}, false
-	}
-	findWaiting := func(d *detachment) (key, bool) {
-		for k := range waiting {
-			if k.name == d.name && (d.kind == nil || d.kind == k.kind) {
-				return k, true
-			}
-		}
-		return key{}, false
+		waiting[w.key()] = true
 	}
 	ports, maxPorts := len(n.portList), n.set.MaxPorts
 	for _, cmd := range cmds {
 		switch {
 		case cmd.attach != nil:
-			// A name is claimed in its namespace (interfaces), but
-			// detach names one link of the network: one of a kind.
-			k := key{cmd.attach.kind, cmd.attach.spec.Name()}
+			// A name is claimed in its namespace: containers' eth0s
+			// join one network, one of a kind per namespace.
+			k := cmd.attach.key()
 			if attached[k] {
 				return ctlErr(syscall.EEXIST, "%s: already attached to this network", cmd.line)
 			}
 			ports++
 			attached[k] = true
-			delete(waiting, k) // replaced
+			for w := range waiting {
+				if w.kind == k.kind && w.name == k.name {
+					delete(waiting, w) // replaced (see applyCtl)
+					break
+				}
+			}
 			if ports > maxPorts {
 				return ctlErr(syscall.EBUSY, "%s: the network has maxports (%d) ports", cmd.line, maxPorts)
 			}
 		case cmd.detach != nil:
-			if k, ok := find(cmd.detach); ok {
+			if k, err := cmd.detach.pick(slices.Collect(maps.Keys(attached)), cmd.line); err == nil {
 				delete(attached, k)
 				ports--
-			} else if k, ok := findWaiting(cmd.detach); ok {
+			} else if k, ok := cmd.detach.pickWaiting(slices.Collect(maps.Keys(waiting))); ok {
 				delete(waiting, k)
 			} else {
-				return ctlErr(syscall.ENODEV, "%s: not attached to this network", cmd.line)
+				return err
 			}
 		case cmd.maxPorts > 0:
 			maxPorts = cmd.maxPorts

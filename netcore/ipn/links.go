@@ -3,6 +3,7 @@ package ipn
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -133,16 +134,61 @@ func (n *Network) attachLocked(a *attachment) *Port {
 	return p
 }
 
-// linkPort returns the attachment called name (of kind, if not nil), or
-// nil; ports of services and extensions are not attachments. Called
-// with n.mu held.
+// linkKey is an attachment's identity in a network: its kind, its name
+// and the namespace it was made in (zero: the daemon's), so that
+// interfaces of one name in different namespaces are different
+// attachments.
+type linkKey struct {
+	kind *link.Kind
+	name string
+	ns   netns.ID
+}
+
+func (p *Port) key() linkKey        { return linkKey{p.kind, p.name, p.nsID} }
+func (a *attachment) key() linkKey  { return linkKey{a.kind, a.spec.Name(), a.nsID} }
+func (w *waitingLink) key() linkKey { return linkKey{w.kind, w.spec.Name(), w.where.id()} }
+
+// linkPort returns the attachment called name (of kind, if not nil) in
+// the daemon's namespace or, failing that, the only one of that name; nil
+// if there is none. Ports of services and extensions are not attachments.
+// Called with n.mu held.
 func (n *Network) linkPort(kind *link.Kind, name string) *Port {
+	return n.detachPortLocked(&detachment{kind: kind, name: name, anyNS: true}, "")
+}
+
+// detachPortLocked returns the attached port d names, or nil. Called with
+// n.mu held.
+func (n *Network) detachPortLocked(d *detachment, line string) *Port {
+	var keys []linkKey
 	for _, p := range n.portList {
-		if p.spec != nil && p.name == name && (kind == nil || p.kind == kind) {
+		if p.spec != nil {
+			keys = append(keys, p.key())
+		}
+	}
+	k, err := d.pick(keys, line)
+	if err != nil {
+		return nil
+	}
+	for _, p := range n.portList {
+		if p.spec != nil && p.key() == k {
 			return p
 		}
 	}
 	return nil
+}
+
+// detachWaitingLocked is the index in n.waiting of the waiting attachment
+// d names, or -1. Called with n.mu held.
+func (n *Network) detachWaitingLocked(d *detachment) int {
+	var keys []linkKey
+	for _, w := range n.waiting {
+		keys = append(keys, w.key())
+	}
+	k, ok := d.pickWaiting(keys)
+	if !ok {
+		return -1
+	}
+	return slices.IndexFunc(n.waiting, func(w *waitingLink) bool { return w.key() == k })
 }
 
 // detachLocked takes a link port out of the network; release finishes

@@ -290,14 +290,6 @@ func (n *Network) hasWaiting() bool {
 	return len(n.waiting) > 0
 }
 
-// waitingIndexLocked is the index of the waiting attachment called name
-// (of kind, if not nil) in n.waiting, or -1. Called with n.mu held.
-func (n *Network) waitingIndexLocked(kind *link.Kind, name string) int {
-	return slices.IndexFunc(n.waiting, func(w *waitingLink) bool {
-		return w.spec.Name() == name && (kind == nil || w.kind == kind)
-	})
-}
-
 // retryWaiting tries the waiting attachments of every network again,
 // every period, until none waits or the family closes.
 func (f *ipnFamily) retryWaiting(period time.Duration) {
