@@ -22,7 +22,7 @@ func TestDependencies(t *testing.T) {
 		{"github.com/mnet-project/mnet/netcore/ipn", []string{
 			"github.com/hanwen/go-fuse", "github.com/mnet-project/mnet/tap", "github.com/mnet-project/mnet/fs"}},
 		{"github.com/mnet-project/mnet/vnet", []string{"github.com/mnet-project/"}},
-		{"github.com/mnet-project/mnet/netcore/link/host", []string{
+		{"github.com/mnet-project/mnet/netcore/iphost", []string{
 			"github.com/hanwen/go-fuse", "github.com/mnet-project/mnet/netcore/ipn",
 			"github.com/mnet-project/mnet/tap", "github.com/mnet-project/mnet/fs"}},
 		{"github.com/mnet-project/mnet/netcore/mhost", []string{

@@ -25,8 +25,8 @@ import (
 	"github.com/mnet-project/mnet/fs"
 	"github.com/mnet-project/mnet/netcore"
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
+	_ "github.com/mnet-project/mnet/netcore/iphost"     // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
-	_ "github.com/mnet-project/mnet/netcore/link/host"  // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
 	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
 	_ "github.com/mnet-project/mnet/netcore/link/vxlan" // vxlan cables

@@ -9,7 +9,7 @@ import (
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore"
-	"github.com/mnet-project/mnet/netcore/link/host"
+	"github.com/mnet-project/mnet/netcore/iphost"
 	"github.com/mnet-project/mnet/netcore/netns"
 )
 
@@ -115,7 +115,7 @@ func (f *anyFile) Open(_ context.Context, c *netcore.Cred, _ int) (netcore.Handl
 		a.paths = append(a.paths, kp)
 		go kp.readLoop(a)
 	}
-	for _, h := range host.Hosts() {
+	for _, h := range iphost.Hosts() {
 		if recv, _ := h.Rights(c); !recv {
 			continue
 		}
@@ -266,11 +266,11 @@ func (k *anyKernel) close() {
 // anyHost is a network host's endpoint bound to the port.
 type anyHost struct {
 	a    *anyEndpoint
-	conn *host.Conn
+	conn *iphost.Conn
 }
 
 func (h *anyHost) send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error {
-	return h.conn.Send(ctx, to, p, host.Wait, nonblock)
+	return h.conn.Send(ctx, to, p, iphost.Wait, nonblock)
 }
 
 func (h *anyHost) close() {

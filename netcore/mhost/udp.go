@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mnet-project/mnet/netcore"
-	"github.com/mnet-project/mnet/netcore/link/host"
+	"github.com/mnet-project/mnet/netcore/iphost"
 	"github.com/mnet-project/mnet/netcore/netns"
 )
 
@@ -584,11 +584,11 @@ func errnoOf(err error) error {
 type hostPath struct {
 	ep   *endpoint
 	l    *locator
-	conn *host.Conn
+	conn *iphost.Conn
 }
 
 func newHostPath(ep *endpoint, l *locator, to netip.AddrPort) (*hostPath, error) {
-	h := host.Of(l.net)
+	h := iphost.Of(l.net)
 	if h == nil {
 		return nil, syscall.ENETUNREACH // no such network
 	}
@@ -606,7 +606,7 @@ func newHostPath(ep *endpoint, l *locator, to netip.AddrPort) (*hostPath, error)
 }
 
 func (hp *hostPath) send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error {
-	err := hp.conn.Send(ctx, to, p, host.FailFast, nonblock)
+	err := hp.conn.Send(ctx, to, p, iphost.FailFast, nonblock)
 	if err == syscall.EBADF {
 		return syscall.ENETDOWN // the network (and its host) went away
 	}

@@ -1,4 +1,4 @@
-// Package host is mnet's userspace IP host on an IPN network: "addr CIDR"
+// Package iphost is mnet's userspace IP host on an IPN network: "addr CIDR"
 // in a network's ctl gives mnet itself that address on the network, with a
 // MAC of its own ("mac"), as a port of KIND host. It answers ARP and IPv6
 // neighbour solicitation for its addresses and ICMP / ICMPv6 echo, sends
@@ -11,7 +11,7 @@
 // It is an Extension of package link (it owns the ctl words addr and mac
 // and adds udp/ and host to the network's directory); package mhost sends
 // through it with Of and Conn.
-package host
+package iphost
 
 import (
 	"crypto/sha256"
