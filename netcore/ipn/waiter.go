@@ -4,8 +4,8 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/mnet-project/mnet/internal/fdpoll"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/link/fdpoll"
 	"github.com/mnet-project/mnet/vnet"
 )
 

@@ -11,8 +11,8 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/fdpoll"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/link/fdpoll"
 	"github.com/mnet-project/mnet/netcore/netns"
 	"github.com/mnet-project/mnet/tap"
 )
