@@ -8,8 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/internal/tap"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/tap"
 	"github.com/mnet-project/mnet/vnet"
 )
 
