@@ -18,10 +18,10 @@ func TestDependencies(t *testing.T) {
 		{"github.com/mnet-project/mnet/netcore/inet", []string{
 			"github.com/google/gopacket", "github.com/hanwen/go-fuse",
 			"github.com/mnet-project/mnet/netcore/ipn", "github.com/mnet-project/mnet/netcore/link",
-			"github.com/mnet-project/mnet/internal/tap", "github.com/mnet-project/mnet/vnet"}},
+			"github.com/mnet-project/mnet/internal/tap", "github.com/mnet-project/mnet/internal/vnet"}},
 		{"github.com/mnet-project/mnet/netcore/ipn", []string{
 			"github.com/hanwen/go-fuse", "github.com/mnet-project/mnet/internal/tap", "github.com/mnet-project/mnet/fs"}},
-		{"github.com/mnet-project/mnet/vnet", []string{"github.com/mnet-project/"}},
+		{"github.com/mnet-project/mnet/internal/vnet", []string{"github.com/mnet-project/"}},
 		{"github.com/mnet-project/mnet/netcore/iphost", []string{
 			"github.com/hanwen/go-fuse", "github.com/mnet-project/mnet/netcore/ipn",
 			"github.com/mnet-project/mnet/internal/tap", "github.com/mnet-project/mnet/fs"}},

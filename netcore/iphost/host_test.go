@@ -14,11 +14,11 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/iphost"
 	_ "github.com/mnet-project/mnet/netcore/ipn"
 	"github.com/mnet-project/mnet/netcore/link/memlink"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // The host's frame handling, unit-tested through a real ipn network with

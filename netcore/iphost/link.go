@@ -6,8 +6,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // outQueue bounds the frames the host has built and the network has not

@@ -10,7 +10,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 
-	"github.com/mnet-project/mnet/vnet"
+	"github.com/mnet-project/mnet/internal/vnet"
 )
 
 // ipMTU is the largest IP packet the host sends, as a NIC's: the kernel

@@ -10,9 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // Policy is a network's delivery policy, by its ctl name.
