@@ -23,6 +23,7 @@ import (
 	"github.com/mnet-project/mnet/cmd/mnet/internal/logdest"
 	"github.com/mnet-project/mnet/cmd/mnet/internal/sdnotify"
 	"github.com/mnet-project/mnet/fs"
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
 	_ "github.com/mnet-project/mnet/netcore/iphost"     // the userspace host: addr, mac, udp/
@@ -31,7 +32,6 @@ import (
 	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
 	_ "github.com/mnet-project/mnet/netcore/link/vxlan" // vxlan cables
 	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 const usage = `mnet: networking as files

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // root is a caller in the test's own network namespace (its pid, so that

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // ctlError is a failed ctl command: the errno for the write and the reason

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/iphost"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // mhost/any/udp/PORT: each open binds PORT on inet (0.0.0.0), inet6 (::)

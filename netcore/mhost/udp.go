@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/iphost"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // qlen bounds the datagrams waiting to be read on one endpoint; past it

@@ -12,9 +12,9 @@ import (
 	"syscall"
 
 	"github.com/mnet-project/mnet/internal/fdpoll"
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/internal/tap"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 func init() {
