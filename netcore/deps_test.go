@@ -6,9 +6,10 @@ import (
 	"testing"
 )
 
-// The layers keep to their direction: netcore is the standard library
-// only, and a family links nothing of another family's (inet does not pull
-// in ipn's packet code, pcap or devices).
+// The layers keep to their direction (cmd -> fs -> netcore -> internal):
+// netcore is the standard library only, a family links nothing of another
+// family's (inet does not pull in ipn's packet code, pcap or devices), and
+// the helpers under internal/ know nothing of the layers above them.
 func TestDependencies(t *testing.T) {
 	for _, c := range []struct {
 		pkg       string
@@ -22,6 +23,11 @@ func TestDependencies(t *testing.T) {
 		{"github.com/mnet-project/mnet/netcore/ipn", []string{
 			"github.com/hanwen/go-fuse", "github.com/mnet-project/mnet/internal/tap", "github.com/mnet-project/mnet/fs"}},
 		{"github.com/mnet-project/mnet/internal/vnet", []string{"github.com/mnet-project/"}},
+		{"github.com/mnet-project/mnet/internal/fdpoll", []string{"github.com/mnet-project/"}},
+		{"github.com/mnet-project/mnet/internal/netns", []string{"github.com/mnet-project/"}},
+		{"github.com/mnet-project/mnet/internal/tap", []string{
+			"github.com/mnet-project/mnet/netcore", "github.com/mnet-project/mnet/fs",
+			"github.com/mnet-project/mnet/cmd"}},
 		{"github.com/mnet-project/mnet/netcore/iphost", []string{
 			"github.com/hanwen/go-fuse", "github.com/mnet-project/mnet/netcore/ipn",
 			"github.com/mnet-project/mnet/internal/tap", "github.com/mnet-project/mnet/fs"}},
