@@ -48,7 +48,7 @@ type Family struct {
 	byUid     map[uint32]int     // the same, per uid
 	perUid    int                // the bound on byUid for uids other than 0
 	listeners map[listenerKey]*listener
-	nodes     int // cached hostDirs and portFiles
+	nodes     int // cached peerDirs and portFiles
 }
 
 func newFamily(env *netcore.Env, v *version) *Family {
@@ -128,7 +128,7 @@ func (f *Family) reserve(pf *portFile, uid uint32) error {
 	}
 	f.reserved++
 	f.byUid[uid]++
-	pf.host.proto.remember(pf.host.h.name, pf.port)
+	pf.dir.proto.remember(pf.dir.peer.name, pf.port)
 	return nil
 }
 
@@ -139,7 +139,7 @@ func (f *Family) unreserve(pf *portFile, uid uint32) {
 	if f.byUid[uid]--; f.byUid[uid] <= 0 {
 		delete(f.byUid, uid)
 	}
-	pf.host.proto.forget(pf.host.h.name, pf.port)
+	pf.dir.proto.forget(pf.dir.peer.name, pf.port)
 	f.mu.Unlock()
 }
 
@@ -174,18 +174,18 @@ func (f *Family) makeRoom() {
 	}
 	f.nodes = 0
 	for _, p := range []*protoDir{f.udp, f.tcp} {
-		for name, hd := range p.hosts {
+		for name, pd := range p.peers {
 			open := p.opened[name]
-			for port := range hd.ports {
+			for port := range pd.ports {
 				if open[port] == 0 {
-					delete(hd.ports, port)
+					delete(pd.ports, port)
 				}
 			}
-			if len(hd.ports) == 0 && len(open) == 0 {
-				delete(p.hosts, name)
+			if len(pd.ports) == 0 && len(open) == 0 {
+				delete(p.peers, name)
 				continue
 			}
-			f.nodes += 1 + len(hd.ports)
+			f.nodes += 1 + len(pd.ports)
 		}
 	}
 	f.log.Debug("name cache swept", "nodes", f.nodes)
@@ -226,38 +226,38 @@ type protoDir struct {
 	name string // udp or tcp
 
 	// Guarded by f.mu.
-	hosts  map[string]*hostDir       // node cache, by HOST name
+	peers  map[string]*peerDir       // node cache, by HOST name
 	opened map[string]map[uint16]int // HOST name -> PORT -> open files
 }
 
 func newProtoDir(f *Family, name string) *protoDir {
 	return &protoDir{id: netcore.NewID(), f: f, name: name,
-		hosts: make(map[string]*hostDir), opened: make(map[string]map[uint16]int)}
+		peers: make(map[string]*peerDir), opened: make(map[string]map[uint16]int)}
 }
 
 func (d *protoDir) ID() uint64                      { return d.id }
 func (d *protoDir) Attr(*netcore.Cred) netcore.Attr { return d.f.dirAttr() }
 
 func (d *protoDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	h, err := d.f.v.parseHost(name)
+	p, err := d.f.v.parsePeer(name)
 	if err != nil {
 		return nil, err
 	}
 	d.f.mu.Lock()
 	defer d.f.mu.Unlock()
-	return d.hostNode(h), nil
+	return d.peerNode(p), nil
 }
 
-// hostNode returns the cached node of h, making it if needed; f.mu is held.
-func (d *protoDir) hostNode(h host) *hostDir {
-	if hd := d.hosts[h.name]; hd != nil {
-		return hd
+// peerNode returns the cached node of p, making it if needed; f.mu is held.
+func (d *protoDir) peerNode(p peer) *peerDir {
+	if pd := d.peers[p.name]; pd != nil {
+		return pd
 	}
 	d.f.makeRoom()
-	hd := &hostDir{id: netcore.NewID(), proto: d, h: h, ports: make(map[uint16]*portFile)}
-	d.hosts[h.name] = hd
+	pd := &peerDir{id: netcore.NewID(), proto: d, peer: p, ports: make(map[uint16]*portFile)}
+	d.peers[p.name] = pd
 	d.f.nodes++
-	return hd
+	return pd
 }
 
 func (d *protoDir) List(*netcore.Cred) []netcore.DirEntry {
@@ -265,11 +265,11 @@ func (d *protoDir) List(*netcore.Cred) []netcore.DirEntry {
 	defer d.f.mu.Unlock()
 	ents := make([]netcore.DirEntry, 0, len(d.opened))
 	for name := range d.opened {
-		h, err := d.f.v.parseHost(name)
+		p, err := d.f.v.parsePeer(name)
 		if err != nil {
 			continue // cannot happen: only parsed names are opened
 		}
-		ents = append(ents, netcore.DirEntry{Name: name, Node: d.hostNode(h)})
+		ents = append(ents, netcore.DirEntry{Name: name, Node: d.peerNode(p)})
 	}
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
 	return ents
@@ -277,38 +277,38 @@ func (d *protoDir) List(*netcore.Cred) []netcore.DirEntry {
 
 // remember and forget count the open files of HOST/PORT, and the opens
 // still connecting or accepting; f.mu is held.
-func (d *protoDir) remember(hostName string, port uint16) {
-	ports := d.opened[hostName]
+func (d *protoDir) remember(peerName string, port uint16) {
+	ports := d.opened[peerName]
 	if ports == nil {
 		ports = make(map[uint16]int)
-		d.opened[hostName] = ports
+		d.opened[peerName] = ports
 	}
 	ports[port]++
 }
 
-func (d *protoDir) forget(hostName string, port uint16) {
-	ports := d.opened[hostName]
+func (d *protoDir) forget(peerName string, port uint16) {
+	ports := d.opened[peerName]
 	if ports[port]--; ports[port] <= 0 {
 		delete(ports, port)
 	}
 	if len(ports) == 0 {
-		delete(d.opened, hostName)
+		delete(d.opened, peerName)
 	}
 }
 
-// hostDir is PROTO/HOST: any valid PORT can be looked up; the listing shows
+// peerDir is PROTO/HOST: any valid PORT can be looked up; the listing shows
 // the PORTs with open files.
-type hostDir struct {
+type peerDir struct {
 	id    uint64
 	proto *protoDir
-	h     host
+	peer  peer
 	ports map[uint16]*portFile // node cache; guarded by f.mu
 }
 
-func (d *hostDir) ID() uint64                      { return d.id }
-func (d *hostDir) Attr(*netcore.Cred) netcore.Attr { return d.proto.f.dirAttr() }
+func (d *peerDir) ID() uint64                      { return d.id }
+func (d *peerDir) Attr(*netcore.Cred) netcore.Attr { return d.proto.f.dirAttr() }
 
-func (d *hostDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+func (d *peerDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 	port, err := netcore.ParsePort(name)
 	if err != nil {
 		return nil, err
@@ -319,22 +319,22 @@ func (d *hostDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 }
 
 // portNode returns the cached node of port; f.mu is held.
-func (d *hostDir) portNode(port uint16) *portFile {
+func (d *peerDir) portNode(port uint16) *portFile {
 	if pf := d.ports[port]; pf != nil {
 		return pf
 	}
 	d.proto.f.makeRoom()
-	pf := &portFile{id: netcore.NewID(), host: d, port: port}
+	pf := &portFile{id: netcore.NewID(), dir: d, port: port}
 	d.ports[port] = pf
 	d.proto.f.nodes++
 	return pf
 }
 
-func (d *hostDir) List(*netcore.Cred) []netcore.DirEntry {
+func (d *peerDir) List(*netcore.Cred) []netcore.DirEntry {
 	f := d.proto.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	open := d.proto.opened[d.h.name]
+	open := d.proto.opened[d.peer.name]
 	ports := make([]int, 0, len(open))
 	for p := range open {
 		ports = append(ports, int(p))
@@ -351,18 +351,18 @@ func (d *hostDir) List(*netcore.Cred) []netcore.DirEntry {
 // open may do is checked against the caller's uid as the kernel would.
 type portFile struct {
 	id   uint64
-	host *hostDir
+	dir  *peerDir
 	port uint16
 }
 
 func (pf *portFile) ID() uint64 { return pf.id }
 
 func (pf *portFile) Attr(*netcore.Cred) netcore.Attr {
-	return netcore.Attr{Mode: syscall.S_IFREG | 0666, Mtime: pf.host.proto.f.start}
+	return netcore.Attr{Mode: syscall.S_IFREG | 0666, Mtime: pf.dir.proto.f.start}
 }
 
 // path is the file's name under the mount, for logs.
 func (pf *portFile) path() string {
-	d := pf.host.proto
-	return d.f.v.family + "/" + d.name + "/" + pf.host.h.name + "/" + strconv.Itoa(int(pf.port))
+	d := pf.dir.proto
+	return d.f.v.family + "/" + d.name + "/" + pf.dir.peer.name + "/" + strconv.Itoa(int(pf.port))
 }

@@ -26,14 +26,14 @@ type udpDir struct {
 	start time.Time
 
 	mu     sync.Mutex
-	hosts  map[netip.Addr]*udpHostDir
+	peers  map[netip.Addr]*udpPeerDir
 	opened map[netip.Addr]map[uint16]int
 	nodes  int
 }
 
 func newUDPDir(h *Host) *udpDir {
 	return &udpDir{id: netcore.NewID(), h: h, start: time.Now(),
-		hosts: map[netip.Addr]*udpHostDir{}, opened: map[netip.Addr]map[uint16]int{}}
+		peers: map[netip.Addr]*udpPeerDir{}, opened: map[netip.Addr]map[uint16]int{}}
 }
 
 func (d *udpDir) ID() uint64 { return d.id }
@@ -43,8 +43,8 @@ func (d *udpDir) Attr(*netcore.Cred) netcore.Attr {
 	return netcore.Attr{Mode: syscall.S_IFDIR | 0555, Uid: uid, Gid: gid, Mtime: d.start}
 }
 
-// parseHost reads a HOST: an IPv4 or IPv6 literal, without zone.
-func parseHost(name string) (netip.Addr, error) {
+// parsePeer reads a HOST: an IPv4 or IPv6 literal, without zone.
+func parsePeer(name string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(name)
 	if err != nil || a.Zone() != "" || a.Is4In6() || a.String() != name {
 		return netip.Addr{}, syscall.EINVAL
@@ -53,23 +53,23 @@ func parseHost(name string) (netip.Addr, error) {
 }
 
 func (d *udpDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	a, err := parseHost(name)
+	a, err := parsePeer(name)
 	if err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.hostNode(a), nil
+	return d.peerNode(a), nil
 }
 
-// hostNode returns the node of HOST a; d.mu is held.
-func (d *udpDir) hostNode(a netip.Addr) *udpHostDir {
-	if hd := d.hosts[a]; hd != nil {
+// peerNode returns the node of HOST a; d.mu is held.
+func (d *udpDir) peerNode(a netip.Addr) *udpPeerDir {
+	if hd := d.peers[a]; hd != nil {
 		return hd
 	}
 	d.sweep()
-	hd := &udpHostDir{id: netcore.NewID(), d: d, addr: a, ports: map[uint16]*udpFile{}}
-	d.hosts[a] = hd
+	hd := &udpPeerDir{id: netcore.NewID(), d: d, addr: a, ports: map[uint16]*udpFile{}}
+	d.peers[a] = hd
 	d.nodes++
 	return hd
 }
@@ -81,7 +81,7 @@ func (d *udpDir) sweep() {
 		return
 	}
 	d.nodes = 0
-	for a, hd := range d.hosts {
+	for a, hd := range d.peers {
 		open := d.opened[a]
 		for p := range hd.ports {
 			if open[p] == 0 {
@@ -89,7 +89,7 @@ func (d *udpDir) sweep() {
 			}
 		}
 		if len(hd.ports) == 0 && len(open) == 0 {
-			delete(d.hosts, a)
+			delete(d.peers, a)
 			continue
 		}
 		d.nodes += 1 + len(hd.ports)
@@ -106,22 +106,22 @@ func (d *udpDir) List(*netcore.Cred) []netcore.DirEntry {
 	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
 	ents := make([]netcore.DirEntry, 0, len(addrs))
 	for _, a := range addrs {
-		ents = append(ents, netcore.DirEntry{Name: a.String(), Node: d.hostNode(a)})
+		ents = append(ents, netcore.DirEntry{Name: a.String(), Node: d.peerNode(a)})
 	}
 	return ents
 }
 
-type udpHostDir struct {
+type udpPeerDir struct {
 	id    uint64
 	d     *udpDir
 	addr  netip.Addr
 	ports map[uint16]*udpFile // guarded by d.mu
 }
 
-func (hd *udpHostDir) ID() uint64                        { return hd.id }
-func (hd *udpHostDir) Attr(c *netcore.Cred) netcore.Attr { return hd.d.Attr(c) }
+func (hd *udpPeerDir) ID() uint64                        { return hd.id }
+func (hd *udpPeerDir) Attr(c *netcore.Cred) netcore.Attr { return hd.d.Attr(c) }
 
-func (hd *udpHostDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+func (hd *udpPeerDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 	p, err := netcore.ParsePort(name)
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func (hd *udpHostDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error)
 	return hd.portNode(p), nil
 }
 
-func (hd *udpHostDir) portNode(p uint16) *udpFile {
+func (hd *udpPeerDir) portNode(p uint16) *udpFile {
 	if f := hd.ports[p]; f != nil {
 		return f
 	}
@@ -142,7 +142,7 @@ func (hd *udpHostDir) portNode(p uint16) *udpFile {
 	return f
 }
 
-func (hd *udpHostDir) List(*netcore.Cred) []netcore.DirEntry {
+func (hd *udpPeerDir) List(*netcore.Cred) []netcore.DirEntry {
 	d := hd.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -162,7 +162,7 @@ func (hd *udpHostDir) List(*netcore.Cred) []netcore.DirEntry {
 // class on the network, as data does.
 type udpFile struct {
 	id   uint64
-	hd   *udpHostDir
+	hd   *udpPeerDir
 	port uint16
 }
 
@@ -219,7 +219,7 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	_, uh.qlen = h.net.Limits()
 	conn, err := h.Open(a.Is6(), port, remote, uh)
 	if err != nil {
-		h.net.Log().Info("open refused", "network", h.net.Network(), "file", "udp/"+a.String()+"/"+strconv.Itoa(int(f.port)),
+		h.net.Log().Info("open refused", "network", h.net.Name(), "file", "udp/"+a.String()+"/"+strconv.Itoa(int(f.port)),
 			"uid", c.Uid, "pid", c.Pid, "err", err.Error())
 		return nil, err
 	}

@@ -120,7 +120,7 @@ func (f *anyFile) Open(_ context.Context, c *netcore.Cred, _ int) (netcore.Handl
 			continue
 		}
 		for _, v6 := range []bool{false, true} {
-			hp := &anyHost{a: a}
+			hp := &anyIPHost{a: a}
 			conn, err := h.Open(v6, f.port, netip.AddrPort{}, hp)
 			if err != nil {
 				return fail(err)
@@ -263,24 +263,25 @@ func (k *anyKernel) close() {
 	<-k.done
 }
 
-// anyHost is a network host's endpoint bound to the port.
-type anyHost struct {
+// anyIPHost is the endpoint bound to the port on a network's userspace IP
+// host.
+type anyIPHost struct {
 	a    *anyEndpoint
 	conn *iphost.Conn
 }
 
-func (h *anyHost) send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error {
+func (h *anyIPHost) send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error {
 	return h.conn.Send(ctx, to, p, iphost.Wait, nonblock)
 }
 
-func (h *anyHost) close() {
+func (h *anyIPHost) close() {
 	if h.conn != nil {
 		h.conn.Close()
 	}
 }
 
-func (h *anyHost) Deliver(from, _ netip.AddrPort, payload []byte) func() {
+func (h *anyIPHost) Deliver(from, _ netip.AddrPort, payload []byte) func() {
 	return h.a.deliver(from, h, payload)
 }
-func (h *anyHost) Error(netip.AddrPort, syscall.Errno) func() { return nil }
-func (h *anyHost) Closed()                                    {}
+func (h *anyIPHost) Error(netip.AddrPort, syscall.Errno) func() { return nil }
+func (h *anyIPHost) Closed()                                    {}
