@@ -17,7 +17,7 @@ func TestDependencies(t *testing.T) {
 	}{
 		{"github.com/mnet-project/mnet/netcore", []string{"github.com/", "golang.org/x/"}},
 		{"github.com/mnet-project/mnet/netcore/inet", []string{
-			"github.com/google/gopacket", "github.com/hanwen/go-fuse",
+			"github.com/gopacket/gopacket", "github.com/hanwen/go-fuse",
 			"github.com/mnet-project/mnet/netcore/ipn", "github.com/mnet-project/mnet/netcore/link",
 			"github.com/mnet-project/mnet/internal/tap", "github.com/mnet-project/mnet/internal/vnet"}},
 		{"github.com/mnet-project/mnet/netcore/ipn", []string{
