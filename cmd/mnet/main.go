@@ -120,63 +120,30 @@ func mountCmd(args []string) error {
 	return err
 }
 
+// serve is mnet mount: it mounts, reports ready and serves until a signal
+// or an unmount ends it.
 func serve(args []string, ready *detach.Reporter) error {
-	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
-	fl.SetOutput(io.Discard)
-	logDest := fl.String("log", "", "")
-	verbose := fl.Bool("v", false, "")
-	debugFuse := fl.Bool("debug-fuse", false, "")
-	state := fl.String("state", "/var/lib/mnet/state.json", "")
-	maxNets := fl.Int("max-networks-per-uid", netcore.DefaultNetworksPerUid, "")
-	maxPersist := fl.Int("max-persistent-per-uid", netcore.DefaultPersistentPerUid, "")
-	maxSocks := fl.Int("max-sockets-per-uid", netcore.DefaultSocketsPerUid, "")
-	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
-	netnsDir := fl.String(netns.DirFlag, netns.DefaultDir, "")
-	cpuProfile := fl.String("cpuprofile", "", "")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Print(usage)
-			return err
-		}
-		return fmt.Errorf("mount: %v (see mnet help)", err)
-	}
-	if fl.NArg() != 1 {
-		return errors.New("mount: want exactly one MOUNTPOINT (see mnet help)")
-	}
-	for _, lim := range []struct {
-		name string
-		v    int
-	}{{"max-networks-per-uid", *maxNets}, {"max-persistent-per-uid", *maxPersist}, {"max-sockets-per-uid", *maxSocks}} {
-		if lim.v < 1 {
-			return fmt.Errorf("mount: --%s %d: want at least 1 (see mnet help)", lim.name, lim.v)
-		}
-	}
-	limits := netcore.Limits{Networks: *maxNets, Persistent: *maxPersist, Sockets: *maxSocks}
-	level := slog.LevelInfo
-	if *verbose || *debugFuse {
-		level = slog.LevelDebug
-	}
-	log, logCloser, err := logdest.Open(*logDest, level)
+	o, err := parseMountFlags(args)
 	if err != nil {
-		return fmt.Errorf("mount: %v", err)
+		return err
+	}
+	log, logCloser, err := openLog(o)
+	if err != nil {
+		return err
 	}
 	defer logCloser.Close()
-	if f, ok := logCloser.(*os.File); ok {
-		// The Go runtime writes a crash to standard error: into the log.
-		unix.Dup2(int(f.Fd()), 2)
-	}
 
 	if os.Geteuid() != 0 {
 		return errors.New("mount: must run as root (it mounts for every user and creates interfaces)")
 	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
 		if err != nil {
 			return fmt.Errorf("mount: --cpuprofile: %v", err)
 		}
 		defer stop(log)
 	}
-	mp, err := filepath.Abs(fl.Arg(0))
+	mp, err := filepath.Abs(o.mountpoint)
 	if err != nil {
 		return err
 	}
@@ -192,15 +159,98 @@ func serve(args []string, ready *detach.Reporter) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 
-	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state, Limits: limits,
-		Flags: map[string]string{vde.DirFlag: *vdeDir, netns.DirFlag: *netnsDir}})
+	core, server, err := mount(o, log, mp)
 	if err != nil {
 		return err
 	}
-	server, err := fs.Mount(core, fs.Config{Mountpoint: mp, Log: log, Debug: *debugFuse})
+	ready.Ready()
+	notify(log, "READY=1\nSTATUS=serving "+mp)
+	serveUntilStopped(log, core, server, mp, sigs)
+	return nil
+}
+
+// mountOptions are mnet mount's flags and MOUNTPOINT.
+type mountOptions struct {
+	logDest, state, vdeDir, netnsDir, cpuProfile string
+	verbose, debugFuse                           bool
+	limits                                       netcore.Limits
+	mountpoint                                   string
+}
+
+// parseMountFlags reads mnet mount's arguments; --help prints the usage
+// and returns flag.ErrHelp.
+func parseMountFlags(args []string) (*mountOptions, error) {
+	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
+	fl.SetOutput(io.Discard)
+	logDest := fl.String("log", "", "")
+	verbose := fl.Bool("v", false, "")
+	debugFuse := fl.Bool("debug-fuse", false, "")
+	state := fl.String("state", "/var/lib/mnet/state.json", "")
+	maxNets := fl.Int("max-networks-per-uid", netcore.DefaultNetworksPerUid, "")
+	maxPersist := fl.Int("max-persistent-per-uid", netcore.DefaultPersistentPerUid, "")
+	maxSocks := fl.Int("max-sockets-per-uid", netcore.DefaultSocketsPerUid, "")
+	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
+	netnsDir := fl.String(netns.DirFlag, netns.DefaultDir, "")
+	cpuProfile := fl.String("cpuprofile", "", "")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Print(usage)
+			return nil, err
+		}
+		return nil, fmt.Errorf("mount: %v (see mnet help)", err)
+	}
+	if fl.NArg() != 1 {
+		return nil, errors.New("mount: want exactly one MOUNTPOINT (see mnet help)")
+	}
+	for _, lim := range []struct {
+		name string
+		v    int
+	}{{"max-networks-per-uid", *maxNets}, {"max-persistent-per-uid", *maxPersist}, {"max-sockets-per-uid", *maxSocks}} {
+		if lim.v < 1 {
+			return nil, fmt.Errorf("mount: --%s %d: want at least 1 (see mnet help)", lim.name, lim.v)
+		}
+	}
+	limits := netcore.Limits{Networks: *maxNets, Persistent: *maxPersist, Sockets: *maxSocks}
+	return &mountOptions{logDest: *logDest, state: *state, vdeDir: *vdeDir, netnsDir: *netnsDir,
+		cpuProfile: *cpuProfile, verbose: *verbose, debugFuse: *debugFuse, limits: limits,
+		mountpoint: fl.Arg(0)}, nil
+}
+
+// openLog opens the daemon's log where --log says, at debug level with
+// -v or --debug-fuse.
+func openLog(o *mountOptions) (*slog.Logger, io.Closer, error) {
+	level := slog.LevelInfo
+	if o.verbose || o.debugFuse {
+		level = slog.LevelDebug
+	}
+	log, logCloser, err := logdest.Open(o.logDest, level)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mount: %v", err)
+	}
+	if f, ok := logCloser.(*os.File); ok {
+		// The Go runtime writes a crash to standard error: into the log.
+		unix.Dup2(int(f.Fd()), 2)
+	}
+	return log, logCloser, nil
+}
+
+// fuseServer is the FUSE connection of the mount.
+type fuseServer interface {
+	Wait()
+	Unmount() error
+}
+
+// mount makes the families and mounts them on mp.
+func mount(o *mountOptions, log *slog.Logger, mp string) (*netcore.Core, fuseServer, error) {
+	core, err := netcore.New(netcore.Env{Log: log, StatePath: o.state, Limits: o.limits,
+		Flags: map[string]string{vde.DirFlag: o.vdeDir, netns.DirFlag: o.netnsDir}})
+	if err != nil {
+		return nil, nil, err
+	}
+	server, err := fs.Mount(core, fs.Config{Mountpoint: mp, Log: log, Debug: o.debugFuse})
 	if err != nil {
 		core.Close()
-		return fmt.Errorf("mount %s: %v", mp, err)
+		return nil, nil, fmt.Errorf("mount %s: %v", mp, err)
 	}
 	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid())
 	if netcore.TestHooksEnabled() {
@@ -210,9 +260,13 @@ func serve(args []string, ready *detach.Reporter) error {
 		log.Warn("/proc is not of the daemon's pid namespace (mount one: unshare --mount-proc); " +
 			"callers get no supplementary groups, no capabilities and EACCES for inet")
 	}
-	ready.Ready()
-	notify(log, "READY=1\nSTATUS=serving "+mp)
+	return core, server, nil
+}
 
+// serveUntilStopped serves the mount until a signal (sigs), the mount
+// leaving this mount namespace, or the FUSE connection ending from
+// outside, and stops the daemon accordingly.
+func serveUntilStopped(log *slog.Logger, core *netcore.Core, server fuseServer, mp string, sigs <-chan os.Signal) {
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
 	var st unix.Stat_t
@@ -244,7 +298,6 @@ func serve(args []string, ready *detach.Reporter) error {
 		log.Error("panics were contained while serving; each is logged above with its stack", "panics", n)
 	}
 	log.Info("stopped")
-	return nil
 }
 
 // stop ends the daemon's service: on a signal (unmount set) or when the

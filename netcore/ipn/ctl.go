@@ -53,83 +53,24 @@ type ctlCommand struct {
 // is checked before any is applied, so a write with a bad line changes
 // nothing; the errno of the first bad line is the write's and its reason
 // is kept for last-error.
-func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err error) {
-	var cmds []ctlCommand
-	var bad *ctlError
-	for line := range strings.SplitSeq(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		cmd, err := n.parseExtCtl(c, line)
-		if cmd.ext == nil && err == nil {
-			cmd, err = parseCtl(c, line)
-		}
-		if err != nil {
-			bad = err
-			break
-		}
-		cmds = append(cmds, cmd)
-	}
+func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) error {
+	cmds, bad := n.parseCtlText(c, text)
 	// persistMu is held from the per-uid check of "persist on" to its
 	// apply, and let go before services start (svcMu is taken with no
 	// other lock held).
-	persistLocked := false
-	if bad == nil && slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.persistOn }) {
+	persistLocked := bad == nil && slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.persistOn })
+	if persistLocked {
 		n.fam.persistMu.Lock()
-		persistLocked = true
 		bad = n.checkPersistLimit(c)
 	}
-	// Links are opened first, outside the network's lock (they take
-	// system calls); a failure closes the ones opened so far.
-	var attached []*Port
-	var detached []*Port
 	if bad == nil {
-		for _, cmd := range cmds {
-			if cmd.attach == nil {
-				continue
-			}
-			if bad = cmd.attach.open(n, c, ns); bad != nil {
-				break
-			}
-		}
+		bad = n.openLinks(c, ns, cmds)
 	}
+	var attached, detached []*Port
 	n.mu.Lock()
 	wasPersist := n.set.Persist
 	if bad == nil {
-		bad = n.checkLinksLocked(cmds)
-	}
-	if bad == nil {
-		for _, cmd := range cmds {
-			switch {
-			case cmd.attach != nil:
-				// It replaces one of its name waiting for its namespace.
-				if i := n.waitingIndexLocked(cmd.attach.kind, cmd.attach.spec.Name()); i >= 0 {
-					n.waiting = slices.Delete(n.waiting, i, i+1)
-				}
-				attached = append(attached, n.attachLocked(cmd.attach))
-			case cmd.detach != nil:
-				p := n.linkPort(cmd.detach.kind, cmd.detach.name)
-				if p == nil {
-					if i := n.waitingIndexLocked(cmd.detach.kind, cmd.detach.name); i >= 0 {
-						n.waiting = slices.Delete(n.waiting, i, i+1)
-					}
-					break
-				}
-				n.detachLocked(p)
-				detached = append(detached, p)
-			case cmd.ext != nil:
-				continue // after the lock is released
-			default:
-				if err := cmd.apply(n); err != nil {
-					bad = err
-				}
-			}
-			if bad != nil {
-				break
-			}
-			n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
-		}
+		attached, detached, bad = n.applyCtlLocked(c, cmds)
 	}
 	if bad != nil {
 		n.lastError = bad.reason
@@ -141,9 +82,100 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 		n.fam.persistMu.Unlock()
 	}
 	n.space.broadcast() // qlen or lossless may have changed what senders wait for
+	n.settleLinks(cmds, attached, detached)
+	if bad == nil {
+		bad = n.applyExtCtl(c, cmds)
+	}
+	if bad != nil {
+		n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", bad.reason, "errno", bad.errno.Error())
+		return bad.errno
+	}
+	return n.commitCtl(cmds, persist)
+}
+
+// parseCtlText parses every line of text (blank lines and # comments
+// aside), each as an extension's line or else one of the network's own;
+// it stops at the first bad one.
+func (n *Network) parseCtlText(c *netcore.Cred, text string) ([]ctlCommand, *ctlError) {
+	var cmds []ctlCommand
+	for line := range strings.SplitSeq(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		cmd, err := n.parseExtCtl(c, line)
+		if cmd.ext == nil && err == nil {
+			cmd, err = parseCtl(c, line)
+		}
+		if err != nil {
+			return cmds, err
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds, nil
+}
+
+// openLinks opens the links that cmds attach, before anything is applied
+// and outside the network's lock (they take system calls); on a failure
+// settleLinks closes the ones opened so far.
+func (n *Network) openLinks(c *netcore.Cred, ns *netns.NS, cmds []ctlCommand) *ctlError {
+	for _, cmd := range cmds {
+		if cmd.attach == nil {
+			continue
+		}
+		if bad := cmd.attach.open(n, c, ns); bad != nil {
+			return bad
+		}
+	}
+	return nil
+}
+
+// applyCtlLocked applies the network's own lines of cmds in order, once
+// the links they attach are checked against the network, and returns the
+// ports they attached and detached; extensions' lines wait for
+// applyExtCtl. Called with n.mu held.
+func (n *Network) applyCtlLocked(c *netcore.Cred, cmds []ctlCommand) (attached, detached []*Port, bad *ctlError) {
+	if bad := n.checkLinksLocked(cmds); bad != nil {
+		return nil, nil, bad
+	}
+	for _, cmd := range cmds {
+		switch {
+		case cmd.attach != nil:
+			// It replaces one of its name waiting for its namespace.
+			if i := n.waitingIndexLocked(cmd.attach.kind, cmd.attach.spec.Name()); i >= 0 {
+				n.waiting = slices.Delete(n.waiting, i, i+1)
+			}
+			attached = append(attached, n.attachLocked(cmd.attach))
+		case cmd.detach != nil:
+			p := n.linkPort(cmd.detach.kind, cmd.detach.name)
+			if p == nil {
+				if i := n.waitingIndexLocked(cmd.detach.kind, cmd.detach.name); i >= 0 {
+					n.waiting = slices.Delete(n.waiting, i, i+1)
+				}
+				break
+			}
+			n.detachLocked(p)
+			detached = append(detached, p)
+		case cmd.ext != nil:
+			continue // after the lock is released
+		default:
+			if bad := cmd.apply(n); bad != nil {
+				return attached, detached, bad
+			}
+		}
+		n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
+	}
+	return attached, detached, nil
+}
+
+// settleLinks finishes, outside the network's lock, what applying left to
+// the links: the ones opened for lines that were not applied (a later
+// line failed) are closed, the attached ones are read from, the detached
+// ones released.
+func (n *Network) settleLinks(cmds []ctlCommand, attached, detached []*Port) {
 	for _, cmd := range cmds {
 		if cmd.attach != nil {
-			cmd.attach.abort(n) // opened but not applied: a later line failed
+			cmd.attach.abort(n)
 		}
 	}
 	for _, p := range attached {
@@ -152,42 +184,39 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 	for _, p := range detached {
 		n.release(p, false)
 	}
-	if bad == nil {
-		for _, cmd := range cmds {
-			if cmd.ext == nil {
-				continue
-			}
-			if err := cmd.ext(); err != nil {
-				bad = ctlErr(link.ErrnoOf(err), "%v", err)
-				n.mu.Lock()
-				n.lastError = bad.reason
-				n.mu.Unlock()
-				break
-			}
-			n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
+}
+
+// applyExtCtl applies the extensions' lines of cmds, once the network's
+// own settings are applied and its lock released; it stops at the first
+// that fails, whose reason is kept for last-error.
+func (n *Network) applyExtCtl(c *netcore.Cred, cmds []ctlCommand) *ctlError {
+	for _, cmd := range cmds {
+		if cmd.ext == nil {
+			continue
 		}
+		if err := cmd.ext(); err != nil {
+			bad := ctlErr(link.ErrnoOf(err), "%v", err)
+			n.mu.Lock()
+			n.lastError = bad.reason
+			n.mu.Unlock()
+			return bad
+		}
+		n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
 	}
-	if bad != nil {
-		n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", bad.reason, "errno", bad.errno.Error())
-	}
-	if bad != nil {
-		return bad.errno
-	}
+	return nil
+}
+
+// commitCtl follows an applied write: services are started or stopped
+// if a line switched one, and the state of a network that persists (or
+// did before the write) is saved.
+func (n *Network) commitCtl(cmds []ctlCommand, persist bool) error {
 	// A service that cannot start fails the write, but the setting
 	// stands (and is saved: a persistent network tries again at the next
 	// start); last-error tells why it does not serve.
 	var svcErr error
-	for _, cmd := range cmds {
-		if cmd.service {
-			svcErr = n.syncServices()
-			break
-		}
+	if slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.service }) {
+		svcErr = n.syncServices()
 	}
-	defer func() {
-		if svcErr != nil && err == nil {
-			err = link.ErrnoOf(svcErr)
-		}
-	}()
 	if persist && len(cmds) > 0 {
 		// The settings apply either way; the caller learns that they
 		// will not survive a restart.
@@ -197,6 +226,9 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 			n.mu.Unlock()
 			return syscall.EIO
 		}
+	}
+	if svcErr != nil {
+		return link.ErrnoOf(svcErr)
 	}
 	return nil
 }
