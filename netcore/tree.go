@@ -40,6 +40,17 @@ type Dir interface {
 	List(c *Cred) []DirEntry
 }
 
+// LookupListed is Lookup for a directory whose List names all it holds:
+// the entry called name in d's listing for c, else ENOENT.
+func LookupListed(d Dir, c *Cred, name string) (Node, error) {
+	for _, e := range d.List(c) {
+		if e.Name == name {
+			return e.Node, nil
+		}
+	}
+	return nil, syscall.ENOENT
+}
+
 // Mkdirer is a Dir whose children may be created by mkdir(2).
 type Mkdirer interface {
 	Mkdir(c *Cred, name string, mode uint32) (Node, error)

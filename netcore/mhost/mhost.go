@@ -625,49 +625,18 @@ func (d *hostDir) List(*netcore.Cred) []netcore.DirEntry {
 }
 
 func (d *hostDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
-	for _, e := range d.List(c) {
-		if e.Name == name {
-			return e.Node, nil
-		}
-	}
-	return nil, syscall.ENOENT
+	return netcore.LookupListed(d, c, name)
 }
 
-// Chmod and Chown: as for a network (netcore.MayChmod, MayChown).
+// Chmod and Chown: as for a network (netcore.ChangeMode, ChangeOwner).
 func (d *hostDir) Chmod(c *netcore.Cred, mode uint32) error {
 	h := d.h
-	h.mu.Lock()
-	owner := h.uid
-	h.mu.Unlock()
-	ok := netcore.MayChmod(c, owner)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !ok || h.uid != owner {
-		return syscall.EPERM
-	}
-	h.mode, h.mtime = mode&0777, time.Now()
-	return nil
+	return netcore.ChangeMode(&h.mu, c, &h.uid, func() { h.mode, h.mtime = mode&0777, time.Now() })
 }
 
 func (d *hostDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	h := d.h
-	h.mu.Lock()
-	owner, group := h.uid, h.gid
-	h.mu.Unlock()
-	ok := netcore.MayChown(c, owner, group, uid, gid)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !ok || h.uid != owner || h.gid != group {
-		return syscall.EPERM
-	}
-	if uid >= 0 {
-		h.uid = uint32(uid)
-	}
-	if gid >= 0 {
-		h.gid = uint32(gid)
-	}
-	h.mtime = time.Now()
-	return nil
+	return netcore.ChangeOwner(&h.mu, c, &h.uid, &h.gid, uid, gid, func() { h.mtime = time.Now() })
 }
 
 // ctlFile is mhost/NAME/ctl: read by any right, written with x.
