@@ -48,13 +48,18 @@ type Family struct {
 	byUid     map[uint32]int     // the same, per uid
 	perUid    int                // the bound on byUid for uids other than 0
 	listeners map[listenerKey]*listener
-	nodes     int // cached peerDirs and portFiles
+	names     *netcore.HostPorts[peerKey, *peerDir, *portFile] // udp/ and tcp/
 }
+
+// peerKey names a HOST directory: in udp/ or tcp/, by name.
+type peerKey struct{ proto, name string }
 
 func newFamily(env *netcore.Env, v *version) *Family {
 	f := &Family{v: v, log: env.Log.With("family", v.family), start: time.Now(),
 		socks: make(map[*sock]struct{}), listeners: make(map[listenerKey]*listener),
 		byUid: make(map[uint32]int), perUid: env.Limits.WithDefaults().Sockets}
+	f.names = netcore.NewHostPorts[peerKey, *peerDir, *portFile](&f.mu, maxNodes)
+	f.names.Swept = func(nodes int) { f.log.Debug("name cache swept", "nodes", nodes) }
 	f.udp = newProtoDir(f, "udp")
 	f.tcp = newProtoDir(f, "tcp")
 	f.root = &familyDir{id: netcore.NewID(), f: f}
@@ -128,7 +133,7 @@ func (f *Family) reserve(pf *portFile, uid uint32) error {
 	}
 	f.reserved++
 	f.byUid[uid]++
-	pf.dir.proto.remember(pf.dir.peer.name, pf.port)
+	f.names.AddOpen(pf.dir.key(), pf.port, 1)
 	return nil
 }
 
@@ -139,7 +144,7 @@ func (f *Family) unreserve(pf *portFile, uid uint32) {
 	if f.byUid[uid]--; f.byUid[uid] <= 0 {
 		delete(f.byUid, uid)
 	}
-	pf.dir.proto.forget(pf.dir.peer.name, pf.port)
+	f.names.AddOpen(pf.dir.key(), pf.port, -1)
 	f.mu.Unlock()
 }
 
@@ -165,30 +170,6 @@ func (f *Family) adopt(s *sock, pf *portFile, uid uint32, l *listener) error {
 	f.socks[s] = struct{}{}
 	f.mu.Unlock()
 	return nil
-}
-
-// makeRoom keeps the node cache within maxNodes; f.mu is held.
-func (f *Family) makeRoom() {
-	if f.nodes < maxNodes {
-		return
-	}
-	f.nodes = 0
-	for _, p := range []*protoDir{f.udp, f.tcp} {
-		for name, pd := range p.peers {
-			open := p.opened[name]
-			for port := range pd.ports {
-				if open[port] == 0 {
-					delete(pd.ports, port)
-				}
-			}
-			if len(pd.ports) == 0 && len(open) == 0 {
-				delete(p.peers, name)
-				continue
-			}
-			f.nodes += 1 + len(pd.ports)
-		}
-	}
-	f.log.Debug("name cache swept", "nodes", f.nodes)
 }
 
 func (f *Family) dirAttr() netcore.Attr {
@@ -224,15 +205,10 @@ type protoDir struct {
 	id   uint64
 	f    *Family
 	name string // udp or tcp
-
-	// Guarded by f.mu.
-	peers  map[string]*peerDir       // node cache, by HOST name
-	opened map[string]map[uint16]int // HOST name -> PORT -> open files
 }
 
 func newProtoDir(f *Family, name string) *protoDir {
-	return &protoDir{id: netcore.NewID(), f: f, name: name,
-		peers: make(map[string]*peerDir), opened: make(map[string]map[uint16]int)}
+	return &protoDir{id: netcore.NewID(), f: f, name: name}
 }
 
 func (d *protoDir) ID() uint64                      { return d.id }
@@ -250,50 +226,27 @@ func (d *protoDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 
 // peerNode returns the cached node of p, making it if needed; f.mu is held.
 func (d *protoDir) peerNode(p peer) *peerDir {
-	if pd := d.peers[p.name]; pd != nil {
-		return pd
-	}
-	d.f.makeRoom()
-	pd := &peerDir{id: netcore.NewID(), proto: d, peer: p, ports: make(map[uint16]*portFile)}
-	d.peers[p.name] = pd
-	d.f.nodes++
-	return pd
+	return d.f.names.Host(peerKey{d.name, p.name}, func(ports *netcore.PortNodes[*portFile]) *peerDir {
+		return &peerDir{id: netcore.NewID(), proto: d, peer: p, ports: ports}
+	})
 }
 
 func (d *protoDir) List(*netcore.Cred) []netcore.DirEntry {
 	d.f.mu.Lock()
 	defer d.f.mu.Unlock()
-	ents := make([]netcore.DirEntry, 0, len(d.opened))
-	for name := range d.opened {
-		p, err := d.f.v.parsePeer(name)
+	var ents []netcore.DirEntry
+	for _, k := range d.f.names.OpenHosts() {
+		if k.proto != d.name {
+			continue
+		}
+		p, err := d.f.v.parsePeer(k.name)
 		if err != nil {
 			continue // cannot happen: only parsed names are opened
 		}
-		ents = append(ents, netcore.DirEntry{Name: name, Node: d.peerNode(p)})
+		ents = append(ents, netcore.DirEntry{Name: k.name, Node: d.peerNode(p)})
 	}
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
 	return ents
-}
-
-// remember and forget count the open files of HOST/PORT, and the opens
-// still connecting or accepting; f.mu is held.
-func (d *protoDir) remember(peerName string, port uint16) {
-	ports := d.opened[peerName]
-	if ports == nil {
-		ports = make(map[uint16]int)
-		d.opened[peerName] = ports
-	}
-	ports[port]++
-}
-
-func (d *protoDir) forget(peerName string, port uint16) {
-	ports := d.opened[peerName]
-	if ports[port]--; ports[port] <= 0 {
-		delete(ports, port)
-	}
-	if len(ports) == 0 {
-		delete(d.opened, peerName)
-	}
 }
 
 // peerDir is PROTO/HOST: any valid PORT can be looked up; the listing shows
@@ -302,49 +255,25 @@ type peerDir struct {
 	id    uint64
 	proto *protoDir
 	peer  peer
-	ports map[uint16]*portFile // node cache; guarded by f.mu
+	ports *netcore.PortNodes[*portFile] // guarded by f.mu
 }
+
+func (d *peerDir) key() peerKey { return peerKey{d.proto.name, d.peer.name} }
 
 func (d *peerDir) ID() uint64                      { return d.id }
 func (d *peerDir) Attr(*netcore.Cred) netcore.Attr { return d.proto.f.dirAttr() }
 
 func (d *peerDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	port, err := netcore.ParsePort(name)
-	if err != nil {
-		return nil, err
-	}
-	d.proto.f.mu.Lock()
-	defer d.proto.f.mu.Unlock()
-	return d.portNode(port), nil
+	return d.proto.f.names.LookupPort(d.ports, name, d.newPort)
 }
 
-// portNode returns the cached node of port; f.mu is held.
-func (d *peerDir) portNode(port uint16) *portFile {
-	if pf := d.ports[port]; pf != nil {
-		return pf
-	}
-	d.proto.f.makeRoom()
-	pf := &portFile{id: netcore.NewID(), dir: d, port: port}
-	d.ports[port] = pf
-	d.proto.f.nodes++
-	return pf
-}
-
+// List shows the PORTs with open files.
 func (d *peerDir) List(*netcore.Cred) []netcore.DirEntry {
-	f := d.proto.f
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	open := d.proto.opened[d.peer.name]
-	ports := make([]int, 0, len(open))
-	for p := range open {
-		ports = append(ports, int(p))
-	}
-	sort.Ints(ports)
-	ents := make([]netcore.DirEntry, 0, len(ports))
-	for _, p := range ports {
-		ents = append(ents, netcore.DirEntry{Name: strconv.Itoa(p), Node: d.portNode(uint16(p))})
-	}
-	return ents
+	return d.proto.f.names.ListPorts(d.key(), d.ports, d.newPort)
+}
+
+func (d *peerDir) newPort(port uint16) *portFile {
+	return &portFile{id: netcore.NewID(), dir: d, port: port}
 }
 
 // portFile is PROTO/HOST/PORT, mode 0666: anyone may open it; what an

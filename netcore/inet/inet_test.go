@@ -185,7 +185,7 @@ func TestNodesStableAndBounded(t *testing.T) {
 		file(t, f, "tcp", "h"+strconv.Itoa(i), 1)
 	}
 	f.mu.Lock()
-	n := f.nodes
+	n := f.names.Nodes()
 	f.mu.Unlock()
 	if n > maxNodes {
 		t.Fatalf("%d nodes cached, bound %d", n, maxNodes)

@@ -3,7 +3,7 @@ package iphost
 import (
 	"context"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -25,15 +25,14 @@ type udpDir struct {
 	h     *Host
 	start time.Time
 
-	mu     sync.Mutex
-	peers  map[netip.Addr]*udpPeerDir
-	opened map[netip.Addr]map[uint16]int
-	nodes  int
+	mu    sync.Mutex
+	names *netcore.HostPorts[netip.Addr, *udpPeerDir, *udpFile]
 }
 
 func newUDPDir(h *Host) *udpDir {
-	return &udpDir{id: netcore.NewID(), h: h, start: time.Now(),
-		peers: map[netip.Addr]*udpPeerDir{}, opened: map[netip.Addr]map[uint16]int{}}
+	d := &udpDir{id: netcore.NewID(), h: h, start: time.Now()}
+	d.names = netcore.NewHostPorts[netip.Addr, *udpPeerDir, *udpFile](&d.mu, maxNodes)
+	return d
 }
 
 func (d *udpDir) ID() uint64 { return d.id }
@@ -64,46 +63,16 @@ func (d *udpDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 
 // peerNode returns the node of HOST a; d.mu is held.
 func (d *udpDir) peerNode(a netip.Addr) *udpPeerDir {
-	if hd := d.peers[a]; hd != nil {
-		return hd
-	}
-	d.sweep()
-	hd := &udpPeerDir{id: netcore.NewID(), d: d, addr: a, ports: map[uint16]*udpFile{}}
-	d.peers[a] = hd
-	d.nodes++
-	return hd
-}
-
-// sweep forgets nodes without open files once there are maxNodes; d.mu
-// is held.
-func (d *udpDir) sweep() {
-	if d.nodes < maxNodes {
-		return
-	}
-	d.nodes = 0
-	for a, hd := range d.peers {
-		open := d.opened[a]
-		for p := range hd.ports {
-			if open[p] == 0 {
-				delete(hd.ports, p)
-			}
-		}
-		if len(hd.ports) == 0 && len(open) == 0 {
-			delete(d.peers, a)
-			continue
-		}
-		d.nodes += 1 + len(hd.ports)
-	}
+	return d.names.Host(a, func(ports *netcore.PortNodes[*udpFile]) *udpPeerDir {
+		return &udpPeerDir{id: netcore.NewID(), d: d, addr: a, ports: ports}
+	})
 }
 
 func (d *udpDir) List(*netcore.Cred) []netcore.DirEntry {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var addrs []netip.Addr
-	for a := range d.opened {
-		addrs = append(addrs, a)
-	}
-	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+	addrs := d.names.OpenHosts()
+	slices.SortFunc(addrs, netip.Addr.Compare)
 	ents := make([]netcore.DirEntry, 0, len(addrs))
 	for _, a := range addrs {
 		ents = append(ents, netcore.DirEntry{Name: a.String(), Node: d.peerNode(a)})
@@ -115,79 +84,46 @@ type udpPeerDir struct {
 	id    uint64
 	d     *udpDir
 	addr  netip.Addr
-	ports map[uint16]*udpFile // guarded by d.mu
+	ports *netcore.PortNodes[*udpFile] // guarded by d.mu
 }
 
-func (hd *udpPeerDir) ID() uint64                        { return hd.id }
-func (hd *udpPeerDir) Attr(c *netcore.Cred) netcore.Attr { return hd.d.Attr(c) }
+func (pd *udpPeerDir) ID() uint64                        { return pd.id }
+func (pd *udpPeerDir) Attr(c *netcore.Cred) netcore.Attr { return pd.d.Attr(c) }
 
-func (hd *udpPeerDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	p, err := netcore.ParsePort(name)
-	if err != nil {
-		return nil, err
-	}
-	hd.d.mu.Lock()
-	defer hd.d.mu.Unlock()
-	return hd.portNode(p), nil
+func (pd *udpPeerDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+	return pd.d.names.LookupPort(pd.ports, name, pd.newPort)
 }
 
-func (hd *udpPeerDir) portNode(p uint16) *udpFile {
-	if f := hd.ports[p]; f != nil {
-		return f
-	}
-	hd.d.sweep()
-	f := &udpFile{id: netcore.NewID(), hd: hd, port: p}
-	hd.ports[p] = f
-	hd.d.nodes++
-	return f
+// List shows the PORTs with open files.
+func (pd *udpPeerDir) List(*netcore.Cred) []netcore.DirEntry {
+	return pd.d.names.ListPorts(pd.addr, pd.ports, pd.newPort)
 }
 
-func (hd *udpPeerDir) List(*netcore.Cred) []netcore.DirEntry {
-	d := hd.d
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var ports []int
-	for p := range d.opened[hd.addr] {
-		ports = append(ports, int(p))
-	}
-	sort.Ints(ports)
-	ents := make([]netcore.DirEntry, 0, len(ports))
-	for _, p := range ports {
-		ents = append(ents, netcore.DirEntry{Name: strconv.Itoa(p), Node: hd.portNode(uint16(p))})
-	}
-	return ents
+func (pd *udpPeerDir) newPort(p uint16) *udpFile {
+	return &udpFile{id: netcore.NewID(), pd: pd, port: p}
 }
 
 // udpFile is udp/HOST/PORT. Its mode shows the r and w rights of each
 // class on the network, as data does.
 type udpFile struct {
 	id   uint64
-	hd   *udpPeerDir
+	pd   *udpPeerDir
 	port uint16
 }
 
 func (f *udpFile) ID() uint64 { return f.id }
 
 func (f *udpFile) Attr(*netcore.Cred) netcore.Attr {
-	uid, gid, mode := f.hd.d.h.net.Access()
-	return netcore.Attr{Mode: syscall.S_IFREG | mode&0666, Uid: uid, Gid: gid, Mtime: f.hd.d.start}
+	uid, gid, mode := f.pd.d.h.net.Access()
+	return netcore.Attr{Mode: syscall.S_IFREG | mode&0666, Uid: uid, Gid: gid, Mtime: f.pd.d.start}
 }
 
+// remember counts delta more open files of HOST/PORT.
 func (f *udpFile) remember(delta int) {
-	d := f.hd.d
+	d := f.pd.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ports := d.opened[f.hd.addr]
-	if ports == nil {
-		ports = map[uint16]int{}
-		d.opened[f.hd.addr] = ports
-	}
-	if ports[f.port] += delta; ports[f.port] <= 0 {
-		delete(ports, f.port)
-	}
-	if len(ports) == 0 {
-		delete(d.opened, f.hd.addr)
-	}
+	d.names.AddOpen(f.pd.addr, f.port, delta)
 }
 
 // Open makes the endpoint: bound to PORT for a wildcard HOST, else
@@ -195,7 +131,7 @@ func (f *udpFile) remember(delta int) {
 // receives, w sends; a caller with one of them opening O_RDWR gets that
 // half, as with data.
 func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
-	h := f.hd.d.h
+	h := f.pd.d.h
 	r, w := h.net.Rights(c)
 	acc := flags & syscall.O_ACCMODE
 	wantR := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
@@ -204,7 +140,7 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	if (acc != syscall.O_RDWR && (wantR && !recv || wantW && !send)) || (!recv && !send) {
 		return nil, syscall.EACCES
 	}
-	a := f.hd.addr
+	a := f.pd.addr
 	var remote netip.AddrPort
 	port := uint16(0)
 	if a.IsUnspecified() {
@@ -278,7 +214,7 @@ func (u *udpHandle) Deliver(from, _ netip.AddrPort, payload []byte) func() {
 	u.mu.Lock()
 	if !u.recv || u.closed || len(u.queue) >= u.qlen {
 		u.mu.Unlock()
-		u.f.hd.d.h.stats.udpQueueDrops++ // the host's lock is held
+		u.f.pd.d.h.stats.udpQueueDrops++ // the host's lock is held
 		return nil
 	}
 	u.queue = append(u.queue, datagram{from, append([]byte(nil), payload...)})

@@ -325,7 +325,7 @@ func (h *Host) Entries() []netcore.DirEntry {
 func (h *Host) Busy() bool {
 	h.udp.mu.Lock()
 	defer h.udp.mu.Unlock()
-	return len(h.udp.opened) > 0
+	return h.udp.names.AnyOpen()
 }
 
 type saved struct {
