@@ -235,8 +235,7 @@ func (n *Network) commitCtl(cmds []ctlCommand, persist bool) error {
 
 // refuseCtl records a write refused whole before any line was read (too
 // long: EFBIG) for last-error and the log.
-func (n *Network) refuseCtl(c *netcore.Cred, errno error) {
-	reason := fmt.Sprintf("write too long: at most %d bytes in one write", netcore.MaxCtlWrite)
+func (n *Network) refuseCtl(c *netcore.Cred, reason string, errno error) {
 	n.mu.Lock()
 	n.lastError = reason
 	n.mu.Unlock()

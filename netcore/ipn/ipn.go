@@ -614,18 +614,8 @@ func (h *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool
 }
 
 func (h *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, error) {
-	if !h.write {
-		return 0, syscall.EBADF
-	}
-	text, err := netcore.CtlText(b)
-	if err != nil {
-		h.n.refuseCtl(&h.cred, err)
-		return 0, err
-	}
-	if err := h.n.applyCtl(&h.cred, h.ns, text); err != nil {
-		return 0, err
-	}
-	return len(b), nil
+	return netcore.CtlWrite(b, h.write, func(reason string, errno error) { h.n.refuseCtl(&h.cred, reason, errno) },
+		func(text string) error { return h.n.applyCtl(&h.cred, h.ns, text) })
 }
 
 func (h *ctlHandle) Close() {

@@ -500,8 +500,7 @@ func (h *Host) applyCtl(c *netcore.Cred, text string, o *ctlOpen) error {
 
 // refuseCtl records a write refused whole before any line was read (too
 // long: EFBIG) for last-error and the log.
-func (h *Host) refuseCtl(c *netcore.Cred, errno error) {
-	reason := fmt.Sprintf("write too long: at most %d bytes in one write", netcore.MaxCtlWrite)
+func (h *Host) refuseCtl(c *netcore.Cred, reason string, errno error) {
 	h.mu.Lock()
 	h.lastError = reason
 	h.mu.Unlock()
@@ -690,20 +689,12 @@ func (c *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool
 }
 
 func (c *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, error) {
-	if !c.write {
-		return 0, syscall.EBADF
-	}
-	text, err := netcore.CtlText(b)
-	if err != nil {
-		c.h.refuseCtl(&c.cred, err)
-		return 0, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.h.applyCtl(&c.cred, text, &c.open); err != nil {
-		return 0, err
-	}
-	return len(b), nil
+	return netcore.CtlWrite(b, c.write, func(reason string, errno error) { c.h.refuseCtl(&c.cred, reason, errno) },
+		func(text string) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.h.applyCtl(&c.cred, text, &c.open)
+		})
 }
 
 func (c *ctlHandle) Close() {
