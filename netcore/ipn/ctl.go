@@ -196,9 +196,7 @@ func (n *Network) applyExtCtl(c *netcore.Cred, cmds []ctlCommand) *ctlError {
 		}
 		if err := cmd.ext(); err != nil {
 			bad := ctlErr(link.ErrnoOf(err), "%v", err)
-			n.mu.Lock()
-			n.lastError = bad.reason
-			n.mu.Unlock()
+			n.setLastError(bad.reason)
 			return bad
 		}
 		n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
@@ -221,9 +219,7 @@ func (n *Network) commitCtl(cmds []ctlCommand, persist bool) error {
 		// The settings apply either way; the caller learns that they
 		// will not survive a restart.
 		if err := n.fam.saveState(); err != nil {
-			n.mu.Lock()
-			n.lastError = "persist: cannot write the state file: " + err.Error()
-			n.mu.Unlock()
+			n.setLastError("persist: cannot write the state file: " + err.Error())
 			return syscall.EIO
 		}
 	}
@@ -233,12 +229,17 @@ func (n *Network) commitCtl(cmds []ctlCommand, persist bool) error {
 	return nil
 }
 
-// refuseCtl records a write refused whole before any line was read (too
-// long: EFBIG) for last-error and the log.
-func (n *Network) refuseCtl(c *netcore.Cred, reason string, errno error) {
+// setLastError keeps reason for the last-error line of ctl.
+func (n *Network) setLastError(reason string) {
 	n.mu.Lock()
 	n.lastError = reason
 	n.mu.Unlock()
+}
+
+// refuseCtl records a write refused whole before any line was read (too
+// long: EFBIG) for last-error and the log.
+func (n *Network) refuseCtl(c *netcore.Cred, reason string, errno error) {
+	n.setLastError(reason)
 	n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", reason, "errno", errno.Error())
 }
 

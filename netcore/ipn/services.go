@@ -114,9 +114,7 @@ func cmpErr(first, err error) error {
 
 func (n *Network) serviceFailed(s *service, err error) {
 	n.fam.log.Error("service cannot serve the network", "network", n.name, "service", s.svc.Name, "err", err)
-	n.mu.Lock()
-	n.lastError = s.svc.Name + ": " + err.Error()
-	n.mu.Unlock()
+	n.setLastError(s.svc.Name + ": " + err.Error())
 }
 
 // accessChanged tells the running services that the owner or mode changed.
