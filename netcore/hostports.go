@@ -17,57 +17,108 @@ import (
 // The owner's lock, mu, guards it: LookupPort and ListPorts take it, the
 // other methods are called with it held.
 type HostPorts[K comparable, D any, F Node] struct {
-	mu     sync.Locker
-	max    int
-	nodes  int
-	hosts  map[K]hostNode[D, F]
-	opened map[K]map[uint16]int // HOST -> PORT -> open files
+	mu      sync.Locker
+	max     int
+	newPort func(dir D, port uint16) F
+	nodes   int
+	hosts   map[K]*HostEntry[K, D, F]
+	opened  map[K]map[uint16]int // HOST -> PORT -> open files
 	// Swept, if set, is told how many nodes are left after a sweep.
 	Swept func(nodes int)
 }
 
-// PortNodes are the PORT files of one HOST directory of a HostPorts.
-type PortNodes[F Node] struct{ m map[uint16]F }
-
-type hostNode[D any, F Node] struct {
+// HostEntry is what a HostPorts keeps of one HOST directory: its name, the
+// directory and its PORT files. A directory keeps its entry, and goes on
+// serving its PORTs after a sweep forgot it.
+type HostEntry[K comparable, D any, F Node] struct {
+	key   K
 	dir   D
-	ports *PortNodes[F]
+	ports map[uint16]F
 }
 
+// Key is the HOST's name.
+func (e *HostEntry[K, D, F]) Key() K { return e.key }
+
+// PortFile is what every PORT file of a HostPorts holds; a family's PORT
+// file embeds it.
+type PortFile[D any] struct {
+	id   uint64
+	Dir  D      // its HOST directory
+	Port uint16 // its PORT
+}
+
+// NewPortFile is the PortFile of port in dir, with a node number of its
+// own.
+func NewPortFile[D any](dir D, port uint16) PortFile[D] {
+	return PortFile[D]{id: NewID(), Dir: dir, Port: port}
+}
+
+func (f *PortFile[D]) ID() uint64 { return f.id }
+
 // NewHostPorts makes a tree guarded by mu whose cache holds about max
-// nodes.
-func NewHostPorts[K comparable, D any, F Node](mu sync.Locker, max int) *HostPorts[K, D, F] {
-	return &HostPorts[K, D, F]{mu: mu, max: max, hosts: map[K]hostNode[D, F]{}, opened: map[K]map[uint16]int{}}
+// nodes; newPort makes the file of a PORT in a HOST directory.
+func NewHostPorts[K comparable, D any, F Node](mu sync.Locker, max int, newPort func(dir D, port uint16) F) *HostPorts[K, D, F] {
+	return &HostPorts[K, D, F]{mu: mu, max: max, newPort: newPort,
+		hosts: map[K]*HostEntry[K, D, F]{}, opened: map[K]map[uint16]int{}}
 }
 
 // Nodes is how many nodes the cache holds.
 func (t *HostPorts[K, D, F]) Nodes() int { return t.nodes }
 
-// Host returns the directory of HOST k, made by mk (given the PORT files
-// it is to hand to Port) if there is none.
-func (t *HostPorts[K, D, F]) Host(k K, mk func(ports *PortNodes[F]) D) D {
-	if h, ok := t.hosts[k]; ok {
-		return h.dir
+// Host returns the directory of HOST k, made by mk (given the entry it is
+// to keep) if there is none.
+func (t *HostPorts[K, D, F]) Host(k K, mk func(e *HostEntry[K, D, F]) D) D {
+	if e, ok := t.hosts[k]; ok {
+		return e.dir
 	}
 	t.sweep()
-	ports := &PortNodes[F]{m: map[uint16]F{}}
-	h := hostNode[D, F]{dir: mk(ports), ports: ports}
-	t.hosts[k] = h
+	e := &HostEntry[K, D, F]{key: k, ports: map[uint16]F{}}
+	e.dir = mk(e)
+	t.hosts[k] = e
 	t.nodes++
-	return h.dir
+	return e.dir
 }
 
-// Port returns the file of port among a HOST directory's ports, made by
-// mk if there is none.
-func (t *HostPorts[K, D, F]) Port(ports *PortNodes[F], port uint16, mk func() F) F {
-	if f, ok := ports.m[port]; ok {
+// port returns the file of port in e's directory, made if there is none.
+func (t *HostPorts[K, D, F]) port(e *HostEntry[K, D, F], port uint16) F {
+	if f, ok := e.ports[port]; ok {
 		return f
 	}
 	t.sweep()
-	f := mk()
-	ports.m[port] = f
+	f := t.newPort(e.dir, port)
+	e.ports[port] = f
 	t.nodes++
 	return f
+}
+
+// LookupPort is the Lookup of e's directory: any valid PORT name (see
+// ParsePort) has a file.
+func (t *HostPorts[K, D, F]) LookupPort(e *HostEntry[K, D, F], name string) (Node, error) {
+	port, err := ParsePort(name)
+	if err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.port(e, port), nil
+}
+
+// ListPorts is the List of e's directory: the PORTs with open files, in
+// numeric order.
+func (t *HostPorts[K, D, F]) ListPorts(e *HostEntry[K, D, F]) []DirEntry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	open := t.opened[e.key]
+	nums := make([]int, 0, len(open))
+	for p := range open {
+		nums = append(nums, int(p))
+	}
+	slices.Sort(nums)
+	ents := make([]DirEntry, 0, len(nums))
+	for _, p := range nums {
+		ents = append(ents, DirEntry{Name: strconv.Itoa(p), Node: t.port(e, uint16(p))})
+	}
+	return ents
 }
 
 // AddOpen counts delta more open files (or opens under way) of HOST k
@@ -98,56 +149,24 @@ func (t *HostPorts[K, D, F]) OpenHosts() []K {
 	return hosts
 }
 
-// LookupPort is the Lookup of a HOST directory, whose PORT files are
-// ports: any valid PORT name (see ParsePort) has a file, made by mk if
-// needed.
-func (t *HostPorts[K, D, F]) LookupPort(ports *PortNodes[F], name string, mk func(port uint16) F) (Node, error) {
-	port, err := ParsePort(name)
-	if err != nil {
-		return nil, err
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.Port(ports, port, func() F { return mk(port) }), nil
-}
-
-// ListPorts is the List of HOST k's directory, whose PORT files are
-// ports: the PORTs with open files, in numeric order.
-func (t *HostPorts[K, D, F]) ListPorts(k K, ports *PortNodes[F], mk func(port uint16) F) []DirEntry {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	open := t.opened[k]
-	nums := make([]int, 0, len(open))
-	for p := range open {
-		nums = append(nums, int(p))
-	}
-	slices.Sort(nums)
-	ents := make([]DirEntry, 0, len(nums))
-	for _, p := range nums {
-		port := uint16(p)
-		ents = append(ents, DirEntry{Name: strconv.Itoa(p), Node: t.Port(ports, port, func() F { return mk(port) })})
-	}
-	return ents
-}
-
 // sweep forgets the nodes without open files once there are max.
 func (t *HostPorts[K, D, F]) sweep() {
 	if t.nodes < t.max {
 		return
 	}
 	t.nodes = 0
-	for k, h := range t.hosts {
+	for k, e := range t.hosts {
 		open := t.opened[k]
-		for p := range h.ports.m {
+		for p := range e.ports {
 			if open[p] == 0 {
-				delete(h.ports.m, p)
+				delete(e.ports, p)
 			}
 		}
-		if len(h.ports.m) == 0 && len(open) == 0 {
+		if len(e.ports) == 0 && len(open) == 0 {
 			delete(t.hosts, k)
 			continue
 		}
-		t.nodes += 1 + len(h.ports.m)
+		t.nodes += 1 + len(e.ports)
 	}
 	if t.Swept != nil {
 		t.Swept(t.nodes)

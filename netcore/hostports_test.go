@@ -10,7 +10,9 @@ type testPort struct{ id uint64 }
 
 func (p *testPort) ID() uint64      { return p.id }
 func (p *testPort) Attr(*Cred) Attr { return Attr{} }
-func newTestPort(uint16) *testPort  { return &testPort{id: NewID()} }
+
+type testHost = HostEntry[string, string, *testPort]
+
 func listNames(ents []DirEntry) []string {
 	var names []string
 	for _, e := range ents {
@@ -24,15 +26,23 @@ func listNames(ents []DirEntry) []string {
 // bound forgets only nodes without open files.
 func TestHostPorts(t *testing.T) {
 	var mu sync.Mutex
-	tr := NewHostPorts[string, *PortNodes[*testPort], *testPort](&mu, 8)
-	host := func(k string) *PortNodes[*testPort] {
+	tr := NewHostPorts[string](&mu, 8, func(string, uint16) *testPort { return &testPort{id: NewID()} })
+	host := func(k string) *testHost {
+		var entry *testHost
 		mu.Lock()
 		defer mu.Unlock()
-		return tr.Host(k, func(ports *PortNodes[*testPort]) *PortNodes[*testPort] { return ports })
+		dir := tr.Host(k, func(e *testHost) string { entry = e; return "dir " + k })
+		if entry == nil { // cached: the entry kept for k
+			entry = tr.hosts[k]
+		}
+		if dir != "dir "+k {
+			t.Fatalf("HOST %s: directory %q", k, dir)
+		}
+		return entry
 	}
-	lookup := func(ports *PortNodes[*testPort], name string) Node {
+	lookup := func(e *testHost, name string) Node {
 		t.Helper()
-		n, err := tr.LookupPort(ports, name, newTestPort)
+		n, err := tr.LookupPort(e, name)
 		if err != nil {
 			t.Fatalf("LookupPort %s: %v", name, err)
 		}
@@ -46,7 +56,7 @@ func TestHostPorts(t *testing.T) {
 	if lookup(a, "80") != p80 {
 		t.Fatal("PORT 80 looked up again has another node")
 	}
-	if _, err := tr.LookupPort(a, "080", newTestPort); err != syscall.EINVAL {
+	if _, err := tr.LookupPort(a, "080"); err != syscall.EINVAL {
 		t.Errorf("PORT 080: %v, want EINVAL", err)
 	}
 	mu.Lock()
@@ -55,7 +65,7 @@ func TestHostPorts(t *testing.T) {
 	tr.AddOpen("a", 9, 2)
 	tr.AddOpen("a", 9, -2)
 	mu.Unlock()
-	if got := listNames(tr.ListPorts("a", a, newTestPort)); len(got) != 2 || got[0] != "80" || got[1] != "443" {
+	if got := listNames(tr.ListPorts(a)); len(got) != 2 || got[0] != "80" || got[1] != "443" {
 		t.Errorf("ports of a: %v, want [80 443]", got)
 	}
 

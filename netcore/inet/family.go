@@ -51,6 +51,8 @@ type Family struct {
 	names     *netcore.HostPorts[peerKey, *peerDir, *portFile] // udp/ and tcp/
 }
 
+type peerEntry = netcore.HostEntry[peerKey, *peerDir, *portFile]
+
 // peerKey names a HOST directory: in udp/ or tcp/, by name.
 type peerKey struct{ proto, name string }
 
@@ -58,7 +60,9 @@ func newFamily(env *netcore.Env, v *version) *Family {
 	f := &Family{v: v, log: env.Log.With("family", v.family), start: time.Now(),
 		socks: make(map[*sock]struct{}), listeners: make(map[listenerKey]*listener),
 		byUid: make(map[uint32]int), perUid: env.Limits.WithDefaults().Sockets}
-	f.names = netcore.NewHostPorts[peerKey, *peerDir, *portFile](&f.mu, maxNodes)
+	f.names = netcore.NewHostPorts[peerKey](&f.mu, maxNodes, func(d *peerDir, port uint16) *portFile {
+		return &portFile{netcore.NewPortFile(d, port)}
+	})
 	f.names.Swept = func(nodes int) { f.log.Debug("name cache swept", "nodes", nodes) }
 	f.udp = newProtoDir(f, "udp")
 	f.tcp = newProtoDir(f, "tcp")
@@ -133,7 +137,7 @@ func (f *Family) reserve(pf *portFile, uid uint32) error {
 	}
 	f.reserved++
 	f.byUid[uid]++
-	f.names.AddOpen(pf.dir.key(), pf.port, 1)
+	f.names.AddOpen(pf.Dir.e.Key(), pf.Port, 1)
 	return nil
 }
 
@@ -144,7 +148,7 @@ func (f *Family) unreserve(pf *portFile, uid uint32) {
 	if f.byUid[uid]--; f.byUid[uid] <= 0 {
 		delete(f.byUid, uid)
 	}
-	f.names.AddOpen(pf.dir.key(), pf.port, -1)
+	f.names.AddOpen(pf.Dir.e.Key(), pf.Port, -1)
 	f.mu.Unlock()
 }
 
@@ -226,8 +230,8 @@ func (d *protoDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 
 // peerNode returns the cached node of p, making it if needed; f.mu is held.
 func (d *protoDir) peerNode(p peer) *peerDir {
-	return d.f.names.Host(peerKey{d.name, p.name}, func(ports *netcore.PortNodes[*portFile]) *peerDir {
-		return &peerDir{id: netcore.NewID(), proto: d, peer: p, ports: ports}
+	return d.f.names.Host(peerKey{d.name, p.name}, func(e *peerEntry) *peerDir {
+		return &peerDir{id: netcore.NewID(), proto: d, peer: p, e: e}
 	})
 }
 
@@ -255,43 +259,31 @@ type peerDir struct {
 	id    uint64
 	proto *protoDir
 	peer  peer
-	ports *netcore.PortNodes[*portFile] // guarded by f.mu
+	e     *peerEntry
 }
-
-func (d *peerDir) key() peerKey { return peerKey{d.proto.name, d.peer.name} }
 
 func (d *peerDir) ID() uint64                      { return d.id }
 func (d *peerDir) Attr(*netcore.Cred) netcore.Attr { return d.proto.f.dirAttr() }
 
 func (d *peerDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	return d.proto.f.names.LookupPort(d.ports, name, d.newPort)
+	return d.proto.f.names.LookupPort(d.e, name)
 }
 
 // List shows the PORTs with open files.
 func (d *peerDir) List(*netcore.Cred) []netcore.DirEntry {
-	return d.proto.f.names.ListPorts(d.key(), d.ports, d.newPort)
-}
-
-func (d *peerDir) newPort(port uint16) *portFile {
-	return &portFile{id: netcore.NewID(), dir: d, port: port}
+	return d.proto.f.names.ListPorts(d.e)
 }
 
 // portFile is PROTO/HOST/PORT, mode 0666: anyone may open it; what an
 // open may do is checked against the caller's uid as the kernel would.
-type portFile struct {
-	id   uint64
-	dir  *peerDir
-	port uint16
-}
-
-func (pf *portFile) ID() uint64 { return pf.id }
+type portFile struct{ netcore.PortFile[*peerDir] }
 
 func (pf *portFile) Attr(*netcore.Cred) netcore.Attr {
-	return netcore.Attr{Mode: syscall.S_IFREG | 0666, Mtime: pf.dir.proto.f.start}
+	return netcore.Attr{Mode: syscall.S_IFREG | 0666, Mtime: pf.Dir.proto.f.start}
 }
 
 // path is the file's name under the mount, for logs.
 func (pf *portFile) path() string {
-	d := pf.dir.proto
-	return d.f.v.family + "/" + d.name + "/" + pf.dir.peer.name + "/" + strconv.Itoa(int(pf.port))
+	d := pf.Dir.proto
+	return d.f.v.family + "/" + d.name + "/" + pf.Dir.peer.name + "/" + strconv.Itoa(int(pf.Port))
 }

@@ -178,8 +178,8 @@ func TestNodesStableAndBounded(t *testing.T) {
 	f := testFamily(t, v4)
 	a := file(t, f, "udp", "127.0.0.1", 9)
 	b := file(t, f, "udp", "127.0.0.1", 9)
-	if a.ID() != b.ID() || a.dir.ID() != b.dir.ID() {
-		t.Fatalf("repeated lookup changed IDs: %d/%d, %d/%d", a.ID(), b.ID(), a.dir.ID(), b.dir.ID())
+	if a.ID() != b.ID() || a.Dir.ID() != b.Dir.ID() {
+		t.Fatalf("repeated lookup changed IDs: %d/%d, %d/%d", a.ID(), b.ID(), a.Dir.ID(), b.Dir.ID())
 	}
 	for i := range maxNodes + 10 {
 		file(t, f, "tcp", "h"+strconv.Itoa(i), 1)

@@ -21,7 +21,7 @@ import (
 // socket bound to the wildcard, a TCP connection made, or one accepted on
 // the wildcard. A refusal is logged with who asked.
 func (pf *portFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
-	f := pf.dir.proto.f
+	f := pf.Dir.proto.f
 	s, err := pf.open(ctx, c, flags)
 	if err != nil {
 		var e syscall.Errno
@@ -42,9 +42,9 @@ func (pf *portFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netco
 }
 
 func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock, error) {
-	f := pf.dir.proto.f
-	to := pf.dir.peer
-	tcp := pf.dir.proto.name == "tcp"
+	f := pf.Dir.proto.f
+	to := pf.Dir.peer
+	tcp := pf.Dir.proto.name == "tcp"
 	// The socket is the caller's: made in its network namespace, owned
 	// by its uid. A caller the daemon cannot see has no namespace here.
 	ns, err := netns.OfTask(c.Pid)
@@ -53,7 +53,7 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 	}
 	defer ns.Close() // sockets keep their namespace
 	if to.wildcard() {
-		if err := mayBind(c, ns, pf.port); err != nil {
+		if err := mayBind(c, ns, pf.Port); err != nil {
 			return nil, err
 		}
 	}
@@ -66,7 +66,7 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 	)
 	switch {
 	case tcp && to.wildcard():
-		l, err = f.listen(ns, c, pf.port)
+		l, err = f.listen(ns, c, pf.Port)
 		if err == nil {
 			s, err = l.accept(ctx, flags&syscall.O_NONBLOCK != 0)
 			if err != nil {
@@ -74,11 +74,11 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 			}
 		}
 	case tcp:
-		s, err = f.dialTCP(ctx, ns, c.Uid, to, pf.port)
+		s, err = f.dialTCP(ctx, ns, c.Uid, to, pf.Port)
 	case to.wildcard():
-		s, err = f.bindUDP(ns, c.Uid, pf.port)
+		s, err = f.bindUDP(ns, c.Uid, pf.Port)
 	default:
-		s, err = f.dialUDP(ctx, ns, c.Uid, to, pf.port)
+		s, err = f.dialUDP(ctx, ns, c.Uid, to, pf.Port)
 	}
 	if err != nil {
 		f.unreserve(pf, c.Uid)

@@ -29,9 +29,13 @@ type udpDir struct {
 	names *netcore.HostPorts[netip.Addr, *udpPeerDir, *udpFile]
 }
 
+type udpPeerEntry = netcore.HostEntry[netip.Addr, *udpPeerDir, *udpFile]
+
 func newUDPDir(h *Host) *udpDir {
 	d := &udpDir{id: netcore.NewID(), h: h, start: time.Now()}
-	d.names = netcore.NewHostPorts[netip.Addr, *udpPeerDir, *udpFile](&d.mu, maxNodes)
+	d.names = netcore.NewHostPorts[netip.Addr](&d.mu, maxNodes, func(pd *udpPeerDir, port uint16) *udpFile {
+		return &udpFile{PortFile: netcore.NewPortFile(pd, port)}
+	})
 	return d
 }
 
@@ -63,8 +67,8 @@ func (d *udpDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 
 // peerNode returns the node of HOST a; d.mu is held.
 func (d *udpDir) peerNode(a netip.Addr) *udpPeerDir {
-	return d.names.Host(a, func(ports *netcore.PortNodes[*udpFile]) *udpPeerDir {
-		return &udpPeerDir{id: netcore.NewID(), d: d, addr: a, ports: ports}
+	return d.names.Host(a, func(e *udpPeerEntry) *udpPeerDir {
+		return &udpPeerDir{id: netcore.NewID(), d: d, addr: a, e: e}
 	})
 }
 
@@ -81,49 +85,39 @@ func (d *udpDir) List(*netcore.Cred) []netcore.DirEntry {
 }
 
 type udpPeerDir struct {
-	id    uint64
-	d     *udpDir
-	addr  netip.Addr
-	ports *netcore.PortNodes[*udpFile] // guarded by d.mu
+	id   uint64
+	d    *udpDir
+	addr netip.Addr
+	e    *udpPeerEntry
 }
 
 func (pd *udpPeerDir) ID() uint64                        { return pd.id }
 func (pd *udpPeerDir) Attr(c *netcore.Cred) netcore.Attr { return pd.d.Attr(c) }
 
 func (pd *udpPeerDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	return pd.d.names.LookupPort(pd.ports, name, pd.newPort)
+	return pd.d.names.LookupPort(pd.e, name)
 }
 
 // List shows the PORTs with open files.
 func (pd *udpPeerDir) List(*netcore.Cred) []netcore.DirEntry {
-	return pd.d.names.ListPorts(pd.addr, pd.ports, pd.newPort)
-}
-
-func (pd *udpPeerDir) newPort(p uint16) *udpFile {
-	return &udpFile{id: netcore.NewID(), pd: pd, port: p}
+	return pd.d.names.ListPorts(pd.e)
 }
 
 // udpFile is udp/HOST/PORT. Its mode shows the r and w rights of each
 // class on the network, as data does.
-type udpFile struct {
-	id   uint64
-	pd   *udpPeerDir
-	port uint16
-}
-
-func (f *udpFile) ID() uint64 { return f.id }
+type udpFile struct{ netcore.PortFile[*udpPeerDir] }
 
 func (f *udpFile) Attr(*netcore.Cred) netcore.Attr {
-	uid, gid, mode := f.pd.d.h.net.Access()
-	return netcore.Attr{Mode: syscall.S_IFREG | mode&0666, Uid: uid, Gid: gid, Mtime: f.pd.d.start}
+	uid, gid, mode := f.Dir.d.h.net.Access()
+	return netcore.Attr{Mode: syscall.S_IFREG | mode&0666, Uid: uid, Gid: gid, Mtime: f.Dir.d.start}
 }
 
 // remember counts delta more open files of HOST/PORT.
 func (f *udpFile) remember(delta int) {
-	d := f.pd.d
+	d := f.Dir.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.names.AddOpen(f.pd.addr, f.port, delta)
+	d.names.AddOpen(f.Dir.addr, f.Port, delta)
 }
 
 // Open makes the endpoint: bound to PORT for a wildcard HOST, else
@@ -131,7 +125,7 @@ func (f *udpFile) remember(delta int) {
 // receives, w sends; a caller with one of them opening O_RDWR gets that
 // half, as with data.
 func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
-	h := f.pd.d.h
+	h := f.Dir.d.h
 	r, w := h.net.Rights(c)
 	acc := flags & syscall.O_ACCMODE
 	wantR := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
@@ -140,22 +134,22 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	if (acc != syscall.O_RDWR && (wantR && !recv || wantW && !send)) || (!recv && !send) {
 		return nil, syscall.EACCES
 	}
-	a := f.pd.addr
+	a := f.Dir.addr
 	var remote netip.AddrPort
 	port := uint16(0)
 	if a.IsUnspecified() {
-		if !c.HasCap(netcore.CapNetBindService) && f.port < unprivilegedPortStart() {
+		if !c.HasCap(netcore.CapNetBindService) && f.Port < unprivilegedPortStart() {
 			return nil, syscall.EACCES
 		}
-		port = f.port
+		port = f.Port
 	} else {
-		remote = netip.AddrPortFrom(a, f.port)
+		remote = netip.AddrPortFrom(a, f.Port)
 	}
 	uh := &udpHandle{f: f, remote: remote, recv: recv, send: send, ready: make(chan struct{}, 1)}
 	_, uh.qlen = h.net.Limits()
 	conn, err := h.Open(a.Is6(), port, remote, uh)
 	if err != nil {
-		h.net.Log().Info("open refused", "network", h.net.Name(), "file", "udp/"+a.String()+"/"+strconv.Itoa(int(f.port)),
+		h.net.Log().Info("open refused", "network", h.net.Name(), "file", "udp/"+a.String()+"/"+strconv.Itoa(int(f.Port)),
 			"uid", c.Uid, "pid", c.Pid, "err", err.Error())
 		return nil, err
 	}
@@ -214,7 +208,7 @@ func (u *udpHandle) Deliver(from, _ netip.AddrPort, payload []byte) func() {
 	u.mu.Lock()
 	if !u.recv || u.closed || len(u.queue) >= u.qlen {
 		u.mu.Unlock()
-		u.f.pd.d.h.stats.udpQueueDrops++ // the host's lock is held
+		u.f.Dir.d.h.stats.udpQueueDrops++ // the host's lock is held
 		return nil
 	}
 	u.queue = append(u.queue, datagram{from, append([]byte(nil), payload...)})
