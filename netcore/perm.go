@@ -1,6 +1,9 @@
 package netcore
 
-import "syscall"
+import (
+	"sync"
+	"syscall"
+)
 
 // Permission checks as the kernel makes them for any file
 // (generic_permission, chmod's owner-or-CAP_FOWNER, chown_ok): the mode's
@@ -51,6 +54,50 @@ func MayChown(c *Cred, owner, group uint32, uid, gid int64) bool {
 		return true
 	}
 	return c.HasCap(CapChown)
+}
+
+// ChangeMode is chmod(2) by c of a node whose owner *uid mu guards: if
+// MayChmod allows it, set (which changes the mode) runs with mu held (given the owner before);
+// otherwise EPERM. The capability is read from /proc without mu held,
+// and an owner changed meanwhile is checked again.
+func ChangeMode(mu sync.Locker, c *Cred, uid *uint32, set func()) error {
+	mu.Lock()
+	owner := *uid
+	mu.Unlock()
+	ok := MayChmod(c, owner)
+	mu.Lock()
+	defer mu.Unlock()
+	if !ok || *uid != owner {
+		return syscall.EPERM
+	}
+	set()
+	return nil
+}
+
+// ChangeOwner is chown(2) by c to newUID and newGID (negative: unchanged)
+// of a node whose owner *uid and group *gid mu guards: if MayChown allows
+// it, they are changed and then changed (if not nil) runs, with mu held (given the owner before);
+// otherwise EPERM. As in ChangeMode, capabilities are read without mu.
+func ChangeOwner(mu sync.Locker, c *Cred, uid, gid *uint32, newUID, newGID int64, changed func(oldUID uint32)) error {
+	mu.Lock()
+	owner, group := *uid, *gid
+	mu.Unlock()
+	ok := MayChown(c, owner, group, newUID, newGID)
+	mu.Lock()
+	defer mu.Unlock()
+	if !ok || *uid != owner || *gid != group {
+		return syscall.EPERM
+	}
+	if newUID >= 0 {
+		*uid = uint32(newUID)
+	}
+	if newGID >= 0 {
+		*gid = uint32(newGID)
+	}
+	if changed != nil {
+		changed(owner)
+	}
+	return nil
 }
 
 // NewDirMode is the mode of an ipn network or mhost host made by mkdir

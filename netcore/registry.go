@@ -155,12 +155,7 @@ func (d *rootDir) List(*Cred) []DirEntry {
 }
 
 func (d *rootDir) Lookup(c *Cred, name string) (Node, error) {
-	for _, e := range d.List(c) {
-		if e.Name == name {
-			return e.Node, nil
-		}
-	}
-	return nil, syscall.ENOENT
+	return LookupListed(d, c, name)
 }
 
 // Readmer is a Family that contributes to the README at the root of the

@@ -2,6 +2,7 @@ package netcore
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -38,6 +39,17 @@ type Dir interface {
 	Node
 	Lookup(c *Cred, name string) (Node, error)
 	List(c *Cred) []DirEntry
+}
+
+// LookupListed is Lookup for a directory whose List names all it holds:
+// the entry called name in d's listing for c, else ENOENT.
+func LookupListed(d Dir, c *Cred, name string) (Node, error) {
+	for _, e := range d.List(c) {
+		if e.Name == name {
+			return e.Node, nil
+		}
+	}
+	return nil, syscall.ENOENT
 }
 
 // Mkdirer is a Dir whose children may be created by mkdir(2).
@@ -213,17 +225,26 @@ func (s *Snapshot) Read(ctx context.Context, p []byte, off int64, nonblock bool)
 // write is atomic: all its lines are checked before any is applied. The
 // filesystem layer hands a write(2) of at most this many bytes to Write in
 // one call, and the first call of a longer one is longer than this (see
-// fs.Mount), so a ctl handle that takes its text through CtlText applies
+// fs.Mount), so a ctl handle whose Write is CtlWrite applies
 // every write(2) whole or not at all, and a longer one fails whole.
 const MaxCtlWrite = 64 << 10
 
-// CtlText is the text of one write to a ctl file; past MaxCtlWrite it is
-// EFBIG, and nothing of it may be applied.
-func CtlText(p []byte) (string, error) {
-	if len(p) > MaxCtlWrite {
-		return "", syscall.EFBIG
+// CtlWrite is the Write of a ctl file's handle, opened for writing or not
+// (EBADF). A write past MaxCtlWrite is EFBIG and nothing of it is applied;
+// refuse is told why, for last-error and the log. Otherwise apply gets
+// its whole text, and its error is the write's.
+func CtlWrite(p []byte, writable bool, refuse func(reason string, errno error), apply func(text string) error) (int, error) {
+	if !writable {
+		return 0, syscall.EBADF
 	}
-	return string(p), nil
+	if len(p) > MaxCtlWrite {
+		refuse("write too long: at most "+strconv.Itoa(MaxCtlWrite)+" bytes in one write", syscall.EFBIG)
+		return 0, syscall.EFBIG
+	}
+	if err := apply(string(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // ParsePort reads a PORT path element (inet/udp/HOST/PORT, an ipn

@@ -348,7 +348,7 @@ func TestHostUDPErrors(t *testing.T) {
 }
 
 // The neighbour cache ages: an entry confirmed by the peer is reachable,
-// stale after ReachableTime (1 s, netcore/link/host) without a sign of
+// stale after ReachableTime (1 s, netcore/iphost) without a sign of
 // life, probed by unicast on the next send and reachable again when the
 // peer answers.
 func TestHostNeighbourAging(t *testing.T) {

@@ -471,9 +471,12 @@ func TestVxlanCtlErrors(t *testing.T) {
 	ctlIn(t, a, net, "detach 42")
 	ctlIn(t, a, other, "detach vxlan 43")
 
-	// Without CAP_NET_ADMIN: EPERM, for attach and detach.
-	if err := syscall.Chmod(net, 0o777); err != nil {
-		t.Fatal(err)
+	// Without CAP_NET_ADMIN: EPERM, for attach and detach (the manage
+	// right granted by chmod: mkdir gives others none).
+	for _, dir := range []string{net, other} {
+		if err := syscall.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
 	}
 	out, err := shAs(t, &cred{uid: 65534, gid: 65534}, 10*time.Second,
 		fmt.Sprintf("echo 'vxlan 44 198.18.0.2' > %s/ctl", net))

@@ -24,15 +24,15 @@ import (
 	"github.com/mnet-project/mnet/cmd/mnet/internal/mountopt"
 	"github.com/mnet-project/mnet/cmd/mnet/internal/sdnotify"
 	"github.com/mnet-project/mnet/fs"
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
+	_ "github.com/mnet-project/mnet/netcore/iphost"     // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
-	_ "github.com/mnet-project/mnet/netcore/link/host"  // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
 	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
 	_ "github.com/mnet-project/mnet/netcore/link/vxlan" // vxlan cables
 	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 const usage = `mnet: networking as files
@@ -133,7 +133,66 @@ func mountCmd(args []string) error {
 	return err
 }
 
+// serve is mnet mount: it mounts, reports ready and serves until a signal
+// or an unmount ends it.
 func serve(args []string, ready *detach.Reporter) error {
+	o, err := parseMountFlags(args)
+	if err != nil {
+		return err
+	}
+	log, logCloser, err := openLog(o)
+	if err != nil {
+		return err
+	}
+	defer logCloser.Close()
+
+	if os.Geteuid() != 0 {
+		return errors.New("mount: must run as root (it mounts for every user and creates interfaces)")
+	}
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("mount: --cpuprofile: %v", err)
+		}
+		defer stop(log)
+	}
+	mp, err := filepath.Abs(o.mountpoint)
+	if err != nil {
+		return err
+	}
+	if err := prepareMountpoint(mp, log); err != nil {
+		return err
+	}
+
+	// Signals are caught from before the mount and handled once it is up.
+	// A process killed while it holds a file of its own mount open cannot
+	// exit: closing the file waits for an answer from itself. go-fuse's
+	// mount-time poll probe used to hold one; with poll on there is no
+	// probe, and the daemon never opens its own files (see fs.Mount).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+
+	core, server, err := mount(o, log, mp)
+	if err != nil {
+		return err
+	}
+	ready.Ready()
+	notify(log, "READY=1\nSTATUS=serving "+mp)
+	serveUntilStopped(log, core, server, mp, sigs)
+	return nil
+}
+
+// mountOptions are mnet mount's flags and MOUNTPOINT.
+type mountOptions struct {
+	logDest, state, vdeDir, netnsDir, cpuProfile string
+	verbose, debugFuse                           bool
+	limits                                       netcore.Limits
+	mountpoint                                   string
+}
+
+// parseMountFlags reads mnet mount's arguments; --help prints the usage
+// and returns flag.ErrHelp.
+func parseMountFlags(args []string) (*mountOptions, error) {
 	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
 	fl.SetOutput(io.Discard)
 	logDest := fl.String("log", "", "")
@@ -178,77 +237,68 @@ func serve(args []string, ready *detach.Reporter) error {
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Print(usage)
-			return err
+			return nil, err
 		}
-		return fmt.Errorf("mount: %v (see mnet help)", err)
+		return nil, fmt.Errorf("mount: %v (see mnet help)", err)
 	}
 	if fl.NArg() != 1 {
-		return errors.New("mount: want exactly one MOUNTPOINT (see mnet help)")
+		return nil, errors.New("mount: want exactly one MOUNTPOINT (see mnet help)")
 	}
 	for _, c := range counts {
 		if *c.v < 1 {
-			return fmt.Errorf("mount: --%s %d: want at least 1 (see mnet help)", c.name, *c.v)
+			return nil, fmt.Errorf("mount: --%s %d: want at least 1 (see mnet help)", c.name, *c.v)
 		}
 	}
 	if *reserve < 0 || *reserve > 50 {
-		return fmt.Errorf("mount: --root-reserve %d: want a percentage, 0 to 50 (see mnet help)", *reserve)
+		return nil, fmt.Errorf("mount: --root-reserve %d: want a percentage, 0 to 50 (see mnet help)", *reserve)
 	}
 	lim.RootReserve = *reserve
 	if *reserve == 0 {
 		lim.RootReserve = -1 // none
 	}
 	limits := lim
+	return &mountOptions{logDest: *logDest, state: *state, vdeDir: *vdeDir, netnsDir: *netnsDir,
+		cpuProfile: *cpuProfile, verbose: *verbose, debugFuse: *debugFuse, limits: limits,
+		mountpoint: fl.Arg(0)}, nil
+}
+
+// openLog opens the daemon's log where --log says, at debug level with
+// -v or --debug-fuse.
+func openLog(o *mountOptions) (*slog.Logger, io.Closer, error) {
 	level := slog.LevelInfo
-	if *verbose || *debugFuse {
+	if o.verbose || o.debugFuse {
 		level = slog.LevelDebug
 	}
-	log, logCloser, err := logdest.Open(*logDest, level)
+	log, logCloser, err := logdest.Open(o.logDest, level)
 	if err != nil {
-		return fmt.Errorf("mount: %v", err)
+		return nil, nil, fmt.Errorf("mount: %v", err)
 	}
-	defer logCloser.Close()
 	if f, ok := logCloser.(*os.File); ok {
 		// The Go runtime writes a crash to standard error: into the log.
 		unix.Dup2(int(f.Fd()), 2)
 	}
+	return log, logCloser, nil
+}
 
-	if os.Geteuid() != 0 {
-		return errors.New("mount: must run as root (it mounts for every user and creates interfaces)")
-	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("mount: --cpuprofile: %v", err)
-		}
-		defer stop(log)
-	}
-	mp, err := filepath.Abs(fl.Arg(0))
+// fuseServer is the FUSE connection of the mount.
+type fuseServer interface {
+	Wait()
+	Unmount() error
+}
+
+// mount makes the families and mounts them on mp.
+func mount(o *mountOptions, log *slog.Logger, mp string) (*netcore.Core, fuseServer, error) {
+	core, err := netcore.New(netcore.Env{Log: log, StatePath: o.state, Limits: o.limits,
+		Flags: map[string]string{vde.DirFlag: o.vdeDir, netns.DirFlag: o.netnsDir}})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if err := prepareMountpoint(mp, log); err != nil {
-		return err
-	}
-
-	// Signals are caught from before the mount and handled once it is up.
-	// A process killed while it holds a file of its own mount open cannot
-	// exit: closing the file waits for an answer from itself. go-fuse's
-	// mount-time poll probe used to hold one; with poll on there is no
-	// probe, and the daemon never opens its own files (see fs.Mount).
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-
-	core, err := netcore.New(netcore.Env{Log: log, StatePath: *state, Limits: limits,
-		Flags: map[string]string{vde.DirFlag: *vdeDir, netns.DirFlag: *netnsDir}})
-	if err != nil {
-		return err
-	}
-	server, err := fs.Mount(core, fs.Config{Mountpoint: mp, Log: log, Debug: *debugFuse})
+	server, err := fs.Mount(core, fs.Config{Mountpoint: mp, Log: log, Debug: o.debugFuse})
 	if err != nil {
 		core.Close()
-		return fmt.Errorf("mount %s: %v", mp, err)
+		return nil, nil, fmt.Errorf("mount %s: %v", mp, err)
 	}
-	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid(), "limits", limits.WithDefaults().String())
+	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid(), "limits", o.limits.WithDefaults().String())
 	if netcore.TestHooksEnabled() {
 		log.Warn("test hooks enabled (MNET_TEST_HOOKS=1): marked frames and writes make the daemon panic on purpose")
 	}
@@ -258,9 +308,13 @@ func serve(args []string, ready *detach.Reporter) error {
 		log.Warn("/proc is not of the daemon's pid namespace (mount one: unshare --mount-proc); " +
 			"callers get no supplementary groups, no capabilities and EACCES for inet")
 	}
-	ready.Ready()
-	notify(log, "READY=1\nSTATUS=serving "+mp)
+	return core, server, nil
+}
 
+// serveUntilStopped serves the mount until a signal (sigs), the mount
+// leaving this mount namespace, or the FUSE connection ending from
+// outside, and stops the daemon accordingly.
+func serveUntilStopped(log *slog.Logger, core *netcore.Core, server fuseServer, mp string, sigs <-chan os.Signal) {
 	served := make(chan struct{})
 	go func() { server.Wait(); close(served) }()
 	var st unix.Stat_t
@@ -292,7 +346,6 @@ func serve(args []string, ready *detach.Reporter) error {
 		log.Error("panics were contained while serving; each is logged above with its stack", "panics", n)
 	}
 	log.Info("stopped")
-	return nil
 }
 
 // stop ends the daemon's service: on a signal (unmount set) or when the

@@ -44,8 +44,13 @@ type Family struct {
 	// with those of every other family.
 	quota     *netcore.Quota
 	listeners map[listenerKey]*listener
-	nodes     int // cached hostDirs and portFiles
+	names     *netcore.HostPorts[peerKey, *peerDir, *portFile] // udp/ and tcp/
 }
+
+type peerEntry = netcore.HostEntry[peerKey, *peerDir, *portFile]
+
+// peerKey names a HOST directory: in udp/ or tcp/, by name.
+type peerKey struct{ proto, name string }
 
 func newFamily(env *netcore.Env, v *version) *Family {
 	f := &Family{v: v, log: env.Log.With("family", v.family), start: time.Now(),
@@ -54,6 +59,10 @@ func newFamily(env *netcore.Env, v *version) *Family {
 	if f.quota == nil {
 		f.quota = netcore.NewQuota(env.Limits, env.Log)
 	}
+	f.names = netcore.NewHostPorts[peerKey](&f.mu, maxNodes, func(d *peerDir, port uint16) *portFile {
+		return &portFile{netcore.NewPortFile(d, port)}
+	})
+	f.names.Swept = func(nodes int) { f.log.Debug("name cache swept", "nodes", nodes) }
 	f.udp = newProtoDir(f, "udp")
 	f.tcp = newProtoDir(f, "tcp")
 	f.root = &familyDir{id: netcore.NewID(), f: f}
@@ -121,7 +130,7 @@ func (f *Family) reserve(pf *portFile, payer *netcore.Payer) error {
 	if err := payer.Take(netcore.Sockets, 1); err != nil {
 		return err
 	}
-	pf.host.proto.remember(pf.host.h.name, pf.port)
+	f.names.AddOpen(pf.Dir.e.Key(), pf.Port, 1)
 	return nil
 }
 
@@ -129,7 +138,7 @@ func (f *Family) reserve(pf *portFile, payer *netcore.Payer) error {
 func (f *Family) unreserve(pf *portFile, payer *netcore.Payer) {
 	payer.Release(netcore.Sockets, 1)
 	f.mu.Lock()
-	pf.host.proto.forget(pf.host.h.name, pf.port)
+	f.names.AddOpen(pf.Dir.e.Key(), pf.Port, -1)
 	f.mu.Unlock()
 }
 
@@ -155,30 +164,6 @@ func (f *Family) adopt(s *sock, pf *portFile, payer *netcore.Payer, l *listener)
 	f.socks[s] = struct{}{}
 	f.mu.Unlock()
 	return nil
-}
-
-// makeRoom keeps the node cache within maxNodes; f.mu is held.
-func (f *Family) makeRoom() {
-	if f.nodes < maxNodes {
-		return
-	}
-	f.nodes = 0
-	for _, p := range []*protoDir{f.udp, f.tcp} {
-		for name, hd := range p.hosts {
-			open := p.opened[name]
-			for port := range hd.ports {
-				if open[port] == 0 {
-					delete(hd.ports, port)
-				}
-			}
-			if len(hd.ports) == 0 && len(open) == 0 {
-				delete(p.hosts, name)
-				continue
-			}
-			f.nodes += 1 + len(hd.ports)
-		}
-	}
-	f.log.Debug("name cache swept", "nodes", f.nodes)
 }
 
 func (f *Family) dirAttr() netcore.Attr {
@@ -214,145 +199,81 @@ type protoDir struct {
 	id   uint64
 	f    *Family
 	name string // udp or tcp
-
-	// Guarded by f.mu.
-	hosts  map[string]*hostDir       // node cache, by HOST name
-	opened map[string]map[uint16]int // HOST name -> PORT -> open files
 }
 
 func newProtoDir(f *Family, name string) *protoDir {
-	return &protoDir{id: netcore.NewID(), f: f, name: name,
-		hosts: make(map[string]*hostDir), opened: make(map[string]map[uint16]int)}
+	return &protoDir{id: netcore.NewID(), f: f, name: name}
 }
 
 func (d *protoDir) ID() uint64                      { return d.id }
 func (d *protoDir) Attr(*netcore.Cred) netcore.Attr { return d.f.dirAttr() }
 
 func (d *protoDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	h, err := d.f.v.parseHost(name)
+	p, err := d.f.v.parsePeer(name)
 	if err != nil {
 		return nil, err
 	}
 	d.f.mu.Lock()
 	defer d.f.mu.Unlock()
-	return d.hostNode(h), nil
+	return d.peerNode(p), nil
 }
 
-// hostNode returns the cached node of h, making it if needed; f.mu is held.
-func (d *protoDir) hostNode(h host) *hostDir {
-	if hd := d.hosts[h.name]; hd != nil {
-		return hd
-	}
-	d.f.makeRoom()
-	hd := &hostDir{id: netcore.NewID(), proto: d, h: h, ports: make(map[uint16]*portFile)}
-	d.hosts[h.name] = hd
-	d.f.nodes++
-	return hd
+// peerNode returns the cached node of p, making it if needed; f.mu is held.
+func (d *protoDir) peerNode(p peer) *peerDir {
+	return d.f.names.Host(peerKey{d.name, p.name}, func(e *peerEntry) *peerDir {
+		return &peerDir{id: netcore.NewID(), proto: d, peer: p, e: e}
+	})
 }
 
 func (d *protoDir) List(*netcore.Cred) []netcore.DirEntry {
 	d.f.mu.Lock()
 	defer d.f.mu.Unlock()
-	ents := make([]netcore.DirEntry, 0, len(d.opened))
-	for name := range d.opened {
-		h, err := d.f.v.parseHost(name)
+	var ents []netcore.DirEntry
+	for _, k := range d.f.names.OpenHosts() {
+		if k.proto != d.name {
+			continue
+		}
+		p, err := d.f.v.parsePeer(k.name)
 		if err != nil {
 			continue // cannot happen: only parsed names are opened
 		}
-		ents = append(ents, netcore.DirEntry{Name: name, Node: d.hostNode(h)})
+		ents = append(ents, netcore.DirEntry{Name: k.name, Node: d.peerNode(p)})
 	}
 	sort.Slice(ents, func(i, j int) bool { return ents[i].Name < ents[j].Name })
 	return ents
 }
 
-// remember and forget count the open files of HOST/PORT, and the opens
-// still connecting or accepting; f.mu is held.
-func (d *protoDir) remember(hostName string, port uint16) {
-	ports := d.opened[hostName]
-	if ports == nil {
-		ports = make(map[uint16]int)
-		d.opened[hostName] = ports
-	}
-	ports[port]++
-}
-
-func (d *protoDir) forget(hostName string, port uint16) {
-	ports := d.opened[hostName]
-	if ports[port]--; ports[port] <= 0 {
-		delete(ports, port)
-	}
-	if len(ports) == 0 {
-		delete(d.opened, hostName)
-	}
-}
-
-// hostDir is PROTO/HOST: any valid PORT can be looked up; the listing shows
+// peerDir is PROTO/HOST: any valid PORT can be looked up; the listing shows
 // the PORTs with open files.
-type hostDir struct {
+type peerDir struct {
 	id    uint64
 	proto *protoDir
-	h     host
-	ports map[uint16]*portFile // node cache; guarded by f.mu
+	peer  peer
+	e     *peerEntry
 }
 
-func (d *hostDir) ID() uint64                      { return d.id }
-func (d *hostDir) Attr(*netcore.Cred) netcore.Attr { return d.proto.f.dirAttr() }
+func (d *peerDir) ID() uint64                      { return d.id }
+func (d *peerDir) Attr(*netcore.Cred) netcore.Attr { return d.proto.f.dirAttr() }
 
-func (d *hostDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	port, err := netcore.ParsePort(name)
-	if err != nil {
-		return nil, err
-	}
-	d.proto.f.mu.Lock()
-	defer d.proto.f.mu.Unlock()
-	return d.portNode(port), nil
+func (d *peerDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+	return d.proto.f.names.LookupPort(d.e, name)
 }
 
-// portNode returns the cached node of port; f.mu is held.
-func (d *hostDir) portNode(port uint16) *portFile {
-	if pf := d.ports[port]; pf != nil {
-		return pf
-	}
-	d.proto.f.makeRoom()
-	pf := &portFile{id: netcore.NewID(), host: d, port: port}
-	d.ports[port] = pf
-	d.proto.f.nodes++
-	return pf
-}
-
-func (d *hostDir) List(*netcore.Cred) []netcore.DirEntry {
-	f := d.proto.f
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	open := d.proto.opened[d.h.name]
-	ports := make([]int, 0, len(open))
-	for p := range open {
-		ports = append(ports, int(p))
-	}
-	sort.Ints(ports)
-	ents := make([]netcore.DirEntry, 0, len(ports))
-	for _, p := range ports {
-		ents = append(ents, netcore.DirEntry{Name: strconv.Itoa(p), Node: d.portNode(uint16(p))})
-	}
-	return ents
+// List shows the PORTs with open files.
+func (d *peerDir) List(*netcore.Cred) []netcore.DirEntry {
+	return d.proto.f.names.ListPorts(d.e)
 }
 
 // portFile is PROTO/HOST/PORT, mode 0666: anyone may open it; what an
 // open may do is checked against the caller's uid as the kernel would.
-type portFile struct {
-	id   uint64
-	host *hostDir
-	port uint16
-}
-
-func (pf *portFile) ID() uint64 { return pf.id }
+type portFile struct{ netcore.PortFile[*peerDir] }
 
 func (pf *portFile) Attr(*netcore.Cred) netcore.Attr {
-	return netcore.Attr{Mode: syscall.S_IFREG | 0666, Mtime: pf.host.proto.f.start}
+	return netcore.Attr{Mode: syscall.S_IFREG | 0666, Mtime: pf.Dir.proto.f.start}
 }
 
 // path is the file's name under the mount, for logs.
 func (pf *portFile) path() string {
-	d := pf.host.proto
-	return d.f.v.family + "/" + d.name + "/" + pf.host.h.name + "/" + strconv.Itoa(int(pf.port))
+	d := pf.Dir.proto
+	return d.f.v.family + "/" + d.name + "/" + pf.Dir.peer.name + "/" + strconv.Itoa(int(pf.Port))
 }

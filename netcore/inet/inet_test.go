@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // root is a caller in the test's own network namespace (its pid, so that
@@ -127,16 +127,16 @@ func TestParseHost(t *testing.T) {
 		{v6, "::ffff:127.0.0.1", false, false},
 		{v6, "[::1]", false, false},
 	} {
-		h, err := tc.v.parseHost(tc.name)
+		h, err := tc.v.parsePeer(tc.name)
 		if (err == nil) != tc.ok {
-			t.Errorf("%s parseHost(%q): %v, want ok=%v", tc.v.family, tc.name, err, tc.ok)
+			t.Errorf("%s parsePeer(%q): %v, want ok=%v", tc.v.family, tc.name, err, tc.ok)
 			continue
 		}
 		if err != nil && !errors.Is(err, syscall.EINVAL) {
-			t.Errorf("%s parseHost(%q): %v, want EINVAL", tc.v.family, tc.name, err)
+			t.Errorf("%s parsePeer(%q): %v, want EINVAL", tc.v.family, tc.name, err)
 		}
 		if tc.ok && h.wildcard() != tc.wildcard {
-			t.Errorf("%s parseHost(%q).wildcard() = %v", tc.v.family, tc.name, h.wildcard())
+			t.Errorf("%s parsePeer(%q).wildcard() = %v", tc.v.family, tc.name, h.wildcard())
 		}
 	}
 }
@@ -152,7 +152,7 @@ func FuzzParseName(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, name string) {
 		for _, v := range []*version{v4, v6} {
-			h, err := v.parseHost(name)
+			h, err := v.parsePeer(name)
 			if err != nil {
 				continue
 			}
@@ -178,14 +178,14 @@ func TestNodesStableAndBounded(t *testing.T) {
 	f := testFamily(t, v4)
 	a := file(t, f, "udp", "127.0.0.1", 9)
 	b := file(t, f, "udp", "127.0.0.1", 9)
-	if a.ID() != b.ID() || a.host.ID() != b.host.ID() {
-		t.Fatalf("repeated lookup changed IDs: %d/%d, %d/%d", a.ID(), b.ID(), a.host.ID(), b.host.ID())
+	if a.ID() != b.ID() || a.Dir.ID() != b.Dir.ID() {
+		t.Fatalf("repeated lookup changed IDs: %d/%d, %d/%d", a.ID(), b.ID(), a.Dir.ID(), b.Dir.ID())
 	}
 	for i := range maxNodes + 10 {
 		file(t, f, "tcp", "h"+strconv.Itoa(i), 1)
 	}
 	f.mu.Lock()
-	n := f.nodes
+	n := f.names.Nodes()
 	f.mu.Unlock()
 	if n > maxNodes {
 		t.Fatalf("%d nodes cached, bound %d", n, maxNodes)

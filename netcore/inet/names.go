@@ -22,35 +22,36 @@ var (
 		descr: "IPv6 through kernel sockets: udp/HOST/PORT and tcp/HOST/PORT", readme: readme6}
 )
 
-// host is a parsed HOST name: an address literal of the family, or a name
-// to resolve in it at open time.
-type host struct {
+// peer is a parsed HOST name, the other end of an open: an address literal
+// of the family, or a name peer resolve in it at open time; the wildcard
+// stands for any peer.
+type peer struct {
 	name string
 	addr netip.Addr // valid for a literal
 }
 
-// literal reports whether the host is an address, not a name.
-func (h host) literal() bool { return h.addr.IsValid() }
+// literal reports whether the peer is an address, not a name.
+func (p peer) literal() bool { return p.addr.IsValid() }
 
-// wildcard reports whether the host is the local wildcard (0.0.0.0, ::):
+// wildcard reports whether the peer is the local wildcard (0.0.0.0, ::):
 // opening it binds (UDP) or listens (TCP) instead of connecting.
-func (h host) wildcard() bool { return h.addr.IsValid() && h.addr.IsUnspecified() }
+func (p peer) wildcard() bool { return p.addr.IsValid() && p.addr.IsUnspecified() }
 
-// parseHost checks name as a HOST of family v without resolving it: an
+// parsePeer checks name as a HOST of family v without resolving it: an
 // address literal of v, or a host name. An address of the other family, a
 // numeric name that is no address (1.2.3, 127.0.0.01) and anything that is
 // not a host name is EINVAL.
-func (v *version) parseHost(name string) (host, error) {
+func (v *version) parsePeer(name string) (peer, error) {
 	if a, err := netip.ParseAddr(name); err == nil {
 		if v == v4 && !a.Is4() || v == v6 && (!a.Is6() || a.Is4In6()) {
-			return host{}, syscall.EINVAL
+			return peer{}, syscall.EINVAL
 		}
-		return host{name: name, addr: a}, nil
+		return peer{name: name, addr: a}, nil
 	}
 	if !validHostName(name) {
-		return host{}, syscall.EINVAL
+		return peer{}, syscall.EINVAL
 	}
-	return host{name: name}, nil
+	return peer{name: name}, nil
 }
 
 // validHostName: dot-separated labels of letters, digits, '-' and '_', none

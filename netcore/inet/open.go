@@ -13,15 +13,15 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // Open makes the socket this open file is: a connected UDP socket, a UDP
 // socket bound to the wildcard, a TCP connection made, or one accepted on
 // the wildcard. A refusal is logged with who asked.
 func (pf *portFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
-	f := pf.host.proto.f
+	f := pf.Dir.proto.f
 	s, err := pf.open(ctx, c, flags)
 	if err != nil {
 		var e syscall.Errno
@@ -45,9 +45,9 @@ func (pf *portFile) Open(ctx context.Context, c *netcore.Cred, flags int) (netco
 }
 
 func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock, error) {
-	f := pf.host.proto.f
-	h := pf.host.h
-	tcp := pf.host.proto.name == "tcp"
+	f := pf.Dir.proto.f
+	to := pf.Dir.peer
+	tcp := pf.Dir.proto.name == "tcp"
 	// The socket is the caller's: made in its network namespace, owned
 	// by its uid. A caller the daemon cannot see has no namespace here.
 	ns, err := netns.OfTask(c.Pid)
@@ -55,8 +55,8 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 		return nil, err
 	}
 	defer ns.Close() // sockets keep their namespace
-	if h.wildcard() {
-		if err := mayBind(c, ns, pf.port); err != nil {
+	if to.wildcard() {
+		if err := mayBind(c, ns, pf.Port); err != nil {
 			return nil, err
 		}
 	}
@@ -69,8 +69,8 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 		l *listener
 	)
 	switch {
-	case tcp && h.wildcard():
-		l, err = f.listen(ns, c, pf.port)
+	case tcp && to.wildcard():
+		l, err = f.listen(ns, c, pf.Port)
 		if err == nil {
 			s, err = l.accept(ctx, flags&syscall.O_NONBLOCK != 0)
 			if err != nil {
@@ -78,11 +78,11 @@ func (pf *portFile) open(ctx context.Context, c *netcore.Cred, flags int) (*sock
 			}
 		}
 	case tcp:
-		s, err = f.dialTCP(ctx, ns, c.Uid, h, pf.port)
-	case h.wildcard():
-		s, err = f.bindUDP(ns, c.Uid, pf.port)
+		s, err = f.dialTCP(ctx, ns, c.Uid, to, pf.Port)
+	case to.wildcard():
+		s, err = f.bindUDP(ns, c.Uid, pf.Port)
 	default:
-		s, err = f.dialUDP(ctx, ns, c.Uid, h, pf.port)
+		s, err = f.dialUDP(ctx, ns, c.Uid, to, pf.Port)
 	}
 	if err != nil {
 		f.unreserve(pf, payer)
@@ -114,14 +114,14 @@ func mayBind(c *netcore.Cred, ns *netns.NS, port uint16) error {
 	return nil
 }
 
-// resolve returns the addresses of h in the family: the literal itself,
+// resolve returns the addresses of to in the family: the literal itself,
 // or what the resolver answers for the name (EHOSTUNREACH if nothing),
 // asked from the caller's namespace.
-func (f *Family) resolve(ctx context.Context, ns *netns.NS, uid uint32, h host) ([]netip.Addr, error) {
-	if h.literal() {
-		return []netip.Addr{h.addr}, nil
+func (f *Family) resolve(ctx context.Context, ns *netns.NS, uid uint32, to peer) ([]netip.Addr, error) {
+	if to.literal() {
+		return []netip.Addr{to.addr}, nil
 	}
-	addrs, err := ns.Resolver(uid).LookupNetIP(ctx, f.v.ip, h.name)
+	addrs, err := ns.Resolver(uid).LookupNetIP(ctx, f.v.ip, to.name)
 	if err != nil {
 		return nil, err
 	}
@@ -138,8 +138,8 @@ func (f *Family) resolve(ctx context.Context, ns *netns.NS, uid uint32, h host) 
 	return out, nil
 }
 
-func (f *Family) dialUDP(ctx context.Context, ns *netns.NS, uid uint32, h host, port uint16) (*sock, error) {
-	addrs, err := f.resolve(ctx, ns, uid, h)
+func (f *Family) dialUDP(ctx context.Context, ns *netns.NS, uid uint32, to peer, port uint16) (*sock, error) {
+	addrs, err := f.resolve(ctx, ns, uid, to)
 	if err != nil {
 		return nil, err
 	}
@@ -160,10 +160,10 @@ func (f *Family) bindUDP(ns *netns.NS, uid uint32, port uint16) (*sock, error) {
 	return newSock(conn, false, true)
 }
 
-// dialTCP connects to each address of h in turn; the first error is the
+// dialTCP connects to each address of to in turn; the first error is the
 // one returned if none answers. ctx (a signal) ends the wait.
-func (f *Family) dialTCP(ctx context.Context, ns *netns.NS, uid uint32, h host, port uint16) (*sock, error) {
-	addrs, err := f.resolve(ctx, ns, uid, h)
+func (f *Family) dialTCP(ctx context.Context, ns *netns.NS, uid uint32, to peer, port uint16) (*sock, error) {
+	addrs, err := f.resolve(ctx, ns, uid, to)
 	if err != nil {
 		return nil, err
 	}

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // ctlError is a failed ctl command: the errno for the write and the reason
@@ -54,94 +54,24 @@ type ctlCommand struct {
 // is checked before any is applied, so a write with a bad line changes
 // nothing; the errno of the first bad line is the write's and its reason
 // is kept for last-error.
-func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err error) {
-	var cmds []ctlCommand
-	var bad *ctlError
-	for line := range strings.SplitSeq(text, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		cmd, err := n.parseExtCtl(c, line)
-		if cmd.ext == nil && err == nil {
-			cmd, err = parseCtl(c, line)
-		}
-		if err != nil {
-			bad = err
-			break
-		}
-		if cmd.detach != nil {
-			if ns == nil || ns.Self() {
-				cmd.detach.anyNS = true
-			} else {
-				cmd.detach.ns = ns.ID()
-			}
-		}
-		cmds = append(cmds, cmd)
-	}
+func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) error {
+	cmds, bad := n.parseCtlText(c, ns, text)
 	// persistMu is held from the per-uid check of "persist on" to its
 	// apply, and let go before services start (svcMu is taken with no
 	// other lock held).
-	persistLocked := false
-	if bad == nil && slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.persistOn }) {
+	persistLocked := bad == nil && slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.persistOn })
+	if persistLocked {
 		n.fam.persistMu.Lock()
-		persistLocked = true
 		bad = n.checkPersistLimit(c)
 	}
-	// Links are opened first, outside the network's lock (they take
-	// system calls); a failure closes the ones opened so far.
-	var attached []*Port
-	var detached []*Port
 	if bad == nil {
-		for _, cmd := range cmds {
-			if cmd.attach == nil {
-				continue
-			}
-			if bad = cmd.attach.open(n, c, ns); bad != nil {
-				break
-			}
-		}
+		bad = n.openLinks(c, ns, cmds)
 	}
+	var attached, detached []*Port
 	n.mu.Lock()
 	wasPersist := n.set.Persist
 	if bad == nil {
-		bad = n.checkLinksLocked(cmds)
-	}
-	if bad == nil {
-		for _, cmd := range cmds {
-			switch {
-			case cmd.attach != nil:
-				// It replaces one of its kind and name waiting for its
-				// namespace: the namespace made again has a new identity.
-				if i := slices.IndexFunc(n.waiting, func(w *waitingLink) bool {
-					return w.kind == cmd.attach.kind && w.spec.Name() == cmd.attach.spec.Name()
-				}); i >= 0 {
-					n.waiting = slices.Delete(n.waiting, i, i+1)
-				}
-				attached = append(attached, n.attachLocked(cmd.attach))
-			case cmd.detach != nil:
-				// checkLinksLocked found what it names.
-				p := n.detachPortLocked(cmd.detach, cmd.line)
-				if p == nil {
-					if i := n.detachWaitingLocked(cmd.detach); i >= 0 {
-						n.waiting = slices.Delete(n.waiting, i, i+1)
-					}
-					break
-				}
-				n.detachLocked(p)
-				detached = append(detached, p)
-			case cmd.ext != nil:
-				continue // after the lock is released
-			default:
-				if err := cmd.apply(n); err != nil {
-					bad = err
-				}
-			}
-			if bad != nil {
-				break
-			}
-			n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
-		}
+		attached, detached, bad = n.applyCtlLocked(c, cmds)
 	}
 	if bad != nil {
 		n.lastError = bad.reason
@@ -153,9 +83,111 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 		n.fam.persistMu.Unlock()
 	}
 	n.space.broadcast() // qlen or lossless may have changed what senders wait for
+	n.settleLinks(cmds, attached, detached)
+	if bad == nil {
+		bad = n.applyExtCtl(c, cmds)
+	}
+	if bad != nil {
+		n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", bad.reason, "errno", bad.errno.Error())
+		return bad.errno
+	}
+	return n.commitCtl(cmds, persist)
+}
+
+// parseCtlText parses every line of text (blank lines and # comments
+// aside), each as an extension's line or else one of the network's own;
+// it stops at the first bad one.
+func (n *Network) parseCtlText(c *netcore.Cred, ns *netns.NS, text string) ([]ctlCommand, *ctlError) {
+	var cmds []ctlCommand
+	for line := range strings.SplitSeq(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		cmd, err := n.parseExtCtl(c, line)
+		if cmd.ext == nil && err == nil {
+			cmd, err = parseCtl(c, line)
+		}
+		if err != nil {
+			return cmds, err
+		}
+		if cmd.detach != nil {
+			// A detach names the attachment in the writer's namespace.
+			if ns == nil || ns.Self() {
+				cmd.detach.anyNS = true
+			} else {
+				cmd.detach.ns = ns.ID()
+			}
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds, nil
+}
+
+// openLinks opens the links that cmds attach, before anything is applied
+// and outside the network's lock (they take system calls); on a failure
+// settleLinks closes the ones opened so far.
+func (n *Network) openLinks(c *netcore.Cred, ns *netns.NS, cmds []ctlCommand) *ctlError {
+	for _, cmd := range cmds {
+		if cmd.attach == nil {
+			continue
+		}
+		if bad := cmd.attach.open(n, c, ns); bad != nil {
+			return bad
+		}
+	}
+	return nil
+}
+
+// applyCtlLocked applies the network's own lines of cmds in order, once
+// the links they attach are checked against the network, and returns the
+// ports they attached and detached; extensions' lines wait for
+// applyExtCtl. Called with n.mu held.
+func (n *Network) applyCtlLocked(c *netcore.Cred, cmds []ctlCommand) (attached, detached []*Port, bad *ctlError) {
+	if bad := n.checkLinksLocked(cmds); bad != nil {
+		return nil, nil, bad
+	}
+	for _, cmd := range cmds {
+		switch {
+		case cmd.attach != nil:
+			// It replaces one of its name waiting for its namespace.
+			if i := slices.IndexFunc(n.waiting, func(w *waitingLink) bool {
+				return w.kind == cmd.attach.kind && w.spec.Name() == cmd.attach.spec.Name()
+			}); i >= 0 {
+				n.waiting = slices.Delete(n.waiting, i, i+1)
+			}
+			attached = append(attached, n.attachLocked(cmd.attach))
+		case cmd.detach != nil:
+			// checkLinksLocked found what it names.
+			p := n.detachPortLocked(cmd.detach, cmd.line)
+			if p == nil {
+				if i := n.detachWaitingLocked(cmd.detach); i >= 0 {
+					n.waiting = slices.Delete(n.waiting, i, i+1)
+				}
+				break
+			}
+			n.detachLocked(p)
+			detached = append(detached, p)
+		case cmd.ext != nil:
+			continue // after the lock is released
+		default:
+			if bad := cmd.apply(n); bad != nil {
+				return attached, detached, bad
+			}
+		}
+		n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
+	}
+	return attached, detached, nil
+}
+
+// settleLinks finishes, outside the network's lock, what applying left to
+// the links: the ones opened for lines that were not applied (a later
+// line failed) are closed, the attached ones are read from, the detached
+// ones released.
+func (n *Network) settleLinks(cmds []ctlCommand, attached, detached []*Port) {
 	for _, cmd := range cmds {
 		if cmd.attach != nil {
-			cmd.attach.abort(n) // opened but not applied: a later line failed
+			cmd.attach.abort(n)
 		}
 	}
 	for _, p := range attached {
@@ -164,62 +196,62 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) (err erro
 	for _, p := range detached {
 		n.release(p, false)
 	}
-	if bad == nil {
-		for _, cmd := range cmds {
-			if cmd.ext == nil {
-				continue
-			}
-			if err := cmd.ext(); err != nil {
-				bad = ctlErr(link.ErrnoOf(err), "%v", err)
-				n.mu.Lock()
-				n.lastError = bad.reason
-				n.mu.Unlock()
-				break
-			}
-			n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
-		}
-	}
-	if bad != nil {
-		n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", bad.reason, "errno", bad.errno.Error())
-	}
-	if bad != nil {
-		return bad.errno
-	}
-	// A service that cannot start fails the write, but the setting
-	// stands (and is saved: a persistent network tries again at the next
-	// start); last-error tells why it does not serve.
-	var svcErr error
+}
+
+// applyExtCtl applies the extensions' lines of cmds, once the network's
+// own settings are applied and its lock released; it stops at the first
+// that fails, whose reason is kept for last-error.
+func (n *Network) applyExtCtl(c *netcore.Cred, cmds []ctlCommand) *ctlError {
 	for _, cmd := range cmds {
-		if cmd.service {
-			svcErr = n.syncServices()
-			break
+		if cmd.ext == nil {
+			continue
 		}
-	}
-	defer func() {
-		if svcErr != nil && err == nil {
-			err = link.ErrnoOf(svcErr)
+		if err := cmd.ext(); err != nil {
+			bad := ctlErr(link.ErrnoOf(err), "%v", err)
+			n.setLastError(bad.reason)
+			return bad
 		}
-	}()
-	if persist && len(cmds) > 0 {
-		// The settings apply either way; the caller learns that they
-		// will not survive a restart.
-		if err := n.fam.saveState(); err != nil {
-			n.mu.Lock()
-			n.lastError = "persist: cannot write the state file: " + err.Error()
-			n.mu.Unlock()
-			return syscall.EIO
-		}
+		n.fam.log.Info("ctl", "network", n.name, "uid", c.Uid, "command", cmd.line)
 	}
 	return nil
 }
 
-// refuseCtl records a write refused whole before any line was read (too
-// long: EFBIG) for last-error and the log.
-func (n *Network) refuseCtl(c *netcore.Cred, errno error) {
-	reason := fmt.Sprintf("write too long: at most %d bytes in one write", netcore.MaxCtlWrite)
+// commitCtl follows an applied write: services are started or stopped
+// if a line switched one, and the state of a network that persists (or
+// did before the write) is saved.
+func (n *Network) commitCtl(cmds []ctlCommand, persist bool) error {
+	// A service that cannot start fails the write, but the setting
+	// stands (and is saved: a persistent network tries again at the next
+	// start); last-error tells why it does not serve.
+	var svcErr error
+	if slices.ContainsFunc(cmds, func(cmd ctlCommand) bool { return cmd.service }) {
+		svcErr = n.syncServices()
+	}
+	if persist && len(cmds) > 0 {
+		// The settings apply either way; the caller learns that they
+		// will not survive a restart.
+		if err := n.fam.saveState(); err != nil {
+			n.setLastError("persist: cannot write the state file: " + err.Error())
+			return syscall.EIO
+		}
+	}
+	if svcErr != nil {
+		return link.ErrnoOf(svcErr)
+	}
+	return nil
+}
+
+// setLastError keeps reason for the last-error line of ctl.
+func (n *Network) setLastError(reason string) {
 	n.mu.Lock()
 	n.lastError = reason
 	n.mu.Unlock()
+}
+
+// refuseCtl records a write refused whole before any line was read (too
+// long: EFBIG) for last-error and the log.
+func (n *Network) refuseCtl(c *netcore.Cred, reason string, errno error) {
+	n.setLastError(reason)
 	n.fam.log.Info("ctl refused", "network", n.name, "uid", c.Uid, "err", reason, "errno", errno.Error())
 }
 

@@ -4,8 +4,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // detach picks the attachment of its name in the caller's namespace; a

@@ -27,7 +27,7 @@ type extension struct {
 func (n *Network) newExtensions() {
 	for _, e := range link.Extensions() {
 		x := &extension{ext: e, kind: &link.Kind{Name: e.Name}}
-		x.inst = e.New(&host{n: n, kind: x.kind})
+		x.inst = e.New(&linkNet{n: n, kind: x.kind})
 		n.exts = append(n.exts, x)
 	}
 }

@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // Whatever is written to ctl, the write ends with success or an errno the

@@ -9,9 +9,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 func init() {
@@ -370,33 +370,22 @@ func (d *netDir) List(*netcore.Cred) []netcore.DirEntry {
 }
 
 func (d *netDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
-	for _, e := range d.List(c) {
-		if e.Name == name {
-			return e.Node, nil
-		}
-	}
-	return nil, syscall.ENOENT
+	return netcore.LookupListed(d, c, name)
 }
 
 // Chmod: the owner or a holder of CAP_FOWNER, as on any file.
 func (d *netDir) Chmod(c *netcore.Cred, mode uint32) error {
 	n := d.n
-	n.mu.Lock()
-	owner := n.uid
-	n.mu.Unlock()
-	// The capability is read from /proc without the lock held; an owner
-	// changed meanwhile is checked again.
-	ok := netcore.MayChmod(c, owner)
-	n.mu.Lock()
-	if !ok || n.uid != owner {
-		n.mu.Unlock()
+	var persist bool
+	err := netcore.ChangeMode(&n.mu, c, &n.uid, func() {
+		n.mode = mode & 0777
+		n.mtime = time.Now()
+		persist = n.set.Persist
+	})
+	if err != nil {
 		n.fam.log.Info("chmod refused: not the owner", "network", n.name, "uid", c.Uid)
-		return syscall.EPERM
+		return err
 	}
-	n.mode = mode & 0777
-	n.mtime = time.Now()
-	persist := n.set.Persist
-	n.mu.Unlock()
 	n.fam.log.Info("network mode changed", "network", n.name, "mode", octal(mode&0777), "uid", c.Uid)
 	n.accessChanged()
 	if persist {
@@ -409,32 +398,22 @@ func (d *netDir) Chmod(c *netcore.Cred, mode uint32) error {
 // may only change the group, to one of its own groups (chown(2) rules).
 func (d *netDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	n := d.n
-	n.mu.Lock()
-	owner, group := n.uid, n.gid
-	n.mu.Unlock()
-	ok := netcore.MayChown(c, owner, group, uid, gid)
-	n.mu.Lock()
-	if !ok || n.uid != owner || n.gid != group {
-		n.mu.Unlock()
+	var persist bool
+	err := netcore.ChangeOwner(&n.mu, c, &n.uid, &n.gid, uid, gid, func(uint32) {
+		if n.owner.Uid() != n.uid {
+			// The network is counted for its new owner, past its
+			// limit if need be: only root gives networks away.
+			n.owner.Release(netcore.Networks, 1)
+			n.owner = n.fam.quota.Payer(n.uid, false)
+			n.owner.Force(netcore.Networks, 1)
+		}
+		n.mtime = time.Now()
+		persist = n.set.Persist
+	})
+	if err != nil {
 		n.fam.log.Info("chown refused", "network", n.name, "uid", c.Uid, "owner", uid, "group", gid)
-		return syscall.EPERM
+		return err
 	}
-	if uid >= 0 && uint32(uid) != n.uid {
-		// The network is counted for its new owner, past its limit
-		// if need be: only root gives networks away.
-		n.owner.Release(netcore.Networks, 1)
-		n.owner = n.fam.quota.Payer(uint32(uid), false)
-		n.owner.Force(netcore.Networks, 1)
-	}
-	if uid >= 0 {
-		n.uid = uint32(uid)
-	}
-	if gid >= 0 {
-		n.gid = uint32(gid)
-	}
-	n.mtime = time.Now()
-	persist := n.set.Persist
-	n.mu.Unlock()
 	n.fam.log.Info("network owner changed", "network", n.name, "owner", uid, "group", gid, "uid", c.Uid)
 	n.accessChanged()
 	if persist {
@@ -648,18 +627,8 @@ func (h *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool
 }
 
 func (h *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, error) {
-	if !h.write {
-		return 0, syscall.EBADF
-	}
-	text, err := netcore.CtlText(b)
-	if err != nil {
-		h.n.refuseCtl(&h.cred, err)
-		return 0, err
-	}
-	if err := h.n.applyCtl(&h.cred, h.ns, text); err != nil {
-		return 0, err
-	}
-	return len(b), nil
+	return netcore.CtlWrite(b, h.write, func(reason string, errno error) { h.n.refuseCtl(&h.cred, reason, errno) },
+		func(text string) error { return h.n.applyCtl(&h.cred, h.ns, text) })
 }
 
 func (h *ctlHandle) Close() {

@@ -7,10 +7,10 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/netns"
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // Links (package link) join a network as ports of their kind. Each has a

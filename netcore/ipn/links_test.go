@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/netcore/link/memlink"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // These tests drive the link seam with in-memory links (package memlink):

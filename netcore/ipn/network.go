@@ -10,9 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // Policy is a network's delivery policy, by its ctl name.
@@ -278,10 +278,17 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	for _, wake := range wakes {
 		wake()
 	}
+	n.writeLinks(links, raw, frames, plain)
+	return nil
+}
 
+// writeLinks writes a frame that deliver routed to links, with n.mu not
+// held: raw as it came to a link that takes it (plain, or one that takes
+// offloads), else each of frames, its segments, as a plain frame.
+func (n *Network) writeLinks(links []*Port, raw []byte, frames [][]byte, plain bool) {
 	for _, p := range links {
 		if plain || p.caps&link.CapGSO != 0 {
-			n.writeLink(p, raw, len(frame), plain)
+			n.writeLink(p, raw, len(raw)-vnet.HdrLen, plain)
 			continue
 		}
 		for _, f := range frames {
@@ -290,7 +297,6 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 			n.writeLink(p, seg, len(f), true)
 		}
 	}
-	return nil
 }
 
 // deliver routes one frame under n.mu: it queues it for the receiving

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/netcore/link/memlink"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // boomLink is a link that panics on purpose: its Read when the frame it

@@ -10,8 +10,8 @@ import (
 
 	"github.com/mnet-project/mnet/netcore"
 
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // handleReader turns a blocking netcore.Handle into an io.Reader.

@@ -6,9 +6,9 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // Port is one member of a network. Packets delivered to it wait in a

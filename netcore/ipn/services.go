@@ -85,7 +85,7 @@ func (n *Network) syncServices() error {
 				first = cmpErr(first, err)
 				continue
 			}
-			st, err := s.server.Start(&host{n: n, kind: s.kind})
+			st, err := s.server.Start(&linkNet{n: n, kind: s.kind})
 			if err != nil {
 				n.serviceFailed(s, err)
 				first = cmpErr(first, err)
@@ -114,9 +114,7 @@ func cmpErr(first, err error) error {
 
 func (n *Network) serviceFailed(s *service, err error) {
 	n.fam.log.Error("service cannot serve the network", "network", n.name, "service", s.svc.Name, "err", err)
-	n.mu.Lock()
-	n.lastError = s.svc.Name + ": " + err.Error()
-	n.mu.Unlock()
+	n.setLastError(s.svc.Name + ": " + err.Error())
 }
 
 // accessChanged tells the running services that the owner or mode changed.
@@ -128,43 +126,43 @@ func (n *Network) accessChanged() {
 	}
 }
 
-// host is a network as one service sees it.
-type host struct {
+// linkNet is a network as one service or extension sees it.
+type linkNet struct {
 	n    *Network
 	kind *link.Kind
 }
 
-var _ link.Host = (*host)(nil)
+var _ link.Network = (*linkNet)(nil)
 
-func (h *host) Network() string   { return h.n.name }
-func (h *host) Log() *slog.Logger { return h.n.fam.log }
+func (ln *linkNet) Name() string      { return ln.n.name }
+func (ln *linkNet) Log() *slog.Logger { return ln.n.fam.log }
 
-func (h *host) Access() (uid, gid, mode uint32) {
-	n := h.n
+func (ln *linkNet) Access() (uid, gid, mode uint32) {
+	n := ln.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.uid, n.gid, n.mode
 }
 
-func (h *host) Rights(c *netcore.Cred) (recv, send bool) {
-	r := h.n.rights(c, RightRecv|RightSend)
+func (ln *linkNet) Rights(c *netcore.Cred) (recv, send bool) {
+	r := ln.n.rights(c, RightRecv|RightSend)
 	return r&RightRecv != 0, r&RightSend != 0
 }
 
-func (h *host) Recovered(r any, msg string, args ...any) {
-	h.n.panicked(r, msg, args...)
+func (ln *linkNet) Recovered(r any, msg string, args ...any) {
+	ln.n.panicked(r, msg, args...)
 }
-func (h *host) Quota() *netcore.Quota { return h.n.fam.quota }
+func (ln *linkNet) Quota() *netcore.Quota { return ln.n.fam.quota }
 
-func (h *host) Limits() (mtu, qlen int) {
-	n := h.n
+func (ln *linkNet) Limits() (mtu, qlen int) {
+	n := ln.n
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.set.MTU, n.set.Qlen
 }
 
-func (h *host) Join(l link.Link, m link.Member) (func(), error) {
-	n := h.n
+func (ln *linkNet) Join(l link.Link, m link.Member) (func(), error) {
+	n := ln.n
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -174,7 +172,7 @@ func (h *host) Join(l link.Link, m link.Member) (func(), error) {
 		n.mu.Unlock()
 		return nil, syscall.EBUSY
 	}
-	p := newPort(n, n.nextPort, h.kind, m.UID, m.PID, m.Name, m.Recv, m.Send)
+	p := newPort(n, n.nextPort, ln.kind, m.UID, m.PID, m.Name, m.Recv, m.Send)
 	n.nextPort++
 	p.link = l
 	p.caps = l.Caps()

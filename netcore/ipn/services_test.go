@@ -15,7 +15,7 @@ import (
 
 // These tests drive the service seam (link.Service) with an in-memory
 // service, "memsvc": it records which networks it serves and lets the
-// test join in-memory links through the network's Host.
+// test join in-memory links through the network's link.Network.
 
 const memSvc = "memsvc"
 
@@ -34,19 +34,19 @@ type memServer struct{}
 
 func (memServer) Close() {}
 
-func (memServer) Start(h link.Host) (link.Stopper, error) {
+func (memServer) Start(n link.Network) (link.Stopper, error) {
 	memSvcMu.Lock()
 	defer memSvcMu.Unlock()
-	if memRefuse[h.Network()] {
+	if memRefuse[n.Name()] {
 		return nil, link.Errorf(syscall.EADDRINUSE, "refused on purpose")
 	}
-	s := &memStopper{h: h}
-	memServing[h.Network()] = s
+	s := &memStopper{net: n}
+	memServing[n.Name()] = s
 	return s, nil
 }
 
 type memStopper struct {
-	h       link.Host
+	net     link.Network
 	mu      sync.Mutex
 	leaves  []func()
 	changed int
@@ -54,8 +54,8 @@ type memStopper struct {
 
 func (s *memStopper) Stop() {
 	memSvcMu.Lock()
-	if memServing[s.h.Network()] == s {
-		delete(memServing, s.h.Network())
+	if memServing[s.net.Name()] == s {
+		delete(memServing, s.net.Name())
 	}
 	memSvcMu.Unlock()
 	s.mu.Lock()
@@ -187,13 +187,13 @@ func TestServicePorts(t *testing.T) {
 	if s == nil {
 		t.Fatal("not served")
 	}
-	if recv, send := s.h.Rights(&netcore.Cred{Uid: 2000, Gid: 1000}); !recv || send {
+	if recv, send := s.net.Rights(&netcore.Cred{Uid: 2000, Gid: 1000}); !recv || send {
 		t.Errorf("group class of 0750: recv %v send %v, want recv only", recv, send)
 	}
-	if recv, send := s.h.Rights(&netcore.Cred{Uid: 2000, Gid: 2000}); recv || send {
+	if recv, send := s.net.Rights(&netcore.Cred{Uid: 2000, Gid: 2000}); recv || send {
 		t.Errorf("other class of 0750: recv %v send %v, want nothing", recv, send)
 	}
-	if uid, gid, mode := s.h.Access(); uid != 1000 || gid != 1000 || mode != 0750 {
+	if uid, gid, mode := s.net.Access(); uid != 1000 || gid != 1000 || mode != 0750 {
 		t.Errorf("Access() = %d %d %o", uid, gid, mode)
 	}
 	before := s.changed
@@ -203,7 +203,7 @@ func TestServicePorts(t *testing.T) {
 
 	// A receive-only member: gets frames, sends none.
 	l := memLink(t, "svc-a")
-	leave, err := s.h.Join(l, link.Member{UID: 2000, PID: 77, Name: "client-a", Recv: true})
+	leave, err := s.net.Join(l, link.Member{UID: 2000, PID: 77, Name: "client-a", Recv: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestServicePorts(t *testing.T) {
 
 	// maxports bounds members too.
 	mustCtl(t, nd, "maxports 2\n")
-	if _, err := s.h.Join(memLink(t, "svc-b"), link.Member{Name: "b", Send: true}); err != syscall.EBUSY {
+	if _, err := s.net.Join(memLink(t, "svc-b"), link.Member{Name: "b", Send: true}); err != syscall.EBUSY {
 		t.Errorf("Join past maxports: %v, want EBUSY", err)
 	}
 
@@ -253,7 +253,7 @@ func TestServicePorts(t *testing.T) {
 
 	// rmdir stops the service, which lets its members go; Join then fails.
 	l2 := memLink(t, "svc-c")
-	leave2, err := s.h.Join(l2, link.Member{Name: "c", Recv: true, Send: true})
+	leave2, err := s.net.Join(l2, link.Member{Name: "c", Recv: true, Send: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestServicePorts(t *testing.T) {
 	default:
 		t.Error("a member's link stays open after rmdir")
 	}
-	if _, err := s.h.Join(memLink(t, "svc-d"), link.Member{Name: "d", Recv: true}); err != syscall.ENOENT {
+	if _, err := s.net.Join(memLink(t, "svc-d"), link.Member{Name: "d", Recv: true}); err != syscall.ENOENT {
 		t.Errorf("Join after rmdir: %v, want ENOENT", err)
 	}
 }

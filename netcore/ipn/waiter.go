@@ -4,9 +4,9 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/mnet-project/mnet/internal/fdpoll"
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/link/fdpoll"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // linkWaiter waits for the idle queues of a network's links from one

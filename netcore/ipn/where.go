@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // A persistent network's attachments keep their network namespace

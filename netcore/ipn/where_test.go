@@ -12,9 +12,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/internal/testenv"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // stateWith writes a state file with one persistent network "w" whose

@@ -21,8 +21,8 @@ type Extension struct {
 	// Words are the ctl words it owns.
 	Words []string
 	// New makes the extension's instance for one network, which it sees
-	// as a service does (Host): it joins its ports through it.
-	New func(n Host) Instance
+	// as a service does (Network): it joins its ports through it.
+	New func(n Network) Instance
 }
 
 // Instance is an extension on one network.

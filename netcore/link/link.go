@@ -17,7 +17,7 @@
 // a VDE switch directory, and is switched by "NAME on|off"; an Extension
 // (ext.go) owns ctl words with settings of its own and names in the
 // network's directory, such as the userspace host ("addr", "mac", udp/).
-// Both see their network as a Host and join their ports through it.
+// Both see their network as a Network and join their ports through it.
 package link
 
 import (
@@ -29,8 +29,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // Link is one attached port that is not a file.

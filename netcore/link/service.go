@@ -27,9 +27,9 @@ type Service struct {
 // Server is a service in one daemon.
 type Server interface {
 	// Start serves one network until the Stopper it returns is stopped.
-	// It must not call h's Join before it returns. Its errors carry the
+	// It must not call n's Join before it returns. Its errors carry the
 	// errno the writer of ctl gets (see Errorf); others are EIO.
-	Start(h Host) (Stopper, error)
+	Start(n Network) (Stopper, error)
 	// Close releases what the service holds for the daemon, after every
 	// network's service has stopped.
 	Close()
@@ -45,10 +45,10 @@ type Stopper interface {
 	AccessChanged()
 }
 
-// Host is what a service (or an extension) sees of the network it serves.
-type Host interface {
-	// Network is the network's name.
-	Network() string
+// Network is what a service (or an extension) sees of the network it serves.
+type Network interface {
+	// Name is the network's name.
+	Name() string
 	Log() *slog.Logger
 	// Access is the network's owner, group and rwx mode bits, from which
 	// IPN derives rights (r receive, w send, x manage).

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
-	"github.com/mnet-project/mnet/netcore/link/host"
-	"github.com/mnet-project/mnet/netcore/netns"
+	"github.com/mnet-project/mnet/netcore/iphost"
 )
 
 // mhost/any/udp/PORT: each open binds PORT on inet (0.0.0.0), inet6 (::)
@@ -121,12 +121,12 @@ func (f *anyFile) Open(_ context.Context, c *netcore.Cred, _ int) (netcore.Handl
 		a.paths = append(a.paths, kp)
 		go kp.readLoop(a)
 	}
-	for _, h := range host.Hosts() {
+	for _, h := range iphost.Hosts() {
 		if recv, _ := h.Rights(c); !recv {
 			continue
 		}
 		for _, v6 := range []bool{false, true} {
-			hp := &anyHost{a: a}
+			hp := &anyIPHost{a: a}
 			conn, err := h.Open(v6, f.port, netip.AddrPort{}, hp)
 			if err != nil {
 				return fail(err)
@@ -271,27 +271,28 @@ func (k *anyKernel) close() {
 	k.payer.Release(netcore.Sockets, 1)
 }
 
-// anyHost is a network host's endpoint bound to the port.
-type anyHost struct {
+// anyIPHost is the endpoint bound to the port on a network's userspace IP
+// host.
+type anyIPHost struct {
 	a    *anyEndpoint
-	conn *host.Conn
+	conn *iphost.Conn
 }
 
-func (h *anyHost) send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error {
-	return h.conn.Send(ctx, to, p, host.Wait, nonblock)
+func (h *anyIPHost) send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error {
+	return h.conn.Send(ctx, to, p, iphost.Wait, nonblock)
 }
 
-func (h *anyHost) close() {
+func (h *anyIPHost) close() {
 	if h.conn != nil {
 		h.conn.Close()
 	}
 }
 
 // Payer: see hostPath.Payer.
-func (h *anyHost) Payer() *netcore.Payer { return h.a.q.payer }
+func (h *anyIPHost) Payer() *netcore.Payer { return h.a.q.payer }
 
-func (h *anyHost) Deliver(from, _ netip.AddrPort, payload []byte) func() {
+func (h *anyIPHost) Deliver(from, _ netip.AddrPort, payload []byte) func() {
 	return h.a.deliver(from, h, payload)
 }
-func (h *anyHost) Error(netip.AddrPort, syscall.Errno) func() { return nil }
-func (h *anyHost) Closed()                                    {}
+func (h *anyIPHost) Error(netip.AddrPort, syscall.Errno) func() { return nil }
+func (h *anyIPHost) Closed()                                    {}

@@ -512,8 +512,7 @@ func (h *Host) applyCtl(c *netcore.Cred, text string, o *ctlOpen) error {
 
 // refuseCtl records a write refused whole before any line was read (too
 // long: EFBIG) for last-error and the log.
-func (h *Host) refuseCtl(c *netcore.Cred, errno error) {
-	reason := fmt.Sprintf("write too long: at most %d bytes in one write", netcore.MaxCtlWrite)
+func (h *Host) refuseCtl(c *netcore.Cred, reason string, errno error) {
 	h.mu.Lock()
 	h.lastError = reason
 	h.mu.Unlock()
@@ -637,55 +636,26 @@ func (d *hostDir) List(*netcore.Cred) []netcore.DirEntry {
 }
 
 func (d *hostDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
-	for _, e := range d.List(c) {
-		if e.Name == name {
-			return e.Node, nil
-		}
-	}
-	return nil, syscall.ENOENT
+	return netcore.LookupListed(d, c, name)
 }
 
-// Chmod and Chown: as for a network (netcore.MayChmod, MayChown).
+// Chmod and Chown: as for a network (netcore.ChangeMode, ChangeOwner).
 func (d *hostDir) Chmod(c *netcore.Cred, mode uint32) error {
 	h := d.h
-	h.mu.Lock()
-	owner := h.uid
-	h.mu.Unlock()
-	ok := netcore.MayChmod(c, owner)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !ok || h.uid != owner {
-		return syscall.EPERM
-	}
-	h.mode, h.mtime = mode&0777, time.Now()
-	return nil
+	return netcore.ChangeMode(&h.mu, c, &h.uid, func() { h.mode, h.mtime = mode&0777, time.Now() })
 }
 
 func (d *hostDir) Chown(c *netcore.Cred, uid, gid int64) error {
 	h := d.h
-	h.mu.Lock()
-	owner, group := h.uid, h.gid
-	h.mu.Unlock()
-	ok := netcore.MayChown(c, owner, group, uid, gid)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if !ok || h.uid != owner || h.gid != group {
-		return syscall.EPERM
-	}
-	if uid >= 0 && uint32(uid) != h.uid {
-		// Counted for the new owner, past its limit if need be: only
-		// root gives a host away.
-		h.owner().Release(netcore.Hosts, 1)
-		h.f.quota.Payer(uint32(uid), false).Force(netcore.Hosts, 1)
-	}
-	if uid >= 0 {
-		h.uid = uint32(uid)
-	}
-	if gid >= 0 {
-		h.gid = uint32(gid)
-	}
-	h.mtime = time.Now()
-	return nil
+	return netcore.ChangeOwner(&h.mu, c, &h.uid, &h.gid, uid, gid, func(old uint32) {
+		if h.uid != old {
+			// Counted for the new owner, past its limit if need be:
+			// only root gives a host away.
+			h.f.quota.Payer(old, false).Release(netcore.Hosts, 1)
+			h.f.quota.Payer(h.uid, false).Force(netcore.Hosts, 1)
+		}
+		h.mtime = time.Now()
+	})
 }
 
 // owner is the payer the host is counted for. h.mu is held.
@@ -742,20 +712,12 @@ func (c *ctlHandle) Read(ctx context.Context, b []byte, off int64, nonblock bool
 }
 
 func (c *ctlHandle) Write(_ context.Context, b []byte, _ int64, _ bool) (int, error) {
-	if !c.write {
-		return 0, syscall.EBADF
-	}
-	text, err := netcore.CtlText(b)
-	if err != nil {
-		c.h.refuseCtl(&c.cred, err)
-		return 0, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := c.h.applyCtl(&c.cred, text, &c.open); err != nil {
-		return 0, err
-	}
-	return len(b), nil
+	return netcore.CtlWrite(b, c.write, func(reason string, errno error) { c.h.refuseCtl(&c.cred, reason, errno) },
+		func(text string) error {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.h.applyCtl(&c.cred, text, &c.open)
+		})
 }
 
 func (c *ctlHandle) Close() {

@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
-	"github.com/mnet-project/mnet/netcore/link/host"
-	"github.com/mnet-project/mnet/netcore/netns"
+	"github.com/mnet-project/mnet/netcore/iphost"
 )
 
 // qlen bounds the datagrams waiting to be read on one endpoint; past it
@@ -374,7 +374,7 @@ func (ep *endpoint) path(l *locator) (path, error) {
 	var pa path
 	var err error
 	if l.family == "ipn" {
-		pa, err = newHostPath(ep, l, to)
+		pa, err = newIPHostPath(ep, l, to)
 	} else {
 		pa, err = newKernelPath(ep, l, to)
 	}
@@ -603,16 +603,16 @@ func errnoOf(err error) error {
 	return syscall.EIO
 }
 
-// hostPath is an endpoint of a network's userspace host, connected to an
-// ipn locator.
-type hostPath struct {
+// ipHostPath is an endpoint of a network's userspace IP host, connected
+// to an ipn locator.
+type ipHostPath struct {
 	ep   *endpoint
 	l    *locator
-	conn *host.Conn
+	conn *iphost.Conn
 }
 
-func newHostPath(ep *endpoint, l *locator, to netip.AddrPort) (*hostPath, error) {
-	h := host.Of(l.net)
+func newIPHostPath(ep *endpoint, l *locator, to netip.AddrPort) (*ipHostPath, error) {
+	h := iphost.Of(l.net)
 	if h == nil {
 		return nil, syscall.ENETUNREACH // no such network
 	}
@@ -620,7 +620,7 @@ func newHostPath(ep *endpoint, l *locator, to netip.AddrPort) (*hostPath, error)
 	if !send || ep.recv && !recv {
 		return nil, syscall.EACCES
 	}
-	hp := &hostPath{ep: ep, l: l}
+	hp := &ipHostPath{ep: ep, l: l}
 	conn, err := h.Open(to.Addr().Is6(), 0, to, hp)
 	if err != nil {
 		return nil, err
@@ -629,31 +629,31 @@ func newHostPath(ep *endpoint, l *locator, to netip.AddrPort) (*hostPath, error)
 	return hp, nil
 }
 
-func (hp *hostPath) send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error {
-	err := hp.conn.Send(ctx, to, p, host.FailFast, nonblock)
+func (hp *ipHostPath) send(ctx context.Context, to netip.AddrPort, p []byte, nonblock bool) error {
+	err := hp.conn.Send(ctx, to, p, iphost.FailFast, nonblock)
 	if err == syscall.EBADF {
 		return syscall.ENETDOWN // the network (and its host) went away
 	}
 	return err
 }
 
-func (hp *hostPath) close() { hp.conn.Close() }
+func (hp *ipHostPath) close() { hp.conn.Close() }
 
 // Payer: what the endpoint sends through a network's host is its
 // opener's queued bytes until the network takes it (host.Payer).
-func (hp *hostPath) Payer() *netcore.Payer { return hp.ep.payer }
+func (hp *ipHostPath) Payer() *netcore.Payer { return hp.ep.payer }
 
 // Deliver, Error and Closed: the host's Sink; called with the host's lock
 // held, they only queue and mark.
-func (hp *hostPath) Deliver(from, _ netip.AddrPort, payload []byte) func() {
+func (hp *ipHostPath) Deliver(from, _ netip.AddrPort, payload []byte) func() {
 	return hp.ep.deliver(hp.l, from, hp, payload)
 }
 
-func (hp *hostPath) Error(_ netip.AddrPort, errno syscall.Errno) func() {
+func (hp *ipHostPath) Error(_ netip.AddrPort, errno syscall.Errno) func() {
 	hp.l.markDown(errno)
 	return nil
 }
-func (hp *hostPath) Closed() { hp.l.markDown(syscall.ENETDOWN) }
+func (hp *ipHostPath) Closed() { hp.l.markDown(syscall.ENETDOWN) }
 
 // portFiles are the PORT files of a udp directory, kept so that a PORT
 // keeps its inode number while it is open; past a bound the ones with no

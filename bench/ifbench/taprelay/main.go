@@ -17,7 +17,7 @@
 // goroutine reading through os.File, which waits in Go's netpoller, as
 // mnet's links did before it waited in an epoll set of its own (setup
 // relay-netpoll of run.sh). The other ways to wait, each a setup of
-// run.sh, are what netcore/link/fdpoll chose from:
+// run.sh, are what internal/fdpoll chose from:
 //
 //	-epoll      one locked thread for both sides in its own epoll set,
 //	            in a blocking epoll_wait (the runtime knows; -timeout MS

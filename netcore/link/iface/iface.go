@@ -11,10 +11,10 @@ import (
 	"os"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/fdpoll"
+	"github.com/mnet-project/mnet/internal/netns"
+	"github.com/mnet-project/mnet/internal/tap"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/link/fdpoll"
-	"github.com/mnet-project/mnet/netcore/netns"
-	"github.com/mnet-project/mnet/tap"
 )
 
 func init() {

@@ -15,8 +15,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/vnet"
 	"golang.org/x/sys/unix"
 )
 

@@ -8,9 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/internal/tap"
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/tap"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // clientLink is one VDE client's port: the switch's datagram socket

@@ -23,7 +23,7 @@ const handshakeTimeout = 5 * time.Second
 
 // switchDir is one network's switch directory and its clients.
 type switchDir struct {
-	h       link.Host
+	net     link.Network
 	path    string
 	ln      *net.UnixListener
 	portsFD int // the ports directory, where the switch's sockets are
@@ -87,7 +87,7 @@ func (sw *switchDir) accept() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			sw.h.Log().Warn("VDE accept", "network", sw.h.Network(), "err", err)
+			sw.net.Log().Warn("VDE accept", "network", sw.net.Name(), "err", err)
 			time.Sleep(100 * time.Millisecond) // EMFILE and the like: do not spin
 			continue
 		}
@@ -122,7 +122,7 @@ func (sw *switchDir) accept() {
 				// What a client sends is parsed here: a panic ends
 				// its connection (and port), not the daemon.
 				if r := recover(); r != nil {
-					sw.h.Recovered(r, "panic serving a VDE client; connection closed", "kind", "vde")
+					sw.net.Recovered(r, "panic serving a VDE client; connection closed", "kind", "vde")
 				}
 			}()
 			sw.serve(c)
@@ -146,9 +146,9 @@ func (sw *switchDir) Stop() {
 	sw.wg.Wait()
 	sw.close()
 	if err := os.RemoveAll(sw.path); err != nil {
-		sw.h.Log().Error("VDE switch directory not removed", "path", sw.path, "err", err)
+		sw.net.Log().Error("VDE switch directory not removed", "path", sw.path, "err", err)
 	}
-	sw.h.Log().Info("VDE switch stopped", "network", sw.h.Network(), "path", sw.path)
+	sw.net.Log().Info("VDE switch stopped", "network", sw.net.Name(), "path", sw.path)
 }
 
 // clientSockets are the daemon's sockets for one VDE client: its control
@@ -164,7 +164,7 @@ func (sw *switchDir) serve(c *clientConn) {
 			sw.handshakeDone()
 		}
 	}()
-	log := sw.h.Log().With("network", sw.h.Network())
+	log := sw.net.Log().With("network", sw.net.Name())
 	cred, err := peerCred(c.conn)
 	if err != nil {
 		log.Warn("VDE client refused: no peer credentials", "err", err)
@@ -176,28 +176,28 @@ func (sw *switchDir) serve(c *clientConn) {
 		log.Info("VDE client refused: bad request", "err", err)
 		return
 	}
-	recv, send := sw.h.Rights(cred)
+	recv, send := sw.net.Rights(cred)
 	if !recv && !send {
 		log.Info("VDE client refused: no right to receive or send")
 		return
 	}
 	// The client's control connection and data socket count in its
 	// uid's quota of sockets, with every family's.
-	payer := sw.h.Quota().PayerOf(cred)
+	payer := sw.net.Quota().PayerOf(cred)
 	if err := payer.Take(netcore.Sockets, clientSockets); err != nil {
 		log.Info("VDE client refused: its uid's sockets", "err", err)
 		return
 	}
 	defer payer.Release(netcore.Sockets, clientSockets)
 	name := portName(req.descr)
-	mtu, qlen := sw.h.Limits()
+	mtu, qlen := sw.net.Limits()
 	l, sock, err := sw.dial(cred, req.path, mtu, qlen)
 	if err != nil {
 		log.Info("VDE client refused: its data socket", "path", req.path, "err", err)
 		return
 	}
 	defer unix.Unlinkat(sw.portsFD, sock, 0) // after leave, below
-	leave, err := sw.h.Join(l, link.Member{UID: cred.Uid, PID: cred.Pid, Name: name, Recv: recv, Send: send})
+	leave, err := sw.net.Join(l, link.Member{UID: cred.Uid, PID: cred.Pid, Name: name, Recv: recv, Send: send})
 	if err != nil {
 		l.Close(false)
 		log.Info("VDE client refused", "name", name, "err", err)

@@ -121,8 +121,8 @@ func switchState(dir string) liveness {
 
 func (s *server) Close() {}
 
-func (s *server) Start(h link.Host) (link.Stopper, error) {
-	path := filepath.Join(s.dir, h.Network())
+func (s *server) Start(n link.Network) (link.Stopper, error) {
+	path := filepath.Join(s.dir, n.Name())
 	if len(path)+max(clientSockLen, portSockLen) >= sunPathLen {
 		return nil, link.Errorf(syscall.ENAMETOOLONG, "%s: too long for the sockets of VDE clients in it (shorten the name or --%s)", path, DirFlag)
 	}
@@ -130,7 +130,7 @@ func (s *server) Start(h link.Host) (link.Stopper, error) {
 	case switchLive:
 		return nil, link.Errorf(syscall.EADDRINUSE, "%s is served by another switch", path)
 	case switchDead:
-		h.Log().Info("stale VDE switch directory removed", "path", path)
+		n.Log().Info("stale VDE switch directory removed", "path", path)
 	}
 	if err := os.RemoveAll(path); err != nil {
 		return nil, err
@@ -141,7 +141,7 @@ func (s *server) Start(h link.Host) (link.Stopper, error) {
 	if err := unix.Mkdir(path, 0o700); err != nil {
 		return nil, fmt.Errorf("mkdir %s: %w", path, err)
 	}
-	sw := &switchDir{h: h, path: path, portsFD: -1, conns: map[*clientConn]bool{}}
+	sw := &switchDir{net: n, path: path, portsFD: -1, conns: map[*clientConn]bool{}}
 	if err := sw.prepare(); err != nil {
 		sw.close()
 		os.RemoveAll(path)
@@ -149,7 +149,7 @@ func (s *server) Start(h link.Host) (link.Stopper, error) {
 	}
 	sw.wg.Add(1)
 	go sw.accept()
-	h.Log().Info("VDE switch serving", "network", h.Network(), "path", path)
+	n.Log().Info("VDE switch serving", "network", n.Name(), "path", path)
 	return sw, nil
 }
 
@@ -198,7 +198,7 @@ func dirMode(mode uint32) uint32 {
 // setAccess gives the directory the network's owner, group and derived
 // mode.
 func (sw *switchDir) setAccess() error {
-	uid, gid, mode := sw.h.Access()
+	uid, gid, mode := sw.net.Access()
 	if err := unix.Lchown(sw.path, int(uid), int(gid)); err != nil {
 		return fmt.Errorf("chown %s: %w", sw.path, err)
 	}
@@ -210,6 +210,6 @@ func (sw *switchDir) setAccess() error {
 
 func (sw *switchDir) AccessChanged() {
 	if err := sw.setAccess(); err != nil {
-		sw.h.Log().Error("VDE switch directory keeps its old mode", "network", sw.h.Network(), "err", err)
+		sw.net.Log().Error("VDE switch directory keeps its old mode", "network", sw.net.Name(), "err", err)
 	}
 }

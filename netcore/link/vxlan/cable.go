@@ -13,9 +13,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // defaultPathMTU is assumed when the routing table has no path to a

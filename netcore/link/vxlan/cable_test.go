@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/netns"
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // freeUDPPort returns a UDP port nothing is bound to on loopback now.

@@ -14,8 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mnet-project/mnet/internal/netns"
+	"github.com/mnet-project/mnet/internal/tap"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
 )
 
 // where is where a cable's sockets are made. Every socket of a cable (its
@@ -352,36 +353,32 @@ func (r *rateLog) log(l *slog.Logger, msg string, args ...any) {
 // ifIndex is the index of the interface called name where w is; ENODEV
 // if there is none.
 func ifIndex(w where, name string) (int, error) {
-	fd, err := w.socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return 0, link.Errorf(syscall.EINVAL, "vxlan: dev %q: %v", name, err)
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
-		return 0, link.Errorf(syscall.ENODEV, "vxlan: dev %s: no such interface", name)
-	}
-	return int(ifr.Uint32()), nil
+	return w.ifIoctl(func(fd int) (int, error) {
+		idx, err := tap.IndexOn(fd, name)
+		switch {
+		case err == unix.EINVAL:
+			return 0, link.Errorf(syscall.EINVAL, "vxlan: dev %q: %v", name, err)
+		case err != nil:
+			return 0, link.Errorf(syscall.ENODEV, "vxlan: dev %s: no such interface", name)
+		}
+		return idx, nil
+	})
 }
 
 // devMTU is the MTU of interface name where w is.
 func devMTU(w where, name string) (int, error) {
+	return w.ifIoctl(func(fd int) (int, error) { return tap.MTUOn(fd, name) })
+}
+
+// ifIoctl runs fn, an interface ioctl, on a socket made where w is, so
+// that it asks about that namespace's interfaces.
+func (w where) ifIoctl(fn func(fd int) (int, error)) (int, error) {
 	fd, err := w.socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return 0, err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFMTU, ifr); err != nil {
-		return 0, err
-	}
-	return int(ifr.Uint32()), nil
+	return fn(fd)
 }
 
 // routeMTU asks the routing table for the MTU of the path to dst: the

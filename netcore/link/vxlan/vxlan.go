@@ -25,9 +25,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/mnet-project/mnet/internal/netns"
+	"github.com/mnet-project/mnet/internal/tap"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/netcore/netns"
-	"github.com/mnet-project/mnet/tap"
 )
 
 // Kind is the name of the kind, and its ctl verb.

@@ -21,7 +21,7 @@ import (
 // Read and Write.
 //
 // The descriptor is not in Go's netpoller. A network waits for it in an
-// epoll set of its own (PollFD, netcore/link/fdpoll); were it also in the
+// epoll set of its own (PollFD, internal/fdpoll); were it also in the
 // netpoller's edge-triggered set, every frame would wake the thread that
 // sleeps there whenever any goroutine of the daemon waits for any
 // descriptor (a VDE control socket's accept, an inet socket): a second

@@ -1,4 +1,4 @@
-// Package host is mnet's userspace IP host on an IPN network: "addr CIDR"
+// Package iphost is mnet's userspace IP host on an IPN network: "addr CIDR"
 // in a network's ctl gives mnet itself that address on the network, with a
 // MAC of its own ("mac"), as a port of KIND host. It answers ARP and IPv6
 // neighbour solicitation for its addresses and ICMP / ICMPv6 echo, sends
@@ -11,7 +11,7 @@
 // It is an Extension of package link (it owns the ctl words addr and mac
 // and adds udp/ and host to the network's directory); package mhost sends
 // through it with Of and Conn.
-package host
+package iphost
 
 import (
 	"crypto/sha256"
@@ -36,7 +36,7 @@ const MaxAddrs = 64
 
 func init() {
 	link.RegisterExtension(&link.Extension{Name: Kind, Words: []string{"addr", "mac"},
-		New: func(n link.Host) link.Instance { return newHost(n) }})
+		New: func(n link.Network) link.Instance { return newHost(n) }})
 }
 
 var (
@@ -65,7 +65,7 @@ func Hosts() []*Host {
 
 // Host is the userspace host of one network.
 type Host struct {
-	net link.Host
+	net link.Network
 	udp *udpDir
 	st  *netcore.TextFile
 
@@ -106,8 +106,8 @@ type counters struct {
 	icmpLimited, ip6Unsupported uint64
 }
 
-func newHost(n link.Host) *Host {
-	h := &Host{net: n, mac: defaultMAC(n.Network()), mtu: ipMTU}
+func newHost(n link.Network) *Host {
+	h := &Host{net: n, mac: defaultMAC(n.Name()), mtu: ipMTU}
 	h.conns[0] = map[uint16][]*Conn{}
 	h.conns[1] = map[uint16][]*Conn{}
 	h.neigh.init()
@@ -115,7 +115,7 @@ func newHost(n link.Host) *Host {
 	h.udp = newUDPDir(h)
 	h.st = netcore.NewTextFile(h.statusAttr, func(*netcore.Cred) []byte { return h.statusText() })
 	registryMu.Lock()
-	registry[n.Network()] = h
+	registry[n.Name()] = h
 	registryMu.Unlock()
 	return h
 }
@@ -130,7 +130,7 @@ func defaultMAC(name string) net.HardwareAddr {
 }
 
 // Network is the name of the host's network.
-func (h *Host) Network() string { return h.net.Network() }
+func (h *Host) Network() string { return h.net.Name() }
 
 // Rights reports what c may do through the host: the network's rights.
 func (h *Host) Rights(c *netcore.Cred) (recv, send bool) {
@@ -325,7 +325,7 @@ func (h *Host) Entries() []netcore.DirEntry {
 func (h *Host) Busy() bool {
 	h.udp.mu.Lock()
 	defer h.udp.mu.Unlock()
-	return len(h.udp.opened) > 0
+	return h.udp.names.AnyOpen()
 }
 
 type saved struct {
@@ -399,8 +399,8 @@ func (h *Host) Close() {
 		c.sink.Closed()
 	}
 	registryMu.Lock()
-	if registry[h.net.Network()] == h {
-		delete(registry, h.net.Network())
+	if registry[h.net.Name()] == h {
+		delete(registry, h.net.Name())
 	}
 	registryMu.Unlock()
 }

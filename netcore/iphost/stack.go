@@ -1,4 +1,4 @@
-package host
+package iphost
 
 import (
 	"encoding/binary"
@@ -7,10 +7,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
-	"github.com/mnet-project/mnet/vnet"
+	"github.com/mnet-project/mnet/internal/vnet"
 )
 
 // ipMTU is the largest IP packet the host sends, as a NIC's: the kernel

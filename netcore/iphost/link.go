@@ -1,4 +1,4 @@
-package host
+package iphost
 
 import (
 	"context"
@@ -6,9 +6,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // outQueue bounds the frames the host has built and the network has not

@@ -1,4 +1,4 @@
-package host_test
+package iphost_test
 
 import (
 	"bytes"
@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
+	"github.com/mnet-project/mnet/internal/vnet"
 	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/iphost"
 	_ "github.com/mnet-project/mnet/netcore/ipn"
-	"github.com/mnet-project/mnet/netcore/link/host"
 	"github.com/mnet-project/mnet/netcore/link/memlink"
-	"github.com/mnet-project/mnet/vnet"
 )
 
 // The host's frame handling, unit-tested through a real ipn network with
@@ -40,7 +40,7 @@ type env struct {
 	t    *testing.T
 	dir  netcore.Dir
 	far  *memlink.Link
-	host *host.Host
+	host *iphost.Host
 }
 
 func walk(t *testing.T, d netcore.Dir, names ...string) netcore.Node {
@@ -79,7 +79,7 @@ func newEnvWith(t *testing.T, limits netcore.Limits) (*env, *netcore.Core) {
 	e := &env{t: t, dir: node.(netcore.Dir)}
 	e.ctl("mem " + name + "\nmac " + hostMAC.String() + "\naddr 198.18.7.1/24\naddr 2001:db8:7::1/64")
 	e.far = memlink.Far(name)
-	e.host = host.Of(name)
+	e.host = iphost.Of(name)
 	if e.far == nil || e.host == nil {
 		t.Fatal("no memlink or host")
 	}
@@ -286,7 +286,7 @@ func TestPortUnreachableAndResolution(t *testing.T) {
 	defer conn.Close()
 	sent := make(chan error, 1)
 	go func() {
-		sent <- conn.Send(context.Background(), netip.AddrPortFrom(peerV4, 6000), []byte("hi"), host.Wait, false)
+		sent <- conn.Send(context.Background(), netip.AddrPortFrom(peerV4, 6000), []byte("hi"), iphost.Wait, false)
 	}()
 	p = e.next(func(p gopacket.Packet) bool { return p.Layer(layers.LayerTypeARP) != nil })
 	arp := p.Layer(layers.LayerTypeARP).(*layers.ARP)
@@ -312,11 +312,11 @@ func TestPortUnreachableAndResolution(t *testing.T) {
 	c2, _ := e.host.Open(false, 0, netip.AddrPortFrom(netip.MustParseAddr("198.18.7.99"), 1), nopSink{})
 	defer c2.Close()
 	start := time.Now()
-	err = c2.Send(context.Background(), netip.AddrPortFrom(netip.MustParseAddr("198.18.7.99"), 1), []byte("x"), host.Wait, false)
+	err = c2.Send(context.Background(), netip.AddrPortFrom(netip.MustParseAddr("198.18.7.99"), 1), []byte("x"), iphost.Wait, false)
 	if err != syscall.EHOSTUNREACH {
 		t.Errorf("send to an absent neighbour: %v", err)
 	}
-	if d := time.Since(start); d < time.Duration(host.MaxProbes-1)*host.RetransTime || d > 5*time.Second {
+	if d := time.Since(start); d < time.Duration(iphost.MaxProbes-1)*iphost.RetransTime || d > 5*time.Second {
 		t.Errorf("EHOSTUNREACH after %v", d)
 	}
 }
@@ -463,7 +463,7 @@ func TestNetworkMTU(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Send(context.Background(), netip.AddrPortFrom(peerV4, 9), make([]byte, 1000), host.Wait, false); err != nil {
+	if err := c.Send(context.Background(), netip.AddrPortFrom(peerV4, 9), make([]byte, 1000), iphost.Wait, false); err != nil {
 		t.Fatal(err)
 	}
 	frags := 0
@@ -482,7 +482,7 @@ func TestNetworkMTU(t *testing.T) {
 	}
 	defer c6.Close()
 	payload := bytes.Repeat([]byte("0123456789"), 100)
-	if err := c6.Send(context.Background(), netip.AddrPortFrom(peerV6, 9), payload, host.Wait, false); err != nil {
+	if err := c6.Send(context.Background(), netip.AddrPortFrom(peerV6, 9), payload, iphost.Wait, false); err != nil {
 		t.Fatal(err)
 	}
 	l4, n := e.reassemble6(600)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mnet-project/mnet/internal/testenv"
-	"github.com/mnet-project/mnet/vnet"
+	"github.com/mnet-project/mnet/internal/vnet"
 	"golang.org/x/sys/unix"
 )
 

@@ -1,9 +1,9 @@
-package host
+package iphost
 
 import (
 	"context"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -25,15 +25,18 @@ type udpDir struct {
 	h     *Host
 	start time.Time
 
-	mu     sync.Mutex
-	hosts  map[netip.Addr]*udpHostDir
-	opened map[netip.Addr]map[uint16]int
-	nodes  int
+	mu    sync.Mutex
+	names *netcore.HostPorts[netip.Addr, *udpPeerDir, *udpFile]
 }
 
+type udpPeerEntry = netcore.HostEntry[netip.Addr, *udpPeerDir, *udpFile]
+
 func newUDPDir(h *Host) *udpDir {
-	return &udpDir{id: netcore.NewID(), h: h, start: time.Now(),
-		hosts: map[netip.Addr]*udpHostDir{}, opened: map[netip.Addr]map[uint16]int{}}
+	d := &udpDir{id: netcore.NewID(), h: h, start: time.Now()}
+	d.names = netcore.NewHostPorts[netip.Addr](&d.mu, maxNodes, func(pd *udpPeerDir, port uint16) *udpFile {
+		return &udpFile{PortFile: netcore.NewPortFile(pd, port)}
+	})
+	return d
 }
 
 func (d *udpDir) ID() uint64 { return d.id }
@@ -43,8 +46,8 @@ func (d *udpDir) Attr(*netcore.Cred) netcore.Attr {
 	return netcore.Attr{Mode: syscall.S_IFDIR | 0555, Uid: uid, Gid: gid, Mtime: d.start}
 }
 
-// parseHost reads a HOST: an IPv4 or IPv6 literal, without zone.
-func parseHost(name string) (netip.Addr, error) {
+// parsePeer reads a HOST: an IPv4 or IPv6 literal, without zone.
+func parsePeer(name string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(name)
 	if err != nil || a.Zone() != "" || a.Is4In6() || a.String() != name {
 		return netip.Addr{}, syscall.EINVAL
@@ -53,141 +56,68 @@ func parseHost(name string) (netip.Addr, error) {
 }
 
 func (d *udpDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	a, err := parseHost(name)
+	a, err := parsePeer(name)
 	if err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.hostNode(a), nil
+	return d.peerNode(a), nil
 }
 
-// hostNode returns the node of HOST a; d.mu is held.
-func (d *udpDir) hostNode(a netip.Addr) *udpHostDir {
-	if hd := d.hosts[a]; hd != nil {
-		return hd
-	}
-	d.sweep()
-	hd := &udpHostDir{id: netcore.NewID(), d: d, addr: a, ports: map[uint16]*udpFile{}}
-	d.hosts[a] = hd
-	d.nodes++
-	return hd
-}
-
-// sweep forgets nodes without open files once there are maxNodes; d.mu
-// is held.
-func (d *udpDir) sweep() {
-	if d.nodes < maxNodes {
-		return
-	}
-	d.nodes = 0
-	for a, hd := range d.hosts {
-		open := d.opened[a]
-		for p := range hd.ports {
-			if open[p] == 0 {
-				delete(hd.ports, p)
-			}
-		}
-		if len(hd.ports) == 0 && len(open) == 0 {
-			delete(d.hosts, a)
-			continue
-		}
-		d.nodes += 1 + len(hd.ports)
-	}
+// peerNode returns the node of HOST a; d.mu is held.
+func (d *udpDir) peerNode(a netip.Addr) *udpPeerDir {
+	return d.names.Host(a, func(e *udpPeerEntry) *udpPeerDir {
+		return &udpPeerDir{id: netcore.NewID(), d: d, addr: a, e: e}
+	})
 }
 
 func (d *udpDir) List(*netcore.Cred) []netcore.DirEntry {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var addrs []netip.Addr
-	for a := range d.opened {
-		addrs = append(addrs, a)
-	}
-	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+	addrs := d.names.OpenHosts()
+	slices.SortFunc(addrs, netip.Addr.Compare)
 	ents := make([]netcore.DirEntry, 0, len(addrs))
 	for _, a := range addrs {
-		ents = append(ents, netcore.DirEntry{Name: a.String(), Node: d.hostNode(a)})
+		ents = append(ents, netcore.DirEntry{Name: a.String(), Node: d.peerNode(a)})
 	}
 	return ents
 }
 
-type udpHostDir struct {
-	id    uint64
-	d     *udpDir
-	addr  netip.Addr
-	ports map[uint16]*udpFile // guarded by d.mu
+type udpPeerDir struct {
+	id   uint64
+	d    *udpDir
+	addr netip.Addr
+	e    *udpPeerEntry
 }
 
-func (hd *udpHostDir) ID() uint64                        { return hd.id }
-func (hd *udpHostDir) Attr(c *netcore.Cred) netcore.Attr { return hd.d.Attr(c) }
+func (pd *udpPeerDir) ID() uint64                        { return pd.id }
+func (pd *udpPeerDir) Attr(c *netcore.Cred) netcore.Attr { return pd.d.Attr(c) }
 
-func (hd *udpHostDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
-	p, err := netcore.ParsePort(name)
-	if err != nil {
-		return nil, err
-	}
-	hd.d.mu.Lock()
-	defer hd.d.mu.Unlock()
-	return hd.portNode(p), nil
+func (pd *udpPeerDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+	return pd.d.names.LookupPort(pd.e, name)
 }
 
-func (hd *udpHostDir) portNode(p uint16) *udpFile {
-	if f := hd.ports[p]; f != nil {
-		return f
-	}
-	hd.d.sweep()
-	f := &udpFile{id: netcore.NewID(), hd: hd, port: p}
-	hd.ports[p] = f
-	hd.d.nodes++
-	return f
-}
-
-func (hd *udpHostDir) List(*netcore.Cred) []netcore.DirEntry {
-	d := hd.d
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var ports []int
-	for p := range d.opened[hd.addr] {
-		ports = append(ports, int(p))
-	}
-	sort.Ints(ports)
-	ents := make([]netcore.DirEntry, 0, len(ports))
-	for _, p := range ports {
-		ents = append(ents, netcore.DirEntry{Name: strconv.Itoa(p), Node: hd.portNode(uint16(p))})
-	}
-	return ents
+// List shows the PORTs with open files.
+func (pd *udpPeerDir) List(*netcore.Cred) []netcore.DirEntry {
+	return pd.d.names.ListPorts(pd.e)
 }
 
 // udpFile is udp/HOST/PORT. Its mode shows the r and w rights of each
 // class on the network, as data does.
-type udpFile struct {
-	id   uint64
-	hd   *udpHostDir
-	port uint16
-}
-
-func (f *udpFile) ID() uint64 { return f.id }
+type udpFile struct{ netcore.PortFile[*udpPeerDir] }
 
 func (f *udpFile) Attr(*netcore.Cred) netcore.Attr {
-	uid, gid, mode := f.hd.d.h.net.Access()
-	return netcore.Attr{Mode: syscall.S_IFREG | mode&0666, Uid: uid, Gid: gid, Mtime: f.hd.d.start}
+	uid, gid, mode := f.Dir.d.h.net.Access()
+	return netcore.Attr{Mode: syscall.S_IFREG | mode&0666, Uid: uid, Gid: gid, Mtime: f.Dir.d.start}
 }
 
+// remember counts delta more open files of HOST/PORT.
 func (f *udpFile) remember(delta int) {
-	d := f.hd.d
+	d := f.Dir.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ports := d.opened[f.hd.addr]
-	if ports == nil {
-		ports = map[uint16]int{}
-		d.opened[f.hd.addr] = ports
-	}
-	if ports[f.port] += delta; ports[f.port] <= 0 {
-		delete(ports, f.port)
-	}
-	if len(ports) == 0 {
-		delete(d.opened, f.hd.addr)
-	}
+	d.names.AddOpen(f.Dir.addr, f.Port, delta)
 }
 
 // Open makes the endpoint: bound to PORT for a wildcard HOST, else
@@ -195,7 +125,7 @@ func (f *udpFile) remember(delta int) {
 // receives, w sends; a caller with one of them opening O_RDWR gets that
 // half, as with data.
 func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.Handle, error) {
-	h := f.hd.d.h
+	h := f.Dir.d.h
 	r, w := h.net.Rights(c)
 	acc := flags & syscall.O_ACCMODE
 	wantR := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
@@ -204,23 +134,23 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	if (acc != syscall.O_RDWR && (wantR && !recv || wantW && !send)) || (!recv && !send) {
 		return nil, syscall.EACCES
 	}
-	a := f.hd.addr
+	a := f.Dir.addr
 	var remote netip.AddrPort
 	port := uint16(0)
 	if a.IsUnspecified() {
-		if !c.HasCap(netcore.CapNetBindService) && f.port < unprivilegedPortStart() {
+		if !c.HasCap(netcore.CapNetBindService) && f.Port < unprivilegedPortStart() {
 			return nil, syscall.EACCES
 		}
-		port = f.port
+		port = f.Port
 	} else {
-		remote = netip.AddrPortFrom(a, f.port)
+		remote = netip.AddrPortFrom(a, f.Port)
 	}
 	uh := &udpHandle{f: f, remote: remote, recv: recv, send: send, ready: make(chan struct{}, 1),
 		payer: h.net.Quota().PayerOf(c)}
 	_, uh.qlen = h.net.Limits()
 	conn, err := h.Open(a.Is6(), port, remote, uh)
 	if err != nil {
-		h.net.Log().Info("open refused", "network", h.net.Network(), "file", "udp/"+a.String()+"/"+strconv.Itoa(int(f.port)),
+		h.net.Log().Info("open refused", "network", h.net.Name(), "file", "udp/"+a.String()+"/"+strconv.Itoa(int(f.Port)),
 			"uid", c.Uid, "pid", c.Pid, "err", err.Error())
 		return nil, err
 	}
@@ -286,7 +216,7 @@ func (u *udpHandle) Deliver(from, _ netip.AddrPort, payload []byte) func() {
 	if !u.recv || u.closed || len(u.queue) >= u.qlen ||
 		u.payer.Take(netcore.Queued, int64(len(payload))+netcore.QueueEntryCost) != nil {
 		u.mu.Unlock()
-		u.f.hd.d.h.stats.udpQueueDrops++ // the host's lock is held
+		u.f.Dir.d.h.stats.udpQueueDrops++ // the host's lock is held
 		return nil
 	}
 	u.queue = append(u.queue, datagram{from, append([]byte(nil), payload...)})

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/mnet-project/mnet/vnet"
+	"github.com/mnet-project/mnet/internal/vnet"
 	"golang.org/x/sys/unix"
 )
 

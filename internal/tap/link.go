@@ -72,14 +72,29 @@ func withIfreq(name string, fn func(fd int, ifr *unix.Ifreq) error) error {
 // Index returns the interface index of name; ENODEV if there is none.
 func Index(name string) (int, error) {
 	var idx int
-	err := withIfreq(name, func(fd int, ifr *unix.Ifreq) error {
-		if err := unix.IoctlIfreq(fd, unix.SIOCGIFINDEX, ifr); err != nil {
-			return err
-		}
-		idx = int(ifr.Uint32())
-		return nil
+	err := withIfreq(name, func(fd int, _ *unix.Ifreq) (err error) {
+		idx, err = IndexOn(fd, name)
+		return err
 	})
 	return idx, err
+}
+
+// IndexOn is Index asked on socket fd, in the network namespace fd was
+// made in (any socket does; an AF_INET datagram one is the usual).
+func IndexOn(fd int, name string) (int, error) {
+	return getUint32(fd, name, unix.SIOCGIFINDEX)
+}
+
+// getUint32 is the ioctl req that reads a number of interface name.
+func getUint32(fd int, name string, req uint) (int, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, unix.EINVAL
+	}
+	if err := unix.IoctlIfreq(fd, req, ifr); err != nil {
+		return 0, err
+	}
+	return int(ifr.Uint32()), nil
 }
 
 // Exists reports whether an interface called name is in the daemon's
@@ -110,14 +125,17 @@ func IsTap(name string) (bool, error) {
 // MTU returns the MTU of interface name.
 func MTU(name string) (int, error) {
 	var mtu int
-	err := withIfreq(name, func(fd int, ifr *unix.Ifreq) error {
-		if err := unix.IoctlIfreq(fd, unix.SIOCGIFMTU, ifr); err != nil {
-			return err
-		}
-		mtu = int(ifr.Uint32())
-		return nil
+	err := withIfreq(name, func(fd int, _ *unix.Ifreq) (err error) {
+		mtu, err = MTUOn(fd, name)
+		return err
 	})
 	return mtu, err
+}
+
+// MTUOn is MTU asked on socket fd, in the network namespace fd was made
+// in.
+func MTUOn(fd int, name string) (int, error) {
+	return getUint32(fd, name, unix.SIOCGIFMTU)
 }
 
 // SetMTU sets the MTU of interface name.

@@ -1,4 +1,4 @@
-package host
+package iphost
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"syscall"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 
 	"github.com/mnet-project/mnet/netcore"
 )

@@ -1,12 +1,12 @@
-package host
+package iphost
 
 import (
 	"encoding/binary"
 	"math/rand/v2"
 	"sync/atomic"
 
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // What the host sends follows its MTU (h.mtu) as a kernel's IP output
