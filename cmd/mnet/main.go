@@ -24,18 +24,19 @@ import (
 	"github.com/mnet-project/mnet/cmd/mnet/internal/mountopt"
 	"github.com/mnet-project/mnet/cmd/mnet/internal/sdnotify"
 	"github.com/mnet-project/mnet/fs"
-	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
 	_ "github.com/mnet-project/mnet/netcore/inet"       // the inet and inet6 families
 	_ "github.com/mnet-project/mnet/netcore/iphost"     // the userspace host: addr, mac, udp/
 	_ "github.com/mnet-project/mnet/netcore/ipn"        // the ipn family
 	_ "github.com/mnet-project/mnet/netcore/link/iface" // tap and grab
-	"github.com/mnet-project/mnet/netcore/link/vde"     // every network a VDE switch
+	_ "github.com/mnet-project/mnet/netcore/link/vde"   // every network a VDE switch
 	_ "github.com/mnet-project/mnet/netcore/link/vxlan" // vxlan cables
 	_ "github.com/mnet-project/mnet/netcore/mhost"      // the mhost family
 )
 
-const usage = `mnet: networking as files
+// usageText is mnet help; FAMILYFLAGS stands for the flags families and
+// link kinds register.
+const usageText = `mnet: networking as files
 
 Usage:
   mnet mount [flags] MOUNTPOINT   serve mnet at MOUNTPOINT in the foreground (as root)
@@ -50,12 +51,7 @@ mount flags:
   --debug-fuse    log every FUSE request (very verbose)
   --state PATH    where persistent networks are kept (default /var/lib/mnet/state.json;
                   empty: keep nothing)
-  --vde-dir DIR   where each network with vde on is a VDE switch, DIR/NAME
-                  (default /run/mnet/vde): vde_plug DIR/NAME joins it
-  --netns-dir DIR[:DIR...]  where named network namespaces are (default /run/netns):
-                  a persistent attachment made in another namespace than the
-                  daemon's is kept only if that namespace has a name there
-  --log DEST      where log lines go: standard error (default), syslog, or a file
+FAMILYFLAGS  --log DEST      where log lines go: standard error (default), syslog, or a file
   Limits (man 8 mnet): per uid, and in all with a reserve for CAP_SYS_ADMIN;
   SIZE is bytes, or with K, M or G:
   --max-networks-per-uid N     IPN networks one uid may own (default 256; ENOSPC)
@@ -89,12 +85,21 @@ Manual: man 7 mnet (the files: the interface), man 8 mnet (the daemon, the mount
 helper, fstab and systemd). In the source tree: man/mnet.7.md and man/mnet.8.md.
 `
 
+// usage is mnet help, with the registered flags.
+func usage() string {
+	var b strings.Builder
+	for _, f := range netcore.Flags() {
+		b.WriteString(f.Help())
+	}
+	return strings.Replace(usageText, "FAMILYFLAGS", b.String(), 1)
+}
+
 func main() {
 	if filepath.Base(os.Args[0]) == helperName {
 		os.Exit(helperMain(os.Args[1:]))
 	}
 	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
+		fmt.Fprint(os.Stderr, usage())
 		os.Exit(2)
 	}
 	var err error
@@ -104,13 +109,13 @@ func main() {
 	case "umount", "unmount":
 		err = umountCmd(os.Args[2:])
 	case "help", "-h", "-help", "--help":
-		fmt.Print(usage)
+		fmt.Print(usage())
 		return
 	case "version", "--version", "-version":
 		fmt.Println(version())
 		return
 	default:
-		fmt.Fprintf(os.Stderr, "mnet: unknown command %q\n\n%s", os.Args[1], usage)
+		fmt.Fprintf(os.Stderr, "mnet: unknown command %q\n\n%s", os.Args[1], usage())
 		os.Exit(2)
 	}
 	if errors.Is(err, flag.ErrHelp) {
@@ -184,10 +189,12 @@ func serve(args []string, ready *detach.Reporter) error {
 
 // mountOptions are mnet mount's flags and MOUNTPOINT.
 type mountOptions struct {
-	logDest, state, vdeDir, netnsDir, cpuProfile string
-	verbose, debugFuse                           bool
-	limits                                       netcore.Limits
-	mountpoint                                   string
+	logDest, state, cpuProfile string
+	verbose, debugFuse         bool
+	limits                     netcore.Limits
+	// flags are the registered flags' values, defaults included.
+	flags      map[string]string
+	mountpoint string
 }
 
 // parseMountFlags reads mnet mount's arguments; --help prints the usage
@@ -231,12 +238,14 @@ func parseMountFlags(args []string) (*mountOptions, error) {
 		})
 	}
 	reserve := fl.Int("root-reserve", netcore.DefaultRootReserve, "")
-	vdeDir := fl.String(vde.DirFlag, vde.DefaultDir, "")
-	netnsDir := fl.String(netns.DirFlag, netns.DefaultDir, "")
+	registered := make(map[string]*string)
+	for _, f := range netcore.Flags() {
+		registered[f.Name] = fl.String(f.Name, f.Default, "")
+	}
 	cpuProfile := fl.String("cpuprofile", "", "")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Print(usage)
+			fmt.Print(usage())
 			return nil, err
 		}
 		return nil, fmt.Errorf("mount: %v (see mnet help)", err)
@@ -256,9 +265,12 @@ func parseMountFlags(args []string) (*mountOptions, error) {
 	if *reserve == 0 {
 		lim.RootReserve = -1 // none
 	}
-	limits := lim
-	return &mountOptions{logDest: *logDest, state: *state, vdeDir: *vdeDir, netnsDir: *netnsDir,
-		cpuProfile: *cpuProfile, verbose: *verbose, debugFuse: *debugFuse, limits: limits,
+	flags := make(map[string]string, len(registered))
+	for name, v := range registered {
+		flags[name] = *v
+	}
+	return &mountOptions{logDest: *logDest, state: *state, flags: flags,
+		cpuProfile: *cpuProfile, verbose: *verbose, debugFuse: *debugFuse, limits: lim,
 		mountpoint: fl.Arg(0)}, nil
 }
 
@@ -289,7 +301,7 @@ type fuseServer interface {
 // mount makes the families and mounts them on mp.
 func mount(o *mountOptions, log *slog.Logger, mp string) (*netcore.Core, fuseServer, error) {
 	core, err := netcore.New(netcore.Env{Log: log, StatePath: o.state, Limits: o.limits,
-		Flags: map[string]string{vde.DirFlag: o.vdeDir, netns.DirFlag: o.netnsDir}})
+		Flags: o.flags})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -496,7 +508,7 @@ const unmountGrace = 3 * time.Second
 
 func umountCmd(args []string) error {
 	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Print(usage)
+		fmt.Print(usage())
 		return nil
 	}
 	if len(args) != 1 {

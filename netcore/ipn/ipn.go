@@ -22,6 +22,13 @@ func init() {
 		}
 		return f, nil
 	})
+	// ipn reads it: a persistent attachment is kept by the name of its
+	// namespace.
+	netcore.RegisterFlag(netcore.Flag{Name: netns.DirFlag, Default: netns.DefaultDir, Arg: "DIR[:DIR...]",
+		Usage: "where named network namespaces are (default " + netns.DefaultDir + "):\n" +
+			"a persistent attachment made in another namespace than the\n" +
+			"daemon's is kept only if that namespace has a name there",
+		Option: "netns_dir", CheckOption: netcore.AbsolutePaths})
 }
 
 type ipnFamily struct {

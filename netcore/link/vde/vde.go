@@ -37,6 +37,10 @@ const (
 
 func init() {
 	link.RegisterService(&link.Service{Name: Name, Default: true, New: newServer})
+	netcore.RegisterFlag(netcore.Flag{Name: DirFlag, Default: DefaultDir, Arg: "DIR",
+		Usage: "where each network with vde on is a VDE switch, DIR/NAME\n" +
+			"(default " + DefaultDir + "): vde_plug DIR/NAME joins it",
+		Option: "vde_dir", CheckOption: netcore.AbsolutePath})
 }
 
 // clientSockLen is the length of "/.PID-NNNNN", the name libvdeplug gives

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 // Request is one mount helper invocation.
@@ -39,12 +41,11 @@ type daemonOption struct {
 
 // daemonOptions maps mnet's own mount options to daemon flags. A new
 // daemon flag that an administrator sets per mount gets a row here (and a
-// line in mnet(8)).
+// line in mnet(8)); a flag a family or link kind registers
+// (netcore.RegisterFlag) brings its option with it.
 var daemonOptions = []daemonOption{
 	{name: "state", flag: "--state", value: true, check: emptyOrAbsolute},
 	{name: "log", flag: "--log", value: true, check: absolute},
-	{name: "vde_dir", flag: "--vde-dir", value: true, check: absolute},
-	{name: "netns_dir", flag: "--netns-dir", value: true, check: absoluteList},
 	{name: "debug", flag: "-v"},
 	{name: "debug_fuse", flag: "--debug-fuse"},
 	{name: "max_networks_per_uid", flag: "--max-networks-per-uid", value: true, check: positive},
@@ -194,25 +195,15 @@ func lookup(name string) *daemonOption {
 			return &daemonOptions[i]
 		}
 	}
-	return nil
-}
-
-func absolute(p string) error {
-	if !filepath.IsAbs(p) {
-		return errors.New("want an absolute path")
-	}
-	return nil
-}
-
-// absoluteList checks a colon-separated list of absolute paths.
-func absoluteList(list string) error {
-	for p := range strings.SplitSeq(list, ":") {
-		if err := absolute(p); err != nil {
-			return err
+	for _, f := range netcore.Flags() {
+		if f.Option == name {
+			return &daemonOption{name: name, flag: "--" + f.Name, value: true, check: f.CheckOption}
 		}
 	}
 	return nil
 }
+
+var absolute = netcore.AbsolutePath
 
 func emptyOrAbsolute(p string) error {
 	if p == "" {

@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	_ "github.com/mnet-project/mnet/netcore/ipn"      // registers --netns-dir, netns_dir
+	_ "github.com/mnet-project/mnet/netcore/link/vde" // registers --vde-dir, vde_dir
 )
 
 // What mount(8) hands the helper, as util-linux 2.38 does it.
@@ -33,6 +36,8 @@ func TestParse(t *testing.T) {
 				"--max-persistent-per-uid", "2", "--max-sockets-per-uid", "64"}}},
 		{args: []string{"mnet", "/m", "-o", "netns_dir=/run/netns:/var/run/docker/netns"},
 			want: Request{Spec: "mnet", Dir: "/m", Flags: []string{"--netns-dir", "/run/netns:/var/run/docker/netns"}}},
+		{args: []string{"mnet", "/m", "-o", "vde_dir=/run/vde"},
+			want: Request{Spec: "mnet", Dir: "/m", Flags: []string{"--vde-dir", "/run/vde"}}},
 		{args: []string{"mnet", "/m", "-o", "max_queued_per_uid=16M,max_queued=1G,max_hosts_per_uid=4,max_endpoints_per_uid=8,max_networks=64,max_hosts=32,max_endpoints=16,max_sockets=128,root_reserve=0"},
 			want: Request{Spec: "mnet", Dir: "/m", Flags: []string{"--max-queued-per-uid", "16M", "--max-queued", "1G",
 				"--max-hosts-per-uid", "4", "--max-endpoints-per-uid", "8", "--max-networks", "64", "--max-hosts", "32",
@@ -75,6 +80,8 @@ func TestParseErrors(t *testing.T) {
 		{args: []string{"mnet", "/a", "-o", "state=relative.json"}, msg: "absolute"},
 		{args: []string{"mnet", "/a", "-o", "log="}, msg: "absolute"},
 		{args: []string{"mnet", "/a", "-o", "netns_dir=/run/netns:netns"}, msg: "absolute"},
+		{args: []string{"mnet", "/a", "-o", "vde_dir=vde"}, msg: "absolute"},
+		{args: []string{"mnet", "/a", "-o", "vde_dir"}, msg: "needs a value"},
 		{args: []string{"mnet", "/a", "-o", "debug=1"}, msg: "takes no value"},
 		{args: []string{"mnet", "/a", "-o", "max_queued_per_uid=12"}, msg: "at least 64K"},
 		{args: []string{"mnet", "/a", "-o", "max_queued=1T"}, msg: "want a size"},
