@@ -15,7 +15,7 @@ import (
 )
 
 // freeUDPPort returns a UDP port nothing is bound to on loopback now.
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -26,7 +26,7 @@ func freeUDPPort(t *testing.T) int {
 }
 
 // openCable attaches "vxlan ARGS" and lets it go at cleanup.
-func openCable(t *testing.T, args string) *cable {
+func openCable(t testing.TB, args string) *cable {
 	t.Helper()
 	s, err := Parse(args)
 	if err != nil {
