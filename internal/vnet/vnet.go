@@ -156,7 +156,13 @@ func parseLayout(frame []byte) (layout, error) {
 		if len(frame) < lo.l4+20 {
 			return lo, ErrBadOffload
 		}
-		lo.payload = lo.l4 + int(frame[lo.l4+12]>>4)*4
+		// A data offset under 5 words would put the payload inside
+		// the fixed header, over the checksum that segments get.
+		off := int(frame[lo.l4+12]>>4) * 4
+		if off < 20 {
+			return lo, ErrBadOffload
+		}
+		lo.payload = lo.l4 + off
 	case protoUDP:
 		lo.payload = lo.l4 + 8
 	default:
@@ -217,6 +223,9 @@ func segmentEach(h Hdr, frame []byte, alloc func(n int) []byte) error {
 		return err
 	}
 	gso := h.GSOType &^ GSOECN
+	if gso != GSOTCPv4 && gso != GSOTCPv6 && gso != GSOUDPL4 {
+		return ErrBadOffload // AppendSegments comes here with any type but none
+	}
 	wantProto := byte(protoTCP)
 	if gso == GSOUDPL4 {
 		wantProto = protoUDP
