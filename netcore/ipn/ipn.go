@@ -125,6 +125,12 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 			f.log.Error("state file: bad settings, network skipped", "network", s.Name, "err", err)
 			continue
 		}
+		if f.nets[s.Name] != nil {
+			// A second network of one name would replace the first
+			// and leave its attachments open with nothing to close them.
+			f.log.Error("state file: network listed twice, the first kept", "network", s.Name)
+			continue
+		}
 		n := newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
 		n.owner.Force(netcore.Networks, 1) // it exists: counted, whatever the limits
 		f.nets[s.Name] = n

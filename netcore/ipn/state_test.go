@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/link/memlink"
 )
 
 func savedNames(t *testing.T, path string) []string {
@@ -217,5 +218,35 @@ func TestPersistUnwritableStateFile(t *testing.T) {
 	text := readAll(t, nd, "ctl")
 	if !strings.Contains(text, "mtu 1500\n") || !strings.Contains(text, "last-error persist: cannot write the state file") {
 		t.Fatalf("ctl after the failed save:\n%s", text)
+	}
+}
+
+// A state file (edited by hand) that lists a network twice restores the
+// first; the second's attachments are not opened, so none is left
+// behind when the daemon stops.
+func TestStateFileNetworkListedTwice(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	doc := `{"networks":[
+		{"name":"twice","settings":{"policy":"hub","mtu":1500,"qlen":8,"maxports":8},"ifaces":[{"kind":"mem","name":"twice1"}]},
+		{"name":"twice","settings":{"policy":"switch","mtu":1500,"qlen":8,"maxports":8},"ifaces":[{"kind":"mem","name":"twice2"}]}]}`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), StatePath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := ipnRoot(t, c).Lookup(rootCred, "twice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv := keyValues(readAll(t, node.(*netDir), "ctl")); kv["policy"] != "hub" {
+		t.Errorf("restored policy %q, want the first entry's hub", kv["policy"])
+	}
+	c.Close()
+	for _, name := range []string{"twice1", "twice2"} {
+		if memlink.Far(name) != nil {
+			t.Errorf("mem link %s still open after the daemon stopped", name)
+		}
 	}
 }
