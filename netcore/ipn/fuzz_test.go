@@ -1,14 +1,21 @@
 package ipn
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/mnet-project/mnet/internal/netns"
 	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/link"
 )
 
 // Whatever is written to ctl, the write ends with success or an errno the
@@ -81,6 +88,208 @@ func FuzzNetName(f *testing.F) {
 		if err == nil {
 			if err := ipn.(netcore.Rmdirer).Rmdir(rootCred, name); err != nil {
 				t.Fatalf("rmdir %q: %v", name, err)
+			}
+		}
+	})
+}
+
+// FuzzStateFile: any state file. The daemon starts and serves whatever
+// it holds (a broken file is moved aside), restores only networks with
+// valid names and settings, one per name, and saves at its end a file
+// that loads back to the same networks; no panic is contained meanwhile.
+func FuzzStateFile(f *testing.F) {
+	for _, seed := range []string{
+		`{"networks":[{"name":"lab","uid":1000,"gid":1000,"mode":488,"settings":{"policy":"switch","mtu":1500,"qlen":9,"lossless":false,"maxports":1024,"descr":"saved","persist":true},"ifaces":[{"kind":"mem","name":"m1"}]}]}`,
+		`{"networks":null}`,
+		`{"networks":[{"name":"a","settings":{"policy":"hub","mtu":65535,"qlen":256,"maxports":1024}},{"name":"a","settings":{"policy":"hub","mtu":64,"qlen":1,"maxports":1}}]}`,
+		`{"networks":[{"name":".hidden","settings":{"policy":"hub","mtu":1500,"qlen":1,"maxports":1}}]}`,
+		`{"networks":[{"name":"x","mode":4294967295,"settings":{"policy":"bogus","mtu":0}}]}`,
+		`{"networks":[{"name":"s","settings":{"policy":"hub","mtu":1500,"qlen":8,"maxports":8,"services":{"vde":false,"nope":true}},"ext":{"host":{"addrs":["198.18.0.1/24"]}},"ifaces":[{"kind":"nope"},{}]}]}`,
+		`{not json`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	dir := f.TempDir()
+	path := filepath.Join(dir, "state.json")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var doc stateDoc
+		if err := json.Unmarshal(b, &doc); err != nil {
+			doc = stateDoc{} // unreadable: nothing is restored
+		} else if !onlyMemLinks(doc) {
+			// The kinds this test links in attach real interfaces of
+			// the machine (tap, grab): not from a fuzzer.
+			t.Skip()
+		}
+		olds, _ := filepath.Glob(filepath.Join(dir, "*"))
+		for _, o := range olds {
+			os.Remove(o)
+		}
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		panics := netcore.Panics()
+		defer func() {
+			if netcore.Panics() != panics {
+				t.Fatal("a panic was contained")
+			}
+		}()
+		c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), StatePath: path})
+		if err != nil {
+			t.Fatalf("the daemon did not start: %v", err)
+		}
+		ipnNode, _ := c.Root().Lookup(rootCred, "ipn")
+		ipn := ipnNode.(netcore.Dir)
+		valid := map[string]bool{}
+		for _, s := range doc.Networks {
+			s.Settings.Persist = true
+			if netcore.ValidName(s.Name) && checkSettings(s.Settings) == nil {
+				valid[s.Name] = true
+			}
+		}
+		restored := ipn.List(rootCred)
+		for _, e := range restored {
+			n := e.Node.(*netDir).n
+			n.mu.Lock()
+			set, mode := n.set, n.mode
+			n.mu.Unlock()
+			if !valid[e.Name] || checkSettings(set) != nil || mode&^0o777 != 0 {
+				t.Fatalf("restored %q with settings %+v, mode %#o", e.Name, set, mode)
+			}
+		}
+		if len(restored) != len(valid) {
+			t.Fatalf("restored %d networks of %d valid names", len(restored), len(valid))
+		}
+		if _, err := ipn.(netcore.Mkdirer).Mkdir(rootCred, "fuzz-new", 0o755); err != nil && !errors.Is(err, syscall.EEXIST) {
+			t.Fatalf("the daemon does not serve: mkdir: %v", err)
+		}
+		c.Close()
+		if len(restored) == 0 {
+			return
+		}
+		again, err := (&stateFile{path: path}).load()
+		if err != nil {
+			t.Fatalf("the state file saved does not load: %v", err)
+		}
+		names := map[string]bool{}
+		for _, s := range again {
+			names[s.Name] = true
+		}
+		for _, e := range restored {
+			if !names[e.Name] {
+				t.Fatalf("network %q not saved back", e.Name)
+			}
+		}
+	})
+}
+
+// onlyMemLinks reports whether every attachment doc holds is of a kind
+// that is no interface of the machine: mem, or one not registered.
+func onlyMemLinks(doc stateDoc) bool {
+	for _, s := range doc.Networks {
+		for _, raw := range s.Links {
+			var head struct {
+				Kind string `json:"kind"`
+			}
+			if json.Unmarshal(raw, &head) == nil && head.Kind != "mem" && link.Lookup(head.Kind) != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// FuzzDataFrames: any frames written to a network's data files by three
+// ports, under the hub or the switch policy, against a model of the
+// policy: each write is refused exactly when the spec says (EMSGSIZE
+// above the mtu, EINVAL under 14 bytes with switch), and each frame
+// reaches exactly the ports the policy names (every other port with hub;
+// the port its destination was learned on, or every other port, with
+// switch), unchanged. The input is records: a byte whose low bits pick
+// the sending port, a length byte, then the frame.
+func FuzzDataFrames(f *testing.F) {
+	a := mac{2, 0, 0, 0, 0, 0xa}
+	b := mac{2, 0, 0, 0, 0, 0xb}
+	rec := func(port byte, frame []byte) []byte { return append([]byte{port, byte(len(frame))}, frame...) }
+	learned := append(append(rec(0, eth(macBcast, a, "hello")), rec(1, eth(a, b, "to a"))...), rec(0, eth(b, a, "to b"))...)
+	f.Add(true, uint16(1500), learned)
+	f.Add(false, uint16(1500), learned)
+	f.Add(true, uint16(64), append(rec(2, make([]byte, 13)), rec(1, make([]byte, 65))...))
+	f.Add(true, uint16(64), append(rec(0, eth(a, a, "self")), rec(0, eth(a, b, "moved"))...))
+	f.Add(false, uint16(0), rec(0, []byte{}))
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer c.Close()
+	f.Fuzz(func(t *testing.T, sw bool, mtu uint16, in []byte) {
+		mtu = max(mtu%1600, MinMTU)
+		policy := "hub"
+		if sw {
+			policy = "switch"
+		}
+		nd := mkNet(t, c, rootCred, "frames", 0o777)
+		t.Cleanup(func() {
+			if err := ipnRoot(t, c).(netcore.Rmdirer).Rmdir(rootCred, "frames"); err != nil {
+				t.Errorf("rmdir: %v", err)
+			}
+		})
+		if err := ctl(t, nd, rootCred, fmt.Sprintf("policy %s\nmtu %d\n", policy, mtu)); err != nil {
+			t.Fatal(err)
+		}
+		panics := netcore.Panics()
+		defer func() {
+			if netcore.Panics() != panics {
+				t.Fatal("a panic was contained")
+			}
+		}()
+		var ports [3]netcore.Handle
+		for i := range ports {
+			ports[i] = openData(t, nd, rootCred, syscall.O_RDWR)
+		}
+		learnt := map[mac]int{}
+		for len(in) >= 2 {
+			from, size := int(in[0])%len(ports), int(in[1])
+			if size > 200 { // room for frames above the mtu
+				size = (size - 200) * 64
+			}
+			frame := in[2:min(2+size, len(in))]
+			in = in[2+len(frame):]
+			k, err := ports[from].Write(context.Background(), frame, 0, false)
+			var want error
+			switch {
+			case len(frame) > int(mtu):
+				want = syscall.EMSGSIZE
+			case sw && len(frame) > 0 && len(frame) < ethHeaderLen:
+				want = syscall.EINVAL
+			}
+			if err != want || (err == nil && k != len(frame)) {
+				t.Fatalf("write of %d bytes (mtu %d, %s): %d, %v; want %v", len(frame), mtu, policy, k, err, want)
+			}
+			to := map[int]bool{}
+			if err == nil && len(frame) > 0 {
+				for i := range ports {
+					to[i] = i != from
+				}
+				if sw {
+					var dst, src mac
+					copy(dst[:], frame)
+					copy(src[:], frame[6:])
+					if src[0]&1 == 0 {
+						learnt[src] = from
+					}
+					if p, ok := learnt[dst]; ok && dst[0]&1 == 0 {
+						to = map[int]bool{p: p != from}
+					}
+				}
+			}
+			for i, h := range ports {
+				got, err := recvNow(h, 70000)
+				switch {
+				case to[i] && (err != nil || !bytes.Equal(got, frame)):
+					t.Fatalf("port %d sent %x; port %d read %x, %v", from, frame, i, got, err)
+				case !to[i] && !errors.Is(err, syscall.EAGAIN):
+					t.Fatalf("port %d sent %x; port %d, not a receiver, read %x, %v", from, frame, i, got, err)
+				}
 			}
 		}
 	})
