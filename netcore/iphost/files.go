@@ -2,6 +2,7 @@ package iphost
 
 import (
 	"context"
+	"io"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mnet-project/mnet/internal/pktq"
 	"github.com/mnet-project/mnet/netcore"
 )
 
@@ -145,8 +147,8 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	} else {
 		remote = netip.AddrPortFrom(a, f.Port)
 	}
-	uh := &udpHandle{f: f, remote: remote, recv: recv, send: send, ready: make(chan struct{}, 1),
-		payer: h.net.Quota().PayerOf(c)}
+	uh := &udpHandle{f: f, remote: remote, recv: recv, send: send, payer: h.net.Quota().PayerOf(c)}
+	uh.q.Init(uh.charge, uh.release)
 	_, uh.qlen = h.net.Limits()
 	conn, err := h.Open(a.Is6(), port, remote, uh)
 	if err != nil {
@@ -176,16 +178,13 @@ type udpHandle struct {
 	// bytes.
 	payer *netcore.Payer
 
-	mu     sync.Mutex
-	queue  []datagram
-	err    syscall.Errno // pending error of a connected endpoint
-	peer   netip.AddrPort
-	closed bool
-	ready  chan struct{}
-	once   sync.Once
-	// inWake wakes a poll waiting for a datagram, an error or the end;
-	// the next of them takes it.
-	inWake func()
+	// q is the receive queue; its pending error is a connected
+	// endpoint's, for its next read or write.
+	q pktq.Queue[datagram]
+
+	mu   sync.Mutex // guards peer
+	peer netip.AddrPort
+	once sync.Once
 }
 
 type datagram struct {
@@ -200,30 +199,27 @@ var (
 	_ netcore.Poller   = (*udpHandle)(nil)
 )
 
-func (u *udpHandle) wake() {
-	select {
-	case u.ready <- struct{}{}:
-	default:
-	}
+func costOf(d datagram) int64 { return int64(len(d.data)) + netcore.QueueEntryCost }
+
+func (u *udpHandle) charge(d datagram) bool {
+	return u.payer.Take(netcore.Queued, costOf(d)) == nil
 }
+
+func (u *udpHandle) release(d datagram) { u.payer.Release(netcore.Queued, costOf(d)) }
 
 // Payer: the opener pays for what it queues and sends (host.Payer).
 func (u *udpHandle) Payer() *netcore.Payer { return u.payer }
 
 // Deliver queues a datagram; a full queue drops it (counted).
 func (u *udpHandle) Deliver(from, _ netip.AddrPort, payload []byte) func() {
-	u.mu.Lock()
-	if !u.recv || u.closed || len(u.queue) >= u.qlen ||
-		u.payer.Take(netcore.Queued, int64(len(payload))+netcore.QueueEntryCost) != nil {
-		u.mu.Unlock()
+	if !u.recv {
 		u.f.Dir.d.h.stats.udpQueueDrops++ // the host's lock is held
 		return nil
 	}
-	u.queue = append(u.queue, datagram{from, append([]byte(nil), payload...)})
-	w := u.inWake
-	u.inWake = nil
-	u.mu.Unlock()
-	u.wake()
+	ok, w := u.q.Put(datagram{from, append([]byte(nil), payload...)}, u.qlen)
+	if !ok {
+		u.f.Dir.d.h.stats.udpQueueDrops++ // the host's lock is held
+	}
 	return w
 }
 
@@ -234,23 +230,11 @@ func (u *udpHandle) Error(peer netip.AddrPort, errno syscall.Errno) func() {
 	if !remote.IsValid() || (peer != remote && !(peer.Port() == 0 && peer.Addr() == remote.Addr())) {
 		return nil
 	}
-	u.mu.Lock()
-	u.err = errno
-	w := u.inWake
-	u.inWake = nil
-	u.mu.Unlock()
-	u.wake()
-	return w
+	return u.q.Fail(errno)
 }
 
 func (u *udpHandle) Closed() {
-	u.mu.Lock()
-	u.closed = true
-	w := u.inWake
-	u.inWake = nil
-	u.mu.Unlock()
-	u.wake()
-	if w != nil {
+	if w := u.q.Close(false); w != nil {
 		w()
 	}
 }
@@ -269,31 +253,20 @@ func (u *udpHandle) Poll(events uint32, wake func()) uint32 {
 	if !u.recv {
 		return ready & events
 	}
-	u.mu.Lock()
-	if wake != nil && events&(netcore.PollIn|netcore.PollRdNorm) != 0 {
-		u.inWake = wake
+	if events&(netcore.PollIn|netcore.PollRdNorm) == 0 {
+		wake = nil
 	}
-	if len(u.queue) > 0 {
+	st := u.q.Poll(wake)
+	if st.Len > 0 {
 		ready |= netcore.PollIn | netcore.PollRdNorm
 	}
-	if u.err != 0 {
+	if st.Err != 0 {
 		ready |= netcore.PollIn | netcore.PollRdNorm | netcore.PollErr
 	}
-	if u.closed {
+	if st.Closed {
 		ready |= netcore.PollIn | netcore.PollRdNorm | netcore.PollHup
 	}
-	u.mu.Unlock()
 	return ready & (events | netcore.PollErr | netcore.PollHup)
-}
-
-// takeErr returns and clears the pending error; u.mu is held.
-func (u *udpHandle) takeErr() error {
-	if u.err == 0 {
-		return nil
-	}
-	e := u.err
-	u.err = 0
-	return e
 }
 
 func (u *udpHandle) Read(ctx context.Context, p []byte, _ int64, nonblock bool) (int, error) {
@@ -303,45 +276,19 @@ func (u *udpHandle) Read(ctx context.Context, p []byte, _ int64, nonblock bool) 
 	if len(p) == 0 {
 		return 0, nil
 	}
-	for {
-		u.mu.Lock()
-		if len(u.queue) > 0 {
-			d := u.queue[0]
-			u.queue[0] = datagram{}
-			u.queue = u.queue[1:]
-			if len(u.queue) == 0 {
-				u.queue = nil
-			}
-			if !u.remote.IsValid() {
-				u.peer = d.from
-			}
-			more := len(u.queue) > 0
-			u.mu.Unlock()
-			u.payer.Release(netcore.Queued, int64(len(d.data))+netcore.QueueEntryCost)
-			if more {
-				u.wake()
-			}
-			return copy(p, d.data), nil
-		}
-		if err := u.takeErr(); err != nil {
-			u.mu.Unlock()
-			return 0, err
-		}
-		closed := u.closed
-		u.mu.Unlock()
-		if closed {
-			u.wake()
-			return 0, nil
-		}
-		if nonblock {
-			return 0, syscall.EAGAIN
-		}
-		select {
-		case <-u.ready:
-		case <-ctx.Done():
-			return 0, syscall.EINTR
-		}
+	d, err := u.q.Get(ctx, nonblock)
+	if err == io.EOF {
+		return 0, nil
 	}
+	if err != nil {
+		return 0, err
+	}
+	if !u.remote.IsValid() {
+		u.mu.Lock()
+		u.peer = d.from
+		u.mu.Unlock()
+	}
+	return copy(p, d.data), nil
 }
 
 // Write sends p as one datagram: to the connected peer, or on a bound
@@ -350,12 +297,11 @@ func (u *udpHandle) Write(ctx context.Context, p []byte, _ int64, nonblock bool)
 	if !u.send {
 		return 0, syscall.EBADF
 	}
-	u.mu.Lock()
-	if err := u.takeErr(); err != nil {
-		u.mu.Unlock()
+	if err := u.q.TakeErr(); err != nil {
 		return 0, err
 	}
-	closed := u.closed
+	closed := u.q.Closed()
+	u.mu.Lock()
 	to := u.remote
 	if !to.IsValid() {
 		to = u.peer
@@ -383,12 +329,6 @@ func (u *udpHandle) Close() {
 		u.conn.Close()
 		u.f.remember(-1)
 		u.Closed()
-		u.mu.Lock()
-		left := u.queue
-		u.queue = nil
-		u.mu.Unlock()
-		for _, d := range left {
-			u.payer.Release(netcore.Queued, int64(len(d.data))+netcore.QueueEntryCost)
-		}
+		u.q.Drain()
 	})
 }

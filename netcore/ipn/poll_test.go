@@ -53,9 +53,7 @@ func TestPollWakesOncePerArm(t *testing.T) {
 		port.net.mu.Lock()
 		_ = port.net
 		port.net.mu.Unlock()
-		port.mu.Lock()
-		_ = port
-		port.mu.Unlock()
+		_ = port.q.Closed() // takes the queue's lock
 	}
 	if got := pollOf(t, r).Poll(pollIn|pollOut, wk.wake); got != 0 {
 		t.Fatalf("idle read-only port: revents %#x, want 0", got)

@@ -2,11 +2,13 @@ package ipn
 
 import (
 	"context"
+	"io"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/mnet-project/mnet/internal/netns"
+	"github.com/mnet-project/mnet/internal/pktq"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/link"
 )
@@ -51,21 +53,15 @@ type Port struct {
 	queuesOnce sync.Once     // makes queues
 	goneOnce   sync.Once     // the link went away: detach once
 
-	mu     sync.Mutex // guards the queue and inWake
-	ring   []queued
-	head   int
-	count  int
-	closed bool
-	ready  chan struct{} // one token: the queue may have become non-empty
-	// inWake wakes a poll of the data file that waits for a packet or
-	// the end; the next enqueue or shut takes it, so one arrival costs one
-	// wakeup per poll, not one per packet.
-	inWake func()
+	// q is the receive queue (of at most the network's qlen); each
+	// packet's charge is taken before it is put, and let go as it leaves.
+	q pktq.Queue[queued]
 }
 
 func newPort(n *Network, id int, kind *link.Kind, uid, pid uint32, name string, recv, send bool) *Port {
-	return &Port{net: n, id: id, kind: kind, uid: uid, pid: pid, name: name,
-		recv: recv, send: send, ready: make(chan struct{}, 1)}
+	p := &Port{net: n, id: id, kind: kind, uid: uid, pid: pid, name: name, recv: recv, send: send}
+	p.q.Init(nil, func(e queued) { e.ch.release() })
+	return p
 }
 
 // queued is one packet in a receive queue, and what it costs its payer.
@@ -114,42 +110,8 @@ func (ch *charge) release() {
 // packets. It returns the wakeup of a poll armed on the port, if any, for
 // the caller to call once it holds no lock (it writes to /dev/fuse).
 func (p *Port) enqueue(pkt []byte, ch *charge, qlen int) (ok bool, pollWake func()) {
-	if ok, pollWake = p.push(pkt, ch, qlen); ok {
-		p.wake()
-	}
-	return ok, pollWake
+	return p.q.Put(queued{pkt, ch}, qlen)
 }
-
-// push is enqueue's part under p.mu.
-func (p *Port) push(pkt []byte, ch *charge, qlen int) (ok bool, pollWake func()) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || p.count >= qlen {
-		return false, nil
-	}
-	if p.count == len(p.ring) {
-		p.grow(qlen)
-	}
-	p.ring[(p.head+p.count)%len(p.ring)] = queued{pkt, ch}
-	p.count++
-	pollWake, p.inWake = p.inWake, nil
-	return true, pollWake
-}
-
-// grow doubles the ring, up to qlen: idle ports cost little memory.
-func (p *Port) grow(qlen int) {
-	size := max(2*len(p.ring), 8)
-	size = min(size, qlen)
-	ring := make([]queued, size)
-	for i := 0; i < p.count; i++ {
-		ring[i] = p.ring[(p.head+i)%len(p.ring)]
-	}
-	p.ring, p.head = ring, 0
-}
-
-// keptRing is the largest ring a drained queue keeps; a larger one (a
-// burst filled it) is let go, for the memory to return to the system.
-const keptRing = 64
 
 // kindName is what the KIND column shows.
 func (p *Port) kindName() string {
@@ -165,16 +127,7 @@ func (p *Port) room(qlen int) bool {
 	if p.link != nil {
 		return true
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.closed || p.count < qlen
-}
-
-func (p *Port) wake() {
-	select {
-	case p.ready <- struct{}{}:
-	default:
-	}
+	return p.q.Room(qlen)
 }
 
 // Recv copies the next packet into buf and returns its length; a packet
@@ -185,43 +138,18 @@ func (p *Port) Recv(ctx context.Context, buf []byte, nonblock bool) (int, error)
 	if !p.recv {
 		return 0, syscall.EBADF
 	}
-	for {
-		p.mu.Lock()
-		if p.count > 0 {
-			e := p.ring[p.head]
-			p.ring[p.head] = queued{}
-			p.head = (p.head + 1) % len(p.ring)
-			p.count--
-			more := p.count > 0
-			if !more && len(p.ring) > keptRing {
-				p.ring, p.head = nil, 0
-			}
-			p.mu.Unlock()
-			if more {
-				p.wake() // another reader of this same port may be waiting
-			}
-			k := copy(buf, e.pkt)
-			e.ch.release()
-			if p.net.lossless.Load() {
-				p.net.space.broadcast()
-			}
-			return k, nil
-		}
-		closed := p.closed
-		p.mu.Unlock()
-		if closed {
-			p.wake() // pass the news on to the next blocked reader
-			return 0, nil
-		}
-		if nonblock {
-			return 0, syscall.EAGAIN
-		}
-		select {
-		case <-p.ready:
-		case <-ctx.Done():
-			return 0, syscall.EINTR
-		}
+	e, err := p.q.Get(ctx, nonblock)
+	if err == io.EOF {
+		return 0, nil
 	}
+	if err != nil {
+		return 0, err
+	}
+	k := copy(buf, e.pkt)
+	if p.net.lossless.Load() {
+		p.net.space.broadcast()
+	}
+	return k, nil
 }
 
 // Send sends one packet into the network from this port.
@@ -259,17 +187,16 @@ func (p *Port) Poll(events uint32, wake func()) uint32 {
 		}
 	}
 	in := p.recv && events&(netcore.PollIn|netcore.PollRdNorm) != 0
-	p.mu.Lock()
-	if in && wake != nil {
-		p.inWake = wake
+	if !in {
+		wake = nil
 	}
-	if in && (p.count > 0 || p.closed) {
+	st := p.q.Poll(wake)
+	if in && (st.Len > 0 || st.Closed) {
 		ready |= netcore.PollIn | netcore.PollRdNorm
 	}
-	if p.closed {
+	if st.Closed {
 		ready |= netcore.PollHup
 	}
-	p.mu.Unlock()
 	return ready
 }
 
@@ -313,17 +240,7 @@ func (p *Port) Close() { p.net.leave(p) }
 // port closes under its users (the network is removed), and drops it when
 // the file itself is being released (nobody polls a released file).
 func (p *Port) shut() (pollWake func()) {
-	p.mu.Lock()
-	p.closed = true
-	ring, count, head := p.ring, p.count, p.head
-	p.ring, p.count, p.head = nil, 0, 0
-	pollWake, p.inWake = p.inWake, nil
-	p.mu.Unlock()
-	for i := range count {
-		ring[(head+i)%len(ring)].ch.release()
-	}
-	p.wake()
-	return pollWake
+	return p.q.Close(true)
 }
 
 // notifier lets any number of goroutines wait for the next broadcast, and

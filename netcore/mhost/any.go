@@ -3,6 +3,7 @@ package mhost
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -178,7 +179,7 @@ func (a *anyEndpoint) Read(ctx context.Context, p []byte, _ int64, nonblock bool
 		return 0, nil
 	}
 	d, err := a.q.get(ctx, nonblock)
-	if err == errEOF {
+	if err == io.EOF {
 		return 0, nil
 	}
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mnet-project/mnet/internal/netns"
+	"github.com/mnet-project/mnet/internal/pktq"
 	"github.com/mnet-project/mnet/netcore"
 	"github.com/mnet-project/mnet/netcore/iphost"
 )
@@ -114,65 +116,45 @@ func (f *udpFile) Open(_ context.Context, c *netcore.Cred, flags int) (netcore.H
 	return ep, nil
 }
 
-// queue is an endpoint's bounded receive queue. What waits in it is its
-// opener's queued bytes.
-type queue struct {
-	payer  *netcore.Payer
-	mu     sync.Mutex
-	items  []datagram
-	closed bool
-	ready  chan struct{}
-	inWake func() // a poll waiting for a datagram or the end
-}
-
 type datagram struct {
 	from netip.AddrPort
 	via  path // the way it came (mhost/any answers by it)
 	data []byte
 }
 
+// queue is an endpoint's bounded receive queue (of at most qlen). What
+// waits in it is its opener's queued bytes.
+type queue struct {
+	pktq.Queue[datagram]
+	payer *netcore.Payer
+}
+
 func (q *queue) init(payer *netcore.Payer) {
 	q.payer = payer
-	q.ready = make(chan struct{}, 1)
+	q.Init(q.charge, q.release)
 }
 
 func costOf(d datagram) int64 { return int64(len(d.data)) + netcore.QueueEntryCost }
 
-func (q *queue) wake() {
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
+func (q *queue) charge(d datagram) bool { return q.payer.Take(netcore.Queued, costOf(d)) == nil }
+
+func (q *queue) release(d datagram) { q.payer.Release(netcore.Queued, costOf(d)) }
+
+// put queues d; false if it was dropped (full, closed or past the
+// payer's budget). wake is a poll's wakeup, for the caller to run once
+// it holds no lock.
+func (q *queue) put(d datagram) (ok bool, wake func()) { return q.Put(d, qlen) }
+
+// get returns the next datagram, blocking as a socket's read does; at
+// the end, io.EOF.
+func (q *queue) get(ctx context.Context, nonblock bool) (datagram, error) {
+	return q.Get(ctx, nonblock)
 }
 
-// put queues d; false if it was dropped (full or closed). wake is a
-// poll's wakeup, for the caller to run once it holds no lock.
-func (q *queue) put(d datagram) (ok bool, wake func()) {
-	q.mu.Lock()
-	if q.closed || len(q.items) >= qlen || q.payer.Take(netcore.Queued, costOf(d)) != nil {
-		q.mu.Unlock()
-		return false, nil
-	}
-	q.items = append(q.items, d)
-	wake, q.inWake = q.inWake, nil
-	q.mu.Unlock()
-	q.wake()
-	return true, wake
-}
-
+// close ends the queue, wakes its readers and polls, and drops what it
+// holds.
 func (q *queue) close() {
-	q.mu.Lock()
-	q.closed = true
-	w := q.inWake
-	q.inWake = nil
-	items := q.items
-	q.items = nil
-	q.mu.Unlock()
-	for _, d := range items {
-		q.payer.Release(netcore.Queued, costOf(d))
-	}
-	q.wake()
-	if w != nil {
+	if w := q.Close(true); w != nil {
 		w()
 	}
 }
@@ -188,57 +170,18 @@ func (q *queue) poll(events uint32, wake func(), recv, send bool) uint32 {
 	if !recv {
 		return ready & events
 	}
-	q.mu.Lock()
-	if wake != nil && events&(netcore.PollIn|netcore.PollRdNorm) != 0 {
-		q.inWake = wake
+	if events&(netcore.PollIn|netcore.PollRdNorm) == 0 {
+		wake = nil
 	}
-	if len(q.items) > 0 {
+	st := q.Poll(wake)
+	if st.Len > 0 {
 		ready |= netcore.PollIn | netcore.PollRdNorm
 	}
-	if q.closed {
+	if st.Closed {
 		ready |= netcore.PollIn | netcore.PollRdNorm | netcore.PollHup
 	}
-	q.mu.Unlock()
 	return ready & (events | netcore.PollErr | netcore.PollHup)
 }
-
-// get returns the next datagram, blocking as a socket's read does.
-func (q *queue) get(ctx context.Context, nonblock bool) (datagram, error) {
-	for {
-		q.mu.Lock()
-		if len(q.items) > 0 {
-			d := q.items[0]
-			q.items[0] = datagram{}
-			q.items = q.items[1:]
-			if len(q.items) == 0 {
-				q.items = nil
-			}
-			more := len(q.items) > 0
-			q.mu.Unlock()
-			q.payer.Release(netcore.Queued, costOf(d))
-			if more {
-				q.wake()
-			}
-			return d, nil
-		}
-		closed := q.closed
-		q.mu.Unlock()
-		if closed {
-			q.wake()
-			return datagram{}, errEOF
-		}
-		if nonblock {
-			return datagram{}, syscall.EAGAIN
-		}
-		select {
-		case <-q.ready:
-		case <-ctx.Done():
-			return datagram{}, syscall.EINTR
-		}
-	}
-}
-
-var errEOF = errors.New("end of file")
 
 // path is one way out of an endpoint: a kernel socket connected to an
 // inet locator, or a userspace host's endpoint toward an ipn one.
@@ -280,7 +223,7 @@ func (ep *endpoint) Read(ctx context.Context, p []byte, _ int64, nonblock bool) 
 		return 0, nil
 	}
 	d, err := ep.q.get(ctx, nonblock)
-	if err == errEOF {
+	if err == io.EOF {
 		return 0, nil
 	}
 	if err != nil {
