@@ -232,3 +232,12 @@ func (q *Queue[T]) releaseAll(ring []T, head, count int) {
 		q.release(ring[(head+i)%len(ring)])
 	}
 }
+
+// TakeWake takes the wakeup of a poll armed on the queue, if any: the
+// owner saw a change of its own (bytes it buffered past the queue).
+func (q *Queue[T]) TakeWake() (pollWake func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	pollWake, q.inWake = q.inWake, nil
+	return pollWake
+}

@@ -3,7 +3,7 @@ package ipn
 import (
 	"bytes"
 	"context"
-	"sync"
+	"io"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -12,6 +12,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/mnet-project/mnet/internal/pktq"
 	"github.com/mnet-project/mnet/netcore"
 )
 
@@ -36,15 +37,11 @@ type captureRecord struct {
 type capture struct {
 	// payer is the reader's: records waiting for it are its queued
 	// bytes (entryCost each beyond the packet, shared with the queues).
-	payer  *netcore.Payer
-	mu     sync.Mutex
-	recs   []captureRecord
-	bytes  int
-	closed bool
-	ready  chan struct{}
-	// inWake wakes a poll that waits for capture bytes; the next add,
-	// shut or read that leaves bytes behind takes it.
-	inWake func()
+	payer *netcore.Payer
+	// q holds the records not yet read, at most captureMaxRecords of at
+	// most captureMaxBytes together (bytes).
+	q     pktq.Queue[captureRecord]
+	bytes atomic.Int64
 	// unread is out.Len() for polls, which may not touch out.
 	unread atomic.Int64
 
@@ -57,7 +54,8 @@ type capture struct {
 }
 
 func newCapture(payer *netcore.Payer) (*capture, error) {
-	c := &capture{payer: payer, ready: make(chan struct{}, 1), reading: make(chan struct{}, 1)}
+	c := &capture{payer: payer, reading: make(chan struct{}, 1)}
+	c.q.Init(c.charge, c.release)
 	c.w = pcapgo.NewWriter(&c.out)
 	if err := c.w.WriteFileHeader(pcapSnaplen, layers.LinkTypeEthernet); err != nil {
 		return nil, err
@@ -66,46 +64,32 @@ func newCapture(payer *netcore.Payer) (*capture, error) {
 	return c, nil
 }
 
+// charge admits a record within the byte bound and the payer's budget;
+// it runs under the queue's lock, so admissions do not race each other.
+func (c *capture) charge(r captureRecord) bool {
+	if c.bytes.Load()+int64(len(r.pkt)) > captureMaxBytes ||
+		c.payer.Take(netcore.Queued, chargeOf(len(r.pkt), 1)) != nil {
+		return false
+	}
+	c.bytes.Add(int64(len(r.pkt)))
+	return true
+}
+
+func (c *capture) release(r captureRecord) {
+	c.bytes.Add(-int64(len(r.pkt)))
+	c.payer.Release(netcore.Queued, chargeOf(len(r.pkt), 1))
+}
+
 // add queues a record; false means it was dropped. Called under the
 // network's mutex; it returns the wakeup of a poll armed on the capture,
 // if any, for the caller to call once it holds no lock.
 func (c *capture) add(t time.Time, pkt []byte) (ok bool, pollWake func()) {
-	if ok, pollWake = c.push(t, pkt); ok {
-		select {
-		case c.ready <- struct{}{}:
-		default:
-		}
-	}
-	return ok, pollWake
-}
-
-// push is add's part under c.mu.
-func (c *capture) push(t time.Time, pkt []byte) (ok bool, pollWake func()) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed || len(c.recs) >= captureMaxRecords || c.bytes+len(pkt) > captureMaxBytes ||
-		c.payer.Take(netcore.Queued, chargeOf(len(pkt), 1)) != nil {
-		return false, nil
-	}
-	c.recs = append(c.recs, captureRecord{t, pkt})
-	c.bytes += len(pkt)
-	pollWake, c.inWake = c.inWake, nil
-	return true, pollWake
+	return c.q.Put(captureRecord{t, pkt}, captureMaxRecords)
 }
 
 // shut ends the capture: reads return what is left, then end of file. It
 // returns the wakeup of a poll armed on it, as add does.
-func (c *capture) shut() (pollWake func()) {
-	c.mu.Lock()
-	c.closed = true
-	pollWake, c.inWake = c.inWake, nil
-	c.mu.Unlock()
-	select {
-	case c.ready <- struct{}{}:
-	default:
-	}
-	return pollWake
-}
+func (c *capture) shut() (pollWake func()) { return c.q.Close(false) }
 
 // poll reports the pcap file readable when capture bytes are pending or
 // the capture has ended (PollHup: reads return end of file once drained).
@@ -114,18 +98,14 @@ func (c *capture) poll(events uint32, wake func()) uint32 {
 	if events&(netcore.PollIn|netcore.PollRdNorm) == 0 {
 		wake = nil
 	}
-	c.mu.Lock()
-	if wake != nil {
-		c.inWake = wake
-	}
+	st := c.q.Poll(wake)
 	var ready uint32
-	if len(c.recs) > 0 || c.closed || c.unread.Load() > 0 {
+	if st.Len > 0 || st.Closed || c.unread.Load() > 0 {
 		ready = netcore.PollIn | netcore.PollRdNorm
 	}
-	if c.closed {
+	if st.Closed {
 		ready |= netcore.PollHup
 	}
-	c.mu.Unlock()
 	return ready & (events | netcore.PollHup)
 }
 
@@ -138,11 +118,7 @@ func (c *capture) readDone() {
 	if left == 0 {
 		return
 	}
-	c.mu.Lock()
-	wake := c.inWake
-	c.inWake = nil
-	c.mu.Unlock()
-	if wake != nil {
+	if wake := c.q.TakeWake(); wake != nil {
 		wake()
 	}
 }
@@ -171,22 +147,23 @@ func (c *capture) read(ctx context.Context, p []byte, nonblock bool) (int, error
 		}
 		// Records become bytes as the reader asks for them, so that what
 		// waits stays counted in its budget.
-		c.mu.Lock()
-		take, size := 0, 0
-		for take < len(c.recs) && (take == 0 || size < len(p)) {
-			size += len(c.recs[take].pkt)
-			take++
-		}
-		c.scratch = append(c.scratch[:0], c.recs[:take]...)
-		clear(c.recs[:take])
-		if c.recs = c.recs[take:]; len(c.recs) == 0 {
-			c.recs = nil
-		}
-		c.bytes -= size
-		closed := c.closed && len(c.recs) == 0
-		c.mu.Unlock()
-		if take > 0 {
-			c.payer.Release(netcore.Queued, chargeOf(size, take))
+		c.scratch = c.scratch[:0]
+		for size := 0; len(c.scratch) == 0 || size < len(p); {
+			r, err := c.q.Get(ctx, true)
+			if err == syscall.EAGAIN && len(c.scratch) == 0 && !nonblock {
+				r, err = c.q.Get(ctx, false)
+			}
+			if err != nil {
+				if len(c.scratch) > 0 {
+					break
+				}
+				if err == io.EOF {
+					return 0, nil
+				}
+				return 0, err
+			}
+			c.scratch = append(c.scratch, r)
+			size += len(r.pkt)
 		}
 		for i, r := range c.scratch {
 			ci := gopacket.CaptureInfo{Timestamp: r.t, CaptureLength: len(r.pkt), Length: len(r.pkt)}
@@ -195,33 +172,11 @@ func (c *capture) read(ctx context.Context, p []byte, nonblock bool) (int, error
 			}
 			c.scratch[i] = captureRecord{}
 		}
-		if c.out.Len() > 0 {
-			continue
-		}
-		if closed {
-			return 0, nil
-		}
-		if nonblock {
-			return 0, syscall.EAGAIN
-		}
-		select {
-		case <-c.ready:
-		case <-ctx.Done():
-			return 0, syscall.EINTR
-		}
 	}
 }
 
 // discard drops the records no one will read: the file is released.
-func (c *capture) discard() {
-	c.mu.Lock()
-	recs, size := len(c.recs), c.bytes
-	c.recs, c.bytes = nil, 0
-	c.mu.Unlock()
-	if recs > 0 {
-		c.payer.Release(netcore.Queued, chargeOf(size, recs))
-	}
-}
+func (c *capture) discard() { c.q.Drain() }
 
 // startCapture adds a capture reader, paying for its records, to the
 // network.
