@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package fs serves a netcore tree over FUSE. It knows nothing of any
 // protocol family: it turns file operations into calls on netcore's Dir,
 // File and Handle interfaces, and netcore's errors into errnos.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package netcore is the core of mnet without any protocol in it: the
 // registry of protocol families, the tree of directories and files that
 // each family exposes, and a few helpers for text files. It imports the

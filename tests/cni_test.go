@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 package tests
 
 // End-to-end tests of the CNI plugin (mnet-cni(8)): invoked the way

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 package tests
 
 // End-to-end tests of small things a user meets at a shell: nothing under

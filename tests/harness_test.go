@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package tests drives a real mnet mount the way users do: the built binary
 // as a separate daemon process, shell commands, other uids, tcpdump.
 package tests

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 package tests
 
 // What the end-to-end tests of the ctl words tap, grab and detach

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 package tests
 
 // End-to-end tests of SPEC "VXLAN cables": mnet networks cabled over VXLAN

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Command fusebench measures how fast packets cross mnet's data files and
 // compares that with a bare go-fuse relay, the FUSE ceiling of the machine.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Command hostbench measures the userspace host of an IPN network against
 // the kernel, in the same run, with interleaved rounds:
 //

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # ifbench: iperf3 TCP throughput and ping RTT between two network namespaces
 # joined by
 #   (a) mnet: an IPN network with `policy switch` and two TAP ports,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Command limitbench replays issue 18's attacks on the daemon's shared
 // limits and reports what they cost it and what each limit refused.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Command udpbench measures how many UDP datagrams per second leave
 // through write(2) on an open inet/udp/127.0.0.1/PORT file, against the
 // same write(2) loop on a plain connected UDP socket, in the same run; and

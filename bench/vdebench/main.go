@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Command vdebench measures frames per second and Mbit/s between two
 // vde_plug clients (Debian's vde2) joined through an mnet network's VDE
 // switch directory, against the same two clients through Debian's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # vxbench: iperf3 TCP across a VXLAN cable between two namespaces,
 #   mnet <-> Linux vxlan: an mnet network (policy switch) with a TAP into
 #     namespace h1 and a vxlan cable to host B, where a Linux vxlan device

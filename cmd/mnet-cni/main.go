@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Command mnet-cni is a CNI plugin of type mnet: it puts a container's
 // interface on an mnet IPN network. Installed as /usr/lib/cni/mnet, it is
 // run by container runtimes (podman's CNI backend, containerd, cnitool)

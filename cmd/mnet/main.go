@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Command mnet mounts the mnet filesystem: networking as files.
 package main
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package fdpoll lets one goroutine wait for many file descriptors at
 // once, the way vde_switch's poll loop does, and wait "hot" while traffic
 // is recent.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package netns makes sockets for a caller the way the caller would make
 // them itself: in the caller's network namespace and owned by its uid.
 //

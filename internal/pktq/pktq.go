@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package pktq is the daemon's bounded packet queue with readiness: a
 // ring of packets that writers put and readers get (blocking with a
 // context, or not), a poll that arms one wakeup taken by the next change,

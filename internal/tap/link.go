@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package tap opens network interfaces as frame devices: TAP devices through
 // /dev/net/tun, and existing interfaces grabbed with an AF_PACKET socket.
 // Both carry Ethernet frames with a virtio-net header in front, so that TCP

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package vnet is the frame format of mnet's networks: an Ethernet frame
 // behind a virtio-net header (struct virtio_net_hdr), the way Linux TAP
 // devices and packet sockets carry frames with offloads, so that a TCP

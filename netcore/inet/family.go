@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package inet is the inet and inet6 families: UDP and TCP through kernel
 // sockets, one socket per open file, at inet/udp/HOST/PORT and
 // inet/tcp/HOST/PORT (and the same under inet6/), the way mnet handed

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package iphost is mnet's userspace IP host on an IPN network: "addr CIDR"
 // in a network's ctl gives mnet itself that address on the network, with a
 // MAC of its own ("mac"), as a port of KIND host. It answers ARP and IPv6

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package ipn is the ipn family: IPN (Inter Process Networking) networks
 // at ipn/NAME, buses of ports with a delivery policy (hub or learning
 // switch), rights from the directory's mode (r receive, w send, x manage),

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package link is the seam between IPN networks and every port that is not
 // a file: TAP devices, grabbed interfaces and, through the same interface,
 // any other kind of port (a VDE client, a VXLAN cable, a userspace host).

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package mhost is the mhost family: named hosts reachable over several
 // families, as the mnet kernel module's AF_MHOST. mkdir mhost/NAME names a
 // host; its ctl lists its locators in order of preference (inet ADDR,

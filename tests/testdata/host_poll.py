@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestHostPoll (host_test.go); arguments: a bound udp file, a
 # connected one whose port is closed, an mhost/any udp file, the peer's
 # namespace and address, the bound and the mhost/any port.

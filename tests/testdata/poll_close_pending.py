@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestPollCloseWithPollPending (poll_test.go); arguments: a network's
 # data and pcap.
 import os, select, sys, time

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestPollEpollEdgeTriggered (poll_test.go); arguments: a network's
 # data.
 import os, select, sys

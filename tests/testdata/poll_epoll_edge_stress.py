@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestPollEpollEdgeTriggeredStress (poll_test.go); arguments: a
 # network's data, under lossless on.
 import os, select, sys, threading, time

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestPollEpollLevelTriggered (poll_test.go); arguments: a network's
 # data.
 import os, select, sys, time

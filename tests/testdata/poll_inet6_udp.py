@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestPollInet6UDP (poll_test.go); arguments: an inet6/udp file bound
 # to ::, and its port.
 import os, select, socket, sys

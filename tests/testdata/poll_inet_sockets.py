@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestPollInetSockets (poll_test.go); arguments: a bound inet/udp
 # file, its port, and an inet/tcp file whose peer closes.
 import os, select, socket, sys

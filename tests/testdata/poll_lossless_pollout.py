@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestPollLosslessPollout (poll_test.go); arguments: a network's data,
 # under lossless on and qlen 4.
 import os, select, sys, time

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestPollPcap (poll_test.go); arguments: a network's directory.
 import os, select, sys
 

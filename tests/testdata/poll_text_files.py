@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Run by TestPollTextFilesAlwaysReady (poll_test.go); arguments: text files
 # of the mount.
 import os, select, sys

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # What the Python clients of the tests share: check(cond, what) fails the
 # script, later(s, f) runs f in s seconds in a thread, and ms(t0) is the
 # time since t0 in milliseconds.

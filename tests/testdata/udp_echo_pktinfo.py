@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # A UDP echo server on the port given (run by the mhost tests): each
 # datagram goes back to its sender, prefixed with the address it came to.
 import socket, sys

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Command flood is a small pktgen: it sends UDP datagrams of a fixed
 // payload size to one address as fast as one thread can, in sendmmsg(2)
 // batches, for a given time, and prints how many it sent. run.sh runs it in

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Command taprelay is the smallest userspace forwarder between two TAP
 // devices: it creates TAP A and TAP B and copies every frame read from one
 // to the other, one thread per direction, one read(2) and one write(2) per

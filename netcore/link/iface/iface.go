@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package iface is the tap and grab kinds of link: a TAP device mnet
 // creates (or takes over) and an existing interface grabbed through a
 // packet socket, both from package tap. ctl's "tap IFNAME" and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package memlink is a link kind that lives in memory, for tests (as
 // wireguard-go's tun/tuntest is for its devices): ctl's "mem NAME"
 // attaches an in-memory link called NAME, and the test holds its far end

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package vde serves every IPN network as a VDE2 switch (service "vde" of
 // package link): the directory VDEDIR/NAME holds the switch's control
 // socket ctl, and each VDE client that connects to it (vde_plug,

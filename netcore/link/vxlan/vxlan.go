@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package vxlan is the vxlan kind of link: a cable from a network to
 // remote VXLAN tunnel endpoints (RFC 7348) over UDP. ctl's
 //

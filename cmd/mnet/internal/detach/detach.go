@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package detach starts a daemon in the background the way a mount helper
 // must: in a session of its own, with no terminal and standard input and
 // output on /dev/null, and returns only once the daemon reports that it

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package logdest opens the daemon's log: standard error (in the
 // foreground, and under systemd, whose journal reads it), syslog (a detached
 // daemon with no terminal: journald and syslog daemons read /dev/log), or a

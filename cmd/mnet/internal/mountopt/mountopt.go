@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package mountopt reads the command line mount(8) gives a filesystem's
 // mount helper (mount.mnet SPEC DIR [-sfnv] [-o OPTIONS]) and turns the
 // options into flags of `mnet mount`.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
 // Package sdnotify tells a service manager about the daemon's state with the
 // sd_notify(3) protocol: one datagram of NAME=VALUE lines sent to the unix
 // socket named by $NOTIFY_SOCKET.
