@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# SPDX-License-Identifier: BSD-3-Clause
 # third_party/go-fuse is github.com/hanwen/go-fuse/v2 at the version below,
 # exactly as the Go module proxy serves it (checked against the pinned h1:
 # sum, the one in go.sum), plus third_party/go-fuse-patches/*.patch applied

@@ -1,5 +1,4 @@
 #!/bin/sh
-# SPDX-License-Identifier: BSD-3-Clause
 
 # Runtime is typically dominated by the costs of GetAttr (ie. Stat),
 # so let's time that.  We use zipfs which runs from memory to minimize
