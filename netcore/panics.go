@@ -43,28 +43,16 @@ func Contained(log *slog.Logger, r any, msg string, args ...any) {
 
 const panicLogBurst = 10
 
-// panicLog is a token bucket of panicLogBurst lines, refilled at as many
-// a second.
-var panicLog struct {
+// panicLog passes panicLogBurst lines at once and as many a second.
+var panicLog = struct {
 	sync.Mutex
-	tokens float64
-	last   time.Time
-}
+	TokenBucket
+}{TokenBucket: TokenBucket{Rate: panicLogBurst, Burst: panicLogBurst}}
 
 func allowPanicLog(now time.Time) bool {
 	panicLog.Lock()
 	defer panicLog.Unlock()
-	if panicLog.last.IsZero() {
-		panicLog.tokens = panicLogBurst
-	} else {
-		panicLog.tokens = min(panicLogBurst, panicLog.tokens+now.Sub(panicLog.last).Seconds()*panicLogBurst)
-	}
-	panicLog.last = now
-	if panicLog.tokens < 1 {
-		return false
-	}
-	panicLog.tokens--
-	return true
+	return panicLog.Allow(now)
 }
 
 // testHooks enables TestHook. The daemon sets it only from the

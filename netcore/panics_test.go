@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A contained panic is counted and logged at error level with the stack
@@ -49,4 +50,24 @@ func TestTestHook(t *testing.T) {
 		}
 	}()
 	TestHook("PUMP", []byte("xx MNET-TEST-PANIC-PUMP xx"))
+}
+
+// A TokenBucket passes Burst at once, then Rate a second.
+func TestTokenBucket(t *testing.T) {
+	b := TokenBucket{Rate: 10, Burst: 3}
+	now := time.Unix(1000, 0)
+	for i := 0; i < 3; i++ {
+		if !b.Allow(now) {
+			t.Fatalf("event %d of the burst refused", i)
+		}
+	}
+	if b.Allow(now) {
+		t.Fatal("an event past the burst passed")
+	}
+	if !b.Allow(now.Add(100 * time.Millisecond)) {
+		t.Fatal("a token refilled after 1/Rate was refused")
+	}
+	if b.Allow(now.Add(100 * time.Millisecond)) {
+		t.Fatal("two events passed on one refilled token")
+	}
 }

@@ -89,7 +89,7 @@ type Host struct {
 	nconns   int
 	frags    reassembly
 	ipID     uint16
-	icmpRate rateLimit
+	icmpRate netcore.TokenBucket
 	stats    counters
 	wakes    []func() // of sinks, run by unlock
 	mtu      int      // largest IP packet sent (ipMTUOf the network's mtu)
@@ -109,7 +109,8 @@ type counters struct {
 }
 
 func newHost(n link.Network) *Host {
-	h := &Host{net: n, mac: defaultMAC(n.Name()), mtu: ipMTU}
+	h := &Host{net: n, mac: defaultMAC(n.Name()), mtu: ipMTU,
+		icmpRate: netcore.TokenBucket{Rate: icmpRate, Burst: icmpBurst}}
 	h.conns[0] = map[uint16][]*Conn{}
 	h.conns[1] = map[uint16][]*Conn{}
 	h.neigh.init()

@@ -533,7 +533,7 @@ func (h *Host) inputUDP(lk *hostLink, eth *layers.Ethernet, src, dst netip.Addr,
 		return
 	}
 	h.stats.udpNoPort++
-	if !h.icmpRate.allow(time.Now()) {
+	if !h.icmpRate.Allow(time.Now()) {
 		h.stats.icmpLimited++
 		return
 	}
@@ -550,31 +550,12 @@ func (h *Host) inputUDP(lk *hostLink, eth *layers.Ethernet, src, dst netip.Addr,
 	h.sendIPv6Reply(lk, eth.SrcMAC, dst, src, icmp, gopacket.Payload(quote))
 }
 
-// rateLimit bounds the ICMP errors the host sends: a token bucket of
-// icmpBurst, refilled at icmpRate a second, as the kernel's icmp_ratelimit.
-type rateLimit struct {
-	tokens float64
-	last   time.Time
-}
-
+// The ICMP errors the host sends are bounded as by the kernel's
+// icmp_ratelimit: icmpBurst at once, then icmpRate a second.
 const (
 	icmpRate  = 100
 	icmpBurst = 50
 )
-
-func (r *rateLimit) allow(now time.Time) bool {
-	if r.last.IsZero() {
-		r.tokens = icmpBurst
-	} else {
-		r.tokens = min(icmpBurst, r.tokens+now.Sub(r.last).Seconds()*icmpRate)
-	}
-	r.last = now
-	if r.tokens < 1 {
-		return false
-	}
-	r.tokens--
-	return true
-}
 
 // checksum is the Internet checksum of b plus the partial sum initial;
 // 0 when b holds a correct checksum.

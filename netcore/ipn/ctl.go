@@ -84,7 +84,7 @@ func (n *Network) applyCtl(c *netcore.Cred, ns *netns.NS, text string) error {
 	if persistLocked {
 		n.fam.persistMu.Unlock()
 	}
-	n.space.broadcast() // qlen or lossless may have changed what senders wait for
+	n.space.Broadcast() // qlen or lossless may have changed what senders wait for
 	n.settleLinks(cmds, attached, detached)
 	if bad == nil {
 		bad = n.applyExtCtl(c, cmds)

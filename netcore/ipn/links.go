@@ -221,7 +221,7 @@ func (n *Network) release(p *Port, keep bool) {
 	if p.spec != nil {
 		n.fam.unclaim(n, p.spec.Claim())
 	}
-	n.space.broadcast()
+	n.space.Broadcast()
 }
 
 // linkQueue is one queue of a link port (a link that is not a

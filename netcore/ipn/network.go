@@ -113,7 +113,7 @@ type Network struct {
 	lossless atomic.Bool
 	// space is broadcast when a queue may have room again (lossless senders
 	// wait on it).
-	space notifier
+	space netcore.Notifier
 
 	// svcMu orders the starts and stops of services; running are the
 	// services serving this network, by name (guarded by svcMu).
@@ -192,9 +192,9 @@ func (n *Network) leave(p *Port) {
 	n.fdb.forget(p)
 	n.mu.Unlock()
 	p.shut() // the file is being released: nobody polls it any more
-	n.space.disarm(p)
+	n.space.Disarm(p)
 	n.fam.quota.DisarmQueued(p)
-	n.space.broadcast() // a lossless sender may have been waiting for p
+	n.space.Broadcast() // a lossless sender may have been waiting for p
 }
 
 // send sends one packet written to a file port. The caller's buffer is
@@ -333,7 +333,7 @@ func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, li
 	n.route(from, frame)
 	var paid *charge // a lossless writer's, for its frame in every queue
 	if n.set.Lossless {
-		space = n.space.wait()
+		space = n.space.Wait()
 		if !n.roomForAll() {
 			return links, wakes, nil, space, nil
 		}
@@ -664,7 +664,7 @@ func (n *Network) shutdown(exiting bool) {
 		}
 	}
 	n.closeWaiter()
-	n.space.broadcast()
+	n.space.Broadcast()
 }
 
 func onOff(b bool) string {

@@ -149,7 +149,7 @@ func (p *Port) Recv(ctx context.Context, buf []byte, nonblock bool) (int, error)
 	}
 	k := copy(buf, e.pkt)
 	if p.net.lossless.Load() {
-		p.net.space.broadcast()
+		p.net.space.Broadcast()
 	}
 	return k, nil
 }
@@ -182,7 +182,7 @@ func (p *Port) Poll(events uint32, wake func()) uint32 {
 				wake = sync.OnceFunc(wake)
 				p.net.fam.quota.ArmQueued(p, wake)
 			}
-			p.net.space.arm(p, wake)
+			p.net.space.Arm(p, wake, nil)
 		}
 		if p.writable() {
 			ready |= netcore.PollOut | netcore.PollWrNorm
@@ -243,57 +243,4 @@ func (p *Port) Close() { p.net.leave(p) }
 // the file itself is being released (nobody polls a released file).
 func (p *Port) shut() (pollWake func()) {
 	return p.q.Close(true)
-}
-
-// notifier lets any number of goroutines wait for the next broadcast, and
-// polls of ports be woken by it.
-type notifier struct {
-	mu    sync.Mutex
-	ch    chan struct{}
-	armed map[*Port]func() // one wakeup per port: the latest poll's
-}
-
-// arm has the next broadcast call wake, once, in place of any wakeup p
-// armed before. Arm before checking the condition.
-func (w *notifier) arm(p *Port, wake func()) {
-	w.mu.Lock()
-	if w.armed == nil {
-		w.armed = make(map[*Port]func())
-	}
-	w.armed[p] = wake
-	w.mu.Unlock()
-}
-
-// disarm forgets p's wakeup: its file is being released.
-func (w *notifier) disarm(p *Port) {
-	w.mu.Lock()
-	delete(w.armed, p)
-	w.mu.Unlock()
-}
-
-// wait returns a channel closed by the next broadcast. Take it before
-// checking the condition, so a broadcast in between is not missed.
-func (w *notifier) wait() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ch == nil {
-		w.ch = make(chan struct{})
-	}
-	return w.ch
-}
-
-// broadcast wakes every waiter and every armed poll. Call it holding no
-// network or port lock: a poll's wakeup writes to /dev/fuse.
-func (w *notifier) broadcast() {
-	w.mu.Lock()
-	if w.ch != nil {
-		close(w.ch)
-		w.ch = nil
-	}
-	armed := w.armed
-	w.armed = nil
-	w.mu.Unlock()
-	for _, wake := range armed {
-		wake()
-	}
 }
