@@ -211,3 +211,28 @@ func TestLimitsRootReserve(t *testing.T) {
 			strings.Contains(l, "resource=sockets uid=1003 scope=global")
 	})
 }
+
+// A ctl file opened for writing from another network namespace holds that
+// namespace open, by a descriptor of the daemon's: it counts as a socket
+// of the opener's, so opens from ever new namespaces cannot use up the
+// daemon's descriptors.
+func TestLimitsCtlNamespaceCounts(t *testing.T) {
+	require(t, "setpriv", "unshare")
+	d := startMnet(t, "--max-sockets-per-uid", "2")
+	u := &cred{uid: 1000, gid: 1000}
+	if out, err := shAs(t, u, 15*time.Second, "mkdir "+d.path("ipn", "nsctl")); err != nil {
+		t.Fatalf("mkdir as uid 1000: %v %s", err, out)
+	}
+	ctlPath := d.path("ipn", "nsctl", "ctl")
+	script := fmt.Sprintf("unshare -Urn bash -c 'exec 3>%s 4>%s && echo two && exec 5>%s && echo three'", ctlPath, ctlPath, ctlPath)
+	out, err := shAs(t, u, 15*time.Second, script)
+	if !strings.Contains(out, "two") || strings.Contains(out, "three") || !strings.Contains(out, "Too many open files") {
+		t.Fatalf("three ctl opens from a namespace of uid 1000's, with 2 sockets allowed: %v %q, want the third EMFILE", err, out)
+	}
+	// Closed, they are given back; from the daemon's namespace nothing
+	// is held and nothing counted.
+	script = fmt.Sprintf("unshare -Urn bash -c 'exec 3>%s 4>%s && echo again' && exec 3>%s 4>%s 5>%s && echo host", ctlPath, ctlPath, ctlPath, ctlPath, ctlPath)
+	if out, err := shAs(t, u, 15*time.Second, script); err != nil || !strings.Contains(out, "again") || !strings.Contains(out, "host") {
+		t.Errorf("ctl opens after the first were closed: %v %q", err, out)
+	}
+}

@@ -531,6 +531,17 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 			// what needs it).
 			c.Pin()
 			h.ns, _ = netns.OfTask(c.Pid)
+			if h.ns != nil && !h.ns.Self() {
+				// The namespace is held open, by a descriptor of the
+				// daemon's: it counts as a socket of the opener's, so
+				// opens from ever new namespaces cannot use up the
+				// daemon's descriptors.
+				h.payer = n.fam.quota.PayerOf(c)
+				if err := h.payer.Take(netcore.Sockets, 1); err != nil {
+					h.ns.Close()
+					return nil, err
+				}
+			}
 		}
 		h.cred = *c
 		return h, nil
@@ -631,8 +642,9 @@ func (h *pcapHandle) Close() { h.n.stopCapture(h.c) }
 // commands written to it.
 type ctlHandle struct {
 	n     *Network
-	cred  netcore.Cred // of the opener, pinned: rights are those of whoever opened ctl
-	ns    *netns.NS    // the opener's network namespace, held open; nil if not seen
+	cred  netcore.Cred   // of the opener, pinned: rights are those of whoever opened ctl
+	ns    *netns.NS      // the opener's network namespace, held open; nil if not seen
+	payer *netcore.Payer // charged a socket for ns if it is not the daemon's
 	write bool
 	text  netcore.Snapshot
 }
@@ -650,5 +662,9 @@ func (h *ctlHandle) Close() {
 	if h.ns != nil {
 		h.ns.Close()
 		h.ns = nil
+	}
+	if h.payer != nil {
+		h.payer.Release(netcore.Sockets, 1)
+		h.payer = nil
 	}
 }
