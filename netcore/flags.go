@@ -31,6 +31,9 @@ type Flag struct {
 	// CheckOption checks an option's value before the mount helper starts
 	// the daemon, so that a bad fstab line fails in mount(8); nil: any.
 	CheckOption func(value string) error
+	// Limit marks the flag of a limit: RegisterResource makes them, and
+	// the help lists them apart, in a table of their own.
+	Limit bool
 }
 
 var (
@@ -38,28 +41,57 @@ var (
 	flags   []Flag
 )
 
-// RegisterFlag adds a mount flag; registering a name twice panics.
+// RegisterFlag adds a mount flag; registering a name twice, or a limit's
+// flag (RegisterResource makes those), panics.
 func RegisterFlag(f Flag) {
+	if f.Limit {
+		panic("netcore: a limit's flag comes with its resource: " + f.Name)
+	}
 	flagsMu.Lock()
 	defer flagsMu.Unlock()
-	for _, g := range flags {
-		if g.Name == f.Name {
-			panic("netcore: flag registered twice: " + f.Name)
-		}
+	resourcesMu.Lock()
+	defer resourcesMu.Unlock()
+	if flagTakenLocked(f.Name) {
+		panic("netcore: flag registered twice: " + f.Name)
 	}
 	flags = append(flags, f)
 	slices.SortFunc(flags, func(a, b Flag) int { return strings.Compare(a.Name, b.Name) })
 }
 
-// Flags returns the registered flags, by name.
-func Flags() []Flag {
-	flagsMu.Lock()
-	defer flagsMu.Unlock()
-	return slices.Clone(flags)
+// flagTakenLocked reports whether a flag, a limit's included, has name.
+// Called with flagsMu and resourcesMu held.
+func flagTakenLocked(name string) bool {
+	if name == rootReserveFlag.Name {
+		return true
+	}
+	for _, f := range flags {
+		if f.Name == name {
+			return true
+		}
+	}
+	for _, s := range resources {
+		if s.Flag == name || s.GlobalFlag == name {
+			return true
+		}
+	}
+	return false
 }
 
-// flagHelpIndent is the column where help texts start.
-const flagHelpIndent = 18
+// Flags returns the registered flags: those of families and link kinds
+// by name, then those of the limits in the order of the help.
+func Flags() []Flag {
+	flagsMu.Lock()
+	fs := slices.Clone(flags)
+	flagsMu.Unlock()
+	return append(fs, limitFlags()...)
+}
+
+// The columns where help texts start: of family flags, and in the
+// table of limits, whose flag names are longer.
+const (
+	flagHelpIndent  = 18
+	limitHelpIndent = 31
+)
 
 // Help formats f for a usage text: "  --NAME ARG" and the usage, its
 // lines aligned.
@@ -68,14 +100,18 @@ func (f Flag) Help() string {
 	if f.Arg != "" {
 		head += " " + f.Arg
 	}
+	indent := flagHelpIndent
+	if f.Limit {
+		indent = limitHelpIndent
+	}
 	var b strings.Builder
 	for i, line := range strings.Split(f.Usage, "\n") {
 		if i == 0 {
-			pad := max(flagHelpIndent-len(head), 2)
+			pad := max(indent-len(head), 2)
 			fmt.Fprintf(&b, "%s%s%s\n", head, strings.Repeat(" ", pad), line)
 			continue
 		}
-		fmt.Fprintf(&b, "%s%s\n", strings.Repeat(" ", flagHelpIndent), line)
+		fmt.Fprintf(&b, "%s%s\n", strings.Repeat(" ", indent), line)
 	}
 	return b.String()
 }

@@ -4,114 +4,12 @@ package netcore
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 )
-
-// Resource is one thing every caller shares and the Quota bounds: per uid,
-// and in all, with a reserve of the whole kept for the administrator.
-type Resource int
-
-const (
-	// Networks are IPN networks, counted for their owner.
-	Networks Resource = iota
-	// Persistent are networks with persist on, counted for their owner
-	// (bounded per uid only: they are networks too).
-	Persistent
-	// Hosts are mhost names, counted for their owner.
-	Hosts
-	// Endpoints are open mhost udp files.
-	Endpoints
-	// Sockets are kernel sockets made for a uid, of every family: inet,
-	// inet6, mhost locators, VXLAN underlays.
-	Sockets
-	// Queued are bytes of packets waiting in the daemon's queues.
-	Queued
-	numResources
-)
-
-var resourceNames = [numResources]string{"networks", "persistent-networks", "mhost-hosts", "mhost-endpoints", "sockets", "queued-bytes"}
-
-func (r Resource) String() string { return resourceNames[r] }
-
-// refusal is the errno of a refused charge, past the per-uid limit and
-// past the global one: names are ENOSPC, sockets EMFILE as a process's
-// descriptor table and ENFILE as the system's, queued bytes ENOBUFS
-// (callers drop or wait; it never reaches a caller as such).
-var refusal = [numResources][2]syscall.Errno{
-	Networks:   {syscall.ENOSPC, syscall.ENOSPC},
-	Persistent: {syscall.ENOSPC, syscall.ENOSPC},
-	Hosts:      {syscall.ENOSPC, syscall.ENOSPC},
-	Endpoints:  {syscall.EMFILE, syscall.ENFILE},
-	Sockets:    {syscall.EMFILE, syscall.ENFILE},
-	Queued:     {syscall.ENOBUFS, syscall.ENOBUFS},
-}
-
-// Limits bound what a uid may hold of what every caller shares, and what
-// all may hold together. Root sets them with `mnet mount` flags; zero
-// fields get the defaults.
-type Limits struct {
-	// Per uid: IPN networks it owns, how many of them persist, mhost
-	// names it owns (ENOSPC beyond each), mhost endpoints and kernel
-	// sockets of every family it has open (EMFILE beyond), bytes queued
-	// for and by it (dropped, or the writer waits, beyond).
-	Networks, Persistent, Hosts, Endpoints, Sockets int
-	Queued                                          int64
-	// In all (ENOSPC, ENFILE beyond).
-	AllNetworks, AllHosts, AllEndpoints, AllSockets int
-	AllQueued                                       int64
-	// RootReserve is the percentage of each global limit that only a
-	// caller with CAP_SYS_ADMIN may use (at least one unit when not 0),
-	// so that users filling a limit together never lock the
-	// administrator out. Negative: none.
-	RootReserve int
-}
-
-// The default Limits.
-const (
-	DefaultNetworksPerUid   = 256
-	DefaultPersistentPerUid = 32
-	DefaultHostsPerUid      = 256
-	DefaultEndpointsPerUid  = 1024
-	DefaultSocketsPerUid    = 1024
-	DefaultQueuedPerUid     = 64 << 20
-	DefaultNetworks         = 4096
-	DefaultHosts            = 4096
-	DefaultEndpoints        = 4096
-	DefaultSockets          = 8192
-	DefaultQueued           = 256 << 20
-	DefaultRootReserve      = 10
-)
-
-// WithDefaults returns l with zero fields set to the defaults.
-func (l Limits) WithDefaults() Limits {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&l.Networks, DefaultNetworksPerUid)
-	def(&l.Persistent, DefaultPersistentPerUid)
-	def(&l.Hosts, DefaultHostsPerUid)
-	def(&l.Endpoints, DefaultEndpointsPerUid)
-	def(&l.Sockets, DefaultSocketsPerUid)
-	def(&l.AllNetworks, DefaultNetworks)
-	def(&l.AllHosts, DefaultHosts)
-	def(&l.AllEndpoints, DefaultEndpoints)
-	def(&l.AllSockets, DefaultSockets)
-	def(&l.RootReserve, DefaultRootReserve)
-	if l.Queued == 0 {
-		l.Queued = DefaultQueuedPerUid
-	}
-	if l.AllQueued == 0 {
-		l.AllQueued = DefaultQueued
-	}
-	return l
-}
 
 // Quota counts what each uid holds of every Resource, and all together,
 // against Limits. One Quota serves every family of a Core (Env.Quota), so
@@ -120,10 +18,11 @@ func (l Limits) WithDefaults() Limits {
 type Quota struct {
 	log     *slog.Logger
 	limits  Limits
-	perUid  [numResources]int64
-	global  [numResources]int64 // what a caller without CAP_SYS_ADMIN may reach
-	all     [numResources]int64 // what anyone may reach
-	used    [numResources]atomic.Int64
+	perUid  [maxResources]int64
+	global  [maxResources]int64 // what a caller without CAP_SYS_ADMIN may reach
+	all     [maxResources]int64 // what anyone may reach
+	refusal [maxResources][2]syscall.Errno
+	used    [maxResources]atomic.Int64
 	mu      sync.Mutex
 	uids    map[uint32]*usage // one record per uid that ever held something
 	refused refusalLog
@@ -137,19 +36,20 @@ type Quota struct {
 // usage is what one uid holds.
 type usage struct {
 	uid  uint32
-	used [numResources]atomic.Int64
+	used [maxResources]atomic.Int64
 }
 
-// NewQuota makes a Quota of l (defaults for zero fields) that logs
-// refusals to log.
+// NewQuota makes a Quota of l (defaults for limits not set) for the
+// resources registered so far, that logs refusals to log.
 func NewQuota(l Limits, log *slog.Logger) *Quota {
 	if log == nil {
 		log = slog.Default()
 	}
 	l = l.WithDefaults()
-	q := &Quota{log: log, limits: l, uids: map[uint32]*usage{}}
-	q.perUid = [numResources]int64{int64(l.Networks), int64(l.Persistent), int64(l.Hosts), int64(l.Endpoints), int64(l.Sockets), l.Queued}
-	q.all = [numResources]int64{int64(l.AllNetworks), 0, int64(l.AllHosts), int64(l.AllEndpoints), int64(l.AllSockets), l.AllQueued}
+	q := &Quota{log: log, limits: l, uids: map[uint32]*usage{}, perUid: l.perUid, all: l.global}
+	for r, s := range registeredResources() {
+		q.refusal[r] = [2]syscall.Errno{s.Refusal, s.GlobalRefusal}
+	}
 	for r, all := range q.all {
 		reserve := int64(0)
 		if l.RootReserve > 0 && all > 0 {
@@ -237,11 +137,11 @@ func (p *Payer) Take(r Resource, n int64) error {
 		limit = p.q.all[r]
 	}
 	p.q.refused.note(p.q.log, r, p.u.uid, scope == pastGlobal, limit)
-	return refusal[r][scope-1]
+	return p.q.refusal[r][scope-1]
 }
 
-// Refused logs a refusal of r to uid that its family counted itself
-// (persistent networks), as Take logs its own.
+// Refused logs a refusal of r to uid that its owner counted itself
+// (ipn's persistent networks), as Take logs its own.
 func (q *Quota) Refused(r Resource, uid uint32) {
 	q.refused.note(q.log, r, uid, false, q.perUid[r])
 }
@@ -480,12 +380,4 @@ func (l *refusalLog) note(log *slog.Logger, r Resource, uid uint32, global bool,
 	}
 	log.Warn("limit reached", "resource", r.String(), "uid", uid, "scope", scope, "limit", limit,
 		"refused", refused)
-}
-
-// String describes l for the start-up log line.
-func (l Limits) String() string {
-	return fmt.Sprintf("per uid: networks %d (persistent %d), mhost hosts %d, endpoints %d, sockets %d, queued %d bytes; "+
-		"in all: networks %d, hosts %d, endpoints %d, sockets %d, queued %d bytes; root reserve %d%%",
-		l.Networks, l.Persistent, l.Hosts, l.Endpoints, l.Sockets, l.Queued,
-		l.AllNetworks, l.AllHosts, l.AllEndpoints, l.AllSockets, l.AllQueued, max(l.RootReserve, 0))
 }

@@ -15,7 +15,7 @@ import (
 // refusal is logged with the uid, once a second at most.
 func TestQuotaLimitsAndReserve(t *testing.T) {
 	var logged bytes.Buffer
-	q := NewQuota(Limits{Sockets: 3, AllSockets: 10, RootReserve: 20}, slog.New(slog.NewTextHandler(&logged, nil)))
+	q := NewQuota(Limits{RootReserve: 20}.With(Sockets, 3, 10), slog.New(slog.NewTextHandler(&logged, nil)))
 	users := []*Payer{q.Payer(1000, false), q.Payer(1001, false), q.Payer(1002, false)}
 	for i := range 3 {
 		if err := users[0].Take(Sockets, 1); err != nil {
@@ -72,7 +72,7 @@ func TestQuotaLimitsAndReserve(t *testing.T) {
 
 // Queued bytes: a release wakes a waiting writer and an armed poll once.
 func TestQuotaQueuedWakeups(t *testing.T) {
-	q := NewQuota(Limits{Queued: 100, AllQueued: 1000}, slog.New(slog.DiscardHandler))
+	q := NewQuota(Limits{}.With(Queued, 100, 1000), slog.New(slog.DiscardHandler))
 	p := q.Payer(1000, false)
 	if !p.TryTake(Queued, 100) || p.Fits(Queued, 1) || p.TryTake(Queued, 1) {
 		t.Fatal("the budget of 100 bytes does not hold")

@@ -34,9 +34,9 @@ type Env struct {
 	// name without dashes ("vde-dir"), so that a new option does not
 	// change this struct. A missing flag means its default.
 	Flags map[string]string
-	// Limits are what one uid, and all together, may hold of what every
-	// caller shares, in every family (so typed here, not one family's
-	// flag); zero fields get the defaults.
+	// Limits are what one uid, and all together, may hold of each
+	// registered Resource (ParseLimits reads them from Flags); limits
+	// not set get the defaults.
 	Limits Limits
 	// Quota counts it against Limits for every family; New makes it.
 	Quota *Quota

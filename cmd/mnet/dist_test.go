@@ -24,7 +24,7 @@ func TestUnitLimitNOFILE(t *testing.T) {
 		t.Fatal("dist/mnet.service.in sets no LimitNOFILE=N")
 	}
 	got, _ := strconv.Atoi(string(m[1]))
-	need := 2*netcore.DefaultNetworks + netcore.DefaultSockets
+	need := 2*flagDefault(t, "max-networks") + flagDefault(t, "max-sockets")
 	if got < need {
 		t.Errorf("LimitNOFILE=%d, below the %d descriptors of the global limits", got, need)
 	}
@@ -40,4 +40,20 @@ func TestCIInstallsCompiler(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^apt-get install [^\n]*(\\\n[^\n]*)*\bgcc\b`).Match(b) {
 		t.Error(".ci/run installs no gcc, which go test -race needs (cgo)")
 	}
+}
+
+// flagDefault is the default of a registered flag that is a number.
+func flagDefault(t *testing.T, name string) int {
+	t.Helper()
+	for _, f := range netcore.Flags() {
+		if f.Name == name {
+			n, err := strconv.Atoi(f.Default)
+			if err != nil {
+				t.Fatalf("--%s: default %q: %v", name, f.Default, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no flag --%s", name)
+	return 0
 }

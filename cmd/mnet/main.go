@@ -23,7 +23,6 @@ import (
 
 	"github.com/mnet-project/mnet/cmd/mnet/internal/detach"
 	"github.com/mnet-project/mnet/cmd/mnet/internal/logdest"
-	"github.com/mnet-project/mnet/cmd/mnet/internal/mountopt"
 	"github.com/mnet-project/mnet/cmd/mnet/internal/sdnotify"
 	"github.com/mnet-project/mnet/fs"
 	"github.com/mnet-project/mnet/netcore"
@@ -37,7 +36,7 @@ import (
 )
 
 // usageText is mnet help; FAMILYFLAGS stands for the flags families and
-// link kinds register.
+// link kinds register, LIMITFLAGS for those of the limits.
 const usageText = `mnet: networking as files
 
 Usage:
@@ -56,22 +55,7 @@ mount flags:
 FAMILYFLAGS  --log DEST      where log lines go: standard error (default), syslog, or a file
   Limits (man 8 mnet): per uid, and in all with a reserve for CAP_SYS_ADMIN;
   SIZE is bytes, or with K, M or G:
-  --max-networks-per-uid N     IPN networks one uid may own (default 256; ENOSPC)
-  --max-persistent-per-uid N   of which persistent (default 32; ENOSPC)
-  --max-hosts-per-uid N        mhost names one uid may own (default 256; ENOSPC)
-  --max-endpoints-per-uid N    open mhost udp files of one uid (default 1024; EMFILE)
-  --max-sockets-per-uid N      kernel sockets made for one uid, every family counted
-                               together: inet, inet6, mhost, vxlan (default 1024; EMFILE)
-  --max-queued-per-uid SIZE    bytes of packets waiting in queues for or from one uid
-                               (default 64M; beyond: dropped, or a lossless writer waits)
-  --max-networks N             networks in all (default 4096; ENOSPC)
-  --max-hosts N                mhost names in all (default 4096; ENOSPC)
-  --max-endpoints N            mhost endpoints in all (default 4096; ENFILE)
-  --max-sockets N              kernel sockets in all (default 8192; ENFILE)
-  --max-queued SIZE            queued bytes in all (default 256M)
-  --root-reserve PERCENT       share of each global limit only CAP_SYS_ADMIN may use
-                               (default 10; 0: none)
-  --cpuprofile PATH            write a Go CPU profile of the whole run to PATH (for
+LIMITFLAGS  --cpuprofile PATH            write a Go CPU profile of the whole run to PATH (for
                                developers: go tool pprof, or cmd/mnet/default.pgo)
 
 The daemon stops on SIGINT, SIGTERM or umount: it unmounts, deletes what it
@@ -89,11 +73,15 @@ helper, fstab and systemd). In the source tree: man/mnet.7.md and man/mnet.8.md.
 
 // usage is mnet help, with the registered flags.
 func usage() string {
-	var b strings.Builder
+	var family, limits strings.Builder
 	for _, f := range netcore.Flags() {
-		b.WriteString(f.Help())
+		if f.Limit {
+			limits.WriteString(f.Help())
+		} else {
+			family.WriteString(f.Help())
+		}
 	}
-	return strings.Replace(usageText, "FAMILYFLAGS", b.String(), 1)
+	return strings.NewReplacer("FAMILYFLAGS", family.String(), "LIMITFLAGS", limits.String()).Replace(usageText)
 }
 
 func main() {
@@ -208,38 +196,6 @@ func parseMountFlags(args []string) (*mountOptions, error) {
 	verbose := fl.Bool("v", false, "")
 	debugFuse := fl.Bool("debug-fuse", false, "")
 	state := fl.String("state", "/var/lib/mnet/state.json", "")
-	var lim netcore.Limits
-	counts := []struct {
-		name string
-		v    *int
-		def  int
-	}{
-		{"max-networks-per-uid", &lim.Networks, netcore.DefaultNetworksPerUid},
-		{"max-persistent-per-uid", &lim.Persistent, netcore.DefaultPersistentPerUid},
-		{"max-hosts-per-uid", &lim.Hosts, netcore.DefaultHostsPerUid},
-		{"max-endpoints-per-uid", &lim.Endpoints, netcore.DefaultEndpointsPerUid},
-		{"max-sockets-per-uid", &lim.Sockets, netcore.DefaultSocketsPerUid},
-		{"max-networks", &lim.AllNetworks, netcore.DefaultNetworks},
-		{"max-hosts", &lim.AllHosts, netcore.DefaultHosts},
-		{"max-endpoints", &lim.AllEndpoints, netcore.DefaultEndpoints},
-		{"max-sockets", &lim.AllSockets, netcore.DefaultSockets},
-	}
-	for _, c := range counts {
-		fl.IntVar(c.v, c.name, c.def, "")
-	}
-	sizes := []struct {
-		name string
-		v    *int64
-	}{{"max-queued-per-uid", &lim.Queued}, {"max-queued", &lim.AllQueued}}
-	lim.Queued, lim.AllQueued = netcore.DefaultQueuedPerUid, netcore.DefaultQueued
-	for _, sz := range sizes {
-		fl.Func(sz.name, "", func(v string) error {
-			n, err := mountopt.ParseSize(v)
-			*sz.v = n
-			return err
-		})
-	}
-	reserve := fl.Int("root-reserve", netcore.DefaultRootReserve, "")
 	registered := make(map[string]*string)
 	for _, f := range netcore.Flags() {
 		registered[f.Name] = fl.String(f.Name, f.Default, "")
@@ -255,24 +211,16 @@ func parseMountFlags(args []string) (*mountOptions, error) {
 	if fl.NArg() != 1 {
 		return nil, errors.New("mount: want exactly one MOUNTPOINT (see mnet help)")
 	}
-	for _, c := range counts {
-		if *c.v < 1 {
-			return nil, fmt.Errorf("mount: --%s %d: want at least 1 (see mnet help)", c.name, *c.v)
-		}
-	}
-	if *reserve < 0 || *reserve > 50 {
-		return nil, fmt.Errorf("mount: --root-reserve %d: want a percentage, 0 to 50 (see mnet help)", *reserve)
-	}
-	lim.RootReserve = *reserve
-	if *reserve == 0 {
-		lim.RootReserve = -1 // none
-	}
 	flags := make(map[string]string, len(registered))
 	for name, v := range registered {
 		flags[name] = *v
 	}
+	limits, err := netcore.ParseLimits(flags)
+	if err != nil {
+		return nil, fmt.Errorf("mount: %v (see mnet help)", err)
+	}
 	return &mountOptions{logDest: *logDest, state: *state, flags: flags,
-		cpuProfile: *cpuProfile, verbose: *verbose, debugFuse: *debugFuse, limits: lim,
+		cpuProfile: *cpuProfile, verbose: *verbose, debugFuse: *debugFuse, limits: limits,
 		mountpoint: fl.Arg(0)}, nil
 }
 
@@ -312,7 +260,7 @@ func mount(o *mountOptions, log *slog.Logger, mp string) (*netcore.Core, fuseSer
 		core.Close()
 		return nil, nil, fmt.Errorf("mount %s: %v", mp, err)
 	}
-	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid(), "limits", o.limits.WithDefaults().String())
+	log.Info("mounted", "mountpoint", mp, "pid", os.Getpid(), "limits", core.Quota().Limits().String())
 	if netcore.TestHooksEnabled() {
 		log.Warn("test hooks enabled (MNET_TEST_HOOKS=1): marked frames and writes make the daemon panic on purpose")
 	}

@@ -740,7 +740,7 @@ func TestReassemblyIPv6(t *testing.T) {
 // opener's budget they are dropped (and counted), and reading gives the
 // bytes back.
 func TestUDPFileQueuedBytes(t *testing.T) {
-	e, c := newEnvWith(t, netcore.Limits{Queued: 64 << 10})
+	e, c := newEnvWith(t, netcore.Limits{}.With(netcore.Queued, 64<<10, 0))
 	user := &netcore.Cred{Uid: 1000, Gid: 1000, Pid: 1, CapsKnown: true}
 	h, err := walk(t, e.dir, "udp", "0.0.0.0", "7200").(netcore.File).Open(context.Background(), user, syscall.O_RDWR)
 	if err != nil {

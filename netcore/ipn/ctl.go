@@ -273,10 +273,10 @@ func (n *Network) checkPersistLimit(c *netcore.Cred) *ctlError {
 	f.mu.Lock()
 	_, persistent := f.ownedLocked(owner, n)
 	f.mu.Unlock()
-	if persistent < f.quota.Limits().Persistent || c.HasCap(netcore.CapSysAdmin) {
+	if int64(persistent) < f.quota.Limits().PerUid(PersistentNetworks) || c.HasCap(netcore.CapSysAdmin) {
 		return nil
 	}
-	f.quota.Refused(netcore.Persistent, owner)
+	f.quota.Refused(PersistentNetworks, owner)
 	return ctlErr(syscall.ENOSPC, "persist: uid %d already owns %d persistent networks, the limit", owner, persistent)
 }
 

@@ -308,13 +308,14 @@ func TestWriteAfterCloseIsEPIPE(t *testing.T) {
 func TestMaxNetworks(t *testing.T) {
 	c := newTestCore(t, "")
 	m := ipnRoot(t, c).(netcore.Mkdirer)
-	for i := range netcore.DefaultNetworks {
+	maxNetworks := int(c.Quota().Limits().Global(Networks))
+	for i := range maxNetworks {
 		if _, err := m.Mkdir(rootCred, fmt.Sprintf("n%d", i), 0755); err != nil {
 			t.Fatalf("network %d: %v", i+1, err)
 		}
 	}
 	if _, err := m.Mkdir(rootCred, "one-too-many", 0755); err != syscall.ENOSPC {
-		t.Fatalf("network %d: %v, want ENOSPC", netcore.DefaultNetworks+1, err)
+		t.Fatalf("network %d: %v, want ENOSPC", maxNetworks+1, err)
 	}
 	if err := ipnRoot(t, c).(netcore.Rmdirer).Rmdir(rootCred, "n0"); err != nil {
 		t.Fatal(err)

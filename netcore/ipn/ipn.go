@@ -16,6 +16,24 @@ import (
 	"github.com/mnet-project/mnet/netcore/link"
 )
 
+// The resources ipn counts for the owner of a network, per uid and in
+// all (netcore.Quota, shared with the other families).
+var (
+	// Networks are networks.
+	Networks = netcore.RegisterResource(netcore.ResourceSpec{Name: "networks", Owner: "ipn",
+		PerUid: 256, Global: 4096, Flag: "max-networks-per-uid", GlobalFlag: "max-networks",
+		Usage:       "IPN networks one uid may own (default 256; ENOSPC)",
+		GlobalUsage: "networks in all (default 4096; ENOSPC)",
+		Refusal:     syscall.ENOSPC, GlobalRefusal: syscall.ENOSPC})
+	// PersistentNetworks are networks with persist on, bounded per uid
+	// only (they are networks too), counted by ipn itself when persist
+	// is turned on rather than charged.
+	PersistentNetworks = netcore.RegisterResource(netcore.ResourceSpec{Name: "persistent-networks", Owner: "ipn",
+		PerUid: 32, Flag: "max-persistent-per-uid",
+		Usage:   "of which persistent (default 32; ENOSPC)",
+		Refusal: syscall.ENOSPC})
+)
+
 func init() {
 	netcore.Register("ipn", func(env *netcore.Env) (netcore.Family, error) {
 		f, err := newIPN(env)
@@ -54,7 +72,6 @@ type ipnFamily struct {
 	// apply, so that two writes cannot both pass the check; it is taken
 	// before f.mu and any network's lock.
 	persistMu sync.Mutex
-	limits    netcore.Limits
 	// quota counts networks for their owners and the bytes that wait in
 	// ports' queues, with every other family's charges.
 	quota *netcore.Quota
@@ -101,10 +118,10 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		}
 	}
 	f := &ipnFamily{env: env, log: env.Log.With("family", "ipn"), nets: make(map[string]*Network),
-		claims: make(map[string]linkClaim), limits: env.Limits.WithDefaults(), quota: env.Quota,
+		claims: make(map[string]linkClaim), quota: env.Quota,
 		netnsDirs: netns.Dirs(env.Flags[netns.DirFlag]), done: make(chan struct{})}
 	if f.quota == nil {
-		f.quota = netcore.NewQuota(f.limits, env.Log)
+		f.quota = netcore.NewQuota(env.Limits, env.Log)
 	}
 	f.dir = &ipnDir{id: netcore.NewID(), f: f, mtime: time.Now()}
 	f.state = &stateFile{path: env.StatePath}
@@ -134,7 +151,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 			continue
 		}
 		n := newNetwork(f, s.Name, s.Uid, s.Gid, s.Mode, s.Settings)
-		n.owner.Force(netcore.Networks, 1) // it exists: counted, whatever the limits
+		n.owner.Force(Networks, 1) // it exists: counted, whatever the limits
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
 		n.restoreExts(s.Ext)
@@ -279,13 +296,13 @@ func (d *ipnDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.Node,
 	// Counted for its owner, per uid and in all; the quota logs a
 	// refusal.
 	payer := d.f.quota.PayerOf(c)
-	if err := payer.Take(netcore.Networks, 1); err != nil {
+	if err := payer.Take(Networks, 1); err != nil {
 		return nil, err
 	}
 	d.f.mu.Lock()
 	if _, ok := d.f.nets[name]; ok {
 		d.f.mu.Unlock()
-		payer.Release(netcore.Networks, 1)
+		payer.Release(Networks, 1)
 		return nil, syscall.EEXIST
 	}
 	n := newNetwork(d.f, name, c.Uid, c.Gid, netcore.NewDirMode(mode), DefaultSettings())
@@ -320,7 +337,7 @@ func (d *ipnDir) Rmdir(c *netcore.Cred, name string) error {
 	}
 	persist := n.set.Persist
 	n.closed = true // opens racing with us now fail
-	n.owner.Release(netcore.Networks, 1)
+	n.owner.Release(Networks, 1)
 	n.mu.Unlock()
 
 	d.f.mu.Lock()
@@ -418,9 +435,9 @@ func (d *netDir) Chown(c *netcore.Cred, uid, gid int64) error {
 		if n.owner.Uid() != n.uid {
 			// The network is counted for its new owner, past its
 			// limit if need be: only root gives networks away.
-			n.owner.Release(netcore.Networks, 1)
+			n.owner.Release(Networks, 1)
 			n.owner = n.fam.quota.Payer(n.uid, false)
-			n.owner.Force(netcore.Networks, 1)
+			n.owner.Force(Networks, 1)
 		}
 		n.mtime = time.Now()
 		persist = n.set.Persist

@@ -14,12 +14,12 @@ import (
 	"github.com/mnet-project/mnet/netcore"
 )
 
-// Per-uid limits: a uid other than 0 owns at most Limits.Networks
-// networks and makes at most Limits.Persistent of them persistent
+// Per-uid limits: a uid other than 0 owns at most its limit of Networks
+// and makes at most its limit of PersistentNetworks persistent
 // (ENOSPC); other uids and root are not held back by it.
 func TestPerUidLimits(t *testing.T) {
 	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler),
-		Limits: netcore.Limits{Networks: 2, Persistent: 1}})
+		Limits: netcore.Limits{}.With(Networks, 2, 0).With(PersistentNetworks, 1, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestPerUidLimits(t *testing.T) {
 // signal, not writable for poll) until a reader makes room.
 func TestQueuedBytesBudget(t *testing.T) {
 	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler),
-		Limits: netcore.Limits{Queued: 64 << 10}})
+		Limits: netcore.Limits{}.With(netcore.Queued, 64<<10, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestQueuedBytesBudget(t *testing.T) {
 // networks that users filling it together cannot take.
 func TestNetworksRootReserve(t *testing.T) {
 	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler),
-		Limits: netcore.Limits{Networks: 3, AllNetworks: 8, RootReserve: 25}})
+		Limits: netcore.Limits{RootReserve: 25}.With(Networks, 3, 8)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestNetworksRootReserve(t *testing.T) {
 	if err := ipnRoot(t, c).(netcore.Rmdirer).Rmdir(rootCred, "r1"); err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Quota().Used(netcore.Networks); got != 7 {
+	if got := c.Quota().Used(Networks); got != 7 {
 		t.Fatalf("%d networks counted, want 7", got)
 	}
 }

@@ -27,13 +27,29 @@ import (
 	"github.com/mnet-project/mnet/netcore"
 )
 
+// The resources mhost counts for a uid, per uid and in all
+// (netcore.Quota, shared with the other families); the endpoints' kernel
+// sockets are netcore.Sockets.
+var (
+	// Hosts are host names, counted for their owner.
+	Hosts = netcore.RegisterResource(netcore.ResourceSpec{Name: "mhost-hosts", Owner: "mhost",
+		PerUid: 256, Global: 4096, Flag: "max-hosts-per-uid", GlobalFlag: "max-hosts",
+		Usage:       "mhost names one uid may own (default 256; ENOSPC)",
+		GlobalUsage: "mhost names in all (default 4096; ENOSPC)",
+		Refusal:     syscall.ENOSPC, GlobalRefusal: syscall.ENOSPC})
+	// Endpoints are open udp files, bounded as a process's descriptors
+	// are and the system's.
+	Endpoints = netcore.RegisterResource(netcore.ResourceSpec{Name: "mhost-endpoints", Owner: "mhost",
+		PerUid: 1024, Global: 4096, Flag: "max-endpoints-per-uid", GlobalFlag: "max-endpoints",
+		Usage:       "open mhost udp files of one uid (default 1024; EMFILE)",
+		GlobalUsage: "mhost endpoints in all (default 4096; ENFILE)",
+		Refusal:     syscall.EMFILE, GlobalRefusal: syscall.ENFILE})
+)
+
 func init() {
 	netcore.Register("mhost", func(env *netcore.Env) (netcore.Family, error) { return newFamily(env), nil })
 }
 
-// The named hosts, the open udp files (endpoints) and their kernel
-// sockets are bounded per uid and in all by the quota shared with the
-// other families (netcore.Quota).
 const (
 	// MaxLocators bounds the locators of one host.
 	MaxLocators = 16
@@ -112,7 +128,7 @@ func (f *Family) reserve(c closer, payer *netcore.Payer) error {
 	if f.closing {
 		return syscall.ECONNABORTED
 	}
-	if err := payer.Take(netcore.Endpoints, 1); err != nil {
+	if err := payer.Take(Endpoints, 1); err != nil {
 		return err
 	}
 	f.open[c] = payer
@@ -124,7 +140,7 @@ func (f *Family) release(c closer) {
 	defer f.mu.Unlock()
 	if payer, ok := f.open[c]; ok {
 		delete(f.open, c)
-		payer.Release(netcore.Endpoints, 1)
+		payer.Release(Endpoints, 1)
 	}
 }
 
@@ -183,7 +199,7 @@ func (d *familyDir) Mkdir(c *netcore.Cred, name string, mode uint32) (netcore.No
 	}
 	// Counted for its owner, per uid and in all (the quota logs a
 	// refusal).
-	if err := payer.Take(netcore.Hosts, 1); err != nil {
+	if err := payer.Take(Hosts, 1); err != nil {
 		return nil, err
 	}
 	h := newHost(d.f, name, c.Uid, c.Gid, netcore.NewDirMode(mode))
@@ -214,7 +230,7 @@ func (d *familyDir) Rmdir(c *netcore.Cred, name string) error {
 	}
 	delete(d.f.hosts, name)
 	h.mu.Lock()
-	h.owner().Release(netcore.Hosts, 1)
+	h.owner().Release(Hosts, 1)
 	h.mu.Unlock()
 	d.mtime = time.Now()
 	d.f.log.Info("host removed", "host", name, "uid", c.Uid)
@@ -653,8 +669,8 @@ func (d *hostDir) Chown(c *netcore.Cred, uid, gid int64) error {
 		if h.uid != old {
 			// Counted for the new owner, past its limit if need be:
 			// only root gives a host away.
-			h.f.quota.Payer(old, false).Release(netcore.Hosts, 1)
-			h.f.quota.Payer(h.uid, false).Force(netcore.Hosts, 1)
+			h.f.quota.Payer(old, false).Release(Hosts, 1)
+			h.f.quota.Payer(h.uid, false).Force(Hosts, 1)
 		}
 		h.mtime = time.Now()
 	})

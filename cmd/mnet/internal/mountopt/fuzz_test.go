@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mnet-project/mnet/netcore"
 )
 
 // FuzzParse: any mount helper command line (arguments separated by NUL,
@@ -41,11 +43,10 @@ func FuzzParse(f *testing.F) {
 		}
 		log := ""
 		for i := 0; i < len(r.Flags); i++ {
-			j := slices.IndexFunc(daemonOptions, func(d daemonOption) bool { return d.flag == r.Flags[i] })
-			if j < 0 {
+			d := optionByFlag(r.Flags[i])
+			if d == nil {
 				t.Fatalf("%q: flag %q is no option's", args, r.Flags[i])
 			}
-			d := daemonOptions[j]
 			if !d.value {
 				continue
 			}
@@ -68,4 +69,17 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%q: LogPath %q, last log= %q", args, r.LogPath, log)
 		}
 	})
+}
+
+// optionByFlag returns the option that stands for flag, nil for none.
+func optionByFlag(flag string) *daemonOption {
+	if j := slices.IndexFunc(daemonOptions, func(d daemonOption) bool { return d.flag == flag }); j >= 0 {
+		return &daemonOptions[j]
+	}
+	for _, f := range netcore.Flags() {
+		if "--"+f.Name == flag && f.Option != "" {
+			return lookup(f.Option)
+		}
+	}
+	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/mnet-project/mnet/netcore"
@@ -44,24 +43,13 @@ type daemonOption struct {
 // daemonOptions maps mnet's own mount options to daemon flags. A new
 // daemon flag that an administrator sets per mount gets a row here (and a
 // line in mnet(8)); a flag a family or link kind registers
-// (netcore.RegisterFlag) brings its option with it.
+// (netcore.RegisterFlag), and a limit's (netcore.RegisterResource),
+// brings its option with it.
 var daemonOptions = []daemonOption{
 	{name: "state", flag: "--state", value: true, check: emptyOrAbsolute},
 	{name: "log", flag: "--log", value: true, check: absolute},
 	{name: "debug", flag: "-v"},
 	{name: "debug_fuse", flag: "--debug-fuse"},
-	{name: "max_networks_per_uid", flag: "--max-networks-per-uid", value: true, check: positive},
-	{name: "max_persistent_per_uid", flag: "--max-persistent-per-uid", value: true, check: positive},
-	{name: "max_sockets_per_uid", flag: "--max-sockets-per-uid", value: true, check: positive},
-	{name: "max_hosts_per_uid", flag: "--max-hosts-per-uid", value: true, check: positive},
-	{name: "max_endpoints_per_uid", flag: "--max-endpoints-per-uid", value: true, check: positive},
-	{name: "max_queued_per_uid", flag: "--max-queued-per-uid", value: true, check: size},
-	{name: "max_networks", flag: "--max-networks", value: true, check: positive},
-	{name: "max_hosts", flag: "--max-hosts", value: true, check: positive},
-	{name: "max_endpoints", flag: "--max-endpoints", value: true, check: positive},
-	{name: "max_sockets", flag: "--max-sockets", value: true, check: positive},
-	{name: "max_queued", flag: "--max-queued", value: true, check: size},
-	{name: "root_reserve", flag: "--root-reserve", value: true, check: percent},
 }
 
 // genericOptions are options mount(8) hands every helper that concern
@@ -212,51 +200,4 @@ func emptyOrAbsolute(p string) error {
 		return nil
 	}
 	return absolute(p)
-}
-
-func positive(v string) error {
-	if n, err := strconv.Atoi(v); err != nil || n < 1 {
-		return errors.New("want a whole number, at least 1")
-	}
-	return nil
-}
-
-func size(v string) error {
-	_, err := ParseSize(v)
-	return err
-}
-
-func percent(v string) error {
-	if n, err := strconv.Atoi(v); err != nil || n < 0 || n > 50 {
-		return errors.New("want a percentage, 0 to 50")
-	}
-	return nil
-}
-
-// ParseSize reads a size in bytes: a whole number, optionally followed by
-// K, M or G (KiB, MiB, GiB); at least 64K, so that a packet of the
-// largest mtu fits.
-func ParseSize(v string) (int64, error) {
-	mult := int64(1)
-	if k := len(v); k > 0 {
-		switch v[k-1] {
-		case 'k', 'K':
-			mult = 1 << 10
-		case 'm', 'M':
-			mult = 1 << 20
-		case 'g', 'G':
-			mult = 1 << 30
-		}
-		if mult > 1 {
-			v = v[:k-1]
-		}
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 1 || n > (1<<50)/mult {
-		return 0, errors.New("want a size: a whole number of bytes, or with K, M or G")
-	}
-	if n*mult < 64<<10 {
-		return 0, errors.New("want a size of at least 64K")
-	}
-	return n * mult, nil
 }

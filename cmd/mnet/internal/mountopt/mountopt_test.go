@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/mnet-project/mnet/netcore/ipn"      // registers --netns-dir, netns_dir
+	_ "github.com/mnet-project/mnet/netcore/ipn"      // registers --netns-dir, netns_dir, ipn's limits
 	_ "github.com/mnet-project/mnet/netcore/link/vde" // registers --vde-dir, vde_dir
+	_ "github.com/mnet-project/mnet/netcore/mhost"    // registers the limits of mhost
 )
 
 // What mount(8) hands the helper, as util-linux 2.38 does it.
