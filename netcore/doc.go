@@ -20,6 +20,22 @@
 // README is assembled from what each family contributes (Readmer), so
 // adding a family edits nothing here.
 //
+// # Flags and limits
+//
+// A mount flag that a family or link kind reads (Env.Flags) is a Flag it
+// registers from its init (RegisterFlag). What every caller shares is
+// bounded per uid and in all by one Quota per Core (Env.Quota): netcore
+// defines the resources of every family (Sockets, Queued), and a family
+// registers its own, which brings their mount flags:
+//
+//	var Networks = netcore.RegisterResource(netcore.ResourceSpec{
+//		Name: "networks", Owner: "ipn", PerUid: 256, Global: 4096, ...})
+//
+//	if err := payer.Take(Networks, 1); err != nil { // ENOSPC past a limit
+//
+// So cmd/mnet builds flags, mount options, help and Limits (ParseLimits)
+// from the registry and names no family's limit.
+//
 // # The tree
 //
 // Every name under the mount is a Node: a Dir (Lookup, List) or a File
@@ -56,8 +72,9 @@
 // # Locks
 //
 // The filesystem layer calls into the tree holding no lock of its own, and
-// calls arrive concurrently from many FUSE requests. netcore's only lock
-// guards the registry and is taken by Register and New alone. A family
+// calls arrive concurrently from many FUSE requests. netcore's registry
+// locks are taken by registration, New and the readers of flags and
+// limits, never for a packet. A family
 // orders its own locks from the family down to its objects (in ipn: the
 // family's save lock, then the family, then a network, then a port's queue
 // or a capture) and never calls out (system calls to devices, sockets)
