@@ -95,3 +95,14 @@ func TestQuotaQueuedWakeups(t *testing.T) {
 		t.Fatal("Fits after releases is wrong")
 	}
 }
+
+// A charge and release of queued bytes, as every queued packet makes.
+func BenchmarkQueuedTakeRelease(b *testing.B) {
+	p := NewQuota(Limits{}, slog.New(slog.DiscardHandler)).Payer(1000, false)
+	for b.Loop() {
+		if p.Take(Queued, 1500) != nil {
+			b.Fatal("refused")
+		}
+		p.Release(Queued, 1500)
+	}
+}
