@@ -19,7 +19,7 @@ import (
 // The resources ipn counts for the owner of a network, per uid and in
 // all (netcore.Quota, shared with the other families).
 var (
-	// Networks are networks.
+	// Networks are the networks each uid owns.
 	Networks = netcore.RegisterResource(netcore.ResourceSpec{Name: "networks", Owner: "ipn",
 		PerUid: 256, Global: 4096, Flag: "max-networks-per-uid", GlobalFlag: "max-networks",
 		Usage:       "IPN networks one uid may own (default 256; ENOSPC)",
