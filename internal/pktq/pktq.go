@@ -67,6 +67,16 @@ func (q *Queue[T]) Put(v T, limit int) (ok bool, pollWake func()) {
 	return ok, pollWake
 }
 
+// PutQuiet is Put without waking a blocked reader: a writer putting many
+// items calls Signal once they are all in, so that the reader takes them
+// in one go rather than waking for the first.
+func (q *Queue[T]) PutQuiet(v T, limit int) (ok bool, pollWake func()) {
+	return q.push(v, limit)
+}
+
+// Signal wakes a reader blocked on the queue, after PutQuiet.
+func (q *Queue[T]) Signal() { q.wake() }
+
 func (q *Queue[T]) push(v T, limit int) (ok bool, pollWake func()) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -143,6 +153,84 @@ func (q *Queue[T]) Get(ctx context.Context, nonblock bool) (T, error) {
 		case <-q.ready:
 		case <-ctx.Done():
 			return zero, syscall.EINTR
+		}
+	}
+}
+
+// GetMany is Get for many items under one lock: it takes the items at
+// the head, in order, for as long as take says yes to them, appends them
+// to dst and returns it; take runs under the queue's lock, so it must be
+// quick and must not call back into the queue. An item take refuses stays
+// queued, and so does everything after it. When nothing is queued it
+// never waits: it returns the pending error (once), then io.EOF if the
+// queue is closed, else EAGAIN (see Wait).
+func (q *Queue[T]) GetMany(dst []T, take func(T) bool) ([]T, error) {
+	var zero T
+	start := len(dst)
+	q.mu.Lock()
+	if q.count == 0 {
+		err := q.emptyErr()
+		q.mu.Unlock()
+		if err == io.EOF {
+			q.wake() // pass the news on to the next blocked reader
+		}
+		return dst, err
+	}
+	for q.count > 0 && take(q.ring[q.head]) {
+		dst = append(dst, q.ring[q.head])
+		q.ring[q.head] = zero
+		q.head = (q.head + 1) % len(q.ring)
+		q.count--
+	}
+	more := q.count > 0
+	if !more && len(q.ring) > keptRing {
+		q.ring, q.head = nil, 0
+	}
+	q.mu.Unlock()
+	if more {
+		q.wake() // another reader of this same queue may be waiting
+	}
+	if q.release != nil {
+		for _, v := range dst[start:] {
+			q.release(v)
+		}
+	}
+	return dst, nil
+}
+
+// emptyErr is what a get from an empty queue returns without waiting:
+// the pending error (taken), io.EOF once closed, else EAGAIN. Called
+// with q.mu held.
+func (q *Queue[T]) emptyErr() error {
+	if e := q.err; e != 0 {
+		q.err = 0
+		return e
+	}
+	if q.closed {
+		return io.EOF
+	}
+	return syscall.EAGAIN
+}
+
+// Wait blocks until something is there to get (an item, the pending
+// error or the end) or ctx is done (EINTR). It takes nothing: the caller
+// gets it with GetMany, and waits again if another reader was first.
+func (q *Queue[T]) Wait(ctx context.Context) error {
+	for {
+		q.mu.Lock()
+		ready := q.count > 0 || q.err != 0 || q.closed
+		closed := q.closed
+		q.mu.Unlock()
+		if ready {
+			if closed {
+				q.wake() // every blocked reader sees the end
+			}
+			return nil
+		}
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return syscall.EINTR
 		}
 	}
 }

@@ -247,3 +247,84 @@ func TestCharging(t *testing.T) {
 		t.Fatalf("get after discard: %v, want io.EOF", err)
 	}
 }
+
+// GetMany takes, under one lock, the items take says yes to, in order,
+// leaves the first it refuses and what follows, releases what it took,
+// and never waits: EAGAIN, the pending error, then io.EOF once closed.
+func TestGetMany(t *testing.T) {
+	var released atomic.Int32
+	q := newQ(nil, func(int) { released.Add(1) })
+	if _, err := q.GetMany(nil, func(int) bool { return true }); err != syscall.EAGAIN {
+		t.Fatalf("GetMany of an empty queue: %v, want EAGAIN", err)
+	}
+	for i := range 10 {
+		q.Put(i, 100)
+	}
+	got, err := q.GetMany(nil, func(v int) bool { return v < 4 })
+	if err != nil || len(got) != 4 || got[0] != 0 || got[3] != 3 {
+		t.Fatalf("GetMany while < 4: %v, %v", got, err)
+	}
+	if released.Load() != 4 {
+		t.Fatalf("%d released, want 4", released.Load())
+	}
+	got, err = q.GetMany(got[:0], func(int) bool { return false })
+	if err != nil || len(got) != 0 || q.Poll(nil).Len != 6 {
+		t.Fatalf("GetMany refusing all: %v, %v, %d left", got, err, q.Poll(nil).Len)
+	}
+	got, _ = q.GetMany(got[:0], func(int) bool { return true })
+	if len(got) != 6 || got[0] != 4 || got[5] != 9 {
+		t.Fatalf("GetMany of the rest: %v", got)
+	}
+	q.Fail(syscall.ECONNREFUSED)
+	if _, err := q.GetMany(nil, func(int) bool { return true }); err != syscall.ECONNREFUSED {
+		t.Fatalf("GetMany with a pending error: %v", err)
+	}
+	q.Close(false)
+	if _, err := q.GetMany(nil, func(int) bool { return true }); err != io.EOF {
+		t.Fatalf("GetMany of a closed queue: %v, want EOF", err)
+	}
+}
+
+// Wait returns once there is something to get, takes nothing, and ends
+// with EINTR when its context is done.
+func TestWait(t *testing.T) {
+	q := newQ(nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := q.Wait(ctx); err != syscall.EINTR {
+		t.Fatalf("Wait on an empty queue: %v, want EINTR", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.Wait(context.Background()) }()
+	time.Sleep(20 * time.Millisecond)
+	q.Put(1, 10)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a put did not end Wait")
+	}
+	if q.Poll(nil).Len != 1 {
+		t.Fatal("Wait took an item")
+	}
+}
+
+// PutQuiet queues without waking a blocked reader (no token for it);
+// Signal wakes it.
+func TestPutQuietAndSignal(t *testing.T) {
+	q := newQ(nil, nil)
+	q.PutQuiet(1, 10)
+	q.PutQuiet(2, 10)
+	if len(q.ready) != 0 {
+		t.Fatal("PutQuiet left a wakeup for a blocked reader")
+	}
+	q.Signal()
+	if len(q.ready) != 1 {
+		t.Fatal("Signal left no wakeup for a blocked reader")
+	}
+	if got, _ := q.GetMany(nil, func(int) bool { return true }); len(got) != 2 {
+		t.Fatalf("after Signal: %v, want both items", got)
+	}
+}
