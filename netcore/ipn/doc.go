@@ -5,8 +5,9 @@
 // switch), rights from the directory's mode (r receive, w send, x manage),
 // counters and a live pcap capture.
 //
-// A port is either a file port, one per open of ipn/NAME/data, with a
-// bounded receive queue, or a link port (package link): a TAP, a grabbed
+// A port is either a file port, one per open of ipn/NAME/data or
+// ipn/NAME/stream (the same port, its bytes in VDE's stream format, many
+// frames per call: stream.go), with a bounded receive queue, or a link port (package link): a TAP, a grabbed
 // interface or any other registered link kind, attached by its ctl line.
 // Links have no queue: the sender writes to them after the network's lock
 // is released, and each has a pump goroutine that reads its frames into
@@ -32,7 +33,9 @@
 // network's lock (to join or leave ports) but never svcMu. A link queue's
 // rmu (held while one of its frames is read and sent, by its pump or the
 // waiter) comes before Network.mu; the link waiter's mu is innermost, held only to look up,
-// arm or remove a queue.
+// arm or remove a queue. A stream file's rmu (its reads) comes before its
+// port's queue lock; its write lock is a channel, waited for
+// interruptibly, held while the write delivers (Network.mu inside it).
 //
 // Extensions (package link) are made with the network and closed with
 // it. Their ctl lines are parsed with the others and applied after the

@@ -5,6 +5,7 @@ package ipn
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -293,6 +294,118 @@ func FuzzDataFrames(f *testing.F) {
 					t.Fatalf("port %d sent %x; port %d, not a receiver, read %x, %v", from, frame, i, got, err)
 				}
 			}
+		}
+	})
+}
+
+// Whatever bytes are written to a stream file, cut into writes anywhere,
+// the network gets the frames a reading of the whole stream finds, up to
+// the first bad one, which fails a write (EINVAL, or a short count); and
+// a stream reader, reading in pieces of any size, gets those frames
+// framed, byte for byte. Never a panic.
+func FuzzStreamFrames(f *testing.F) {
+	seed := framed([]byte("one"), bytes.Repeat([]byte{7}, 300), []byte("three"))
+	f.Add(uint16(1500), seed, []byte{1, 5, 200, 3}, []byte{1, 7, 100})
+	f.Add(uint16(64), append(append([]byte{}, seed...), 0, 0, 0, 5), []byte{4}, []byte{250})
+	f.Add(uint16(100), []byte{0, 101}, []byte{1}, []byte{1})
+	f.Add(uint16(1500), []byte{0}, []byte{}, []byte{})
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer c.Close()
+	f.Fuzz(func(t *testing.T, mtu uint16, in, writes, reads []byte) {
+		mtu = max(mtu%1600, MinMTU)
+		if len(in) > 1<<16 {
+			in = in[:1<<16]
+		}
+		// The reference: the frames of the whole stream, up to a bad one.
+		var want [][]byte
+		bad := false
+		for i := 0; i+2 <= len(in); {
+			size := int(binary.BigEndian.Uint16(in[i:]))
+			if size == 0 || size > int(mtu) {
+				bad = true
+				break
+			}
+			if i+2+size > len(in) {
+				break
+			}
+			want = append(want, in[i+2:i+2+size])
+			i += 2 + size
+		}
+		nd := mkNet(t, c, rootCred, "streamfz", 0o777)
+		t.Cleanup(func() {
+			if err := ipnRoot(t, c).(netcore.Rmdirer).Rmdir(rootCred, "streamfz"); err != nil {
+				t.Errorf("rmdir: %v", err)
+			}
+		})
+		if err := ctl(t, nd, rootCred, fmt.Sprintf("mtu %d\nqlen 65536\n", mtu)); err != nil {
+			t.Fatal(err)
+		}
+		panics := netcore.Panics()
+		defer func() {
+			if netcore.Panics() != panics {
+				t.Fatal("a panic was contained")
+			}
+		}()
+		w := openStream(t, nd, rootCred, syscall.O_WRONLY)
+		d := openData(t, nd, rootCred, syscall.O_RDONLY)
+		r := openStream(t, nd, rootCred, syscall.O_RDONLY)
+		failed := false
+		for k := 0; len(in) > 0; k++ {
+			size := len(in)
+			if k < len(writes) {
+				size = min(int(writes[k])+1, len(in))
+			}
+			n, err := w.Write(context.Background(), in[:size], 0, false)
+			if err != nil {
+				if !errors.Is(err, syscall.EINVAL) || n != 0 {
+					t.Fatalf("write: %d, %v; want EINVAL or a count", n, err)
+				}
+				failed = true
+				break
+			}
+			if n <= 0 || n > size {
+				t.Fatalf("write of %d bytes returned %d", size, n)
+			}
+			if n < size {
+				// Short: a bad frame follows; the next write starts with it.
+				if n2, err := w.Write(context.Background(), in[n:size], 0, false); !errors.Is(err, syscall.EINVAL) || n2 != 0 {
+					t.Fatalf("write starting where a short write stopped: %d, %v; want EINVAL", n2, err)
+				}
+				failed = true
+				break
+			}
+			in = in[n:]
+		}
+		if failed != bad {
+			t.Fatalf("writes failed %v, the stream has a bad frame %v", failed, bad)
+		}
+		for i, p := range want {
+			got, err := recvNow(d, 70000)
+			if err != nil || !bytes.Equal(got, p) {
+				t.Fatalf("data packet %d = %x, %v; want %x", i, got, err, p)
+			}
+		}
+		expectEmpty(t, d, "data reader after the frames")
+		var got []byte
+		for k := 0; ; k++ {
+			size := 70000
+			if k < len(reads) {
+				size = int(reads[k]) + 1
+			}
+			b, err := recvNow(r, size)
+			if errors.Is(err, syscall.EAGAIN) {
+				break
+			}
+			if err != nil || len(b) == 0 || len(b) > size {
+				t.Fatalf("stream read of %d: %d bytes, %v", size, len(b), err)
+			}
+			got = append(got, b...)
+		}
+		if !bytes.Equal(got, framed(want...)) {
+			t.Fatalf("stream reader got %x, want %x", got, framed(want...))
 		}
 	})
 }

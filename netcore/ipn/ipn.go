@@ -177,6 +177,8 @@ func (f *ipnFamily) Readme() string { return readme }
 
 const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one, rmdir destroys it
   ipn/NAME/data         each open() is a port: one write sends one packet, one read receives one
+  ipn/NAME/stream       the same, as a byte stream of frames, each a 2-byte big-endian length
+                        then the packet (VDE's stream format: cat, socat, dpipe vde_plug)
   ipn/NAME/ctl          read: settings; write: commands, one per line:
                           policy hub|switch   mtu N   qlen N   lossless on|off
                           maxports N   descr TEXT   persist on|off
@@ -393,7 +395,7 @@ func (d *netDir) Attr(*netcore.Cred) netcore.Attr {
 
 func (d *netDir) List(*netcore.Cred) []netcore.DirEntry {
 	n := d.n
-	files := []*netFile{n.ctl, n.data, n.pcap, n.ports, n.stats}
+	files := []*netFile{n.ctl, n.data, n.pcap, n.ports, n.stats, n.stream}
 	ents := make([]netcore.DirEntry, len(files))
 	for i, f := range files {
 		ents[i] = netcore.DirEntry{Name: f.kind.String(), Node: f}
@@ -470,11 +472,12 @@ const (
 	filePorts
 	fileStats
 	filePcap
+	fileStream
 )
 
 // String is the file's name in the network directory.
 func (k fileKind) String() string {
-	return [...]string{"data", "ctl", "ports", "stats", "pcap"}[k]
+	return [...]string{"data", "ctl", "ports", "stats", "pcap", "stream"}[k]
 }
 
 func (f *netFile) ID() uint64 { return f.id }
@@ -492,7 +495,7 @@ func (f *netFile) Attr(*netcore.Cred) netcore.Attr {
 		class := mode >> shift & 7
 		var bits uint32
 		switch f.kind {
-		case fileData:
+		case fileData, fileStream:
 			bits = class & 6
 		case fileCtl:
 			if class != 0 {
@@ -531,8 +534,8 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 	acc := flags & syscall.O_ACCMODE
 	r := n.rights(c, wantedRights(f.kind, acc))
 	switch f.kind {
-	case fileData:
-		return f.openData(c, r, acc)
+	case fileData, fileStream:
+		return f.openPort(c, r, acc)
 	case fileCtl:
 		if r == 0 || (acc != syscall.O_RDONLY && r&RightManage == 0) {
 			return nil, syscall.EACCES
@@ -585,14 +588,16 @@ func (f *netFile) open(c *netcore.Cred, flags int) (netcore.Handle, error) {
 }
 
 // wantedRights is what an open of a file of kind with access mode acc
-// asks for: data r and/or w, ctl written x, anything else any right (0).
+// asks for: data and stream r and/or w, ctl written x, anything else any
+// right (0).
 func wantedRights(kind fileKind, acc int) Rights {
+	port := kind == fileData || kind == fileStream
 	switch {
-	case kind == fileData && acc == syscall.O_RDONLY:
+	case port && acc == syscall.O_RDONLY:
 		return RightRecv
-	case kind == fileData && acc == syscall.O_WRONLY:
+	case port && acc == syscall.O_WRONLY:
 		return RightSend
-	case kind == fileData:
+	case port:
 		return RightRecv | RightSend
 	case kind == fileCtl && acc != syscall.O_RDONLY:
 		return RightManage
@@ -600,9 +605,29 @@ func wantedRights(kind fileKind, acc int) Rights {
 	return 0
 }
 
-// openData joins the network. A caller holding only one of r and w gets a
-// port of that half even for O_RDWR (IPN's automatic shutdown).
-func (f *netFile) openData(c *netcore.Cred, r Rights, acc int) (netcore.Handle, error) {
+// openPort joins the network through the data or the stream file.
+func (f *netFile) openPort(c *netcore.Cred, r Rights, acc int) (netcore.Handle, error) {
+	n := f.n
+	p, err := joinFile(c, r, acc, func(recv, send bool) (*Port, error) {
+		return n.Join(n.fam.quota.PayerOfCheap(c), c.Pid, "", recv, send)
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.fam.log.Debug("port joined", "network", n.name, "file", f.kind.String(), "port", p.id, "uid", c.Uid, "pid", c.Pid,
+		"recv", p.recv, "send", p.send)
+	if f.kind == fileStream {
+		return newStreamHandle(p), nil
+	}
+	return &dataHandle{p: p}, nil
+}
+
+// joinFile is an open of a file that joins a port (data, stream, and
+// those of a VLAN): c opened it with access mode acc holding rights r,
+// and join makes the port with the halves it gets. A caller holding only
+// one of r and w gets a port of that half even for O_RDWR (IPN's
+// automatic shutdown); without the right it asked for, EACCES.
+func joinFile(c *netcore.Cred, r Rights, acc int, join func(recv, send bool) (*Port, error)) (*Port, error) {
 	wantRecv := acc == syscall.O_RDONLY || acc == syscall.O_RDWR
 	wantSend := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
 	recv := wantRecv && r&RightRecv != 0
@@ -610,12 +635,7 @@ func (f *netFile) openData(c *netcore.Cred, r Rights, acc int) (netcore.Handle, 
 	if (wantRecv && !recv && acc != syscall.O_RDWR) || (wantSend && !send && acc != syscall.O_RDWR) || (!recv && !send) {
 		return nil, syscall.EACCES
 	}
-	p, err := f.n.Join(f.n.fam.quota.PayerOfCheap(c), c.Pid, "", recv, send)
-	if err != nil {
-		return nil, err
-	}
-	f.n.fam.log.Debug("port joined", "network", f.n.name, "port", p.id, "uid", c.Uid, "pid", c.Pid, "recv", recv, "send", send)
-	return &dataHandle{p: p}, nil
+	return join(recv, send)
 }
 
 type dataHandle struct{ p *Port }

@@ -79,6 +79,7 @@ type Network struct {
 
 	dir                           *netDir
 	data, ctl, ports, stats, pcap *netFile
+	stream                        *netFile
 
 	// mu guards everything below and serializes delivery, which keeps
 	// packet order and makes the lossless "room for all" check exact.
@@ -105,6 +106,12 @@ type Network struct {
 	// panics counts the panics contained on the network's frame paths
 	// (panicked).
 	panics atomic.Uint64
+
+	// batching: a stream's writer delivers many frames under this hold
+	// of mu; the readers of the queues they go to are woken once, at
+	// the end (signal, in stream.go). Guarded by mu.
+	batching bool
+	signal   []*Port
 
 	rejects      int       // refused packets not yet logged
 	rejectLogged time.Time // when the last "packet refused" line was logged
@@ -141,6 +148,7 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 	n.ports = &netFile{id: netcore.NewID(), n: n, kind: filePorts}
 	n.stats = &netFile{id: netcore.NewID(), n: n, kind: fileStats}
 	n.pcap = &netFile{id: netcore.NewID(), n: n, kind: filePcap}
+	n.stream = &netFile{id: netcore.NewID(), n: n, kind: fileStream}
 	n.newExtensions()
 	return n
 }
@@ -312,9 +320,16 @@ func (n *Network) writeLinks(links []*Port, raw []byte, frames [][]byte, plain b
 // counts the tries, the first of which logs a payer's refusal.
 func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, links []*Port, wakes []func(), attempt int) (
 	_ []*Port, _ []func(), frames [][]byte, space <-chan struct{}, err error) {
-	plain := hdr.Plain()
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.deliverLocked(from, hdr, frame, owned, links, wakes, attempt)
+}
+
+// deliverLocked is deliver with n.mu held: a stream's writer delivers
+// many frames under one hold (sendFrames).
+func (n *Network) deliverLocked(from *Port, hdr vnet.Hdr, frame []byte, owned bool, links []*Port, wakes []func(), attempt int) (
+	_ []*Port, _ []func(), frames [][]byte, space <-chan struct{}, err error) {
+	plain := hdr.Plain()
 	if n.closed {
 		return links, wakes, nil, nil, syscall.EPIPE
 	}
@@ -538,7 +553,13 @@ func (n *Network) queueFrame(f []byte, wakes []func()) []func() {
 // drop there, and hands back its share of ch once n.mu is released (a
 // release may wake polls).
 func (n *Network) enqueueAt(p *Port, f []byte, ch *charge, wakes []func()) []func() {
-	ok, wake := p.enqueue(f, ch, n.set.Qlen)
+	var ok bool
+	var wake func()
+	if n.batching {
+		ok, wake = n.enqueueQuiet(p, f, ch)
+	} else {
+		ok, wake = p.enqueue(f, ch, n.set.Qlen)
+	}
 	if wake != nil {
 		wakes = append(wakes, wake)
 	}

@@ -55,6 +55,10 @@ type Port struct {
 	queuesOnce sync.Once     // makes queues
 	goneOnce   sync.Once     // the link went away: detach once
 
+	// signal: a reader of q is to be woken at the end of the batch
+	// delivering to it (Network.batching); guarded by the network's mu.
+	signal bool
+
 	// q is the receive queue (of at most the network's qlen); each
 	// packet's charge is taken before it is put, and let go as it leaves.
 	q pktq.Queue[queued]

@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
+package ipn
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/mnet-project/mnet/internal/vnet"
+	"github.com/mnet-project/mnet/netcore"
+)
+
+// The stream file is a port whose bytes are VDE's stream format (what
+// vde_plug speaks on its standard input and output): each frame is a
+// 2-byte big-endian length, then that many bytes. Many frames cross per
+// read and write, so a packet costs a fraction of a FUSE round trip.
+
+// streamLenSize is the size of a frame's length in the stream.
+const streamLenSize = 2
+
+// framesPerLock bounds the frames a stream write delivers under one hold
+// of the network's lock, and parses at a time: other senders wait at most
+// that long, and a write's scratch stays small.
+const framesPerLock = 256
+
+// keptScratch is the largest scratch (a kept frame's buffer, a read's
+// list of packets) a stream file keeps between calls; a larger one, made
+// for a burst or a jumbo frame, is let go.
+const keptScratch = 4096
+
+// streamIn cuts the bytes written to a stream file into frames, keeping
+// the frame a write ends inside (its length, or its first bytes) for the
+// next write, as a pipe would. It holds at most one frame: the length's
+// 2 bytes and up to mtu bytes of body.
+type streamIn struct {
+	lenBytes [streamLenSize]byte
+	nlen     int    // bytes of the kept frame's length held: 0 (no kept frame), 1 or 2
+	body     []byte // the kept frame's bytes so far; once nlen is 2, cap holds the whole frame
+}
+
+// streamCut is what parse found in one write, for commit to settle once
+// the frames were sent.
+type streamCut struct {
+	frames [][]byte // whole frames in order: slices of the write, the first maybe completing the kept frame
+	ends   []int    // ends[i]: the bytes of the write up to the end of frames[i]
+	// bad: a frame with a bad length (0, or above the mtu) or refused by
+	// the network starts where frames end; nothing after it is parsed.
+	bad bool
+	// more: parsing stopped after framesPerLock frames; the rest of the
+	// write is parsed once they are sent.
+	more bool
+}
+
+// parse cuts b, the bytes of one write, into frames of at most mtu
+// bytes, after what the last write kept. It does not change what is kept
+// (commit does, knowing what was sent), except for bytes beyond the kept
+// frame's length in its buffer.
+func (s *streamIn) parse(b []byte, mtu int, c *streamCut) {
+	c.frames, c.ends, c.bad, c.more = c.frames[:0], c.ends[:0], false, false
+	i := 0
+	if s.nlen > 0 {
+		lb, nlen := s.lenBytes, s.nlen
+		for nlen < streamLenSize && i < len(b) {
+			lb[nlen] = b[i]
+			nlen++
+			i++
+		}
+		if nlen < streamLenSize {
+			return // the write is all length: kept
+		}
+		size := int(binary.BigEndian.Uint16(lb[:]))
+		if s.nlen < streamLenSize && (size == 0 || size > mtu) {
+			c.bad = true // its length began in the last write
+			return
+		}
+		need := size - len(s.body)
+		if len(b)-i < need {
+			return // still not whole: kept
+		}
+		f := b[i : i+need]
+		if len(s.body) > 0 {
+			f = append(s.body, f...) // within its cap: the kept bytes stay as they are
+		}
+		i += need
+		c.frames = append(c.frames, f)
+		c.ends = append(c.ends, i)
+	}
+	for i+streamLenSize <= len(b) {
+		if len(c.frames) == framesPerLock {
+			c.more = true
+			return
+		}
+		size := int(binary.BigEndian.Uint16(b[i:]))
+		if size == 0 || size > mtu {
+			c.bad = true
+			return
+		}
+		if len(b)-i-streamLenSize < size {
+			return // the write ends inside this frame
+		}
+		i += streamLenSize + size
+		c.frames = append(c.frames, b[i-size:i])
+		c.ends = append(c.ends, i)
+	}
+}
+
+// refused marks frame k of c as refused by the network: a bad frame, with
+// the frames before it sent.
+func (c *streamCut) refused(k int) {
+	c.frames, c.ends, c.bad, c.more = c.frames[:k], c.ends[:k], true, false
+}
+
+// commit settles the write of b that parse cut into c, of whose frames
+// the first sent went out, and returns how many bytes of b the write
+// took: all of them when every frame went out and no bad one stopped it
+// (what follows the last frame is kept), else up to the end of the last
+// frame sent. A bad frame that began in the bytes kept from the last
+// write (a length completed by this write to 0 or above the mtu, or a
+// kept frame the network refused) is dropped with them: the next write
+// starts a new frame.
+func (s *streamIn) commit(b []byte, c *streamCut, sent int) int {
+	switch {
+	case sent == len(c.frames) && !c.bad && !c.more:
+		if sent == 0 {
+			s.keep(b)
+			return len(b)
+		}
+		s.reset()
+		s.keep(b[c.ends[sent-1]:])
+		return len(b)
+	case sent == 0:
+		if c.bad && len(c.frames) == 0 && s.nlen > 0 {
+			s.reset()
+		}
+		return 0
+	}
+	s.reset()
+	return c.ends[sent-1]
+}
+
+// keep adds p, bytes of a frame that p does not complete, to the kept
+// frame.
+func (s *streamIn) keep(p []byte) {
+	for s.nlen < streamLenSize && len(p) > 0 {
+		s.lenBytes[s.nlen] = p[0]
+		s.nlen++
+		p = p[1:]
+		if s.nlen == streamLenSize {
+			size := int(binary.BigEndian.Uint16(s.lenBytes[:]))
+			if cap(s.body) < size {
+				s.body = make([]byte, 0, size)
+			}
+		}
+	}
+	s.body = append(s.body, p...)
+}
+
+// reset forgets the kept frame; a large buffer is let go.
+func (s *streamIn) reset() {
+	s.nlen = 0
+	s.body = s.body[:0]
+	if cap(s.body) > keptScratch {
+		s.body = nil
+	}
+}
+
+// kept is the number of bytes kept from earlier writes.
+func (s *streamIn) kept() int { return s.nlen + len(s.body) }
+
+// linkRun says which links, links[from:to] of a batch, get frames[frame].
+type linkRun struct{ frame, from, to int }
+
+// frameBatch is what delivering a batch of frames under n.mu leaves to do
+// once it is released.
+type frameBatch struct {
+	links  []*Port   // the links the frames go to, runs saying which frame
+	runs   []linkRun //
+	wakes  []func()  // polls to wake, charges to release
+	signal []*Port   // ports whose blocked readers to wake
+}
+
+// reset empties b for the next batch, keeping nothing alive.
+func (b *frameBatch) reset() {
+	clear(b.links)
+	clear(b.wakes)
+	clear(b.signal)
+	b.links, b.runs, b.wakes, b.signal = b.links[:0], b.runs[:0], b.wakes[:0], b.signal[:0]
+}
+
+// sendFrames sends frames, plain Ethernet frames written to a stream file
+// port, in order, with n.mu taken once per framesPerLock frames rather
+// than once per frame. The frames are the caller's: what is kept is
+// copied. It returns how many were sent: all of them, or fewer with the
+// error that stopped the rest: EINTR or EAGAIN (a lossless wait), EPIPE
+// (the network is gone), or EMSGSIZE or EINVAL (frames[sent] refused).
+func (n *Network) sendFrames(ctx context.Context, from *Port, frames [][]byte, nonblock bool) (sent int, err error) {
+	var b frameBatch
+	attempt := 0
+	for sent < len(frames) {
+		// As transmit: a lossless writer waits for room in the queues
+		// and in the payers' budgets, the quota's release taken before
+		// looking.
+		var freed <-chan struct{}
+		doneWaiting := func() {}
+		if n.lossless.Load() {
+			freed, doneWaiting = n.fam.quota.WaitQueued()
+		}
+		var space <-chan struct{}
+		sent, space, err = n.deliverBatch(from, frames, sent, attempt, &b)
+		for _, p := range b.signal {
+			p.q.Signal()
+		}
+		for _, wake := range b.wakes {
+			wake()
+		}
+		n.writeFrameLinks(frames, b.links, b.runs)
+		b.reset()
+		switch {
+		case err != nil:
+			doneWaiting()
+			return sent, err
+		case space == nil:
+			doneWaiting()
+			attempt = 0
+			continue
+		}
+		attempt++
+		if freed == nil {
+			continue // lossless came on meanwhile: look again, waiting for releases
+		}
+		if nonblock {
+			doneWaiting()
+			return sent, syscall.EAGAIN
+		}
+		select {
+		case <-space:
+		case <-freed:
+		case <-ctx.Done():
+			doneWaiting()
+			return sent, syscall.EINTR
+		}
+		doneWaiting()
+	}
+	return sent, nil
+}
+
+// deliverBatch delivers frames from sent on, at most framesPerLock of
+// them, under one hold of n.mu, and returns the index of the first not
+// delivered; space is what a lossless one waits on, err why one was
+// refused. What is left to do without the lock is in b.
+func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b *frameBatch) (_ int, space <-chan struct{}, err error) {
+	var hdr vnet.Hdr // zero: plain frames
+	n.mu.Lock()
+	n.batching = true
+	defer func() {
+		n.batching = false
+		b.signal = n.takeSignals(b.signal)
+		n.mu.Unlock()
+	}()
+	for end := min(len(frames), sent+framesPerLock); sent < end; sent++ {
+		at := len(b.links)
+		b.links, b.wakes, _, space, err = n.deliverLocked(from, hdr, frames[sent], false, b.links, b.wakes, attempt)
+		if err != nil || space != nil {
+			break
+		}
+		attempt = 0
+		if len(b.links) > at {
+			b.runs = append(b.runs, linkRun{sent, at, len(b.links)})
+		}
+	}
+	return sent, space, err
+}
+
+// enqueueQuiet queues f at p during a batch, leaving p's reader to be
+// woken at its end. Called with n.mu held.
+func (n *Network) enqueueQuiet(p *Port, f []byte, ch *charge) (ok bool, pollWake func()) {
+	ok, pollWake = p.q.PutQuiet(queued{f, ch}, n.set.Qlen)
+	if ok && !p.signal {
+		p.signal = true
+		n.signal = append(n.signal, p)
+	}
+	return ok, pollWake
+}
+
+// takeSignals appends to dst the ports whose readers a batch is to wake,
+// and forgets them. Called with n.mu held.
+func (n *Network) takeSignals(dst []*Port) []*Port {
+	for _, p := range n.signal {
+		p.signal = false
+	}
+	dst = append(dst, n.signal...)
+	clear(n.signal)
+	n.signal = n.signal[:0]
+	return dst
+}
+
+// writeFrameLinks writes the frames that a batch routed to links, with
+// n.mu not held, each behind a zero virtio-net header in a borrowed
+// buffer (links do not keep what they are given).
+func (n *Network) writeFrameLinks(frames [][]byte, links []*Port, runs []linkRun) {
+	if len(runs) == 0 {
+		return
+	}
+	bp := rawBufs.Get().(*[]byte)
+	for _, r := range runs {
+		raw := append(append((*bp)[:0], make([]byte, vnet.HdrLen)...), frames[r.frame]...)
+		n.writeLinks(links[r.from:r.to], raw, nil, true)
+		*bp = raw[:0]
+	}
+	rawBufs.Put(bp)
+}
+
+// mtu is the network's current mtu.
+func (n *Network) mtu() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.set.MTU
+}
+
+// streamHandle is an open stream file: a port (of the network, or of a
+// VLAN as an access port) read and written in VDE's stream format. Any
+// file that joins a port makes one with newStreamHandle.
+type streamHandle struct {
+	p *Port
+
+	// wlock is held by the write in progress, which may wait (lossless):
+	// another write of the same open file waits for it interruptibly.
+	wlock chan struct{}
+	in    streamIn
+	cut   streamCut
+
+	// rmu orders reads, held only while packets are taken and copied,
+	// never while a read waits.
+	rmu sync.Mutex
+	// pend is the packet a short read began, pendOff how much of it
+	// (its length included) was read; pending says pend is set, for
+	// Poll, which does not take rmu.
+	pend    []byte
+	pendOff int
+	pending atomic.Bool
+	items   []queued // scratch for reads
+}
+
+var (
+	_ netcore.Handle   = (*streamHandle)(nil)
+	_ netcore.Poller   = (*streamHandle)(nil)
+	_ netcore.Streamer = (*streamHandle)(nil)
+)
+
+func newStreamHandle(p *Port) *streamHandle {
+	return &streamHandle{p: p, wlock: make(chan struct{}, 1)}
+}
+
+// Stream: a stream file has no position, and a read blocked on it must
+// not hold up a write of the same descriptor (FOPEN_STREAM).
+func (h *streamHandle) Stream() bool { return true }
+
+// Write sends the whole frames of b (and of what the last write kept
+// before them); a frame b ends inside is kept for the next write. It
+// returns len(b), or, when a bad frame, a signal or the lack of room
+// (lossless, with nonblock) stopped it, the bytes up to the end of the
+// last frame sent; EINVAL when a bad frame comes first, the error that
+// stopped it when no frame was sent.
+func (h *streamHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bool) (int, error) {
+	p := h.p
+	if !p.send {
+		return 0, syscall.EBADF
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	select {
+	case h.wlock <- struct{}{}:
+	default:
+		if nonblock {
+			return 0, syscall.EAGAIN
+		}
+		select {
+		case h.wlock <- struct{}{}:
+		case <-ctx.Done():
+			return 0, syscall.EINTR
+		}
+	}
+	defer func() { <-h.wlock }()
+	mtu := p.net.mtu()
+	c := &h.cut
+	total := 0
+	var err error
+	for {
+		h.in.parse(b[total:], mtu, c)
+		var sent int
+		sent, err = p.net.sendFrames(ctx, p, c.frames, nonblock)
+		if errors.Is(err, syscall.EMSGSIZE) || errors.Is(err, syscall.EINVAL) {
+			c.refused(sent)
+			err = nil
+		}
+		total += h.in.commit(b[total:], c, sent)
+		if err != nil || !c.more {
+			break
+		}
+	}
+	bad := c.bad
+	clear(c.frames) // not to keep the caller's buffer alive
+	c.frames, c.ends = c.frames[:0], c.ends[:0]
+	if cap(c.frames) > framesPerLock {
+		c.frames, c.ends = nil, nil
+	}
+	switch {
+	case total > 0:
+		return total, nil
+	case bad:
+		return 0, syscall.EINVAL
+	}
+	return 0, err
+}
+
+// Read returns as many whole queued frames as fit in b, each behind its
+// length; a b too small for the next frame gets its first bytes and the
+// next reads the rest. It waits only while nothing is queued.
+func (h *streamHandle) Read(ctx context.Context, b []byte, _ int64, nonblock bool) (int, error) {
+	p := h.p
+	if !p.recv {
+		return 0, syscall.EBADF
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	for {
+		h.rmu.Lock()
+		k, err := h.readLocked(b)
+		h.rmu.Unlock()
+		switch {
+		case k > 0:
+			return k, nil
+		case err == io.EOF:
+			return 0, nil
+		case err != syscall.EAGAIN || nonblock:
+			return 0, err
+		}
+		if err := p.q.Wait(ctx); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// readLocked fills b from what is pending and queued, without waiting.
+// Called with rmu held.
+func (h *streamHandle) readLocked(b []byte) (int, error) {
+	k := 0
+	if h.pend != nil {
+		k = h.readPending(b)
+		if k == len(b) {
+			return k, nil
+		}
+	}
+	room, taken, cut := len(b)-k, 0, false
+	items, err := h.p.q.GetMany(h.items[:0], func(e queued) bool {
+		size := streamLenSize + len(e.pkt)
+		switch {
+		case size <= room:
+			room -= size
+		case k == 0 && taken == 0:
+			cut, room = true, 0 // not even one fits: its first bytes
+		default:
+			return false
+		}
+		taken++
+		return true
+	})
+	for i, e := range items {
+		if len(e.pkt) == 0 || len(e.pkt) > MaxMTU {
+			continue // not a frame the format can carry
+		}
+		if cut && i == len(items)-1 {
+			h.pend, h.pendOff = e.pkt, 0
+			h.pending.Store(true)
+			k += h.readPending(b[k:])
+			break
+		}
+		binary.BigEndian.PutUint16(b[k:], uint16(len(e.pkt)))
+		k += streamLenSize + copy(b[k+streamLenSize:], e.pkt)
+	}
+	clear(items)
+	h.items = items[:0]
+	if cap(items) > keptScratch/16 {
+		h.items = nil
+	}
+	if len(items) > 0 && h.p.net.lossless.Load() {
+		h.p.net.space.Broadcast()
+	}
+	switch {
+	case k > 0:
+		return k, nil
+	case err == nil:
+		return 0, syscall.EAGAIN // all it took were packets the format cannot carry
+	}
+	return 0, err
+}
+
+// readPending copies to b what is left of the packet a short read began.
+func (h *streamHandle) readPending(b []byte) int {
+	var lb [streamLenSize]byte
+	binary.BigEndian.PutUint16(lb[:], uint16(len(h.pend)))
+	k := 0
+	if h.pendOff < streamLenSize {
+		k = copy(b, lb[h.pendOff:])
+	}
+	if off := h.pendOff + k; off >= streamLenSize {
+		k += copy(b[k:], h.pend[off-streamLenSize:])
+	}
+	h.pendOff += k
+	if h.pendOff == streamLenSize+len(h.pend) {
+		h.pend, h.pendOff = nil, 0
+		h.pending.Store(false)
+	}
+	return k
+}
+
+// Poll is the port's readiness (Port.Poll), and readable while a frame a
+// short read began is left to read.
+func (h *streamHandle) Poll(events uint32, wake func()) uint32 {
+	ready := h.p.Poll(events, wake)
+	if h.p.recv && events&(netcore.PollIn|netcore.PollRdNorm) != 0 && h.pending.Load() {
+		ready |= netcore.PollIn | netcore.PollRdNorm
+	}
+	return ready
+}
+
+func (h *streamHandle) Close() {
+	h.p.Close()
+	h.p.net.fam.log.Debug("port left", "network", h.p.net.name, "port", h.p.id)
+}
