@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,9 @@ type streamCut struct {
 	// more: parsing stopped after framesPerLock frames; the rest of the
 	// write is parsed once they are sent.
 	more bool
+	// badLen is the bad length parse found (0 when the network refused
+	// the frame: it said why).
+	badLen int
 }
 
 // parse cuts b, the bytes of one write, into frames of at most mtu
@@ -61,7 +65,7 @@ type streamCut struct {
 // (commit does, knowing what was sent), except for bytes beyond the kept
 // frame's length in its buffer.
 func (s *streamIn) parse(b []byte, mtu int, c *streamCut) {
-	c.frames, c.ends, c.bad, c.more = c.frames[:0], c.ends[:0], false, false
+	c.frames, c.ends, c.bad, c.more, c.badLen = c.frames[:0], c.ends[:0], false, false, 0
 	i := 0
 	if s.nlen > 0 {
 		lb, nlen := s.lenBytes, s.nlen
@@ -75,7 +79,7 @@ func (s *streamIn) parse(b []byte, mtu int, c *streamCut) {
 		}
 		size := int(binary.BigEndian.Uint16(lb[:]))
 		if s.nlen < streamLenSize && (size == 0 || size > mtu) {
-			c.bad = true // its length began in the last write
+			c.bad, c.badLen = true, size // its length began in the last write
 			return
 		}
 		need := size - len(s.body)
@@ -97,7 +101,7 @@ func (s *streamIn) parse(b []byte, mtu int, c *streamCut) {
 		}
 		size := int(binary.BigEndian.Uint16(b[i:]))
 		if size == 0 || size > mtu {
-			c.bad = true
+			c.bad, c.badLen = true, size
 			return
 		}
 		if len(b)-i-streamLenSize < size {
@@ -315,6 +319,18 @@ func (n *Network) writeFrameLinks(frames [][]byte, links []*Port, runs []linkRun
 	rawBufs.Put(bp)
 }
 
+// refuseLength keeps and logs, as for a refused packet, why a stream
+// write stopped at a bad length.
+func (n *Network) refuseLength(from *Port, size, mtu int) {
+	why := "a stream length of 0"
+	if size > 0 {
+		why = fmt.Sprintf("longer than the mtu (%d)", mtu)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.logReject(from, why, size)
+}
+
 // mtu is the network's current mtu.
 func (n *Network) mtu() int {
 	n.mu.Lock()
@@ -398,6 +414,8 @@ func (h *streamHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bo
 		if errors.Is(err, syscall.EMSGSIZE) || errors.Is(err, syscall.EINVAL) {
 			c.refused(sent)
 			err = nil
+		} else if c.bad && sent == len(c.frames) {
+			p.net.refuseLength(p, c.badLen, mtu)
 		}
 		total += h.in.commit(b[total:], c, sent)
 		if err != nil || !c.more {
