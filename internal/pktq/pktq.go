@@ -25,8 +25,9 @@ const keptRing = 64
 
 // Queue is a bounded FIFO of T. The zero value is not ready: call Init.
 type Queue[T any] struct {
-	take    func(T) bool // charges an item; false drops it
-	release func(T)      // gives an item's charge back
+	take        func(T) bool // charges an item; false drops it
+	release     func(T)      // gives an item's charge back
+	releaseMany func([]T)    // gives the charges of many back at once; nil: release each
 
 	mu     sync.Mutex
 	ring   []T
@@ -56,6 +57,10 @@ func (q *Queue[T]) wake() {
 	default:
 	}
 }
+
+// SetReleaseMany gives GetMany a release hook for all the items it took
+// at once, for charges that are cheaper to give back together.
+func (q *Queue[T]) SetReleaseMany(f func([]T)) { q.releaseMany = f }
 
 // Put appends v unless the queue is closed, already holds limit items or
 // take refuses it. It returns the wakeup of a poll armed on the queue, if
@@ -190,7 +195,10 @@ func (q *Queue[T]) GetMany(dst []T, take func(T) bool) ([]T, error) {
 	if more {
 		q.wake() // another reader of this same queue may be waiting
 	}
-	if q.release != nil {
+	switch {
+	case q.releaseMany != nil:
+		q.releaseMany(dst[start:])
+	case q.release != nil:
 		for _, v := range dst[start:] {
 			q.release(v)
 		}

@@ -525,7 +525,7 @@ func (n *Network) queueOwn(from *Port, frame []byte, owned bool, paid *charge, w
 		paid, to = ch, n.ready
 	}
 	if !owned {
-		frame = append([]byte(nil), frame...)
+		frame = append(make([]byte, 0, len(frame)), frame...)
 	}
 	for _, p := range to {
 		wakes = n.enqueueAt(p, frame, paid, wakes)

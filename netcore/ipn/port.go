@@ -67,7 +67,29 @@ type Port struct {
 func newPort(n *Network, id int, kind *link.Kind, uid, pid uint32, name string, recv, send bool) *Port {
 	p := &Port{net: n, id: id, kind: kind, uid: uid, pid: pid, name: name, recv: recv, send: send}
 	p.q.Init(nil, func(e queued) { e.ch.release() })
+	p.q.SetReleaseMany(releaseQueued)
 	return p
+}
+
+// releaseQueued lets go of many packets taken from a queue at once: their
+// charges are given back with one release per run of one payer, not one
+// per packet, as readers of many packets per call would otherwise
+// contend on the payers' counters for each.
+func releaseQueued(items []queued) {
+	var payer *netcore.Payer
+	var n int64
+	for _, e := range items {
+		if e.ch.payer != payer {
+			if payer != nil {
+				payer.Release(netcore.Queued, n)
+			}
+			payer, n = e.ch.payer, 0
+		}
+		n += e.ch.drop()
+	}
+	if payer != nil {
+		payer.Release(netcore.Queued, n)
+	}
 }
 
 // queued is one packet in a receive queue, and what it costs its payer.
@@ -104,12 +126,16 @@ func newCharge(payer *netcore.Payer, size, refs int) (*charge, error) {
 func chargeOf(size, refs int) int64 { return int64(size) + int64(refs)*entryCost }
 
 // release is one queue letting the packet go.
-func (ch *charge) release() {
+func (ch *charge) release() { ch.payer.Release(netcore.Queued, ch.drop()) }
+
+// drop is one queue letting the packet go, and returns what to give back
+// to its payer for it.
+func (ch *charge) drop() int64 {
 	n := int64(entryCost)
 	if ch.refs.Add(-1) == 0 {
 		n += ch.size
 	}
-	ch.payer.Release(netcore.Queued, n)
+	return n
 }
 
 // enqueue appends pkt, charged by ch, unless the queue already holds qlen

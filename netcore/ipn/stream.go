@@ -29,9 +29,12 @@ const streamLenSize = 2
 // that long, and a write's scratch stays small.
 const framesPerLock = 256
 
-// keptScratch is the largest scratch (a kept frame's buffer, a read's
-// list of packets) a stream file keeps between calls; a larger one, made
-// for a burst or a jumbo frame, is let go.
+// readChunk is how many packets a stream read takes from its queue per
+// hold of the queue's lock.
+const readChunk = 128
+
+// keptScratch is the largest buffer for a kept frame a stream file keeps
+// between writes; a larger one, made for a jumbo frame, is let go.
 const keptScratch = 4096
 
 // streamIn cuts the bytes written to a stream file into frames, keeping
@@ -359,7 +362,6 @@ type streamHandle struct {
 	pend    []byte
 	pendOff int
 	pending atomic.Bool
-	items   []queued // scratch for reads
 }
 
 var (
@@ -476,8 +478,13 @@ func (h *streamHandle) readLocked(b []byte) (int, error) {
 			return k, nil
 		}
 	}
-	room, taken, cut := len(b)-k, 0, false
-	items, err := h.p.q.GetMany(h.items[:0], func(e queued) bool {
+	// Packets are taken a chunk at a time, into a buffer on the stack.
+	var chunk [readChunk]queued
+	room, taken, inChunk, cut := len(b)-k, 0, 0, false
+	take := func(e queued) bool {
+		if inChunk == readChunk {
+			return false // the next call takes on
+		}
 		size := streamLenSize + len(e.pkt)
 		switch {
 		case size <= room:
@@ -488,27 +495,33 @@ func (h *streamHandle) readLocked(b []byte) (int, error) {
 			return false
 		}
 		taken++
+		inChunk++
 		return true
-	})
-	for i, e := range items {
-		if len(e.pkt) == 0 || len(e.pkt) > MaxMTU {
-			continue // not a frame the format can carry
+	}
+	var items []queued
+	var err error
+	for {
+		inChunk = 0
+		items, err = h.p.q.GetMany(chunk[:0], take)
+		for i, e := range items {
+			if len(e.pkt) == 0 || len(e.pkt) > MaxMTU {
+				continue // not a frame the format can carry
+			}
+			if cut && i == len(items)-1 {
+				h.pend, h.pendOff = e.pkt, 0
+				h.pending.Store(true)
+				k += h.readPending(b[k:])
+				break
+			}
+			binary.BigEndian.PutUint16(b[k:], uint16(len(e.pkt)))
+			k += streamLenSize + copy(b[k+streamLenSize:], e.pkt)
 		}
-		if cut && i == len(items)-1 {
-			h.pend, h.pendOff = e.pkt, 0
-			h.pending.Store(true)
-			k += h.readPending(b[k:])
+		clear(items)
+		if err != nil || inChunk < readChunk || cut || room <= streamLenSize {
 			break
 		}
-		binary.BigEndian.PutUint16(b[k:], uint16(len(e.pkt)))
-		k += streamLenSize + copy(b[k+streamLenSize:], e.pkt)
 	}
-	clear(items)
-	h.items = items[:0]
-	if cap(items) > keptScratch/16 {
-		h.items = nil
-	}
-	if len(items) > 0 && h.p.net.lossless.Load() {
+	if taken > 0 && h.p.net.lossless.Load() {
 		h.p.net.space.Broadcast()
 	}
 	switch {

@@ -151,6 +151,24 @@ func TestStreamReadFramesAndPieces(t *testing.T) {
 	}
 }
 
+// One read takes more packets than one hold of the queue's lock does.
+func TestStreamReadManyChunks(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "strchunks", 0777)
+	mustCtl(t, nd, "qlen 4096\n")
+	w := openStream(t, nd, rootCred, syscall.O_WRONLY)
+	s := openStream(t, nd, rootCred, syscall.O_RDONLY)
+	pkts := numbered(3*readChunk+5, 10)
+	writeAll(t, w, framed(pkts...))
+	got, err := recvNow(s, 65536)
+	if err != nil || !bytes.Equal(got, framed(pkts...)) {
+		t.Fatalf("one read of %d packets: %d bytes, %v; want %d", len(pkts), len(got), err, len(framed(pkts...)))
+	}
+	if used := c.Quota().Used(netcore.Queued); used != 0 {
+		t.Fatalf("%d bytes still charged after the read", used)
+	}
+}
+
 // A reader of a stream waits only while nothing is queued, and a packet
 // wakes it.
 func TestStreamReadWaits(t *testing.T) {
