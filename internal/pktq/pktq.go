@@ -79,6 +79,37 @@ func (q *Queue[T]) PutQuiet(v T, limit int) (ok bool, pollWake func()) {
 	return q.push(v, limit)
 }
 
+// PutMany appends vs, in order, under one lock, as far as the bound and
+// the take hook let it, without waking a blocked reader (see PutQuiet);
+// it returns how many it appended and the wakeup of a poll armed on the
+// queue, if any, for the caller to call once it holds no lock.
+func (q *Queue[T]) PutMany(vs []T, limit int) (n int, pollWake func()) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, v := range vs {
+		if q.closed || q.count >= limit || q.take != nil && !q.take(v) {
+			break
+		}
+		if q.count == len(q.ring) {
+			q.grow(limit)
+		}
+		q.ring[(q.head+q.count)%len(q.ring)] = v
+		q.count++
+		n++
+	}
+	if n > 0 {
+		pollWake, q.inWake = q.inWake, nil
+	}
+	return n, pollWake
+}
+
+// Len is the number of items queued.
+func (q *Queue[T]) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.count
+}
+
 // Signal wakes a reader blocked on the queue, after PutQuiet.
 func (q *Queue[T]) Signal() { q.wake() }
 

@@ -111,7 +111,8 @@ type Network struct {
 	// of mu; the readers of the queues they go to are woken once, at
 	// the end (signal, in stream.go). Guarded by mu.
 	batching bool
-	signal   []*Port
+	batchSeq uint64  // counts batches, for Port.queuedInBatch
+	signal   []*Port // the ports with packets batched for them
 
 	rejects      int       // refused packets not yet logged
 	rejectLogged time.Time // when the last "packet refused" line was logged
@@ -525,7 +526,9 @@ func (n *Network) queueOwn(from *Port, frame []byte, owned bool, paid *charge, w
 		paid, to = ch, n.ready
 	}
 	if !owned {
-		frame = append(make([]byte, 0, len(frame)), frame...)
+		kept := make([]byte, len(frame))
+		copy(kept, frame)
+		frame = kept
 	}
 	for _, p := range to {
 		wakes = n.enqueueAt(p, frame, paid, wakes)

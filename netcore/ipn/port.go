@@ -55,9 +55,14 @@ type Port struct {
 	queuesOnce sync.Once     // makes queues
 	goneOnce   sync.Once     // the link went away: detach once
 
-	// signal: a reader of q is to be woken at the end of the batch
-	// delivering to it (Network.batching); guarded by the network's mu.
-	signal bool
+	// During a batch (Network.batching), guarded by the network's mu:
+	// batched holds the packets for q, put at the end of the batch under
+	// one hold of q's lock; batchLen is what q held when the batch first
+	// looked (readers only take: a bound on room), taken at batch number
+	// batchSeq.
+	batched  []queued
+	batchLen int
+	batchSeq uint64
 
 	// q is the receive queue (of at most the network's qlen); each
 	// packet's charge is taken before it is put, and let go as it leaves.
@@ -159,7 +164,19 @@ func (p *Port) room(qlen int) bool {
 	if p.link != nil {
 		return true
 	}
+	if n := p.net; n.batching {
+		return p.queuedInBatch() < qlen
+	}
 	return p.q.Room(qlen)
+}
+
+// queuedInBatch is, during a batch, what p's queue holds with the
+// packets batched for it. Called with the network's mu held.
+func (p *Port) queuedInBatch() int {
+	if n := p.net; p.batchSeq != n.batchSeq {
+		p.batchSeq, p.batchLen = n.batchSeq, p.q.Len()
+	}
+	return p.batchLen + len(p.batched)
 }
 
 // Recv copies the next packet into buf and returns its length; a packet

@@ -264,9 +264,10 @@ func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b
 	var hdr vnet.Hdr // zero: plain frames
 	n.mu.Lock()
 	n.batching = true
+	n.batchSeq++
 	defer func() {
+		n.flushBatch(b)
 		n.batching = false
-		b.signal = n.takeSignals(b.signal)
 		n.mu.Unlock()
 	}()
 	for end := min(len(frames), sent+framesPerLock); sent < end; sent++ {
@@ -283,27 +284,46 @@ func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b
 	return sent, space, err
 }
 
-// enqueueQuiet queues f at p during a batch, leaving p's reader to be
-// woken at its end. Called with n.mu held.
+// enqueueQuiet batches f for p during a batch; flushBatch puts it in p's
+// queue at the end, with what else the batch holds for p. Called with
+// n.mu held.
 func (n *Network) enqueueQuiet(p *Port, f []byte, ch *charge) (ok bool, pollWake func()) {
-	ok, pollWake = p.q.PutQuiet(queued{f, ch}, n.set.Qlen)
-	if ok && !p.signal {
-		p.signal = true
+	if p.queuedInBatch() >= n.set.Qlen {
+		return false, nil
+	}
+	if len(p.batched) == 0 {
 		n.signal = append(n.signal, p)
 	}
-	return ok, pollWake
+	p.batched = append(p.batched, queued{f, ch})
+	return true, nil
 }
 
-// takeSignals appends to dst the ports whose readers a batch is to wake,
-// and forgets them. Called with n.mu held.
-func (n *Network) takeSignals(dst []*Port) []*Port {
+// flushBatch puts in each port's queue what the batch holds for it, under
+// one hold of the queue's lock, and appends to b the ports whose readers
+// to wake and the polls to wake. A queue that refuses some (closed under
+// the batch) drops them. Called with n.mu held.
+func (n *Network) flushBatch(b *frameBatch) {
 	for _, p := range n.signal {
-		p.signal = false
+		k, wake := p.q.PutMany(p.batched, n.set.Qlen)
+		if wake != nil {
+			b.wakes = append(b.wakes, wake)
+		}
+		for _, e := range p.batched[k:] {
+			p.rxPkts.Add(^uint64(0))
+			p.rxBytes.Add(-uint64(len(e.pkt)))
+			n.delivered.Add(^uint64(0))
+			n.dropAt(p)
+			b.wakes = append(b.wakes, e.ch.release)
+		}
+		clear(p.batched)
+		p.batched = p.batched[:0]
+		if cap(p.batched) > framesPerLock {
+			p.batched = nil
+		}
+		b.signal = append(b.signal, p)
 	}
-	dst = append(dst, n.signal...)
 	clear(n.signal)
 	n.signal = n.signal[:0]
-	return dst
 }
 
 // writeFrameLinks writes the frames that a batch routed to links, with
