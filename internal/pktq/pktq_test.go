@@ -328,3 +328,23 @@ func TestPutQuietAndSignal(t *testing.T) {
 		t.Fatalf("after Signal: %v, want both items", got)
 	}
 }
+
+// PutMany appends in order up to the bound, without a wakeup for a
+// blocked reader, and hands back an armed poll's wakeup once.
+func TestPutMany(t *testing.T) {
+	q := newQ(nil, nil)
+	var woken atomic.Int32
+	q.Poll(func() { woken.Add(1) })
+	n, wake := q.PutMany([]int{1, 2, 3, 4, 5}, 3)
+	if n != 3 || wake == nil || len(q.ready) != 0 {
+		t.Fatalf("PutMany of 5 under a bound of 3: %d put, wakeup %v, reader token %d", n, wake != nil, len(q.ready))
+	}
+	wake()
+	if n, wake := q.PutMany([]int{6}, 3); n != 0 || wake != nil {
+		t.Fatalf("PutMany into a full queue: %d, wakeup %v", n, wake != nil)
+	}
+	got, _ := q.GetMany(nil, func(int) bool { return true })
+	if len(got) != 3 || got[0] != 1 || got[2] != 3 || woken.Load() != 1 {
+		t.Fatalf("after PutMany: %v, woken %d", got, woken.Load())
+	}
+}
