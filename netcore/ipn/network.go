@@ -559,7 +559,9 @@ func (n *Network) enqueueAt(p *Port, f []byte, ch *charge, wakes []func()) []fun
 	var ok bool
 	var wake func()
 	if n.batching {
-		ok, wake = n.enqueueQuiet(p, f, ch)
+		if n.enqueueQuiet(p, f, ch) {
+			return wakes // counted when the batch is put in the queue
+		}
 	} else {
 		ok, wake = p.enqueue(f, ch, n.set.Qlen)
 	}

@@ -287,31 +287,38 @@ func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b
 // enqueueQuiet batches f for p during a batch; flushBatch puts it in p's
 // queue at the end, with what else the batch holds for p. Called with
 // n.mu held.
-func (n *Network) enqueueQuiet(p *Port, f []byte, ch *charge) (ok bool, pollWake func()) {
+func (n *Network) enqueueQuiet(p *Port, f []byte, ch *charge) bool {
 	if p.queuedInBatch() >= n.set.Qlen {
-		return false, nil
+		return false
 	}
 	if len(p.batched) == 0 {
 		n.signal = append(n.signal, p)
 	}
 	p.batched = append(p.batched, queued{f, ch})
-	return true, nil
+	return true
 }
 
 // flushBatch puts in each port's queue what the batch holds for it, under
 // one hold of the queue's lock, and appends to b the ports whose readers
-// to wake and the polls to wake. A queue that refuses some (closed under
-// the batch) drops them. Called with n.mu held.
+// to wake and the polls to wake; the counters are added to once per port,
+// not per packet (the readers share their cache lines). A queue that
+// refuses some (closed under the batch) drops them. Called with n.mu
+// held.
 func (n *Network) flushBatch(b *frameBatch) {
+	var delivered uint64
 	for _, p := range n.signal {
 		k, wake := p.q.PutMany(p.batched, n.set.Qlen)
 		if wake != nil {
 			b.wakes = append(b.wakes, wake)
 		}
+		var bytes uint64
+		for _, e := range p.batched[:k] {
+			bytes += uint64(len(e.pkt))
+		}
+		p.rxPkts.Add(uint64(k))
+		p.rxBytes.Add(bytes)
+		delivered += uint64(k)
 		for _, e := range p.batched[k:] {
-			p.rxPkts.Add(^uint64(0))
-			p.rxBytes.Add(-uint64(len(e.pkt)))
-			n.delivered.Add(^uint64(0))
 			n.dropAt(p)
 			b.wakes = append(b.wakes, e.ch.release)
 		}
@@ -322,6 +329,7 @@ func (n *Network) flushBatch(b *frameBatch) {
 		}
 		b.signal = append(b.signal, p)
 	}
+	n.delivered.Add(delivered)
 	clear(n.signal)
 	n.signal = n.signal[:0]
 }
