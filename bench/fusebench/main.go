@@ -44,8 +44,10 @@ var (
 	mnetBin   = flag.String("mnet", "/tmp/mnet", "mnet binary (go build -o /tmp/mnet ./cmd/mnet)")
 	dur       = flag.Duration("d", 3*time.Second, "measuring time of each scenario")
 	rbuf      = flag.Int("rbuf", 65536, "read(2) buffer size, i.e. the largest packet a reader takes (mnet's mtu)")
+	wbuf      = flag.Int("wbuf", 65536, "write(2) size of the stream rows: as many whole frames as fit")
 	rounds    = flag.Int("n", 1, "rounds: each scenario runs n times, interleaved, and the median is shown")
 	only      = flag.String("s", "", "run only the scenarios whose name matches this regexp (with the rows they are compared with)")
+	cpuprof   = flag.String("cpuprofile", "", "write the mnet daemon's CPU profile of the whole run here (its --cpuprofile)")
 	serveBare = flag.String("serve-bare", "", "internal: serve the bare relay at this directory until SIGTERM")
 )
 
@@ -109,6 +111,26 @@ type scenario struct {
 	bare     *scenario // the bare relay that treats a full queue as this does (/bare)
 	same     *scenario // the other bare relay, for the unlike ratio in the footer
 	blocking *scenario // for an epoll row: the same with blocking readers
+	// The stream rows: packets through ipn/NAME/stream in VDE's stream
+	// format, -wbuf bytes of whole frames per write, -rbuf per read.
+	stream bool
+	// seqpacket: a unix SOCK_SEQPACKET pair, one packet per call, no
+	// daemon: what a socket carries on this machine.
+	seqpacket bool
+	// vs are the rows a stream row's targets compare it with: the data
+	// row, the SEQPACKET pair, the 1→1 stream row (for 1→4).
+	vs []*scenario
+}
+
+// kind is what throughput opens.
+func (sc *scenario) kind() string {
+	switch {
+	case sc.stream:
+		return "stream"
+	case sc.seqpacket:
+		return "seqpacket"
+	}
+	return "data"
 }
 
 type result struct {
@@ -151,7 +173,11 @@ func run() error {
 	}
 	// -v: the daemon logs the polls and notifies of each polled file
 	// when it is released, at debug level.
-	mnetd, err := startDaemon("mnet", mnetMnt, *mnetBin, "mount", "-v", "--state", "", mnetMnt)
+	margs := []string{"mount", "-v", "--state", ""}
+	if *cpuprof != "" {
+		margs = append(margs, "--cpuprofile", *cpuprof)
+	}
+	mnetd, err := startDaemon("mnet", mnetMnt, append([]string{*mnetBin}, append(margs, mnetMnt)...)...)
 	if err != nil {
 		return err
 	}
@@ -186,6 +212,24 @@ func run() error {
 		b := add(&scenario{name: "mnet 1→1 lossless", mnet: true, size: size, readers: 1, lossless: true, bare: bareOf[size]})
 		add(&scenario{name: "mnet 1→1 lossl. epoll", mnet: true, epoll: true, size: size, readers: 1, lossless: true, bare: bareOf[size], blocking: b})
 	}
+	// Many packets per call: the stream file against the data file (the
+	// "mnet 1→1" rows) and against a socket pair, one packet per call.
+	for _, size := range []int{64, 1500} {
+		var data *scenario
+		for _, sc := range scs {
+			if sc.name == "mnet 1→1" && sc.size == size {
+				data = sc
+			}
+		}
+		seq := add(&scenario{name: "seqpacket pair 1→1", seqpacket: true, size: size, readers: 1})
+		one := add(&scenario{name: "stream 1→1", mnet: true, stream: true, size: size, readers: 1, vs: []*scenario{data, seq}})
+		add(&scenario{name: "stream 1→4", mnet: true, stream: true, size: size, readers: 4, vs: []*scenario{one}})
+		// A socket pair's writer waits when the reader is behind, as a
+		// lossless network's does; lossless off spends CPU on frames
+		// that are then dropped.
+		one = add(&scenario{name: "stream 1→1 lossless", mnet: true, stream: true, lossless: true, size: size, readers: 1, vs: []*scenario{data, seq}})
+		add(&scenario{name: "stream 1→4 lossless", mnet: true, stream: true, lossless: true, size: size, readers: 4, vs: []*scenario{one}})
+	}
 
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -202,6 +246,9 @@ func run() error {
 			mark(sc.bare)
 			mark(sc.same)
 			mark(sc.blocking)
+			for _, v := range sc.vs {
+				mark(v)
+			}
 		}
 		for _, sc := range scs {
 			if re.MatchString(sc.name) {
@@ -231,13 +278,23 @@ func run() error {
 					}
 				}
 				data, stats, pid = filepath.Join(dir, "data"), filepath.Join(dir, "stats"), mnetd.cmd.Process.Pid
+				if sc.stream {
+					// Room for a few writes' frames in each queue.
+					if err := os.WriteFile(filepath.Join(dir, "ctl"), []byte("qlen 4096\n"), 0); err != nil {
+						return err
+					}
+					data = filepath.Join(dir, "stream")
+				}
+			}
+			if sc.seqpacket {
+				data, pid = "", -1
 			}
 			var r result
 			released := 0
 			if sc.epoll {
 				released = len(pollReleases(mnetd.log))
 			}
-			if r.t, err = throughput(data, stats, pid, sc.size, sc.readers, sc.epoll); err != nil {
+			if r.t, err = throughput(sc.kind(), data, stats, pid, sc.size, sc.readers, sc.epoll); err != nil {
 				return fmt.Errorf("round %d, %s %d B: %v", round+1, sc.name, sc.size, err)
 			}
 			if sc.epoll {
@@ -405,9 +462,134 @@ func printTable(scs []*scenario) {
 				sc.name, sc.size, sc.same.name, sc.same.size, sc.ratio(sc.same))
 		}
 	}
+	printStreamTargets(scs)
+}
+
+// printStreamTargets prints the stream rows' ratios to what they are
+// compared with, round by round: at 64 B the stream at >= 10x the data
+// file and >= 1.0x the SEQPACKET pair; at 1→4 each reader at >= 0.8x the
+// 1→1 reader.
+func printStreamTargets(scs []*scenario) {
+	perRound := func(sc, b *scenario, each bool) []float64 {
+		var rs []float64
+		for i := range min(len(sc.results), len(b.results)) {
+			num := sc.results[i].t.delivered()
+			if each {
+				lo := math.Inf(1)
+				for _, n := range sc.results[i].t.rx {
+					lo = min(lo, float64(n)/sc.results[i].t.secs)
+				}
+				num = lo
+			}
+			rs = append(rs, num/b.results[i].t.delivered())
+		}
+		return rs
+	}
+	for _, sc := range scs {
+		for _, b := range sc.vs {
+			if b == nil || len(b.results) == 0 {
+				continue
+			}
+			want, each := 0.0, sc.readers > 1
+			switch {
+			case each:
+				want = 0.8
+			case b.seqpacket && sc.size == 64:
+				want = 1.0
+			case !b.stream && !b.seqpacket && sc.size == 64:
+				want = 10
+			}
+			rs := perRound(sc, b, each)
+			sorted := slices.Clone(rs)
+			slices.Sort(sorted)
+			what := "delivered/s"
+			if each {
+				what = "slowest reader's rx/s"
+			}
+			fmt.Printf("%s %d B over %s %d B (%s): median %.2f, round by round %s", sc.name, sc.size, b.name, b.size,
+				what, sorted[len(sorted)/2], fmtRatios(rs))
+			if want > 0 {
+				verdict := "met"
+				if sorted[len(sorted)/2] < want {
+					verdict = "NOT met"
+				}
+				fmt.Printf("; target >= %.1f: %s", want, verdict)
+			}
+			fmt.Println()
+		}
+	}
+}
+
+func fmtRatios(rs []float64) string {
+	var s []string
+	for _, r := range rs {
+		s = append(s, fmt.Sprintf("%.2f", r))
+	}
+	return strings.Join(s, " ")
 }
 
 func fmtDur(d time.Duration) string { return fmt.Sprintf("%.1fµs", float64(d)/1e3) }
+
+// openKind opens what throughput measures: the data or stream file
+// nreaders times for reading, then once for writing; or a SEQPACKET pair
+// (one reader).
+func openKind(kind, path string, nreaders int) ([]int, error) {
+	if kind != "seqpacket" {
+		return openData(path, nreaders)
+	}
+	if nreaders != 1 {
+		return nil, errors.New("a socket pair has one reader")
+	}
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return sp[:], nil
+}
+
+// frameCounter counts the frames of a VDE stream read piece by piece.
+type frameCounter struct {
+	nlen int  // bytes of the next length seen (0 or 1)
+	hi   byte // its first byte
+	left int  // bytes of the current frame still to come
+}
+
+func (c *frameCounter) count(b []byte) (frames uint64) {
+	for len(b) > 0 {
+		if c.left > 0 {
+			k := min(c.left, len(b))
+			c.left -= k
+			b = b[k:]
+			if c.left == 0 {
+				frames++
+			}
+			continue
+		}
+		if c.nlen == 0 {
+			c.hi, c.nlen = b[0], 1
+			b = b[1:]
+			continue
+		}
+		c.left, c.nlen = int(c.hi)<<8|int(b[0]), 0
+		b = b[1:]
+		if c.left == 0 {
+			frames++ // never sent; counted, not to stall
+		}
+	}
+	return frames
+}
+
+// streamWrite is a write(2) of as many whole frames of size bytes as fit
+// in -wbuf, and how many it holds.
+func streamWrite(size int) ([]byte, uint64) {
+	k := max(*wbuf/(size+2), 1)
+	var b []byte
+	for range k {
+		b = binary.BigEndian.AppendUint16(b, uint16(size))
+		b = append(b, make([]byte, size)...)
+	}
+	return b, uint64(k)
+}
 
 // openData opens data nreaders times for reading, then once for writing.
 func openData(data string, nreaders int) ([]int, error) {
@@ -459,8 +641,8 @@ func (t tput) delivered() float64 {
 // reused descriptor number after we have given up on it. With epoll, each
 // reader waits in its own edge-triggered epoll and reads to EAGAIN, as an
 // event loop does.
-func throughput(data, stats string, srvPid, size, nreaders int, epoll bool) (tput, error) {
-	fds, err := openData(data, nreaders)
+func throughput(kind, data, stats string, srvPid, size, nreaders int, epoll bool) (tput, error) {
+	fds, err := openKind(kind, data, nreaders)
 	if err != nil {
 		return tput{}, err
 	}
@@ -487,6 +669,7 @@ func throughput(data, stats string, srvPid, size, nreaders int, epoll bool) (tpu
 				}
 				return
 			}
+			var frames frameCounter
 			for {
 				n, err := unix.Read(fd, buf)
 				if err == unix.EINTR {
@@ -496,7 +679,11 @@ func throughput(data, stats string, srvPid, size, nreaders int, epoll bool) (tpu
 					errs <- fmt.Errorf("reader %d: read returned %d, %v", i, n, err)
 					return
 				}
-				rx[i].Add(1)
+				if kind == "stream" {
+					rx[i].Add(frames.count(buf[:n]))
+				} else {
+					rx[i].Add(1)
+				}
 				if writerDone.Load() {
 					return
 				}
@@ -506,7 +693,12 @@ func throughput(data, stats string, srvPid, size, nreaders int, epoll bool) (tpu
 	wg.Go(func() {
 		runtime.LockOSThread()
 		defer unix.Close(wfd)
-		pkt := make([]byte, size)
+		pkt, perWrite := make([]byte, size), uint64(1)
+		poke := pkt[:1]
+		if kind == "stream" {
+			pkt, perWrite = streamWrite(size)
+			poke = []byte{0, 1, 0}
+		}
 		for !stop.Load() {
 			_, err := unix.Write(wfd, pkt)
 			if err == unix.EINTR {
@@ -516,11 +708,11 @@ func throughput(data, stats string, srvPid, size, nreaders int, epoll bool) (tpu
 				errs <- fmt.Errorf("writer: %v", err)
 				break
 			}
-			sent.Add(1)
+			sent.Add(perWrite)
 		}
 		writerDone.Store(true)
 		for readersLeft.Load() > 0 {
-			unix.Write(wfd, pkt[:1])
+			unix.Write(wfd, poke)
 			time.Sleep(time.Millisecond)
 		}
 	})
