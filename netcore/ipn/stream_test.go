@@ -452,7 +452,7 @@ func TestStreamCountsPackets(t *testing.T) {
 // The writer's queued-bytes budget holds for stream writes as for data:
 // past it, frames are dropped and counted.
 func TestStreamQueuedBudget(t *testing.T) {
-	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), Limits: netcore.Limits{Queued: 64 << 10}})
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), Limits: netcore.Limits{}.With(netcore.Queued, 64<<10, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
