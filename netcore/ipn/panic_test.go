@@ -185,3 +185,31 @@ func TestPanicHookInPumpContained(t *testing.T) {
 		})
 	}
 }
+
+// A stream write's frames reach links too, in order; a link that panics
+// on one of them drops that one alone, and the write and the network go
+// on.
+func TestPanicInLinkWriteFromStreamContained(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "boomstream", 0o777)
+	mustCtl(t, nd, "boom boomstream")
+	s := openStream(t, nd, rootCred, syscall.O_WRONLY)
+	d := openData(t, nd, rootCred, syscall.O_RDONLY)
+	boomMu.Lock()
+	l := boomLinks["boomstream"]
+	boomMu.Unlock()
+	pkts := [][]byte{eth(macBcast, macA, "one"), eth(macBcast, macA, "BOOM-WRITE"), eth(macBcast, macA, "three")}
+	writeAll(t, s, framed(pkts...))
+	for _, p := range pkts {
+		expectPkt(t, d, p, "data port")
+	}
+	waitPanics(t, nd, 1)
+	l.mu.Lock()
+	got := l.got
+	l.mu.Unlock()
+	if len(got) != 2 || !bytes.Equal(got[0], pkts[0]) || !bytes.Equal(got[1], pkts[2]) {
+		t.Fatalf("the link got %q, want the first and last frames", got)
+	}
+	writeAll(t, s, framed(pkts[0]))
+	expectPkt(t, d, pkts[0], "data port after the panic")
+}

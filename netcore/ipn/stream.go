@@ -263,13 +263,11 @@ func (n *Network) sendFrames(ctx context.Context, from *Port, frames [][]byte, n
 func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b *frameBatch) (_ int, space <-chan struct{}, err error) {
 	var hdr vnet.Hdr // zero: plain frames
 	n.mu.Lock()
+	defer n.mu.Unlock() // last, even if what follows panics
 	n.batching = true
 	n.batchSeq++
-	defer func() {
-		n.flushBatch(b)
-		n.batching = false
-		n.mu.Unlock()
-	}()
+	defer func() { n.batching = false }()
+	defer n.flushBatch(b)
 	for end := min(len(frames), sent+framesPerLock); sent < end; sent++ {
 		at := len(b.links)
 		b.links, b.wakes, _, space, err = n.deliverLocked(from, hdr, frames[sent], false, b.links, b.wakes, attempt)
@@ -479,9 +477,7 @@ func (h *streamHandle) Read(ctx context.Context, b []byte, _ int64, nonblock boo
 		return 0, nil
 	}
 	for {
-		h.rmu.Lock()
-		k, err := h.readLocked(b)
-		h.rmu.Unlock()
+		k, err := h.readOnce(b)
 		switch {
 		case k > 0:
 			return k, nil
@@ -494,6 +490,13 @@ func (h *streamHandle) Read(ctx context.Context, b []byte, _ int64, nonblock boo
 			return 0, err
 		}
 	}
+}
+
+// readOnce is readLocked under rmu.
+func (h *streamHandle) readOnce(b []byte) (int, error) {
+	h.rmu.Lock()
+	defer h.rmu.Unlock() // a contained panic must not leave later reads stuck
+	return h.readLocked(b)
 }
 
 // readLocked fills b from what is pending and queued, without waiting.
