@@ -91,6 +91,9 @@ func TestStreamWritesCarryFrames(t *testing.T) {
 	if got := keyValue(t, filepath.Join(net, "stats"), "packets"); got != "400" {
 		t.Fatalf("stats packets %s, want 400: counters count packets, not writes", got)
 	}
+	// The shell's > (O_TRUNC) and >> (O_APPEND) both work, as for data.
+	sh(t, fmt.Sprintf(`printf '\000\002hi' > %s/stream; printf '\000\002ho' >> %s/stream`, net, net))
+	expectPackets(t, r, [][]byte{[]byte("hi"), []byte("ho")})
 }
 
 // Reads return many whole frames; dd with bs=1 reads the stream a byte at
