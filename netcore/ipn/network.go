@@ -112,6 +112,10 @@ type Network struct {
 	// the end (signal, in stream.go). Guarded by mu.
 	batching bool
 	batchSeq uint64  // counts batches, for Port.queuedInBatch
+	// batchSpace is the space notifier's channel taken at the batch's
+	// first lossless frame: a room made since closes it, so one is
+	// enough for the whole batch.
+	batchSpace <-chan struct{}
 	signal   []*Port // the ports with packets batched for them
 
 	rejects      int       // refused packets not yet logged
@@ -349,7 +353,7 @@ func (n *Network) deliverLocked(from *Port, hdr vnet.Hdr, frame []byte, owned bo
 	n.route(from, frame)
 	var paid *charge // a lossless writer's, for its frame in every queue
 	if n.set.Lossless {
-		space = n.space.Wait()
+		space = n.spaceWait()
 		if !n.roomForAll() {
 			return links, wakes, nil, space, nil
 		}

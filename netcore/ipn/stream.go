@@ -266,7 +266,7 @@ func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b
 	defer n.mu.Unlock() // last, even if what follows panics
 	n.batching = true
 	n.batchSeq++
-	defer func() { n.batching = false }()
+	defer func() { n.batching, n.batchSpace = false, nil }()
 	defer n.flushBatch(b)
 	for end := min(len(frames), sent+framesPerLock); sent < end; sent++ {
 		at := len(b.links)
@@ -280,6 +280,18 @@ func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b
 		}
 	}
 	return sent, space, err
+}
+
+// spaceWait is n.space.Wait, taken once per batch. Called with n.mu
+// held.
+func (n *Network) spaceWait() <-chan struct{} {
+	if !n.batching {
+		return n.space.Wait()
+	}
+	if n.batchSpace == nil {
+		n.batchSpace = n.space.Wait()
+	}
+	return n.batchSpace
 }
 
 // enqueueQuiet batches f for p during a batch; flushBatch puts it in p's
