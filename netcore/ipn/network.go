@@ -108,15 +108,15 @@ type Network struct {
 	panics atomic.Uint64
 
 	// batching: a stream's writer delivers many frames under this hold
-	// of mu; the readers of the queues they go to are woken once, at
-	// the end (signal, in stream.go). Guarded by mu.
+	// of mu; each port's share goes into its queue at the end, with one
+	// wakeup of its reader (flushBatch, in stream.go). Guarded by mu.
 	batching bool
-	batchSeq uint64  // counts batches, for Port.queuedInBatch
+	batchSeq uint64 // counts batches, for Port.queuedInBatch
 	// batchSpace is the space notifier's channel taken at the batch's
 	// first lossless frame: a room made since closes it, so one is
 	// enough for the whole batch.
 	batchSpace <-chan struct{}
-	signal   []*Port // the ports with packets batched for them
+	signal     []*Port // the ports with packets batched for them
 
 	rejects      int       // refused packets not yet logged
 	rejectLogged time.Time // when the last "packet refused" line was logged
