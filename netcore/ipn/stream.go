@@ -185,8 +185,8 @@ type linkRun struct{ frame, from, to int }
 // frameBatch is what delivering a batch of frames under n.mu leaves to do
 // once it is released.
 type frameBatch struct {
-	links  []*Port   // the links the frames go to, runs saying which frame
-	runs   []linkRun //
+	links  []*Port   // the links the frames go to
+	runs   []linkRun // which of links get which frame
 	wakes  []func()  // polls to wake, charges to release
 	signal []*Port   // ports whose blocked readers to wake
 }
