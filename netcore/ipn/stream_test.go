@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket/pcapgo"
 	"github.com/mnet-project/mnet/netcore"
@@ -494,5 +495,43 @@ func TestStreamEndOfFile(t *testing.T) {
 	}
 	if _, err := s.Write(context.Background(), framed([]byte("x")), 0, false); err == nil {
 		t.Fatalf("write to a removed network succeeded")
+	}
+}
+
+// Lossless with the writer's budget spent: a stream write waits for
+// readers to free it, as a data write does, and a signal ends it with
+// the bytes of the frames sent.
+func TestStreamLosslessBudgetWaits(t *testing.T) {
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), Limits: netcore.Limits{}.With(netcore.Queued, 64<<10, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	nd := mkNet(t, c, ownerCred, "stllbudget", 0777)
+	mustCtl(t, nd, "qlen 65536\nlossless on\n")
+	r := openData(t, nd, ownerCred, syscall.O_RDONLY)
+	s := openStream(t, nd, ownerCred, syscall.O_WRONLY)
+	pkts := numbered(100, 1000)
+	fit := int((64 << 10) / (1000 + entryCost))
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := goWrite(ctx, s, framed(pkts...))
+	expectBlocked(t, ch, "a lossless write past the budget")
+	for i := range 10 {
+		expectPkt(t, r, pkts[i], "r")
+	}
+	deadline := time.Now().Add(waitLimit)
+	for nd.n.Stats().Packets < uint64(fit+10) {
+		if time.Now().After(deadline) {
+			t.Fatalf("reads freed the budget, but %d packets went, want %d", nd.n.Stats().Packets, fit+10)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	res := waitResult(t, ch, "interrupted write")
+	if want := len(framed(pkts[:fit+10]...)); res.err != nil || res.n != want {
+		t.Fatalf("interrupted write = %d, %v; want %d (%d frames)", res.n, res.err, want, fit+10)
+	}
+	if st := nd.n.Stats(); st.Drops != 0 {
+		t.Fatalf("lossless dropped %d", st.Drops)
 	}
 }
