@@ -157,68 +157,80 @@ func (h *impairHeap) Pop() any {
 }
 
 // impairSched is a network's one timer: the frames that wait, and the
-// goroutine that releases them when due. Lock order: the network's mu,
-// then mu.
+// goroutine that releases them when due. The timer is armed, under mu,
+// to the earliest waiting frame whenever that changes. Lock order: the
+// network's mu, then mu.
 type impairSched struct {
 	mu    sync.Mutex
 	items impairHeap
 	seq   uint64
 	quit  bool
-	wake  chan struct{} // one token: the earliest time may have changed
+	timer impairTimer
+	gone  bool          // the timer is closed: its descriptor may be another's now
 	done  chan struct{} // closed when the goroutine ends
 }
 
-func newImpairSched() *impairSched {
-	return &impairSched{wake: make(chan struct{}, 1), done: make(chan struct{})}
-}
-
-func (s *impairSched) kick() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+// arm arms the timer to fire in d, unless it is closed. Called with mu
+// held.
+func (s *impairSched) arm(d time.Duration) {
+	if !s.gone {
+		s.timer.arm(d)
 	}
 }
 
-// push schedules x; the goroutine is woken if x is now the earliest.
+func newImpairSched() *impairSched {
+	return &impairSched{timer: newImpairTimer(), done: make(chan struct{})}
+}
+
+// kick wakes the goroutine at once: to look whether it is still needed.
+func (s *impairSched) kick() {
+	s.mu.Lock()
+	s.arm(0)
+	s.mu.Unlock()
+}
+
+// push schedules x; the timer is armed again if x is now the earliest.
 func (s *impairSched) push(x *impairItem) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	x.seq = s.seq
 	s.seq++
 	heap.Push(&s.items, x)
-	first := s.items[0] == x
-	s.mu.Unlock()
-	if first {
-		s.kick()
+	if s.items[0] == x {
+		s.arm(time.Until(x.at))
 	}
 }
 
-// due pops the frames due at now into out; wait is how long until the
-// next one (-1: none waits), quit whether the scheduler is stopped.
-func (s *impairSched) due(now time.Time, out []*impairItem) (_ []*impairItem, wait time.Duration, quit bool) {
+// due pops the frames due at now into out and arms the timer for the
+// next one (or disarms it); quit says the scheduler is stopped.
+func (s *impairSched) due(now time.Time, out []*impairItem) (_ []*impairItem, quit bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(s.items) > 0 && !s.items[0].at.After(now) {
 		out = append(out, heap.Pop(&s.items).(*impairItem))
 	}
-	wait = -1
-	if len(s.items) > 0 {
-		wait = s.items[0].at.Sub(now)
+	switch {
+	case s.quit:
+	case len(s.items) > 0:
+		s.arm(s.items[0].at.Sub(now))
+	default:
+		s.timer.disarm()
 	}
-	return out, wait, s.quit
+	return out, s.quit
 }
 
 // flush makes the frames waiting in m due now: an impairment switched
 // off lets its frames go on at once.
 func (s *impairSched) flush(m *impairment, now time.Time) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, x := range s.items {
 		if x.stage == m {
 			x.at = now
 		}
 	}
 	heap.Init(&s.items)
-	s.mu.Unlock()
-	s.kick()
+	s.arm(0)
 }
 
 // stop ends the goroutine and returns what still waits.
@@ -227,8 +239,8 @@ func (s *impairSched) stop() []*impairItem {
 	s.quit = true
 	items := s.items
 	s.items = nil
+	s.arm(0)
 	s.mu.Unlock()
-	s.kick()
 	<-s.done
 	return items
 }
@@ -240,17 +252,21 @@ func (s *impairSched) empty() bool {
 }
 
 // runImpair is the scheduler's goroutine: it releases what is due, then
-// sleeps until the next frame is due or an earlier one is pushed. It
-// ends when the network stops or has no impairment and nothing waits.
+// sleeps until the timer fires (the next frame is due, an earlier one
+// was pushed, or it is kicked). It ends when the network stops or has no
+// impairment and nothing waits.
 func (n *Network) runImpair(s *impairSched) {
 	defer close(s.done)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	defer func() {
+		s.mu.Lock()
+		s.gone = true
+		s.timer.close()
+		s.mu.Unlock()
+	}()
 	var due []*impairItem
 	for {
-		var wait time.Duration
 		var quit bool
-		due, wait, quit = s.due(time.Now(), due[:0])
+		due, quit = s.due(time.Now(), due[:0])
 		if quit {
 			releaseAll(due)
 			return
@@ -260,19 +276,10 @@ func (n *Network) runImpair(s *impairSched) {
 			clear(due)
 			continue
 		}
-		if wait < 0 {
-			if n.impairIdle(s) {
-				return
-			}
-			<-s.wake
-			continue
+		if n.impairIdle(s) {
+			return
 		}
-		timer.Reset(wait)
-		select {
-		case <-timer.C:
-		case <-s.wake:
-			timer.Stop()
-		}
+		s.timer.wait()
 	}
 }
 
