@@ -124,6 +124,7 @@ func run() error {
 				if err := p.set(spec); err != nil {
 					return fmt.Errorf("%s: %s: %v", p.name, spec, err)
 				}
+				drain(p)
 				lat, lost := measureDelay(p)
 				within := 0
 				dev := make([]float64, len(lat))
@@ -147,9 +148,20 @@ func run() error {
 			got := measureRate(p, bps)
 			fmt.Printf("round %d %-5s rate %s delivered %.3f Mbit/s = %.4f of R\n", r, p.name, *rate, got/1e6, got/float64(bps))
 			p.set("")
+			drain(p) // what the rate left waiting, let go by off
 		}
 	}
 	return nil
+}
+
+// drain reads what is left until nothing comes for a while.
+func drain(p *path) {
+	buf := make([]byte, 70000)
+	for {
+		if _, err := p.recv(buf); err != nil {
+			return
+		}
+	}
 }
 
 func pct(v []float64, p int) float64 {
@@ -303,6 +315,11 @@ func mnetPath(mnt string) (*path, error) {
 		return nil, fmt.Errorf("no reader port in\n%s", ports)
 	}
 	ctl := func(s string) error { return os.WriteFile(filepath.Join(net, "ctl"), []byte(s), 0) }
+	// A reader the machine holds back must not lose frames to its queue:
+	// what is measured is the impairment.
+	if err := ctl("qlen 65536"); err != nil {
+		return nil, err
+	}
 	// A deadline on the reader: SO_RCVTIMEO does not exist for a file,
 	// so recv polls.
 	recv := func(b []byte) (int, error) {
