@@ -312,22 +312,21 @@ func releaseAll(items []*impairItem) {
 func (n *Network) releaseImpaired(due []*impairItem) {
 	var out []*impairItem
 	var wakes []func()
-	done := 0
+	done := 0 // the frames before due[done] are passed on
 	defer func() {
 		if r := recover(); r != nil {
 			n.panicked(r, "panic releasing impaired frames; frames dropped")
-			if done < len(due) {
-				releaseAll(due[done:])
-			}
+			releaseAll(due[done:])
 		}
 	}()
 	func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		now := time.Now()
-		for _, x := range due {
-			done++
+		for i, x := range due {
+			done = i // x is in hand: a panic from here loses it
 			x.stage.waiting--
+			netcore.TestHook("IMPAIR", x.frame())
 			if n.closed {
 				wakes = append(wakes, x.ch.release)
 				continue
@@ -349,6 +348,7 @@ func (n *Network) releaseImpaired(due []*impairItem) {
 			wakes = n.enqueueAt(x.to, x.frame(), x.ch, wakes)
 		}
 	}()
+	done = len(due)
 	for _, w := range wakes {
 		w()
 	}

@@ -374,3 +374,27 @@ func TestImpairLosslessLoses(t *testing.T) {
 		}
 	}
 }
+
+// TestImpairPanicContained: a panic while the scheduler releases frames
+// costs those frames (counted in panics), not the scheduler.
+func TestImpairPanicContained(t *testing.T) {
+	netcore.SetTestHooks(true)
+	t.Cleanup(func() { netcore.SetTestHooks(false) })
+	nd, a, b := impairNet(t)
+	mustCtl(t, nd, "impair #2 delay 1ms\n")
+	send(t, a, []byte("MNET-TEST-PANIC-IMPAIR"))
+	deadline := time.Now().Add(waitLimit)
+	for statsOf(t, nd)["panics"] != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("panics %d, want 1", statsOf(t, nd)["panics"])
+		}
+		time.Sleep(time.Millisecond)
+	}
+	send(t, a, []byte("after"))
+	if got, _ := recvWithin(t, b, waitLimit); string(got) != "after" {
+		t.Fatalf("after the panic b got %q", got)
+	}
+	if used := nd.n.fam.quota.UsedBy(0, netcore.Queued); used != 0 {
+		t.Errorf("queued bytes %d after the panic, want the lost frame's charge released", used)
+	}
+}
