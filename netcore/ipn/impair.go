@@ -494,6 +494,11 @@ func (n *Network) applyImpairLocked(l impairLine) *ctlError {
 		if l.spec == nil {
 			return nil // off, and nothing was on
 		}
+		if n.closed {
+			// Its scheduler is stopped for good (a ctl file still
+			// open after rmdir).
+			return ctlErr(syscall.ENOENT, "the network is gone")
+		}
 		st = &impairState{ports: map[*Port]*impairment{}, sched: newImpairSched()}
 		n.imp = st
 		go n.runImpair(st.sched)
