@@ -360,6 +360,19 @@ func TestImpairLosslessLoses(t *testing.T) {
 			t.Fatal(r.err)
 		}
 	}
+	// Once they left the delay, b's queue (qlen 1) took one and dropped
+	// two, counted as any drop.
+	time.Sleep(150 * time.Millisecond)
+	deadline := time.Now().Add(waitLimit)
+	for portRow(t, nd, 2)["DROPS"] != "2" {
+		if time.Now().After(deadline) {
+			t.Fatalf("b's DROPS %s, want 2 (qlen 1, three frames at once)", portRow(t, nd, 2)["DROPS"])
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if d := statsOf(t, nd)["drops"]; d != 2 {
+		t.Errorf("stats drops %d, want 2", d)
+	}
 	recvWithin(t, b, waitLimit)
 	mustCtl(t, nd, "impair #2 loss 100%\n")
 	send(t, a, []byte("gone"))
