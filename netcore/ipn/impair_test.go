@@ -411,3 +411,55 @@ func TestImpairPanicContained(t *testing.T) {
 		t.Errorf("queued bytes %d after the panic, want the lost frame's charge released", used)
 	}
 }
+
+// TestImpairSeedThroughNetwork: the same frames through loss 50% seed 7
+// lose the same ones each time the line is written; seed 8 others.
+func TestImpairSeedThroughNetwork(t *testing.T) {
+	nd, a, b := impairNet(t)
+	run := func(line string) string {
+		mustCtl(t, nd, line)
+		for i := range 64 {
+			send(t, a, []byte{byte(i)})
+		}
+		mustCtl(t, nd, "impair #2 off\n") // what waits goes on
+		waitNoImpair(t, nd.n)
+		var got []byte
+		for {
+			f, err := recvNow(b, 10)
+			if err != nil {
+				break
+			}
+			got = append(got, f[0])
+		}
+		return fmt.Sprint(got)
+	}
+	first := run("impair #2 loss 50% seed 7\n")
+	if again := run("impair #2 loss 50% seed 7\n"); again != first {
+		t.Fatalf("seed 7 passed %s, then %s", first, again)
+	}
+	if other := run("impair #2 loss 50% seed 8\n"); other == first {
+		t.Fatalf("seeds 7 and 8 passed the same frames: %s", first)
+	}
+	if n := len(strings.Fields(first)); n < 16 || n > 48 {
+		t.Errorf("loss 50%% passed %d of 64: %s", n, first)
+	}
+}
+
+// waitNoImpair waits until n's scheduler has passed on everything and
+// ended.
+func waitNoImpair(t *testing.T, n *Network) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		n.mu.Lock()
+		st := n.imp
+		n.mu.Unlock()
+		if st == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the impair scheduler did not end")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
