@@ -49,6 +49,9 @@ type ctlCommand struct {
 	// ext applies an extension's line, once the network's own settings
 	// are applied and its lock is released.
 	ext func() error
+	// impair is an impair line, whose port is checked before anything
+	// is applied.
+	impair *impairLine
 }
 
 // applyCtl runs the commands in text, one per line, for caller c (pinned)
@@ -147,6 +150,9 @@ func (n *Network) openLinks(c *netcore.Cred, ns *netns.NS, cmds []ctlCommand) *c
 // applyExtCtl. Called with n.mu held.
 func (n *Network) applyCtlLocked(c *netcore.Cred, cmds []ctlCommand) (attached, detached []*Port, bad *ctlError) {
 	if bad := n.checkLinksLocked(cmds); bad != nil {
+		return nil, nil, bad
+	}
+	if bad := n.checkImpairsLocked(cmds); bad != nil {
 		return nil, nil, bad
 	}
 	for _, cmd := range cmds {
@@ -304,7 +310,7 @@ func (n *Network) parseExtCtl(c *netcore.Cred, line string) (ctlCommand, *ctlErr
 // ctlWords are the ctl words of ipn itself; every other word is a link
 // kind's (package link).
 var ctlWords = map[string]bool{"policy": true, "mtu": true, "qlen": true, "maxports": true,
-	"lossless": true, "persist": true, "descr": true, "detach": true}
+	"lossless": true, "persist": true, "descr": true, "detach": true, "impair": true}
 
 func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 	word, arg, _ := strings.Cut(line, " ")
@@ -379,6 +385,13 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 			return cmd, ctlErr(syscall.EINVAL, "descr: %d bytes, at most %d", len(arg), MaxDescr)
 		}
 		cmd.apply = func(n *Network) *ctlError { n.set.Descr = arg; return nil }
+	case "impair":
+		l, err := parseImpair(arg)
+		if err != nil {
+			return cmd, ctlErr(err.errno, "%s: %s", line, err.reason)
+		}
+		cmd.impair = &l
+		cmd.apply = func(n *Network) *ctlError { return n.applyImpairLocked(l) }
 	case "detach":
 		d, err := parseDetach(c, uncomment(arg))
 		if err != nil {

@@ -28,6 +28,7 @@ func FuzzCtl(f *testing.F) {
 		"policy switch\n", "mtu 1500\nqlen 8\n", "lossless on", "descr hello world",
 		"maxports 0", "mtu -1", "qlen 99999999999999999999", "tap eth0", "persist maybe",
 		"\n\n#comment\n", "policy  hub", "descr \x00\xff", "mtu 64\nmtu 65535\nbogus",
+		"impair all delay 1ms loss 50% seed 1\nimpair all off", "impair #1 dup 100%",
 	} {
 		f.Add(seed, true)
 		f.Add(seed, false)

@@ -158,6 +158,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		if n.restoreLinks(s.Links) {
 			waiting = true
 		}
+		n.restoreImpairs(s.Impair)
 		n.syncServices()
 	}
 	if waiting {
@@ -186,6 +187,8 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
                           vxlan VNI REMOTE[:PORT]...   vxlan VNI group MCAST[:PORT] [dev IFNAME]
                           detach vxlan VNI
                           addr CIDR   addr -CIDR   mac XX:XX:XX:XX:XX:XX
+                          impair PORT|all [delay D] [jitter J] [loss P%] [dup P%] [reorder P%]
+                                 [corrupt P%] [rate R] [limit N] [seed N]   impair PORT|all off
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
@@ -241,7 +244,7 @@ func (f *ipnFamily) saveState() error {
 		n.mu.Lock()
 		if n.set.Persist && !n.closed {
 			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set,
-				Links: n.savedLinksLocked(), Ext: n.savedExts()})
+				Links: n.savedLinksLocked(), Ext: n.savedExts(), Impair: n.impairLinesLocked(true)})
 		}
 		n.mu.Unlock()
 	}

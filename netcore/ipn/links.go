@@ -203,6 +203,7 @@ func (n *Network) detachLocked(p *Port) {
 		}
 	}
 	n.fdb.forget(p)
+	n.forgetImpairLocked(p)
 }
 
 // release stops a link port that has left the network: its pump ends, the

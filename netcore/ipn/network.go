@@ -140,6 +140,11 @@ type Network struct {
 	// tried again.
 	waiting []*waitingLink
 	waitMu  sync.Mutex
+
+	// imp is the network's link emulation (impair.go), nil while it has
+	// none; guarded by mu. impStats are its counters.
+	imp      *impairState
+	impStats impairCounters
 }
 
 func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings) *Network {
@@ -203,6 +208,7 @@ func (n *Network) leave(p *Port) {
 		}
 	}
 	n.fdb.forget(p)
+	n.forgetImpairLocked(p)
 	n.mu.Unlock()
 	p.shut() // the file is being released: nobody polls it any more
 	n.space.Disarm(p)
@@ -351,6 +357,9 @@ func (n *Network) deliverLocked(from *Port, hdr vnet.Hdr, frame []byte, owned bo
 		return links, wakes, nil, nil, syscall.EINVAL
 	}
 	n.route(from, frame)
+	if n.imp != nil {
+		n.impairSplit()
+	}
 	var paid *charge // a lossless writer's, for its frame in every queue
 	if n.set.Lossless {
 		space = n.spaceWait()
@@ -387,6 +396,9 @@ func (n *Network) deliverLocked(from *Port, hdr vnet.Hdr, frame []byte, owned bo
 			frames = [][]byte{}
 		}
 		return frames
+	}
+	if n.imp != nil && len(n.imp.hit) > 0 {
+		n.impairLocked(from, frame, plain, segmented)
 	}
 	n.files = n.files[:0]
 	for _, p := range n.targets {
@@ -666,6 +678,7 @@ func (n *Network) shutdown(exiting bool) {
 	n.mu.Unlock()
 	n.syncServices() // their clients leave; closed, none can join again
 	n.closeExts()    // their ports leave likewise
+	n.stopImpair()
 	n.mu.Lock()
 	ports := n.portList
 	n.portList = nil
@@ -756,6 +769,9 @@ func (n *Network) ctlText() []byte {
 		}
 		fmt.Fprintf(&b, "%s # waiting: namespace %s %s\n", w.line(), w.where.Netns, w.why)
 	}
+	for _, l := range n.impairLinesLocked(false) {
+		fmt.Fprintf(&b, "%s\n", l)
+	}
 	for _, l := range items {
 		fmt.Fprintf(&b, "%s\n", l)
 	}
@@ -794,8 +810,10 @@ func (n *Network) portsText() []byte {
 func (n *Network) statsText() []byte {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return fmt.Appendf(nil, "ports %d\npackets %d\nbytes %d\ndelivered %d\ndrops %d\npcap-drops %d\npanics %d\n",
-		len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops, n.panics.Load())
+	return fmt.Appendf(nil, "ports %d\npackets %d\nbytes %d\ndelivered %d\ndrops %d\npcap-drops %d\npanics %d\n"+
+		"impair-drops %d\nimpair-dups %d\nimpair-corrupted %d\n",
+		len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops, n.panics.Load(),
+		n.impStats.drops.Load(), n.impStats.dups.Load(), n.impStats.corrupted.Load())
 }
 
 // Stats are the network's counters.

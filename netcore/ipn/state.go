@@ -25,6 +25,9 @@ type savedNetwork struct {
 	Links []json.RawMessage `json:"ifaces,omitempty"`
 	// Ext is what extensions (package link) keep, by extension name.
 	Ext map[string]json.RawMessage `json:"ext,omitempty"`
+	// Impair are the impair lines of the attachments and of all, without
+	// the word, restored after the attachments.
+	Impair []string `json:"impair,omitempty"`
 }
 
 type stateDoc struct {
