@@ -81,6 +81,10 @@ type Member struct {
 	UID, PID   uint32
 	Name       string // the NAME column: no spaces
 	Recv, Send bool
+	// Number is what the service's clients know the port by (a VDE
+	// port number), which settings such as "vlan vde:N VID" name; 0 for
+	// none.
+	Number int
 }
 
 var services = map[string]*Service{}

@@ -36,6 +36,36 @@ type switchDir struct {
 	closed     bool
 	seq        int // names the switch's datagram sockets
 	handshakes int // connections that have not finished their handshake
+	// numbers are the VDE port numbers the clients have, with how many
+	// clients have each: as with vde_switch, clients that ask for one
+	// number share it.
+	numbers map[int]int
+}
+
+// takeNumber gives a client the VDE port number it asked for, or, if it
+// asked for none (0), the lowest one no client has.
+func (sw *switchDir) takeNumber(asked int) int {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.numbers == nil {
+		sw.numbers = map[int]int{}
+	}
+	num := asked
+	if num == 0 {
+		for num = 1; sw.numbers[num] > 0; num++ {
+		}
+	}
+	sw.numbers[num]++
+	return num
+}
+
+// dropNumber is a client with number num leaving.
+func (sw *switchDir) dropNumber(num int) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	if sw.numbers[num]--; sw.numbers[num] <= 0 {
+		delete(sw.numbers, num)
+	}
 }
 
 // maxHandshakes bounds the connections of one switch still in their
@@ -199,7 +229,10 @@ func (sw *switchDir) serve(c *clientConn) {
 		return
 	}
 	defer unix.Unlinkat(sw.portsFD, sock, 0) // after leave, below
-	leave, err := sw.net.Join(l, link.Member{UID: cred.Uid, PID: cred.Pid, Name: name, Recv: recv, Send: send})
+	num := sw.takeNumber(req.port)
+	defer sw.dropNumber(num)
+	log = log.With("port", num)
+	leave, err := sw.net.Join(l, link.Member{UID: cred.Uid, PID: cred.Pid, Name: name, Recv: recv, Send: send, Number: num})
 	if err != nil {
 		l.Close(false)
 		log.Info("VDE client refused", "name", name, "err", err)
