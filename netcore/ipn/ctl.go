@@ -52,6 +52,9 @@ type ctlCommand struct {
 	// impair is an impair line, whose port is checked before anything
 	// is applied.
 	impair *impairLine
+	// vlan is set for a vlan or trunk line, whose PORT is checked
+	// before anything is applied (vlan.go).
+	vlan *vlanCommand
 }
 
 // applyCtl runs the commands in text, one per line, for caller c (pinned)
@@ -116,12 +119,17 @@ func (n *Network) parseCtlText(c *netcore.Cred, ns *netns.NS, text string) ([]ct
 		if err != nil {
 			return cmds, err
 		}
-		if cmd.detach != nil {
-			// A detach names the attachment in the writer's namespace.
+		d := cmd.detach
+		if cmd.vlan != nil {
+			d = cmd.vlan.port.link
+		}
+		if d != nil {
+			// A detach (and a vlan or trunk line) names the
+			// attachment in the writer's namespace.
 			if ns == nil || ns.Self() {
-				cmd.detach.anyNS = true
+				d.anyNS = true
 			} else {
-				cmd.detach.ns = ns.ID()
+				d.ns = ns.ID()
 			}
 		}
 		cmds = append(cmds, cmd)
@@ -310,7 +318,7 @@ func (n *Network) parseExtCtl(c *netcore.Cred, line string) (ctlCommand, *ctlErr
 // ctlWords are the ctl words of ipn itself; every other word is a link
 // kind's (package link).
 var ctlWords = map[string]bool{"policy": true, "mtu": true, "qlen": true, "maxports": true,
-	"lossless": true, "persist": true, "descr": true, "detach": true, "impair": true}
+	"lossless": true, "persist": true, "descr": true, "detach": true, "impair": true, "vlan": true, "trunk": true}
 
 func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 	word, arg, _ := strings.Cut(line, " ")
@@ -392,6 +400,13 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 		}
 		cmd.impair = &l
 		cmd.apply = func(n *Network) *ctlError { return n.applyImpairLocked(l) }
+	case "vlan", "trunk":
+		v, err := parseVLANLine(word, arg)
+		if err != nil {
+			return cmd, err
+		}
+		cmd.vlan = v
+		cmd.apply = func(n *Network) *ctlError { return v.apply(n, line) }
 	case "detach":
 		d, err := parseDetach(c, uncomment(arg))
 		if err != nil {
@@ -541,8 +556,13 @@ func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 		waiting[w.key()] = true
 	}
 	ports, maxPorts := len(n.portList), n.set.MaxPorts
+	svcNew := map[string]bool{}
 	for _, cmd := range cmds {
 		switch {
+		case cmd.vlan != nil:
+			if err := n.checkVLANLocked(cmd, attached, svcNew); err != nil {
+				return err
+			}
 		case cmd.attach != nil:
 			// A name is claimed in its namespace: containers' eth0s
 			// join one network, one of a kind per namespace.

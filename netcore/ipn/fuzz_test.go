@@ -109,6 +109,7 @@ func FuzzStateFile(f *testing.F) {
 		`{"networks":[{"name":".hidden","settings":{"policy":"hub","mtu":1500,"qlen":1,"maxports":1}}]}`,
 		`{"networks":[{"name":"x","mode":4294967295,"settings":{"policy":"bogus","mtu":0}}]}`,
 		`{"networks":[{"name":"s","settings":{"policy":"hub","mtu":1500,"qlen":8,"maxports":8,"services":{"vde":false,"nope":true}},"ext":{"host":{"addrs":["198.18.0.1/24"]}},"ifaces":[{"kind":"nope"},{}]}]}`,
+		`{"networks":[{"name":"v","settings":{"policy":"switch","mtu":1500,"qlen":8,"maxports":8},"ifaces":[{"kind":"mem","name":"m2","vlan":10,"trunk":"20-22,4094"}],"vlans":{"memsvc:3":{"vlan":30,"trunk":"all"},"vde:0":{"vlan":5},"memsvc:4":{"trunk":"x"}}}]}`,
 		`{not json`, ``,
 	} {
 		f.Add([]byte(seed))

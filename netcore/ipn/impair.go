@@ -405,7 +405,8 @@ func (n *Network) impairLocked(from *Port, frame []byte, plain bool, segmented f
 			m, all = st.ports[p], false
 		}
 		for _, f := range frames {
-			n.impairAdmit(m, all, p, f, payer, nil, now, nil) // nothing to release: no frame in hand
+			// In the form p gets it in its VLAN (vlan.go).
+			n.impairAdmit(m, all, p, n.vlanOut(p, f), payer, nil, now, nil) // nothing to release: no frame in hand
 		}
 	}
 	st.hit = st.hit[:0]

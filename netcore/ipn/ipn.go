@@ -155,6 +155,7 @@ func newIPN(env *netcore.Env) (*ipnFamily, error) {
 		f.nets[s.Name] = n
 		f.log.Info("network restored", "network", s.Name)
 		n.restoreExts(s.Ext)
+		n.restoreSvcVLANs(s.VLANs)
 		if n.restoreLinks(s.Links) {
 			waiting = true
 		}
@@ -189,6 +190,7 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
                           addr CIDR   addr -CIDR   mac XX:XX:XX:XX:XX:XX
                           impair PORT|all [delay D] [jitter J] [loss P%] [dup P%] [reorder P%]
                                  [corrupt P%] [rate R] [limit N] [seed N]   impair PORT|all off
+  ipn/NAME/vlan/VID/data  a port of VLAN VID (untagged): ctl's vlan PORT VID, trunk PORT VIDS|all|none
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
@@ -244,7 +246,8 @@ func (f *ipnFamily) saveState() error {
 		n.mu.Lock()
 		if n.set.Persist && !n.closed {
 			saved = append(saved, savedNetwork{Name: n.name, Uid: n.uid, Gid: n.gid, Mode: n.mode, Settings: n.set,
-				Links: n.savedLinksLocked(), Ext: n.savedExts(), Impair: n.impairLinesLocked(true)})
+				Links: n.savedLinksLocked(), Ext: n.savedExts(), Impair: n.impairLinesLocked(true),
+				VLANs: n.savedSvcVLANs()})
 		}
 		n.mu.Unlock()
 	}
@@ -403,6 +406,7 @@ func (d *netDir) List(*netcore.Cred) []netcore.DirEntry {
 	for i, f := range files {
 		ents[i] = netcore.DirEntry{Name: f.kind.String(), Node: f}
 	}
+	ents = append(ents, netcore.DirEntry{Name: "vlan", Node: n.vlanDir})
 	return append(ents, n.extEntries()...)
 }
 
@@ -464,6 +468,9 @@ type netFile struct {
 	id   uint64
 	n    *Network
 	kind fileKind
+	// vlan is the VLAN whose access ports it opens (vlan/VID/data); 0
+	// for the network's own files, whose ports are of VLAN 1.
+	vlan uint16
 }
 
 // fileKind says which file of a network a netFile is.
@@ -612,7 +619,7 @@ func wantedRights(kind fileKind, acc int) Rights {
 func (f *netFile) openPort(c *netcore.Cred, r Rights, acc int) (netcore.Handle, error) {
 	n := f.n
 	p, err := joinFile(c, r, acc, func(recv, send bool) (*Port, error) {
-		return n.Join(n.fam.quota.PayerOfCheap(c), c.Pid, "", recv, send)
+		return n.join(n.fam.quota.PayerOfCheap(c), c.Pid, "", recv, send, accessPort(f.vlan))
 	})
 	if err != nil {
 		return nil, err

@@ -204,6 +204,9 @@ func (n *Network) detachLocked(p *Port) {
 	}
 	n.fdb.forget(p)
 	n.forgetImpairLocked(p)
+	if p.vlan != nil {
+		n.vlanRecount()
+	}
 }
 
 // release stops a link port that has left the network: its pump ends, the

@@ -80,6 +80,7 @@ type Network struct {
 	dir                           *netDir
 	data, ctl, ports, stats, pcap *netFile
 	stream                        *netFile
+	vlanDir                       *vlanDir
 
 	// mu guards everything below and serializes delivery, which keeps
 	// packet order and makes the lossless "room for all" check exact.
@@ -98,8 +99,15 @@ type Network struct {
 	files     []*Port // scratch for send: the targets that queue
 	ready     []*Port // scratch for send: those with room
 	captures  []*capture
+	// vlanOn: some port has a VLAN setting, and frames are classified
+	// (vlan.go); vf is the frame being delivered, as 802.1Q sees it.
+	vlanOn bool
+	vf     vlanFrame
+	// svcVLANs are the VLAN settings of service port numbers ("vde:5"),
+	// kept whether or not a client has the number now.
+	svcVLANs map[string]*portVLAN
 
-	packets, bytes, pcapDrops uint64
+	packets, bytes, pcapDrops, vlanDrops uint64
 	// delivered and drops are also counted by interface writes, which
 	// run without mu.
 	delivered, drops atomic.Uint64
@@ -159,6 +167,7 @@ func newNetwork(fam *ipnFamily, name string, uid, gid, mode uint32, set Settings
 	n.stats = &netFile{id: netcore.NewID(), n: n, kind: fileStats}
 	n.pcap = &netFile{id: netcore.NewID(), n: n, kind: filePcap}
 	n.stream = &netFile{id: netcore.NewID(), n: n, kind: fileStream}
+	n.vlanDir = newVLANDir(n)
 	n.newExtensions()
 	return n
 }
@@ -184,6 +193,11 @@ func rightsOf(c *netcore.Cred, want Rights, mode, uid, gid uint32) Rights {
 // Join adds a port opened by payer. It fails with EBUSY at maxports and
 // ENOENT once the network is gone.
 func (n *Network) Join(payer *netcore.Payer, pid uint32, name string, recv, send bool) (*Port, error) {
+	return n.join(payer, pid, name, recv, send, nil)
+}
+
+// join is Join for a port of VLAN setting vl (nil: the default).
+func (n *Network) join(payer *netcore.Payer, pid uint32, name string, recv, send bool, vl *portVLAN) (*Port, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -194,6 +208,9 @@ func (n *Network) Join(payer *netcore.Payer, pid uint32, name string, recv, send
 	}
 	p := newPort(n, n.nextPort, nil, payer.Uid(), pid, name, recv, send)
 	p.payer = payer
+	if vl != nil {
+		p.vlan, n.vlanOn = vl, true
+	}
 	n.nextPort++
 	n.portList = append(n.portList, p)
 	return p, nil
@@ -209,6 +226,9 @@ func (n *Network) leave(p *Port) {
 	}
 	n.fdb.forget(p)
 	n.forgetImpairLocked(p)
+	if p.vlan != nil {
+		n.vlanRecount()
+	}
 	n.mu.Unlock()
 	p.shut() // the file is being released: nobody polls it any more
 	n.space.Disarm(p)
@@ -261,6 +281,7 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 	var wakeBuf [8]func()
 	wakes := wakeBuf[:0]
 	var frames [][]byte // what queues and captures got, if made
+	var vlanLinks vlanEgress
 	for attempt := 0; ; attempt++ {
 		// A lossless writer waits for room in the queues and in the
 		// payers' budgets, which a read in any network may make: the
@@ -272,7 +293,7 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 		}
 		var space <-chan struct{}
 		var err error
-		links, wakes, frames, space, err = n.deliver(from, hdr, frame, owned, links, wakes, attempt)
+		links, wakes, frames, space, err = n.deliver(from, hdr, frame, owned, links, wakes, attempt, &vlanLinks)
 		if err != nil || space == nil {
 			doneWaiting()
 			if err != nil {
@@ -300,6 +321,7 @@ func (n *Network) transmit(ctx context.Context, from *Port, raw []byte, owned, n
 		wake()
 	}
 	n.writeLinks(links, raw, frames, plain)
+	vlanLinks.write(n, raw, frames, plain)
 	return nil
 }
 
@@ -328,17 +350,20 @@ func (n *Network) writeLinks(links []*Port, raw []byte, frames [][]byte, plain b
 // In a lossless network where some receiver has no room, or the payer of
 // the frame no room in its budget, nothing is delivered and space is what
 // to wait on (with the quota's releases) before trying again; attempt
-// counts the tries, the first of which logs a payer's refusal.
-func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, links []*Port, wakes []func(), attempt int) (
+// counts the tries, the first of which logs a payer's refusal. Links
+// that get the frame in another VLAN form are appended to vlanLinks.
+func (n *Network) deliver(from *Port, hdr vnet.Hdr, frame []byte, owned bool, links []*Port, wakes []func(), attempt int,
+	vlanLinks *vlanEgress) (
 	_ []*Port, _ []func(), frames [][]byte, space <-chan struct{}, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.deliverLocked(from, hdr, frame, owned, links, wakes, attempt)
+	return n.deliverLocked(from, hdr, frame, owned, links, wakes, attempt, vlanLinks)
 }
 
 // deliverLocked is deliver with n.mu held: a stream's writer delivers
 // many frames under one hold (sendFrames).
-func (n *Network) deliverLocked(from *Port, hdr vnet.Hdr, frame []byte, owned bool, links []*Port, wakes []func(), attempt int) (
+func (n *Network) deliverLocked(from *Port, hdr vnet.Hdr, frame []byte, owned bool, links []*Port, wakes []func(), attempt int,
+	vlanLinks *vlanEgress) (
 	_ []*Port, _ []func(), frames [][]byte, space <-chan struct{}, err error) {
 	plain := hdr.Plain()
 	if n.closed {
@@ -355,6 +380,10 @@ func (n *Network) deliverLocked(from *Port, hdr vnet.Hdr, frame []byte, owned bo
 	if n.set.Policy == PolicySwitch && len(frame) < ethHeaderLen {
 		n.logReject(from, "shorter than an Ethernet header (14 bytes), which policy switch needs", len(frame))
 		return links, wakes, nil, nil, syscall.EINVAL
+	}
+	vlanLinks.reset()
+	if n.vlanOn && !n.classifyVLAN(from, frame) {
+		return links, wakes, nil, nil, nil
 	}
 	n.route(from, frame)
 	if n.imp != nil {
@@ -406,7 +435,9 @@ func (n *Network) deliverLocked(from *Port, hdr vnet.Hdr, frame []byte, owned bo
 			if !plain && p.caps&link.CapGSO == 0 {
 				segmented() // made here, under the lock that logReject needs
 			}
-			links = append(links, p)
+			if !vlanLinks.route(n, p) {
+				links = append(links, p)
+			}
 			continue
 		}
 		n.files = append(n.files, p)
@@ -424,7 +455,7 @@ func (n *Network) deliverLocked(from *Port, hdr vnet.Hdr, frame []byte, owned bo
 		now := time.Now()
 		for _, f := range segmented() {
 			for _, c := range n.captures {
-				ok, wake := c.add(now, f)
+				ok, wake := c.add(now, n.vlanCaptured(f))
 				if wake != nil {
 					wakes = append(wakes, wake)
 				}
@@ -492,16 +523,20 @@ func (n *Network) logReject(from *Port, why string, size int) {
 // route fills n.targets with the ports that should get buf.
 func (n *Network) route(from *Port, buf []byte) {
 	n.targets = n.targets[:0]
+	vid := uint16(defaultVID)
+	if n.vlanOn {
+		vid = n.vf.vid
+	}
 	if n.set.Policy == PolicySwitch {
-		if to := n.fdb.route(from, buf, time.Now()); to != nil {
-			if to != from && to.recv {
+		if to := n.fdb.route(from, buf, vid, time.Now()); to != nil {
+			if to != from && to.recv && (!n.vlanOn || n.vf.reaches(to)) {
 				n.targets = append(n.targets, to)
 			}
 			return
 		}
 	}
 	for _, p := range n.portList {
-		if p != from && p.recv {
+		if p != from && p.recv && (!n.vlanOn || n.vf.reaches(p)) {
 			n.targets = append(n.targets, p)
 		}
 	}
@@ -547,7 +582,7 @@ func (n *Network) queueOwn(from *Port, frame []byte, owned bool, paid *charge, w
 		frame = kept
 	}
 	for _, p := range to {
-		wakes = n.enqueueAt(p, frame, paid, wakes)
+		wakes = n.enqueueAt(p, n.vlanOut(p, frame), paid, wakes)
 	}
 	return wakes
 }
@@ -563,7 +598,7 @@ func (n *Network) queueFrame(f []byte, wakes []func()) []func() {
 			n.dropAt(p)
 			continue
 		}
-		wakes = n.enqueueAt(p, f, ch, wakes)
+		wakes = n.enqueueAt(p, n.vlanOut(p, f), ch, wakes)
 	}
 	return wakes
 }
@@ -769,6 +804,7 @@ func (n *Network) ctlText() []byte {
 		}
 		fmt.Fprintf(&b, "%s # waiting: namespace %s %s\n", w.line(), w.where.Netns, w.why)
 	}
+	n.vlanCtlLines(&b)
 	for _, l := range n.impairLinesLocked(false) {
 		fmt.Fprintf(&b, "%s\n", l)
 	}
@@ -785,7 +821,7 @@ func (n *Network) portsText() []byte {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var b strings.Builder
-	b.WriteString("PORT KIND UID PID MODE RXPKTS RXBYTES TXPKTS TXBYTES DROPS NAME\n")
+	b.WriteString("PORT KIND UID PID MODE RXPKTS RXBYTES TXPKTS TXBYTES DROPS NAME VLAN\n")
 	for _, p := range n.portList {
 		mode := ""
 		if p.recv {
@@ -801,8 +837,8 @@ func (n *Network) portsText() []byte {
 		if name == "" {
 			name = "-"
 		}
-		fmt.Fprintf(&b, "%d %s %d %d %s %d %d %d %d %d %s\n", p.id, p.kindName(), p.uid, p.pid,
-			mode, p.rxPkts.Load(), p.rxBytes.Load(), p.txPkts.Load(), p.txBytes.Load(), p.drops.Load(), name)
+		fmt.Fprintf(&b, "%d %s %d %d %s %d %d %d %d %d %s %s\n", p.id, p.kindName(), p.uid, p.pid,
+			mode, p.rxPkts.Load(), p.rxBytes.Load(), p.txPkts.Load(), p.txBytes.Load(), p.drops.Load(), name, p.vlan.column())
 	}
 	return []byte(b.String())
 }
@@ -811,22 +847,22 @@ func (n *Network) statsText() []byte {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return fmt.Appendf(nil, "ports %d\npackets %d\nbytes %d\ndelivered %d\ndrops %d\npcap-drops %d\npanics %d\n"+
-		"impair-drops %d\nimpair-dups %d\nimpair-corrupted %d\n",
+		"impair-drops %d\nimpair-dups %d\nimpair-corrupted %d\nvlan-drops %d\n",
 		len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops, n.panics.Load(),
-		n.impStats.drops.Load(), n.impStats.dups.Load(), n.impStats.corrupted.Load())
+		n.impStats.drops.Load(), n.impStats.dups.Load(), n.impStats.corrupted.Load(), n.vlanDrops)
 }
 
 // Stats are the network's counters.
 type Stats struct {
-	Ports                                               int
-	Packets, Bytes, Delivered, Drops, PcapDrops, Panics uint64
+	Ports                                                          int
+	Packets, Bytes, Delivered, Drops, PcapDrops, Panics, VLANDrops uint64
 }
 
 // Stats returns the current counters.
 func (n *Network) Stats() Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return Stats{len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops, n.panics.Load()}
+	return Stats{len(n.portList), n.packets, n.bytes, n.delivered.Load(), n.drops.Load(), n.pcapDrops, n.panics.Load(), n.vlanDrops}
 }
 
 // panicked counts a panic recovered on one of the network's frame paths

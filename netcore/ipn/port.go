@@ -32,6 +32,14 @@ type Port struct {
 	// what it sends, and what links deliver to it.
 	payer *netcore.Payer
 
+	// vlan is the port's VLAN setting (vlan.go), nil for the default;
+	// vlanCtl: a ctl line set it by the port's number. svcNum is the
+	// number a service's client knows its port by (a VDE port number),
+	// 0 for none. Guarded by the network's mu.
+	vlan    *portVLAN
+	vlanCtl bool
+	svcNum  int
+
 	// Counters. Interface ports count what they write after the
 	// network's mutex is released, so these are atomic.
 	rxPkts, rxBytes, txPkts, txBytes, drops atomic.Uint64

@@ -176,6 +176,7 @@ func (ln *linkNet) Join(l link.Link, m link.Member) (func(), error) {
 	}
 	p := newPort(n, n.nextPort, ln.kind, m.UID, m.PID, m.Name, m.Recv, m.Send)
 	n.nextPort++
+	n.joinedService(p, m.Number)
 	p.link = l
 	p.caps = l.Caps()
 	p.stop, p.cancel = context.WithCancel(context.Background())

@@ -28,6 +28,9 @@ type savedNetwork struct {
 	// Impair are the impair lines of the attachments and of all, without
 	// the word, restored after the attachments.
 	Impair []string `json:"impair,omitempty"`
+	// VLANs are the VLAN settings of service port numbers ("vde:5");
+	// those of attachments are kept with them.
+	VLANs map[string]savedVLAN `json:"vlans,omitempty"`
 }
 
 type stateDoc struct {

@@ -179,8 +179,13 @@ func (s *streamIn) reset() {
 // kept is the number of bytes kept from earlier writes.
 func (s *streamIn) kept() int { return s.nlen + len(s.body) }
 
-// linkRun says which links, links[from:to] of a batch, get frames[frame].
-type linkRun struct{ frame, from, to int }
+// linkRun says which links, links[from:to] of a batch, get frames[frame]:
+// as it is, or as raw, a virtio-net header and the frame in another VLAN
+// form (vlan.go).
+type linkRun struct {
+	frame, from, to int
+	raw             []byte
+}
 
 // frameBatch is what delivering a batch of frames under n.mu leaves to do
 // once it is released.
@@ -189,6 +194,7 @@ type frameBatch struct {
 	runs   []linkRun // which of links get which frame
 	wakes  []func()  // polls to wake, charges to release
 	signal []*Port   // ports whose blocked readers to wake
+	vlan   vlanEgress // the links of a frame that get it in another VLAN form
 }
 
 // reset empties b for the next batch, keeping nothing alive.
@@ -270,14 +276,15 @@ func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b
 	defer n.flushBatch(b)
 	for end := min(len(frames), sent+framesPerLock); sent < end; sent++ {
 		at := len(b.links)
-		b.links, b.wakes, _, space, err = n.deliverLocked(from, hdr, frames[sent], false, b.links, b.wakes, attempt)
+		b.links, b.wakes, _, space, err = n.deliverLocked(from, hdr, frames[sent], false, b.links, b.wakes, attempt, &b.vlan)
 		if err != nil || space != nil {
 			break
 		}
 		attempt = 0
 		if len(b.links) > at {
-			b.runs = append(b.runs, linkRun{sent, at, len(b.links)})
+			b.runs = append(b.runs, linkRun{frame: sent, from: at, to: len(b.links)})
 		}
+		b.runs, b.links = b.vlan.batchRuns(sent, frames[sent], b.runs, b.links)
 	}
 	return sent, space, err
 }
@@ -353,6 +360,10 @@ func (n *Network) writeFrameLinks(frames [][]byte, links []*Port, runs []linkRun
 	}
 	bp := rawBufs.Get().(*[]byte)
 	for _, r := range runs {
+		if r.raw != nil {
+			n.writeLinks(links[r.from:r.to], r.raw, nil, true)
+			continue
+		}
 		raw := append(append((*bp)[:0], make([]byte, vnet.HdrLen)...), frames[r.frame]...)
 		n.writeLinks(links[r.from:r.to], raw, nil, true)
 		*bp = raw[:0]

@@ -16,31 +16,39 @@ const (
 
 type mac [6]byte
 
+// fdbKey is what the switch learns: a MAC address in a VLAN (802.1Q's
+// independent learning; VLAN 1 on a network without VLAN settings).
+type fdbKey struct {
+	vid uint16
+	mac mac
+}
+
 type fdbEntry struct {
 	port *Port
 	seen time.Time
 }
 
-// fdb is the switch policy's forwarding database: source MAC to port.
+// fdb is the switch policy's forwarding database: source MAC and VLAN to
+// port.
 // It is guarded by the network's mutex.
 type fdb struct {
-	table map[mac]fdbEntry
+	table map[fdbKey]fdbEntry
 	swept time.Time
 }
 
-func (f *fdb) init() { f.table = make(map[mac]fdbEntry) }
+func (f *fdb) init() { f.table = make(map[fdbKey]fdbEntry) }
 
-// route learns the source of frame as from's and returns the port that
-// owns the destination, or nil when the frame must be flooded (broadcast,
-// multicast, unknown or aged out).
-func (f *fdb) route(from *Port, frame []byte, now time.Time) *Port {
-	var dst, src mac
-	copy(dst[:], frame[0:6])
-	copy(src[:], frame[6:12])
-	if src[0]&1 == 0 { // never learn a group address as a source
+// route learns the source of frame, of VLAN vid, as from's and returns
+// the port that owns the destination in vid, or nil when the frame must
+// be flooded (broadcast, multicast, unknown or aged out).
+func (f *fdb) route(from *Port, frame []byte, vid uint16, now time.Time) *Port {
+	dst, src := fdbKey{vid: vid}, fdbKey{vid: vid}
+	copy(dst.mac[:], frame[0:6])
+	copy(src.mac[:], frame[6:12])
+	if src.mac[0]&1 == 0 { // never learn a group address as a source
 		f.learn(src, from, now)
 	}
-	if dst[0]&1 != 0 {
+	if dst.mac[0]&1 != 0 {
 		return nil
 	}
 	e, ok := f.table[dst]
@@ -54,7 +62,7 @@ func (f *fdb) route(from *Port, frame []byte, now time.Time) *Port {
 	return e.port
 }
 
-func (f *fdb) learn(src mac, p *Port, now time.Time) {
+func (f *fdb) learn(src fdbKey, p *Port, now time.Time) {
 	if e, ok := f.table[src]; ok {
 		if e.port == p && now.Sub(e.seen) < time.Second {
 			return // fresh enough: skip the map write on the hot path

@@ -112,26 +112,26 @@ func TestFdbAging(t *testing.T) {
 	pa, pb := &Port{id: 1}, &Port{id: 2}
 	t0 := time.Unix(1_000_000, 0)
 
-	if to := f.route(pa, eth(macB, macA, ""), t0); to != nil {
+	if to := f.route(pa, eth(macB, macA, ""), 1, t0); to != nil {
 		t.Fatalf("unknown destination routed to port %d", to.id)
 	}
-	if to := f.route(pb, eth(macA, macB, ""), t0); to != pa {
+	if to := f.route(pb, eth(macA, macB, ""), 1, t0); to != pa {
 		t.Fatalf("learned destination routed to %v, want port 1", to)
 	}
-	if to := f.route(pa, eth(macB, macA, ""), t0.Add(299*time.Second)); to != pb {
+	if to := f.route(pa, eth(macB, macA, ""), 1, t0.Add(299*time.Second)); to != pb {
 		t.Fatalf("entry 299 s old routed to %v, want port 2", to)
 	}
 	// b's address was last seen at t0; more than 300 s later it is gone.
-	if to := f.route(pa, eth(macB, macA, ""), t0.Add(fdbAge+time.Second)); to != nil {
+	if to := f.route(pa, eth(macB, macA, ""), 1, t0.Add(fdbAge+time.Second)); to != nil {
 		t.Fatalf("entry more than 300 s old routed to port %d, want flood", to.id)
 	}
 	// a's address was refreshed by its own frames: still known.
-	if to := f.route(pb, eth(macA, macB, ""), t0.Add(fdbAge+time.Second)); to != pa {
+	if to := f.route(pb, eth(macA, macB, ""), 1, t0.Add(fdbAge+time.Second)); to != pa {
 		t.Fatalf("refreshed entry routed to %v, want port 1", to)
 	}
 	// Group addresses are never learned as sources.
-	f.route(pa, eth(macX, macMcast, ""), t0)
-	if _, ok := f.table[macMcast]; ok {
+	f.route(pa, eth(macX, macMcast, ""), 1, t0)
+	if _, ok := f.table[fdbKey{1, macMcast}]; ok {
 		t.Fatal("multicast source address was learned")
 	}
 }
@@ -143,7 +143,7 @@ func TestFdbBounded(t *testing.T) {
 	t0 := time.Unix(1_000_000, 0)
 	src := func(i int) mac { return mac{0x02, 0, byte(i >> 16), byte(i >> 8), byte(i), 0} }
 	for i := range fdbMax + 100 {
-		f.route(p, eth(macBcast, src(i), ""), t0)
+		f.route(p, eth(macBcast, src(i), ""), 1, t0)
 		if len(f.table) > fdbMax {
 			t.Fatalf("fdb grew to %d entries, bound is %d", len(f.table), fdbMax)
 		}
@@ -152,13 +152,13 @@ func TestFdbBounded(t *testing.T) {
 		t.Fatalf("fdb has %d entries after %d sources, want %d", len(f.table), fdbMax+100, fdbMax)
 	}
 	// A destination not learned for lack of room is flooded.
-	if to := f.route(p, eth(src(fdbMax+50), macX, ""), t0); to != nil {
+	if to := f.route(p, eth(src(fdbMax+50), macX, ""), 1, t0); to != nil {
 		t.Fatal("address beyond the table bound was routed")
 	}
 	// Once the old entries age out there is room again.
 	later := t0.Add(fdbAge + 2*time.Second)
-	f.route(p, eth(macBcast, macC, ""), later)
-	if _, ok := f.table[macC]; !ok {
+	f.route(p, eth(macBcast, macC, ""), 1, later)
+	if _, ok := f.table[fdbKey{1, macC}]; !ok {
 		t.Fatal("after aging, a new source was not learned")
 	}
 	if len(f.table) > fdbMax {

@@ -106,7 +106,7 @@ func (n *Network) savedLinksLocked() []json.RawMessage {
 			continue
 		}
 		p.unnamed = false
-		b, err := savedLink(p.kind.Name, p.name, where, s)
+		b, err := savedLink(p.kind.Name, p.name, where, s, p.vlan)
 		if err != nil {
 			n.fam.log.Error("cannot save attachment; it is not restored after a restart",
 				"network", n.name, "kind", p.kind.Name, "name", p.name, "err", err)
@@ -143,8 +143,9 @@ func (n *Network) whereLocked(p *Port) (savedWhere, bool) {
 	return savedWhere{Netns: path, Dev: id.Dev, Ino: id.Ino}, true
 }
 
-// savedLink is what s saves, with kind, name and namespace set.
-func savedLink(kind, name string, where savedWhere, s link.Saver) (json.RawMessage, error) {
+// savedLink is what s saves, with kind, name, namespace and VLAN setting
+// set.
+func savedLink(kind, name string, where savedWhere, s link.Saver, vl *portVLAN) (json.RawMessage, error) {
 	b, err := s.Save()
 	if err != nil {
 		return nil, err
@@ -157,6 +158,7 @@ func savedLink(kind, name string, where savedWhere, s link.Saver) (json.RawMessa
 	}
 	fields["kind"], _ = json.Marshal(kind)
 	fields["name"], _ = json.Marshal(name)
+	addVLANFields(fields, vl)
 	delete(fields, "netns")
 	delete(fields, "netns_dev")
 	delete(fields, "netns_ino")
@@ -258,6 +260,9 @@ func (n *Network) restoreLink(w *waitingLink, retry bool) bool {
 		return true
 	}
 	p := n.attachLocked(a)
+	if p.vlan = n.restoredVLAN(w.raw); p.vlan != nil {
+		n.vlanOn = true
+	}
 	n.waiting = slices.DeleteFunc(n.waiting, func(x *waitingLink) bool { return x == w })
 	n.mu.Unlock()
 	go p.pump()

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: BSD-3-Clause
+
+package ipn
+
+import (
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/mnet-project/mnet/netcore"
+)
+
+// vlanFileKinds are the files of ipn/NAME/vlan/VID/: each joins the
+// network as its namesake in ipn/NAME/ does, as an access port of VID.
+var vlanFileKinds = []fileKind{fileData}
+
+// vlanDir is ipn/NAME/vlan/: a directory per VLAN, 1..4094. It lists the
+// VLANs the network's ports are in; any other is there when looked up.
+type vlanDir struct {
+	id uint64
+	n  *Network
+
+	mu   sync.Mutex
+	vids map[uint16]*vidDir // made on first lookup, at most one per VID
+}
+
+func newVLANDir(n *Network) *vlanDir {
+	return &vlanDir{id: netcore.NewID(), n: n, vids: map[uint16]*vidDir{}}
+}
+
+func (d *vlanDir) ID() uint64 { return d.id }
+
+func (d *vlanDir) Attr(c *netcore.Cred) netcore.Attr {
+	a := d.n.dir.Attr(c)
+	a.Mode = syscall.S_IFDIR | 0555
+	return a
+}
+
+// List names VLAN 1 and every VLAN a port is an access port of or
+// carries by name (not those of a trunk of all).
+func (d *vlanDir) List(*netcore.Cred) []netcore.DirEntry {
+	n := d.n
+	in := map[uint16]bool{defaultVID: true}
+	add := func(v *portVLAN) {
+		if v == nil {
+			return
+		}
+		in[v.access] = true
+		if v.trunk != nil && !v.trunk.full() {
+			for vid := uint16(minVID); vid <= maxVID; vid++ {
+				if v.trunk.has(vid) {
+					in[vid] = true
+				}
+			}
+		}
+	}
+	n.mu.Lock()
+	for _, p := range n.portList {
+		add(p.vlan)
+	}
+	for _, v := range n.svcVLANs {
+		add(v)
+	}
+	n.mu.Unlock()
+	vids := make([]uint16, 0, len(in))
+	for vid := range in {
+		vids = append(vids, vid)
+	}
+	slices.Sort(vids)
+	ents := make([]netcore.DirEntry, len(vids))
+	for i, vid := range vids {
+		ents[i] = netcore.DirEntry{Name: strconv.Itoa(int(vid)), Node: d.vid(vid)}
+	}
+	return ents
+}
+
+func (d *vlanDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
+	vid, ok := parseVID(name)
+	if !ok {
+		return nil, syscall.ENOENT
+	}
+	return d.vid(vid), nil
+}
+
+// vid is the directory of VLAN vid, the same node every time.
+func (d *vlanDir) vid(vid uint16) *vidDir {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := d.vids[vid]
+	if v == nil {
+		v = &vidDir{id: netcore.NewID(), d: d}
+		for _, k := range vlanFileKinds {
+			v.files = append(v.files, &netFile{id: netcore.NewID(), n: d.n, kind: k, vlan: vid})
+		}
+		d.vids[vid] = v
+	}
+	return v
+}
+
+// vidDir is ipn/NAME/vlan/VID/.
+type vidDir struct {
+	id    uint64
+	d     *vlanDir
+	files []*netFile
+}
+
+func (v *vidDir) ID() uint64                        { return v.id }
+func (v *vidDir) Attr(c *netcore.Cred) netcore.Attr { return v.d.Attr(c) }
+
+func (v *vidDir) List(*netcore.Cred) []netcore.DirEntry {
+	ents := make([]netcore.DirEntry, len(v.files))
+	for i, f := range v.files {
+		ents[i] = netcore.DirEntry{Name: f.kind.String(), Node: f}
+	}
+	return ents
+}
+
+func (v *vidDir) Lookup(c *netcore.Cred, name string) (netcore.Node, error) {
+	return netcore.LookupListed(v, c, name)
+}
