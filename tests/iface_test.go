@@ -176,7 +176,7 @@ func ping(t *testing.T, ns, addr string) {
 func attachRow(t *testing.T, net, ifname string) []string {
 	t.Helper()
 	for _, r := range portRows(t, net) {
-		if len(r) == 11 && r[10] == ifname {
+		if len(r) >= 11 && r[10] == ifname {
 			return r
 		}
 	}

@@ -208,7 +208,7 @@ func (c *capture) stop() string {
 func vxlanRow(t *testing.T, net string, vni int) []string {
 	t.Helper()
 	for _, r := range portRows(t, net) {
-		if len(r) == 11 && r[1] == "vxlan" && r[10] == strconv.Itoa(vni) {
+		if len(r) >= 11 && r[1] == "vxlan" && r[10] == strconv.Itoa(vni) {
 			return r
 		}
 	}
