@@ -365,6 +365,46 @@ func maps(m map[string]any, k string, v any) map[string]any {
 	return c
 }
 
+// "vlan": two containers on VLAN 10 of one network ping each other, one
+// on VLAN 20 in the same subnet reaches neither; the ports show each
+// container's VLAN.
+func TestCNIVLAN(t *testing.T) {
+	e := newIfEnv(t, "ping")
+	a, b, x := e.netns("cnva"), e.netns("cnvb"), e.netns("cnvx")
+	d := startMnet(t)
+	c := newCNIEnv(t, d.mp, "cnivlan", "198.18.126.0/24")
+	var addrs []string
+	for _, n := range []struct {
+		ns   string
+		vlan int
+	}{{a, 10}, {b, 10}, {x, 20}} {
+		r := c.mustRun("ADD", n.ns, "/run/netns/"+n.ns, "eth0", c.with("vlan", n.vlan))
+		ip, _, _ := net.ParseCIDR(r.IPs[0].Address)
+		addrs = append(addrs, ip.String())
+	}
+	nw := d.path("ipn", "cnivlan")
+	var vlans []string
+	for _, r := range portRows(t, nw) {
+		if len(r) == 12 && r[1] == "tap" && r[10] == "eth0" {
+			vlans = append(vlans, r[11])
+		}
+	}
+	slices.Sort(vlans)
+	if strings.Join(vlans, " ") != "10 10 20" {
+		t.Errorf("VLANs of the containers' ports: %v, want 10 10 20:\n%s", vlans, readFile(t, filepath.Join(nw, "ports")))
+	}
+	ping(t, a, addrs[1])
+	ping(t, b, addrs[0])
+	noPing(t, x, addrs[0])
+	noPing(t, a, addrs[2])
+	for i, ns := range []string{a, b, x} {
+		c.mustRun("DEL", ns, "/run/netns/"+ns, "eth0", c.with("vlan", []int{10, 10, 20}[i]))
+	}
+	if rows := portRows(t, nw); len(rows) != 0 {
+		t.Errorf("DEL left ports: %v", rows)
+	}
+}
+
 // Errors a user understands, as CNI error JSON with the spec's codes or
 // the plugin's: the mount missing, the network's rights refusing the
 // caller, the interface name taken, VLANs, a bad configuration, a
@@ -407,9 +447,9 @@ func TestCNIErrors(t *testing.T) {
 		t.Errorf("DEL after a refused ADD: ok %v, eth0 %q\n%s", ok, linkInfo(ns, "eth0"), out)
 	}
 
-	r, out, ok = c.run("ADD", "x", netns, "net1", c.with("vlan", 10))
-	wantError(t, "ADD with vlan", r, out, ok, 2, `"vlan" is not supported`)
-	if _, out, ok := c.run("DEL", "x", netns, "net1", c.with("vlan", 10)); !ok {
+	r, out, ok = c.run("ADD", "x", netns, "net1", c.with("vlan", 4095))
+	wantError(t, "ADD with vlan 4095", r, out, ok, 7, "vlan 4095")
+	if _, out, ok := c.run("DEL", "x", netns, "net1", c.with("vlan", 4095)); !ok {
 		t.Errorf("DEL after the ADD refused for vlan: %s", out)
 	}
 	r, out, ok = c.run("ADD", "x", netns, "net1", c.with("network", "a/b"))

@@ -48,7 +48,8 @@ type netConf struct {
 	// the containers' TAPs (in their named namespaces) outlive a daemon
 	// restart.
 	Persist bool `json:"persist,omitempty"`
-	// VLAN is refused by ADD and CHECK: this mnet has no VLANs.
+	// VLAN makes the interface an access port of that VLAN (1..4094),
+	// checked by ADD and CHECK (supported); DEL does not read it.
 	VLAN json.RawMessage `json:"vlan,omitempty"`
 
 	// RuntimeConfig: the runtime's MAC (capability "mac") wins over MAC.
@@ -56,7 +57,9 @@ type netConf struct {
 		MAC string `json:"mac,omitempty"`
 	} `json:"runtimeConfig"`
 
-	// Parsed from the fields above by loadConf.
+	// Parsed from the fields above by loadConf, vlan by supported (0:
+	// none given).
+	vlan int
 	mode uint32
 	mac  net.HardwareAddr
 }

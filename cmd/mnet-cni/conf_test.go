@@ -67,19 +67,27 @@ func TestLoadConfErrors(t *testing.T) {
 	}
 }
 
-// "vlan" is refused by ADD and CHECK (unsupported field), but a DEL of
-// the same configuration is parsed: it cleans up after a refused ADD.
-func TestVLANRefused(t *testing.T) {
-	c, err := loadConf([]byte(`{"cniVersion":"1.0.0","name":"lab","type":"mnet","vlan":10}`))
-	if err != nil {
-		t.Fatalf("loadConf with vlan (as DEL parses it): %v", err)
-	}
-	if err := c.supported(); codeOf(err) != types.ErrUnsupportedField || !strings.Contains(err.Error(), `"vlan"`) {
-		t.Errorf("vlan: %v, want code %d", err, types.ErrUnsupportedField)
-	}
-	c, _ = loadConf([]byte(`{"cniVersion":"1.0.0","name":"lab","type":"mnet","vlan":null}`))
-	if err := c.supported(); err != nil {
-		t.Errorf("vlan null: %v", err)
+// "vlan" is a VLAN ID 1..4094 for ADD and CHECK (a bad one is an invalid
+// configuration), but a DEL of any configuration is parsed: it cleans up
+// after a refused ADD.
+func TestVLANConf(t *testing.T) {
+	for _, tc := range []struct {
+		vlan string
+		want int
+		code uint
+	}{
+		{"10", 10, 0}, {"4094", 4094, 0}, {"null", 0, 0},
+		{"0", 0, types.ErrInvalidNetworkConfig}, {"4095", 0, types.ErrInvalidNetworkConfig},
+		{`"10"`, 0, types.ErrInvalidNetworkConfig}, {"1.5", 0, types.ErrInvalidNetworkConfig},
+	} {
+		c, err := loadConf([]byte(`{"cniVersion":"1.0.0","name":"lab","type":"mnet","vlan":` + tc.vlan + `}`))
+		if err != nil {
+			t.Fatalf("loadConf with vlan %s (as DEL parses it): %v", tc.vlan, err)
+		}
+		err = c.supported()
+		if codeOf(err) != tc.code || c.vlan != tc.want || tc.code != 0 && !strings.Contains(err.Error(), "vlan") {
+			t.Errorf("vlan %s: %v (code %d), vlan %d; want code %d, vlan %d", tc.vlan, err, codeOf(err), c.vlan, tc.code, tc.want)
+		}
 	}
 }
 

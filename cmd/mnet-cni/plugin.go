@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -72,6 +73,12 @@ func cmdAdd(args *skel.CmdArgs) error {
 			return m.ctlError("tap", args.IfName, err)
 		}
 		attached = true
+		// Its VLAN before it is up: no frame of it reaches VLAN 1.
+		if c.vlan != 0 {
+			if err := ctl.do("vlan", args.IfName+" "+strconv.Itoa(c.vlan)); err != nil {
+				return m.ctlError("vlan", args.IfName, err)
+			}
+		}
 		iface, err = setUp(args.IfName, args.Netns, c)
 		return err
 	})
@@ -344,12 +351,17 @@ func cmdGC(args *skel.CmdArgs) error {
 	return nil
 }
 
-// supported refuses what this mnet cannot do, for ADD and CHECK.
+// supported checks, for ADD and CHECK, what DEL does not need: "vlan",
+// a VLAN ID 1..4094 (or null: none).
 func (c *netConf) supported() error {
-	if len(c.VLAN) > 0 && string(c.VLAN) != "null" {
-		return types.NewError(types.ErrUnsupportedField,
-			`mnet: "vlan" is not supported: this mnet has no VLANs; remove "vlan" from the network configuration`, "")
+	if len(c.VLAN) == 0 || string(c.VLAN) == "null" {
+		return nil
 	}
+	var vid int
+	if err := json.Unmarshal(c.VLAN, &vid); err != nil || vid < 1 || vid > 4094 {
+		return invalidConf("vlan %s: want a VLAN ID 1..4094", c.VLAN)
+	}
+	c.vlan = vid
 	return nil
 }
 
