@@ -403,7 +403,7 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 	case "vlan", "trunk":
 		v, err := parseVLANLine(word, arg)
 		if err != nil {
-			return cmd, err
+			return cmd, ctlErr(err.errno, "%s: %s", line, err.reason)
 		}
 		cmd.vlan = v
 		cmd.apply = func(n *Network) *ctlError { return v.apply(n, line) }

@@ -470,11 +470,11 @@ func (c *vlanCommand) change(v *portVLAN) *portVLAN {
 }
 
 // parseVLANPort reads PORT: #N, SERVICE:N, KIND:NAME or NAME.
-func parseVLANPort(word, s string) (vlanPort, *ctlError) {
+func parseVLANPort(s string) (vlanPort, *ctlError) {
 	if num, ok := strings.CutPrefix(s, "#"); ok {
 		id, err := strconv.Atoi(num)
 		if err != nil || id < 1 || strconv.Itoa(id) != num {
-			return vlanPort{}, ctlErr(syscall.EINVAL, "%s: %q is not a port number", word, s)
+			return vlanPort{}, ctlErr(syscall.EINVAL, "%q is not a port number", s)
 		}
 		return vlanPort{id: id}, nil
 	}
@@ -482,13 +482,13 @@ func parseVLANPort(word, s string) (vlanPort, *ctlError) {
 		if svc := link.LookupService(prefix); svc != nil {
 			num, err := strconv.Atoi(rest)
 			if err != nil || num < 1 || num > maxSvcNumber || strconv.Itoa(num) != rest {
-				return vlanPort{}, ctlErr(syscall.EINVAL, "%s: %q: want %s:N, N a port number 1..%d", word, s, prefix, maxSvcNumber)
+				return vlanPort{}, ctlErr(syscall.EINVAL, "%q: want %s:N, N a port number 1..%d", s, prefix, maxSvcNumber)
 			}
 			return vlanPort{svc: svc.Name, num: num}, nil
 		}
 		kind := link.Lookup(prefix)
 		if kind == nil || rest == "" {
-			return vlanPort{}, ctlErr(syscall.EINVAL, "%s: %q: no link kind or service %q", word, s, prefix)
+			return vlanPort{}, ctlErr(syscall.EINVAL, "%q: no link kind or service %q", s, prefix)
 		}
 		return vlanPort{link: &detachment{kind: kind, name: rest}}, nil
 	}
@@ -500,11 +500,11 @@ func parseVLANLine(word, arg string) (*vlanCommand, *ctlError) {
 	f := strings.Fields(arg)
 	if len(f) != 2 {
 		if word == "vlan" {
-			return nil, ctlErr(syscall.EINVAL, "vlan: want PORT VID")
+			return nil, ctlErr(syscall.EINVAL, "want vlan PORT VID")
 		}
-		return nil, ctlErr(syscall.EINVAL, "trunk: want PORT VID[,VID...]|all|none")
+		return nil, ctlErr(syscall.EINVAL, "want trunk PORT VID[,VID...]|all|none")
 	}
-	port, bad := parseVLANPort(word, f[0])
+	port, bad := parseVLANPort(f[0])
 	if bad != nil {
 		return nil, bad
 	}
@@ -512,14 +512,14 @@ func parseVLANLine(word, arg string) (*vlanCommand, *ctlError) {
 	if c.trunk {
 		set, err := parseVIDList(f[1])
 		if err != nil {
-			return nil, ctlErr(syscall.EINVAL, "trunk: %v", err)
+			return nil, ctlErr(syscall.EINVAL, "%v", err)
 		}
 		c.set = set
 		return c, nil
 	}
 	vid, ok := parseVID(f[1])
 	if !ok {
-		return nil, ctlErr(syscall.EINVAL, "vlan: %q is not a VLAN ID 1..4094", f[1])
+		return nil, ctlErr(syscall.EINVAL, "%q is not a VLAN ID 1..4094", f[1])
 	}
 	c.access = vid
 	return c, nil
@@ -737,7 +737,7 @@ func (n *Network) restoreSvcVLANs(saved map[string]savedVLAN) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for k, s := range saved {
-		port, bad := parseVLANPort("vlan", k)
+		port, bad := parseVLANPort(k)
 		v, err := s.setting()
 		switch {
 		case bad != nil || port.svc == "" || svcKey(port.svc, port.num) != k:

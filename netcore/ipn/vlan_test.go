@@ -437,7 +437,7 @@ func FuzzVLANFrames(f *testing.F) {
 		default:
 			untag = append(append([]byte(nil), frame[:12]...), frame[16:]...)
 			switch vid := binary.BigEndian.Uint16(frame[14:]) & 0xfff; vid {
-			case 0:
+			case 0, 1: // priority-tagged, or VLAN 1 that from carries tagged
 				want["one"] = untag
 			case 10:
 				want["b"], want["d"] = untag, frame
