@@ -11,16 +11,20 @@
 # bench/ifbench/flood sends as fast as it can from A. See bench/README.md.
 #
 # Run as root from anywhere:   bench/ifbench/run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS]
+# With -B BASE and -s "mnet-base mnet mnet-vlan", two builds and a network
+# with VLANs configured elsewhere are compared in the same run.
 # Needs: iperf3, vde2 (vde_switch), iproute2 (ip), iputils-ping, python3, go
 # (only to build mnet when -m is not given).
 set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-f SECS] [-s SETUPS] [-p] [-T] [-k]
+usage: run.sh [-m MNET] [-B BASE] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-f SECS] [-s SETUPS] [-p] [-T] [-k]
 
   -m MNET     mnet binary to benchmark (default: go build -o TMP/mnet ./cmd/mnet
               from this repository)
+  -B BASE     a second mnet binary (say, a build of main), benchmarked as
+              setup mnet-base, in a daemon of its own
   -t SECS     seconds of each iperf3 run, after 1 s of warm-up that is not
               counted (iperf3 -O 1) (default 10)
   -r ROUNDS   rounds; each round measures every setup once, in turn (default 3)
@@ -31,6 +35,11 @@ usage: run.sh [-m MNET] [-t SECS] [-r ROUNDS] [-P STREAMS] [-c PINGS] [-f SECS] 
               an address B's MAC answers for but B does not have, so that B
               drops them at once); 0 skips it (default 5)
   -s SETUPS   which setups, in this order (default "mnet vde bridge"); also
+              mnet-vlan: as mnet (a daemon of its own), with VLANs
+                configured elsewhere on the network: a third TAP, an
+                access port of VLAN 20, and a fourth, a trunk of 10 and
+                20; the two measured TAPs stay untagged ports of VLAN 1
+              mnet-base: as mnet, with the binary of -B
               relay: bench/ifbench/taprelay -vnet, a bare Go TAP-to-TAP relay
                 with virtio-net headers and TSO, as mnet opens its TAPs;
               relay-plain: the same without offloads (frames <= MTU, as vde)
@@ -52,6 +61,7 @@ EOF
 }
 
 MNET=""
+BASE=""
 DUR=10
 ROUNDS=3
 STREAMS=1
@@ -61,9 +71,10 @@ SETUPS="mnet vde bridge"
 KEEP=0
 PROFILE=0
 TRACE=0
-while getopts 'm:t:r:P:c:f:s:pTkh' opt; do
+while getopts 'm:B:t:r:P:c:f:s:pTkh' opt; do
 	case $opt in
 	m) MNET=$OPTARG ;;
+	B) BASE=$OPTARG ;;
 	t) DUR=$OPTARG ;;
 	r) ROUNDS=$OPTARG ;;
 	P) STREAMS=$OPTARG ;;
@@ -84,8 +95,9 @@ for v in DUR ROUNDS STREAMS PINGS; do
 done
 [[ $FLOOD =~ ^[0-9]+$ ]] || { echo "ifbench: -f must be a number of seconds, not '$FLOOD'" >&2; exit 2; }
 for s in $SETUPS; do
-	case $s in mnet | vde | bridge | relay | relay-plain | relay-netpoll | relay-epoll | relay-rawepoll | relay-rawpoll) ;; *) echo "ifbench: unknown setup '$s' (mnet, vde, bridge, relay, relay-plain, relay-netpoll, relay-epoll, relay-rawepoll)" >&2; exit 2 ;; esac
+	case $s in mnet | mnet-vlan | mnet-base | vde | bridge | relay | relay-plain | relay-netpoll | relay-epoll | relay-rawepoll | relay-rawpoll) ;; *) echo "ifbench: unknown setup '$s' (mnet, mnet-vlan, mnet-base, vde, bridge, relay, relay-plain, relay-netpoll, relay-epoll, relay-rawepoll)" >&2; exit 2 ;; esac
 done
+if [[ " $SETUPS " == *" mnet-base "* && -z $BASE ]]; then echo "ifbench: setup mnet-base needs -B BASE" >&2; exit 2; fi
 
 die() { echo "ifbench: $*" >&2; exit 1; }
 log() { echo "# $*" >&2; }
@@ -108,6 +120,8 @@ P="ib$ID" # prefix of every name this run creates; with a pid < 2^22, names stay
 # watch for CPU use (the switch process; none for the bridge).
 declare -A NSA NSB IFA IFB
 NSA[mnet]=$P-ma NSB[mnet]=$P-mb IFA[mnet]=${P}ma IFB[mnet]=${P}mb
+NSA[mnet-vlan]=$P-la NSB[mnet-vlan]=$P-lb IFA[mnet-vlan]=${P}la IFB[mnet-vlan]=${P}lb
+NSA[mnet-base]=$P-ba NSB[mnet-base]=$P-bb IFA[mnet-base]=${P}ba IFB[mnet-base]=${P}bb
 NSA[vde]=$P-va NSB[vde]=$P-vb IFA[vde]=${P}va IFB[vde]=${P}vb
 NSA[bridge]=$P-ca NSB[bridge]=$P-cb IFA[bridge]=${P}ca IFB[bridge]=${P}cb
 NSA[relay]=$P-ra NSB[relay]=$P-rb IFA[relay]=${P}ra IFB[relay]=${P}rb
@@ -117,6 +131,8 @@ NSA[relay-epoll]=$P-ea NSB[relay-epoll]=$P-eb IFA[relay-epoll]=${P}ea IFB[relay-
 NSA[relay-rawepoll]=$P-wa NSB[relay-rawepoll]=$P-wb IFA[relay-rawepoll]=${P}wa IFB[relay-rawepoll]=${P}wb
 NSA[relay-rawpoll]=$P-ta NSB[relay-rawpoll]=$P-tb IFA[relay-rawpoll]=${P}ta IFB[relay-rawpoll]=${P}tb
 declare -A RELAY_PID
+# The daemons of mnet-vlan and mnet-base, each on a mount of its own.
+declare -A MNET_PIDS
 NSBR=$P-cs # the bridge and the host ends of the veths live here
 BR=${P}br
 MP=$TMP/mnt
@@ -139,6 +155,14 @@ cleanup() {
 		wait "$MNET_PID" 2>/dev/null
 	fi
 	mountpoint -q "$MP" 2>/dev/null && umount -l "$MP"
+	local s
+	for s in "${!MNET_PIDS[@]}"; do
+		kill -TERM "${MNET_PIDS[$s]}" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "${MNET_PIDS[$s]}" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "${MNET_PIDS[$s]}" 2>/dev/null
+		wait "${MNET_PIDS[$s]}" 2>/dev/null
+		mountpoint -q "$TMP/mnt-$s" 2>/dev/null && umount -l "$TMP/mnt-$s"
+	done
 	if [[ -s $VDE_PIDFILE ]]; then
 		local vp
 		vp=$(cat "$VDE_PIDFILE")
@@ -151,9 +175,11 @@ cleanup() {
 	for s in "${!RELAY_PID[@]}"; do
 		kill -TERM "${RELAY_PID[$s]}" 2>/dev/null && wait "${RELAY_PID[$s]}" 2>/dev/null
 	done
-	for s in mnet vde relay relay-plain relay-netpoll relay-epoll relay-rawepoll relay-rawpoll; do
+	for s in mnet mnet-vlan mnet-base vde relay relay-plain relay-netpoll relay-epoll relay-rawepoll relay-rawpoll; do
 		for i in "${IFA[$s]}" "${IFB[$s]}"; do ip link del "$i" 2>/dev/null; done
 	done
+	ip link del "${P}lv" 2>/dev/null
+	ip link del "${P}lt" 2>/dev/null
 	if ((rc != 0)) && [[ -s $TMP/mnet.log ]]; then
 		echo "ifbench: failed; the end of mnet's log:" >&2
 		tail -n 20 "$TMP/mnet.log" >&2
@@ -198,7 +224,8 @@ joinpair() {
 	ifup "${NSB[$s]}" "${IFB[$s]}" 198.18.0.2
 }
 
-setup_mnet() {
+# buildmnet: the binary of setups mnet and mnet-vlan.
+buildmnet() {
 	if [[ -z $MNET ]]; then
 		command -v go >/dev/null || die "go is needed to build mnet (or pass -m MNET)"
 		log "building mnet from $REPO"
@@ -206,6 +233,10 @@ setup_mnet() {
 		MNET=$TMP/mnet
 	fi
 	[[ -x $MNET ]] || die "$MNET is not an executable"
+}
+
+setup_mnet() {
+	buildmnet
 	mkdir -p "$MP"
 	"$MNET" mount --state '' "$MP" >"$TMP/mnet.log" 2>&1 &
 	MNET_PID=$!
@@ -220,6 +251,40 @@ setup_mnet() {
 		fi
 	done
 	joinpair mnet
+}
+
+# mnetdaemon SETUP BIN: a daemon of BIN for SETUP on TMP/mnt-SETUP with
+# network NET, policy switch, the setup's two TAPs; prints the network's
+# directory.
+mnetdaemon() {
+	local s=$1 bin=$2 mp=$TMP/mnt-$1
+	[[ -x $bin ]] || die "$bin is not an executable"
+	mkdir -p "$mp"
+	"$bin" mount --state '' --vde-dir "$TMP/vde-$s" "$mp" >"$TMP/$s.log" 2>&1 &
+	MNET_PIDS[$s]=$!
+	waitfor 10 mountpoint -q "$mp" || die "$s: mnet did not mount $mp within 10 s"
+	local d=$mp/ipn/$NET i
+	mkdir "$d"
+	echo 'policy switch' >"$d/ctl"
+	for i in "${IFA[$s]}" "${IFB[$s]}"; do
+		echo "tap $i" >"$d/ctl" || die "$s: mnet refused 'tap $i' ($(grep '^last-error' "$d/ctl" || true))"
+	done
+}
+
+setup_mnet-base() {
+	mnetdaemon mnet-base "$BASE"
+	joinpair mnet-base
+}
+
+# setup_mnet-vlan: VLANs elsewhere on the network: two more TAPs, left in
+# the root namespace, one an access port of VLAN 20, one a trunk.
+setup_mnet-vlan() {
+	buildmnet
+	mnetdaemon mnet-vlan "$MNET"
+	local d=$TMP/mnt-mnet-vlan/ipn/$NET
+	printf 'tap %s\ntap %s\nvlan %s 20\ntrunk %s 10,20\n' "${P}lv" "${P}lt" "${P}lv" "${P}lt" >"$d/ctl" ||
+		die "mnet-vlan: VLAN settings refused ($(grep '^last-error' "$d/ctl" || true))"
+	joinpair mnet-vlan
 }
 
 setup_vde() {
@@ -306,6 +371,7 @@ offloads() {
 switchpid() {
 	case $1 in
 	mnet) echo "$MNET_PID" ;;
+	mnet-*) echo "${MNET_PIDS[$1]}" ;;
 	vde) cat "$VDE_PIDFILE" ;;
 	relay*) echo "${RELAY_PID[$1]}" ;;
 	*) echo "" ;;
@@ -419,6 +485,10 @@ for r in $(seq "$ROUNDS"); do
 	done
 done
 
+for s in "${!MNET_PIDS[@]}"; do
+	log "$s: ports after the runs:"
+	sed 's/^/#   /' "$TMP/mnt-$s/ipn/$NET/ports" >&2
+done
 if [[ -n $MNET_PID ]]; then
 	log "mnet counters after the runs:"
 	sed 's/^/#   /' "$MP/ipn/$NET/stats" >&2
@@ -469,13 +539,14 @@ for l in open(rttpath):
         allrtt.setdefault(k, []).append(float(v))
         roundrtt.setdefault(k, {}).setdefault(r, []).append(float(v))
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
-names = {"mnet": "mnet switch, 2 TAP ports", "vde": "vde_switch, 2 tap ports", "bridge": "Linux bridge, 2 veth pairs",
+names = {"mnet": "mnet switch, 2 TAP ports", "vde": "vde_switch, 2 tap ports",
+         "mnet-vlan": "mnet switch, 2 TAP ports, VLANs elsewhere", "mnet-base": "mnet (-B build) switch, 2 TAP ports", "bridge": "Linux bridge, 2 veth pairs",
          "relay": "bare Go TAP relay, vnet hdr + TSO", "relay-plain": "bare Go TAP relay, no offloads",
          "relay-netpoll": "bare Go TAP relay, vnet hdr + TSO, netpoller",
          "relay-epoll": "bare Go TAP relay, one thread in its own epoll",
          "relay-rawepoll": "bare Go TAP relay, own epoll, raw syscall",
          "relay-rawpoll": "bare Go TAP relay, thread per direction, raw ppoll"}
-order = ("mnet", "vde", "bridge", "relay", "relay-plain", "relay-netpoll", "relay-epoll", "relay-rawepoll", "relay-rawpoll")
+order = ("mnet-base", "mnet", "mnet-vlan", "vde", "bridge", "relay", "relay-plain", "relay-netpoll", "relay-epoll", "relay-rawepoll", "relay-rawpoll")
 res = {}
 for r, s, g, retr, rtt, cpu in rows:
     d = res.setdefault(s, {"g": [], "retr": [], "cpu": []})
@@ -528,6 +599,21 @@ if fl:
         fmed[s] = st.median(d["rx"])
         cpu = f"{st.median(d['cpu']):.0f}%" if d["cpu"] else "(kernel)"
         print(f"| {names[s]} | {fmed[s]:.0f} | {min(d['rx']):.0f}..{max(d['rx']):.0f} | {st.median(d['sent']):.0f} | {cpu} |")
+
+def compare(a, b, label):
+    if a not in med or b not in med:
+        return
+    line = (f"- {label}: throughput **{med[a]/med[b]:.2f}×** ({spread(ratios(res[a]['g'], res[b]['g']))}), "
+            f"RTT **{rtt[a]/rtt[b]:.2f}×** ({spread(ratios(rrtt[a], rrtt[b]))})")
+    if a in fmed and b in fmed and fmed[b] > 0:
+        line += f", 64-byte frames/s **{fmed[a]/fmed[b]:.2f}×** ({spread(ratios(fl[a]['rx'], fl[b]['rx']))})"
+    print(line)
+
+if any(s in med for s in ("mnet-vlan", "mnet-base")):
+    print()
+compare("mnet-vlan", "mnet", "mnet with VLANs elsewhere / mnet")
+compare("mnet", "mnet-base", "mnet / the -B build")
+compare("mnet-vlan", "mnet-base", "mnet with VLANs elsewhere / the -B build")
 
 if "mnet" in med:
     print()
