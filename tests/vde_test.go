@@ -160,7 +160,7 @@ func (v *vdeClient) waitExit(what string) {
 func vdeRow(t *testing.T, net string, pid int) []string {
 	t.Helper()
 	for _, r := range portRows(t, net) {
-		if len(r) == 11 && r[1] == "vde" && r[3] == strconv.Itoa(pid) {
+		if len(r) >= 11 && r[1] == "vde" && r[3] == strconv.Itoa(pid) {
 			return r
 		}
 	}

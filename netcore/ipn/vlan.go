@@ -295,7 +295,10 @@ func (vf *vlanFrame) as(f []byte, form vlanForm) []byte {
 	return vf.out[form]
 }
 
-// vlanOut is f as p gets it. Called with n.mu held.
+// vlanOut is f as p gets it. Called with n.mu held. A converted form is
+// charged as the frame is (its size differs by a tag): a frame that
+// leaves in both forms holds at most three buffers where one is charged,
+// still within every queue's qlen.
 func (n *Network) vlanOut(p *Port, f []byte) []byte {
 	if !n.vlanOn {
 		return f
