@@ -214,6 +214,26 @@ func TestVLANVDEClient(t *testing.T) {
 	ping(t, nsB, "198.18.0.1")
 	noPing(t, nsC, "198.18.0.2")
 	noPing(t, nsB, "198.18.0.3")
+
+	// vde_plug asking for port 7 in its URL, set up as a trunk of VLAN 10
+	// before it comes: a frame of VLAN 10 reaches it tagged.
+	mustCtl(t, net, "trunk vde:7 10")
+	v := runVdePlug(t, exec.Command("vde_plug", "vde://"+d.vdePath("vlv")+"[7]"))
+	waitVdeRow(t, net, v.pid())
+	if got := vlanColumn(t, net, fmt.Sprintf("vdeplug:_user=root_pid=%d", v.pid())); got != "1+10" {
+		t.Errorf("VLAN column of vde_plug on port 7: %q", got)
+	}
+	fd, err := openFile(filepath.Join(net, "vlan", "10", "data"), unix.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	f := vdeFrame("to VLAN 10", 60)
+	if _, err := unix.Write(fd, f); err != nil {
+		t.Fatal(err)
+	}
+	tagged := append(append(append([]byte(nil), f[:12]...), 0x81, 0, 0, 10), f[12:]...)
+	v.expect(tagged)
 }
 
 // A persistent network keeps the VLAN settings of its TAPs and of VDE
