@@ -18,7 +18,10 @@
 // busy queue back to its pump. Frames travel in the format of package
 // vnet (a virtio-net header, then the Ethernet frame); links that take offloads
 // (link.CapGSO) get 64 KiB segments as they came, everything else gets
-// them cut into wire-size frames.
+// them cut into wire-size frames. Ports belong to 802.1Q VLANs
+// (vlan.go): a network where some port has a VLAN setting classifies each
+// frame where it enters and delivers it only within its VLAN, tagged or
+// not per receiver; one where none has pays a flag test.
 //
 // Locks, outermost first: ipnFamily.persistMu (from the per-uid check of
 // "persist on" to its apply), ipnFamily.saveMu (one state file write at a
