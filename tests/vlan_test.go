@@ -7,6 +7,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -168,6 +169,50 @@ func TestVLANTrunk(t *testing.T) {
 	tr := e.name("t")
 	nsT := e.tapInNS(net, tr, "t", "")
 	mustCtl(t, net, "trunk "+tr+" 10")
+	t.Run("tap-raw", func(t *testing.T) {
+		// From a packet socket on the trunk TAP: a tagged ARP request
+		// out, and tcpdump on the TAP sees the answer come in tagged.
+		require(t, "tcpdump", "python3")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		td := exec.CommandContext(ctx, "ip", "netns", "exec", nsT, "tcpdump", "-n", "-e", "-l", "-i", tr, "-c", "1",
+			"vlan 10 and arp[6:2] = 2")
+		tdOut := &syncBuffer{}
+		td.Stdout, td.Stderr = tdOut, tdOut
+		if err := td.Start(); err != nil {
+			t.Fatal(err)
+		}
+		tdDone := make(chan error, 1)
+		go func() { tdDone <- td.Wait() }()
+		waitFor(t, "tcpdump to listen", func() bool { return strings.Contains(tdOut.String(), "listening on") })
+		send := exec.CommandContext(ctx, "ip", "netns", "exec", nsT, "python3", "-c", `
+import socket, struct, sys, time
+ifname = sys.argv[1]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+m = bytes.fromhex(open("/sys/class/net/%s/address" % ifname).read().strip().replace(":", ""))
+f = (b"\xff" * 6 + m + b"\x81\x00" + struct.pack("!H", 10) + b"\x08\x06" + bytes([0, 1, 8, 0, 6, 4, 0, 1]) +
+     m + socket.inet_aton("198.18.0.9") + b"\0" * 6 + socket.inet_aton("198.18.0.1"))
+for _ in range(100):
+    s.send(f)
+    time.sleep(0.1)
+`, tr)
+		if err := send.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { send.Process.Kill(); send.Wait() }()
+		select {
+		case err := <-tdDone:
+			if err != nil {
+				t.Fatalf("tcpdump on the trunk TAP: %v\n%s", err, tdOut.String())
+			}
+		case <-ctx.Done():
+			t.Fatalf("no tagged ARP reply reached the trunk TAP:\n%s", tdOut.String())
+		}
+		if out := tdOut.String(); !strings.Contains(out, "vlan 10") || !strings.Contains(out, "198.18.0.1 is-at") {
+			t.Errorf("tcpdump on the trunk TAP:\n%s", out)
+		}
+	})
 	t.Run("linux-vlan", func(t *testing.T) {
 		out, err := exec.Command("ip", "-n", nsT, "link", "add", "link", tr, "name", "vl10", "type", "vlan", "id", "10").CombinedOutput()
 		if err != nil {
