@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -408,6 +409,76 @@ func FuzzStreamFrames(f *testing.F) {
 		}
 		if !bytes.Equal(got, framed(want...)) {
 			t.Fatalf("stream reader got %x, want %x", got, framed(want...))
+		}
+	})
+}
+
+// Every frame a trunk file port sends reaches exactly the ports the
+// 802.1Q model says, in the form it says.
+func FuzzVLANFrames(f *testing.F) {
+	for _, seed := range [][]byte{
+		eth(macBcast, macA, "untagged"),
+		tagged(eth(macBcast, macA, "ten"), 10),
+		tagged(eth(macBcast, macA, "twenty"), 0xe014),
+		tagged(eth(macBcast, macA, "thirty"), 30),
+		tagged(eth(macBcast, macA, "prio"), 0x3000),
+		tagged(eth(macBcast, macA, "4095"), 4095),
+		{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x81, 0x00, 0},
+		[]byte("short"),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) == 0 {
+			return
+		}
+		c := newTestCore(t, "")
+		nd := mkNet(t, c, rootCred, "vlfuzz", 0700)
+		from := openData(t, nd, rootCred, syscall.O_RDWR) // access 1, trunk all
+		b := openVLAN(t, nd, "10", syscall.O_RDWR)        // access 10
+		one := openData(t, nd, rootCred, syscall.O_RDWR)  // access 1
+		d := openData(t, nd, rootCred, syscall.O_RDWR)    // access 30, trunk 10,20
+		mustCtl(t, nd, "trunk #"+strconv.Itoa(portID(t, from))+" all\nvlan #"+strconv.Itoa(portID(t, d))+" 30\ntrunk #"+
+			strconv.Itoa(portID(t, d))+" 10,20\n")
+		if _, err := from.Write(context.Background(), frame, 0, false); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		want := map[string][]byte{}
+		drop := false
+		var untag []byte
+		switch {
+		case len(frame) < 14:
+			want["one"] = frame // no tag: the access VLAN, and no trunk
+		case binary.BigEndian.Uint16(frame[12:]) != etherTypeVLAN:
+			want["one"] = frame
+		case len(frame) < 18:
+			drop = true
+		default:
+			untag = append(append([]byte(nil), frame[:12]...), frame[16:]...)
+			switch vid := binary.BigEndian.Uint16(frame[14:]) & 0xfff; vid {
+			case 0, 1: // priority-tagged, or VLAN 1 that from carries tagged
+				want["one"] = untag
+			case 10:
+				want["b"], want["d"] = untag, frame
+			case 20:
+				want["d"] = frame
+			case 30:
+				want["d"] = untag
+			case 4095:
+				drop = true
+			}
+		}
+		for name, h := range map[string]netcore.Handle{"b": b, "one": one, "d": d} {
+			got, err := recvNow(h, 70000)
+			switch w, ok := want[name]; {
+			case !ok && !errors.Is(err, syscall.EAGAIN):
+				t.Errorf("%s got %x (%v), want nothing", name, got, err)
+			case ok && (err != nil || !bytes.Equal(got, w)):
+				t.Errorf("%s got %x (%v), want %x", name, got, err, w)
+			}
+		}
+		if s := statsOf(t, nd); (s["vlan-drops"] == 1) != drop {
+			t.Errorf("vlan-drops %d, dropped %v", s["vlan-drops"], drop)
 		}
 	})
 }

@@ -190,10 +190,10 @@ type linkRun struct {
 // frameBatch is what delivering a batch of frames under n.mu leaves to do
 // once it is released.
 type frameBatch struct {
-	links  []*Port   // the links the frames go to
-	runs   []linkRun // which of links get which frame
-	wakes  []func()  // polls to wake, charges to release
-	signal []*Port   // ports whose blocked readers to wake
+	links  []*Port    // the links the frames go to
+	runs   []linkRun  // which of links get which frame
+	wakes  []func()   // polls to wake, charges to release
+	signal []*Port    // ports whose blocked readers to wake
 	vlan   vlanEgress // the links of a frame that get it in another VLAN form
 }
 
