@@ -394,7 +394,7 @@ func (e *vlanEgress) write(n *Network, raw []byte, frames [][]byte, plain bool) 
 			continue
 		}
 		var segs [][]byte
-		if !plain {
+		if !plain && slices.ContainsFunc(links, func(p *Port) bool { return p.caps&link.CapGSO == 0 }) {
 			for _, f := range frames {
 				segs = append(segs, retag(f, 0, vlanForm(form), e.tci))
 			}
