@@ -361,10 +361,17 @@ func TestVLANCatData(t *testing.T) {
 	if got := strings.Fields(sh(t, "ls "+filepath.Join(net, "vlan"))); strings.Join(got, " ") != "1 10" {
 		t.Errorf("ls vlan: %v, want 1 10", got)
 	}
+	if got := strings.Fields(sh(t, "ls "+filepath.Join(net, "vlan", "20"))); strings.Join(got, " ") != "data stream" {
+		t.Errorf("ls vlan/20: %v, want data stream", got)
+	}
 	for _, x := range []struct{ msg, path string }{{"on twenty", "vlan/20/data"}, {"on one", "data"}, {"on ten", "vlan/10/data"}} {
 		sh(t, fmt.Sprintf("echo %s > %s", x.msg, filepath.Join(net, x.path)))
 	}
-	waitFor(t, "cat to print VLAN 10's packet", func() bool { return strings.Contains(out.String(), "on ten") })
+	// A frame in VDE's stream format, 2 bytes of length first.
+	sh(t, "printf '\\000\\012streamed10' > "+filepath.Join(net, "vlan", "10", "stream"))
+	waitFor(t, "cat to print VLAN 10's packets", func() bool {
+		return strings.Contains(out.String(), "on ten") && strings.Contains(out.String(), "streamed10")
+	})
 	if s := out.String(); strings.Contains(s, "twenty") || strings.Contains(s, "one") {
 		t.Errorf("cat vlan/10/data read other VLANs' packets: %q", s)
 	}

@@ -190,7 +190,7 @@ const readme = `  ipn/                  IPN networks; mkdir ipn/NAME creates one
                           addr CIDR   addr -CIDR   mac XX:XX:XX:XX:XX:XX
                           impair PORT|all [delay D] [jitter J] [loss P%] [dup P%] [reorder P%]
                                  [corrupt P%] [rate R] [limit N] [seed N]   impair PORT|all off
-  ipn/NAME/vlan/VID/data  a port of VLAN VID (untagged): ctl's vlan PORT VID, trunk PORT VIDS|all|none
+  ipn/NAME/vlan/VID/data, .../stream  a port of VLAN VID (untagged); ctl: vlan PORT VID, trunk PORT VIDS|all|none
   ipn/NAME/ports        table of ports
   ipn/NAME/stats        counters
   ipn/NAME/pcap         live capture in pcap format: tcpdump -r ipn/NAME/pcap
@@ -468,7 +468,7 @@ type netFile struct {
 	id   uint64
 	n    *Network
 	kind fileKind
-	// vlan is the VLAN whose access ports it opens (vlan/VID/data); 0
+	// vlan is the VLAN whose access ports it opens (vlan/VID/); 0
 	// for the network's own files, whose ports are of VLAN 1.
 	vlan uint16
 }

@@ -27,6 +27,12 @@ import (
 // openVLAN opens ipn/NAME/vlan/VID/data.
 func openVLAN(t *testing.T, nd *netDir, vid string, flags int) netcore.Handle {
 	t.Helper()
+	return openVLANFile(t, nd, vid, "data", flags)
+}
+
+// openVLANFile opens ipn/NAME/vlan/VID/NAME.
+func openVLANFile(t *testing.T, nd *netDir, vid, name string, flags int) netcore.Handle {
+	t.Helper()
 	v, err := nd.Lookup(rootCred, "vlan")
 	if err != nil {
 		t.Fatalf("Lookup(vlan): %v", err)
@@ -35,7 +41,36 @@ func openVLAN(t *testing.T, nd *netDir, vid string, flags int) netcore.Handle {
 	if err != nil {
 		t.Fatalf("Lookup(vlan/%s): %v", vid, err)
 	}
-	return openFile(t, d.(netcore.Dir), "data", rootCred, flags)
+	return openFile(t, d.(netcore.Dir), name, rootCred, flags)
+}
+
+// vlan/VID/stream is an access port of VID too: what it writes reaches
+// VID's access ports untagged and a trunk tagged, in order, and it reads
+// VID's frames framed.
+func TestVLANStream(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "vl", 0700)
+	tr := attachMem(t, nd, memlink.Options{})
+	mustCtl(t, nd, "trunk "+memlinkNameOf(t, nd, tr)+" 10\n")
+	s := openVLANFile(t, nd, "10", "stream", syscall.O_RDWR)
+	a10 := openVLAN(t, nd, "10", syscall.O_RDWR)
+	one := openData(t, nd, rootCred, syscall.O_RDWR)
+	f1, f2 := eth(macBcast, macA, "first"), eth(macBcast, macA, "second")
+	send(t, s, framed(f1, f2))
+	expectPkt(t, a10, f1, "access port of 10")
+	expectPkt(t, a10, f2, "access port of 10")
+	expectOut(t, tr, plain(tagged(f1, 10)), "trunk, first")
+	expectOut(t, tr, plain(tagged(f2, 10)), "trunk, second")
+	expectEmpty(t, one, "VLAN 1")
+	if row := portRow(t, nd, s.(*streamHandle).p.id); row["VLAN"] != "10" {
+		t.Errorf("VLAN column of a vlan/10/stream port: %q", row["VLAN"])
+	}
+	g := eth(macBcast, macB, "to the stream")
+	tr.InjectFrame(tagged(g, 10))
+	r := waitResult(t, goRead(t.Context(), s, 70000), "stream read")
+	if !bytes.Equal(r.buf, framed(g)) {
+		t.Fatalf("stream read %x, want %x", r.buf, framed(g))
+	}
 }
 
 // tagged is f with an 802.1Q tag of tci after its MAC addresses.

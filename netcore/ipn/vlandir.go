@@ -13,7 +13,7 @@ import (
 
 // vlanFileKinds are the files of ipn/NAME/vlan/VID/: each joins the
 // network as its namesake in ipn/NAME/ does, as an access port of VID.
-var vlanFileKinds = []fileKind{fileData}
+var vlanFileKinds = []fileKind{fileData, fileStream}
 
 // vlanDir is ipn/NAME/vlan/: a directory per VLAN, 1..4094. It lists the
 // VLANs the network's ports are in; any other is there when looked up.
