@@ -279,6 +279,11 @@ func TestVLANVDEClient(t *testing.T) {
 	}
 	tagged := append(append(append([]byte(nil), f[:12]...), 0x81, 0, 0, 10), f[12:]...)
 	v.expect(tagged)
+	// impair names VDE clients by the same numbers.
+	mustCtl(t, net, "impair vde:7 delay 1ms")
+	if l := ctlLines(t, net); !hasLine(l, "impair vde:7 delay 1ms") {
+		t.Errorf("ctl lacks impair vde:7:\n%s", strings.Join(l, "\n"))
+	}
 }
 
 // A persistent network keeps the VLAN settings of its TAPs and of VDE

@@ -15,9 +15,6 @@ import (
 // vxlan:VNI (a cable), vde:N (a VDE client by the port number it asked
 // for or got) or #N (the number in ports).
 
-// vdeNumbered is a link that knows its VDE port number.
-type vdeNumbered interface{ VDEPort() int }
-
 // checkPortRef checks the form of a reference, before any port is looked
 // at; "all" is no port but passes.
 func checkPortRef(ref string) *ctlError {
@@ -72,7 +69,7 @@ func (n *Network) resolvePortRef(ref string) (*Port, *ctlError) {
 				return p, nil
 			}
 		case "vde:":
-			if v, ok := p.link.(vdeNumbered); ok && p.kindName() == "vde" && v.VDEPort() == num {
+			if p.kindName() == "vde" && p.svcNum == num {
 				return p, nil
 			}
 		default:
@@ -94,8 +91,8 @@ func (n *Network) resolvePortRef(ref string) (*Port, *ctlError) {
 }
 
 // portRefOf is the reference that names p in what ctl shows: the
-// attachment's name (vxlan:VNI for a cable), vde:N for a VDE client that
-// knows its number, else #N.
+// attachment's name (vxlan:VNI for a cable), vde:N for a VDE client (its
+// port number, link.Member.Number), else #N. Called with n.mu held.
 func portRefOf(p *Port) string {
 	switch {
 	case p.spec != nil && p.kind.Name == "vxlan":
@@ -103,8 +100,8 @@ func portRefOf(p *Port) string {
 	case p.spec != nil:
 		return p.name
 	}
-	if v, ok := p.link.(vdeNumbered); ok && p.kindName() == "vde" {
-		return "vde:" + strconv.Itoa(v.VDEPort())
+	if p.kindName() == "vde" && p.svcNum > 0 {
+		return "vde:" + strconv.Itoa(p.svcNum)
 	}
 	return "#" + strconv.Itoa(p.id)
 }

@@ -461,3 +461,17 @@ func TestVLANServicePortNumbers(t *testing.T) {
 		t.Errorf("ports:\n%s", readAll(t, nd, "ports"))
 	}
 }
+
+// A frame an impairment holds leaves in the VLAN form of its port: a
+// delayed trunk still gets it tagged.
+func TestVLANImpairedTrunk(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "vl", 0700)
+	tr := attachMem(t, nd, memlink.Options{})
+	name := memlinkNameOf(t, nd, tr)
+	mustCtl(t, nd, "trunk "+name+" 10\nimpair "+name+" delay 1ms\n")
+	a10 := openVLAN(t, nd, "10", syscall.O_RDWR)
+	f := eth(macBcast, macA, "held, then tagged")
+	send(t, a10, f)
+	expectOut(t, tr, plain(tagged(f, 10)), "impaired trunk")
+}
