@@ -505,13 +505,8 @@ func TestNsSameNameTwoNamespaces(t *testing.T) {
 	d := startMnet(t)
 	nw := d.mkNet(t, "same")
 	ctlPath := filepath.Join(nw, "ctl")
-	ctlA, ctlB := openCtlIn(t, a, ctlPath, true), openCtlIn(t, b, ctlPath, true)
 	x := e.name("x")
-	for _, fd := range []int{ctlA, ctlB} {
-		if err := writeCtlFD(t, fd, "tap "+x); err != nil {
-			t.Fatalf("tap %s: %v", x, err)
-		}
-	}
+	ctlA, _ := tapInBoth(t, ctlPath, a, b, x)
 	if !linkExists(a, x) || !linkExists(b, x) || tapPorts(t, nw, x) != 2 {
 		t.Fatalf("tap %s from two namespaces: in a %v, in b %v, ports:\n%s", x, linkExists(a, x), linkExists(b, x),
 			readFile(t, filepath.Join(nw, "ports")))
@@ -547,6 +542,19 @@ func TestNsSameNameTwoNamespaces(t *testing.T) {
 	if linkExists(b, x) || tapPorts(t, nw, x) != 0 {
 		t.Errorf("after detach from the daemon's namespace: in b %v, ports %d", linkExists(b, x), tapPorts(t, nw, x))
 	}
+}
+
+// tapInBoth makes a TAP called x in namespaces a and b, attached to the
+// network of ctlPath, and returns a ctl opened in each.
+func tapInBoth(t *testing.T, ctlPath, a, b, x string) (ctlA, ctlB int) {
+	t.Helper()
+	ctlA, ctlB = openCtlIn(t, a, ctlPath, true), openCtlIn(t, b, ctlPath, true)
+	for _, fd := range []int{ctlA, ctlB} {
+		if err := writeCtlFD(t, fd, "tap "+x); err != nil {
+			t.Fatalf("tap %s: %v", x, err)
+		}
+	}
+	return ctlA, ctlB
 }
 
 // podmanEnv runs podman with the CNI backend, its storage, state and

@@ -221,3 +221,36 @@ func TestImpairCtlPersistErrors(t *testing.T) {
 	}
 	mustCtl(t, net2, "impair all off\nimpair "+tap+" off\npersist off\ndetach "+tap)
 }
+
+// impair names an attachment as detach and vlan do: in the writer's
+// namespace. With a TAP of one name in two namespaces, the daemon's
+// namespace names neither; each namespace's ctl names its own.
+func TestImpairPortInWritersNamespace(t *testing.T) {
+	e := newIfEnv(t)
+	a, b := e.netns("pra"), e.netns("prb")
+	d := startMnet(t)
+	nw := d.mkNet(t, "impns")
+	ctlPath := filepath.Join(nw, "ctl")
+	x := e.name("prx")
+	ctlA, ctlB := tapInBoth(t, ctlPath, a, b, x)
+	ctlFails(t, nw, "impair "+x+" delay 1ms", unix.ENODEV)
+	if err := writeCtlFD(t, ctlA, "impair tap:"+x+" delay 7ms\nvlan "+x+" 10"); err != nil {
+		t.Fatalf("impair and vlan of a's %s from a: %v", x, err)
+	}
+	if !hasLine(ctlLines(t, nw), "impair "+x+" delay 7ms") {
+		t.Errorf("ctl lacks a's impair line:\n%s", readFile(t, ctlPath))
+	}
+	// Detaching b's leaves a's impairment: it was a's port.
+	if err := writeCtlFD(t, ctlB, "detach "+x); err != nil {
+		t.Fatalf("detach %s from b: %v", x, err)
+	}
+	if !hasLine(ctlLines(t, nw), "impair "+x+" delay 7ms") || !hasLine(ctlLines(t, nw), "vlan "+x+" 10") {
+		t.Errorf("detaching b's %s took a's settings:\n%s", x, readFile(t, ctlPath))
+	}
+	if err := writeCtlFD(t, ctlA, "detach "+x); err != nil {
+		t.Fatalf("detach %s from a: %v", x, err)
+	}
+	if l := ctlLines(t, nw); slices.ContainsFunc(l, func(s string) bool { return strings.HasPrefix(s, "impair ") }) {
+		t.Errorf("an impair line outlives its port:\n%s", strings.Join(l, "\n"))
+	}
+}

@@ -120,12 +120,15 @@ func (n *Network) parseCtlText(c *netcore.Cred, ns *netns.NS, text string) ([]ct
 			return cmds, err
 		}
 		d := cmd.detach
-		if cmd.vlan != nil {
+		switch {
+		case cmd.vlan != nil:
 			d = cmd.vlan.port.link
+		case cmd.impair != nil:
+			d = cmd.impair.port.link
 		}
 		if d != nil {
-			// A detach (and a vlan or trunk line) names the
-			// attachment in the writer's namespace.
+			// A detach (and a PORT of a vlan, trunk or impair
+			// line) names the attachment in the writer's namespace.
 			if ns == nil || ns.Self() {
 				d.anyNS = true
 			} else {
@@ -158,9 +161,6 @@ func (n *Network) openLinks(c *netcore.Cred, ns *netns.NS, cmds []ctlCommand) *c
 // applyExtCtl. Called with n.mu held.
 func (n *Network) applyCtlLocked(c *netcore.Cred, cmds []ctlCommand) (attached, detached []*Port, bad *ctlError) {
 	if bad := n.checkLinksLocked(cmds); bad != nil {
-		return nil, nil, bad
-	}
-	if bad := n.checkImpairsLocked(cmds); bad != nil {
 		return nil, nil, bad
 	}
 	for _, cmd := range cmds {
@@ -406,7 +406,7 @@ func parseCtl(c *netcore.Cred, line string) (ctlCommand, *ctlError) {
 			return cmd, ctlErr(err.errno, "%s: %s", line, err.reason)
 		}
 		cmd.vlan = v
-		cmd.apply = func(n *Network) *ctlError { return v.apply(n, line) }
+		cmd.apply = func(n *Network) *ctlError { return v.apply(n) }
 	case "detach":
 		d, err := parseDetach(c, uncomment(arg))
 		if err != nil {
@@ -541,8 +541,8 @@ func parseDetach(c *netcore.Cred, arg string) (*detachment, *ctlError) {
 
 // checkLinksLocked checks what only the network's current ports can
 // tell, so that a write fails before anything of it is applied: each
-// detach names a link attached here (or by an earlier line), and the links
-// fit under maxports.
+// detach, and each PORT of a vlan, trunk or impair line, names a link
+// attached here (or by an earlier line), and the links fit under maxports.
 func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 	attached := map[linkKey]bool{}
 	for _, p := range n.portList {
@@ -561,6 +561,10 @@ func (n *Network) checkLinksLocked(cmds []ctlCommand) *ctlError {
 		switch {
 		case cmd.vlan != nil:
 			if err := n.checkVLANLocked(cmd, attached, svcNew); err != nil {
+				return err
+			}
+		case cmd.impair != nil && !cmd.impair.all:
+			if err := n.checkPortRefLocked(cmd.impair.port, attached, cmd.line); err != nil {
 				return err
 			}
 		case cmd.attach != nil:

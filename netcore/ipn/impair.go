@@ -484,10 +484,9 @@ func (n *Network) impairAdmit(m *impairment, all bool, p *Port, f []byte, payer 
 // Called with n.mu held.
 func (n *Network) applyImpairLocked(l impairLine) *ctlError {
 	var p *Port
-	if l.ref != "all" {
-		var bad *ctlError
-		if p, bad = n.resolvePortRef(l.ref); bad != nil {
-			return bad
+	if !l.all {
+		if p = n.portOfRefLocked(l.port); p == nil {
+			return ctlErr(syscall.ENODEV, "%s: no such port on this network", l.port)
 		}
 	}
 	st := n.imp
@@ -547,46 +546,6 @@ func (n *Network) stopImpair() {
 	}
 }
 
-// checkImpairsLocked checks that the impair lines of cmds name ports that
-// exist when they are applied (now, or attached by an earlier line of the
-// write), so that a write fails before anything of it is applied.
-// Called with n.mu held.
-func (n *Network) checkImpairsLocked(cmds []ctlCommand) *ctlError {
-	made := map[string]bool{} // references made (true) or taken away (false) by earlier lines
-	for _, cmd := range cmds {
-		switch {
-		case cmd.attach != nil:
-			made[attachmentRef(cmd.attach.kind.Name, cmd.attach.spec.Name())] = true
-		case cmd.detach != nil:
-			if cmd.detach.kind == nil || cmd.detach.kind.Name == "vxlan" {
-				made["vxlan:"+cmd.detach.name] = false
-			}
-			if cmd.detach.kind == nil || cmd.detach.kind.Name != "vxlan" {
-				made[cmd.detach.name] = false
-			}
-		case cmd.impair != nil && cmd.impair.ref != "all":
-			if there, ok := made[cmd.impair.ref]; ok {
-				if !there {
-					return ctlErr(syscall.ENODEV, "%s: detached by an earlier line", cmd.line)
-				}
-				continue
-			}
-			if _, bad := n.resolvePortRef(cmd.impair.ref); bad != nil {
-				return bad
-			}
-		}
-	}
-	return nil
-}
-
-// attachmentRef is the reference of an attachment of kind named name.
-func attachmentRef(kind, name string) string {
-	if kind == "vxlan" {
-		return "vxlan:" + name
-	}
-	return name
-}
-
 // impairLinesLocked are the impair lines in force, in the form that sets
 // them: all first, then the ports in their order. With saved, only those
 // a restart can restore (all, and attachments), without the word.
@@ -621,6 +580,9 @@ func (n *Network) restoreImpairs(lines []string) {
 	for _, line := range lines {
 		l, bad := parseImpair(line)
 		if bad == nil {
+			if l.port.link != nil {
+				l.port.link.anyNS = true // saved by name, as no namespace sees it
+			}
 			n.mu.Lock()
 			bad = n.applyImpairLocked(l)
 			n.mu.Unlock()

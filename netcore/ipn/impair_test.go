@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/mnet-project/mnet/netcore"
+	"github.com/mnet-project/mnet/netcore/link"
 	"github.com/mnet-project/mnet/netcore/link/memlink"
 )
 
@@ -461,5 +462,34 @@ func waitNoImpair(t *testing.T, n *Network) {
 			t.Fatal("the impair scheduler did not end")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// impair takes every PORT vlan takes, and ctl shows it in that form: an
+// attachment by KIND:NAME, a service's client by SERVICE:N. A service
+// port number no client has is ENODEV: an impairment is the wire to a
+// port there.
+func TestImpairPortRefs(t *testing.T) {
+	nd, s := servedNet(t, rootCred, "imref", 0700)
+	l := attachMem(t, nd, memlink.Options{})
+	name := memlinkNameOf(t, nd, l)
+	if err := ctl(t, nd, rootCred, "impair memsvc:5 delay 1ms\n"); !errors.Is(err, syscall.ENODEV) {
+		t.Fatalf("impair of a port number no client has: %v, want ENODEV", err)
+	}
+	leave, err := s.net.Join(memLink(t, "imref-5"), link.Member{Name: "five", Recv: true, Send: true, Number: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leave()
+	mustCtl(t, nd, "impair memsvc:5 delay 1ms\nimpair mem:"+name+" loss 1%\n")
+	text := readAll(t, nd, "ctl")
+	for _, want := range []string{"impair " + name + " loss 1%\n", "impair memsvc:5 delay 1ms\n"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("ctl lacks %q:\n%s", want, text)
+		}
+	}
+	mustCtl(t, nd, "impair memsvc:5 off\nimpair "+name+" off\n")
+	if text := readAll(t, nd, "ctl"); strings.Contains(text, "\nimpair ") {
+		t.Errorf("impair lines left:\n%s", text)
 	}
 }

@@ -45,11 +45,20 @@ func (s *impairSpec) queueLimit() int {
 	return s.limit
 }
 
-// impairLine is a parsed impair line: the port reference and the
+// impairLine is a parsed impair line: all or a port, and the
 // parameters, or off (spec nil).
 type impairLine struct {
-	ref  string
+	all  bool
+	port portRef
 	spec *impairSpec
+}
+
+// target is the PORT|all of l, in the form ctl shows.
+func (l impairLine) target() string {
+	if l.all {
+		return "all"
+	}
+	return l.port.String()
 }
 
 // parseImpair parses the argument of an impair line.
@@ -58,9 +67,13 @@ func parseImpair(arg string) (impairLine, *ctlError) {
 	if len(words) < 2 {
 		return impairLine{}, ctlErr(syscall.EINVAL, "want PORT|all and parameters, or PORT|all off")
 	}
-	l := impairLine{ref: words[0]}
-	if bad := checkPortRef(l.ref); bad != nil {
-		return impairLine{}, bad
+	l := impairLine{all: words[0] == "all"}
+	if !l.all {
+		port, bad := parsePortRef(words[0])
+		if bad != nil {
+			return impairLine{}, bad
+		}
+		l.port = port
 	}
 	if len(words) == 2 && words[1] == "off" {
 		return l, nil

@@ -7,101 +7,116 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/mnet-project/mnet/internal/netns"
+	"github.com/mnet-project/mnet/netcore/link"
 )
 
-// A port reference names one port of a network in a ctl line (impair,
-// and vlan/trunk): an interface name (a tap or grab attachment),
-// vxlan:VNI (a cable), vde:N (a VDE client by the port number it asked
-// for or got) or #N (the number in ports).
+// maxPortRefName bounds the NAME of a port reference: longer than any
+// link's name.
+const maxPortRefName = 64
 
-// checkPortRef checks the form of a reference, before any port is looked
-// at; "all" is no port but passes.
-func checkPortRef(ref string) *ctlError {
-	kind, num, ok := splitPortRef(ref)
-	if !ok {
-		return ctlErr(syscall.EINVAL, "%q: want an interface name, vxlan:VNI, vde:N or #N", ref)
+// portRef is the PORT of a vlan, trunk or impair line: #N (the number in
+// ports), SERVICE:N (vde:N: a service's port number, which its clients
+// ask for or get), KIND:NAME or NAME (an attachment, found as detach
+// finds it: in the writer's namespace).
+type portRef struct {
+	id   int
+	svc  string
+	num  int
+	link *detachment
+}
+
+// parsePortRef reads a PORT, before any port is looked at.
+func parsePortRef(s string) (portRef, *ctlError) {
+	if num, ok := strings.CutPrefix(s, "#"); ok {
+		id, err := strconv.Atoi(num)
+		if err != nil || id < 1 || strconv.Itoa(id) != num {
+			return portRef{}, ctlErr(syscall.EINVAL, "%q is not a port number", s)
+		}
+		return portRef{id: id}, nil
 	}
-	if kind != "" && num < 0 {
-		return ctlErr(syscall.EINVAL, "%q: not a number after %s", ref, kind)
+	name := s
+	var kind *link.Kind
+	if prefix, rest, ok := strings.Cut(s, ":"); ok {
+		if svc := link.LookupService(prefix); svc != nil {
+			num, err := strconv.Atoi(rest)
+			if err != nil || num < 1 || num > maxSvcNumber || strconv.Itoa(num) != rest {
+				return portRef{}, ctlErr(syscall.EINVAL, "%q: want %s:N, N a port number 1..%d", s, prefix, maxSvcNumber)
+			}
+			return portRef{svc: svc.Name, num: num}, nil
+		}
+		if kind = link.Lookup(prefix); kind == nil {
+			return portRef{}, ctlErr(syscall.EINVAL, "%q: no link kind or service %q", s, prefix)
+		}
+		name = rest
+	}
+	if name == "" || len(name) > maxPortRefName || strings.ContainsAny(name, ":#/ \t\n") {
+		return portRef{}, ctlErr(syscall.EINVAL, "%q: want an interface name, KIND:NAME, SERVICE:N or #N", s)
+	}
+	return portRef{link: &detachment{kind: kind, name: name}}, nil
+}
+
+// String is r as it was written (a KIND:NAME or NAME in that form).
+func (r portRef) String() string {
+	switch {
+	case r.id > 0:
+		return "#" + strconv.Itoa(r.id)
+	case r.svc != "":
+		return svcKey(r.svc, r.num)
+	case r.link.kind != nil:
+		return r.link.kind.Name + ":" + r.link.name
+	}
+	return r.link.name
+}
+
+// checkPortRefLocked checks that r names a port when its line is
+// applied: a port there now (#N, SERVICE:N: a client connected now) or
+// an attachment in attached (the links as the lines before it leave
+// them). Called with n.mu held.
+func (n *Network) checkPortRefLocked(r portRef, attached map[linkKey]bool, line string) *ctlError {
+	if r.link != nil {
+		keys := make([]linkKey, 0, len(attached))
+		for k := range attached {
+			keys = append(keys, k)
+		}
+		_, bad := r.link.pick(keys, line)
+		return bad
+	}
+	if p := n.portOfRefLocked(r); p == nil {
+		return ctlErr(syscall.ENODEV, "%s: no port %s on this network", line, r)
 	}
 	return nil
 }
 
-// splitPortRef splits "#N", "vxlan:N", "vde:N" into the prefix and the
-// number (-1 if it is not one); an interface name has no prefix.
-func splitPortRef(ref string) (kind string, num int, ok bool) {
-	if ref == "" || len(ref) > 64 {
-		return "", 0, false
+// portOfRefLocked is the port r names now, or nil: for SERVICE:N the
+// first client of that number. Called with n.mu held.
+func (n *Network) portOfRefLocked(r portRef) *Port {
+	if r.link != nil {
+		return n.detachPortLocked(r.link, "")
 	}
-	for _, k := range []string{"#", "vxlan:", "vde:"} {
-		if s, found := strings.CutPrefix(ref, k); found {
-			v, err := strconv.Atoi(s)
-			if err != nil || v < 0 || strings.HasPrefix(s, "+") {
-				v = -1
-			}
-			return k, v, true
-		}
+	key := ""
+	if r.svc != "" {
+		key = svcKey(r.svc, r.num)
 	}
-	if strings.ContainsAny(ref, ":#/ \t") {
-		return "", 0, false
-	}
-	return "", 0, true
-}
-
-// resolvePortRef returns the port ref names, or ENODEV. An interface name
-// is an attachment of a kind other than vxlan, in the daemon's namespace
-// or else the only one of that name. Called with n.mu held.
-func (n *Network) resolvePortRef(ref string) (*Port, *ctlError) {
-	kind, num, ok := splitPortRef(ref)
-	if !ok || (kind != "" && num < 0) {
-		return nil, checkPortRef(ref)
-	}
-	var found *Port
 	for _, p := range n.portList {
-		switch kind {
-		case "#":
-			if p.id == num {
-				return p, nil
-			}
-		case "vxlan:":
-			if p.spec != nil && p.kind.Name == "vxlan" && p.name == strconv.Itoa(num) {
-				return p, nil
-			}
-		case "vde:":
-			if p.kindName() == "vde" && p.svcNum == num {
-				return p, nil
-			}
-		default:
-			if p.spec != nil && p.kind.Name != "vxlan" && p.name == ref {
-				if p.nsID == (netns.ID{}) {
-					return p, nil
-				}
-				if found != nil {
-					return nil, ctlErr(syscall.ENODEV, "%q: attached in several namespaces; name it by #N", ref)
-				}
-				found = p
-			}
+		if (r.id > 0 && p.id == r.id) || (key != "" && p.svcPortKey() == key) {
+			return p
 		}
 	}
-	if found != nil {
-		return found, nil
-	}
-	return nil, ctlErr(syscall.ENODEV, "%q: no such port on this network", ref)
+	return nil
 }
 
-// portRefOf is the reference that names p in what ctl shows: the
-// attachment's name (vxlan:VNI for a cable), vde:N for a VDE client (its
-// port number, link.Member.Number), else #N. Called with n.mu held.
+// portRefOf is the reference that names p in what ctl shows: an
+// attachment made by "KIND NAME" (an interface) as NAME, others (a
+// cable) as KIND:NAME; a service's client as SERVICE:N; else #N.
+// Called with n.mu held.
 func portRefOf(p *Port) string {
 	switch {
-	case p.spec != nil && p.kind.Name == "vxlan":
-		return "vxlan:" + p.name
-	case p.spec != nil:
+	case p.spec != nil && p.spec.Args() == p.name:
 		return p.name
-	}
-	if p.kindName() == "vde" && p.svcNum > 0 {
-		return "vde:" + strconv.Itoa(p.svcNum)
+	case p.spec != nil:
+		return p.kind.Name + ":" + p.name
+	case p.svcPortKey() != "":
+		return p.svcPortKey()
 	}
 	return "#" + strconv.Itoa(p.id)
 }

@@ -80,6 +80,18 @@ func serving(name string) *memStopper {
 	return memServing[name]
 }
 
+// servedNet makes network name, as cred with mode, on a core of its own,
+// and returns it with the memsvc service serving it.
+func servedNet(t *testing.T, cred *netcore.Cred, name string, mode uint32) (*netDir, *memStopper) {
+	t.Helper()
+	nd := mkNet(t, newTestCore(t, ""), cred, name, mode)
+	s := serving(name)
+	if s == nil {
+		t.Fatalf("memsvc does not serve %s", name)
+	}
+	return nd, s
+}
+
 // memLink opens an in-memory link outside ctl, as a service would make
 // one for a client.
 func memLink(t *testing.T, name string) *memlink.Link {

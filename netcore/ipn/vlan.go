@@ -449,17 +449,9 @@ func (p *Port) svcPortKey() string {
 	return svcKey(p.kind.Name, p.svcNum)
 }
 
-// vlanPort is the PORT of a vlan or trunk line.
-type vlanPort struct {
-	id   int         // #N
-	svc  string      // SERVICE:N (vde:N): the service
-	num  int         // and its port number
-	link *detachment // NAME or KIND:NAME: an attachment, found as detach finds it
-}
-
 // vlanCommand is a parsed vlan or trunk line.
 type vlanCommand struct {
-	port   vlanPort
+	port   portRef
 	trunk  bool
 	access uint16
 	set    *vidSet
@@ -472,32 +464,6 @@ func (c *vlanCommand) change(v *portVLAN) *portVLAN {
 	return withAccess(v, c.access)
 }
 
-// parseVLANPort reads PORT: #N, SERVICE:N, KIND:NAME or NAME.
-func parseVLANPort(s string) (vlanPort, *ctlError) {
-	if num, ok := strings.CutPrefix(s, "#"); ok {
-		id, err := strconv.Atoi(num)
-		if err != nil || id < 1 || strconv.Itoa(id) != num {
-			return vlanPort{}, ctlErr(syscall.EINVAL, "%q is not a port number", s)
-		}
-		return vlanPort{id: id}, nil
-	}
-	if prefix, rest, ok := strings.Cut(s, ":"); ok {
-		if svc := link.LookupService(prefix); svc != nil {
-			num, err := strconv.Atoi(rest)
-			if err != nil || num < 1 || num > maxSvcNumber || strconv.Itoa(num) != rest {
-				return vlanPort{}, ctlErr(syscall.EINVAL, "%q: want %s:N, N a port number 1..%d", s, prefix, maxSvcNumber)
-			}
-			return vlanPort{svc: svc.Name, num: num}, nil
-		}
-		kind := link.Lookup(prefix)
-		if kind == nil || rest == "" {
-			return vlanPort{}, ctlErr(syscall.EINVAL, "%q: no link kind or service %q", s, prefix)
-		}
-		return vlanPort{link: &detachment{kind: kind, name: rest}}, nil
-	}
-	return vlanPort{link: &detachment{name: s}}, nil
-}
-
 // parseVLANLine reads "vlan PORT VID" or "trunk PORT VID[,VID...]|all|none".
 func parseVLANLine(word, arg string) (*vlanCommand, *ctlError) {
 	f := strings.Fields(arg)
@@ -507,7 +473,7 @@ func parseVLANLine(word, arg string) (*vlanCommand, *ctlError) {
 		}
 		return nil, ctlErr(syscall.EINVAL, "want trunk PORT VID[,VID...]|all|none")
 	}
-	port, bad := parseVLANPort(f[0])
+	port, bad := parsePortRef(f[0])
 	if bad != nil {
 		return nil, bad
 	}
@@ -529,49 +495,28 @@ func parseVLANLine(word, arg string) (*vlanCommand, *ctlError) {
 }
 
 // checkVLANLocked checks that the PORT of a vlan or trunk line names a
-// port: one there now, or an attachment in attached (the links as the
-// lines before it leave them); svcNew counts the service numbers the
-// write gives a first setting. Called with n.mu held.
+// port (checkPortRefLocked) or a service port number; svcNew counts the
+// service numbers the write gives a first setting. Called with n.mu held.
 func (n *Network) checkVLANLocked(cmd ctlCommand, attached map[linkKey]bool, svcNew map[string]bool) *ctlError {
 	c := cmd.vlan
-	switch {
-	case c.port.id > 0:
-		if !slices.ContainsFunc(n.portList, func(p *Port) bool { return p.id == c.port.id }) {
-			return ctlErr(syscall.ENODEV, "%s: no port %d", cmd.line, c.port.id)
+	if c.port.svc == "" {
+		return n.checkPortRefLocked(c.port, attached, cmd.line)
+	}
+	k := svcKey(c.port.svc, c.port.num)
+	if _, ok := n.svcVLANs[k]; !ok && !svcNew[k] {
+		if len(n.svcVLANs)+len(svcNew) >= maxSvcVLANs {
+			return ctlErr(syscall.EINVAL, "%s: settings for %d %s port numbers already, the most a network keeps",
+				cmd.line, maxSvcVLANs, c.port.svc)
 		}
-	case c.port.svc != "":
-		k := svcKey(c.port.svc, c.port.num)
-		if _, ok := n.svcVLANs[k]; !ok && !svcNew[k] {
-			if len(n.svcVLANs)+len(svcNew) >= maxSvcVLANs {
-				return ctlErr(syscall.EINVAL, "%s: settings for %d %s port numbers already, the most a network keeps",
-					cmd.line, maxSvcVLANs, c.port.svc)
-			}
-			svcNew[k] = true
-		}
-	default:
-		keys := make([]linkKey, 0, len(attached))
-		for k := range attached {
-			keys = append(keys, k)
-		}
-		if _, err := c.port.link.pick(keys, cmd.line); err != nil {
-			return err
-		}
+		svcNew[k] = true
 	}
 	return nil
 }
 
 // apply applies a vlan or trunk line checked by checkVLANLocked. Called
 // with n.mu held.
-func (c *vlanCommand) apply(n *Network, line string) *ctlError {
-	switch {
-	case c.port.id > 0:
-		for _, p := range n.portList {
-			if p.id == c.port.id {
-				n.setPortVLAN(p, c.change(p.vlan))
-				p.vlanCtl = true
-			}
-		}
-	case c.port.svc != "":
+func (c *vlanCommand) apply(n *Network) *ctlError {
+	if c.port.svc != "" {
 		k := svcKey(c.port.svc, c.port.num)
 		v := c.change(n.svcVLANs[k])
 		if v == nil {
@@ -587,9 +532,10 @@ func (c *vlanCommand) apply(n *Network, line string) *ctlError {
 				n.setPortVLAN(p, v)
 			}
 		}
-	default:
-		if p := n.detachPortLocked(c.port.link, line); p != nil {
-			n.setPortVLAN(p, c.change(p.vlan))
+	} else if p := n.portOfRefLocked(c.port); p != nil {
+		n.setPortVLAN(p, c.change(p.vlan))
+		if c.port.id > 0 {
+			p.vlanCtl = true
 		}
 	}
 	n.vlanRecount()
@@ -612,13 +558,7 @@ func (n *Network) vlanCtlLines(b *strings.Builder) {
 		switch {
 		case p.vlan == nil:
 		case p.spec != nil:
-			// An attachment made by "KIND NAME" (an interface) is
-			// named as it is written; others (a cable) as KIND:NAME.
-			name := p.name
-			if p.spec.Args() != p.name {
-				name = p.kind.Name + ":" + p.name
-			}
-			write(name, p.vlan)
+			write(portRefOf(p), p.vlan)
 		case p.vlanCtl:
 			write("#"+strconv.Itoa(p.id), p.vlan)
 		}
@@ -740,7 +680,7 @@ func (n *Network) restoreSvcVLANs(saved map[string]savedVLAN) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for k, s := range saved {
-		port, bad := parseVLANPort(k)
+		port, bad := parsePortRef(k)
 		v, err := s.setting()
 		switch {
 		case bad != nil || port.svc == "" || svcKey(port.svc, port.num) != k:

@@ -432,12 +432,7 @@ func TestVLANDirectory(t *testing.T) {
 // A service's client with port number N (a VDE port number) has the
 // setting kept for SERVICE:N, whether written before it joined or after.
 func TestVLANServicePortNumbers(t *testing.T) {
-	c := newTestCore(t, "")
-	nd := mkNet(t, c, rootCred, "vlsvc", 0700)
-	s := serving("vlsvc")
-	if s == nil {
-		t.Fatal("memsvc does not serve the network")
-	}
+	nd, s := servedNet(t, rootCred, "vlsvc", 0700)
 	mustCtl(t, nd, "vlan memsvc:5 10\n")
 	l5 := memLink(t, "vlsvc-5")
 	leave5, err := s.net.Join(l5, link.Member{Name: "five", Recv: true, Send: true, Number: 5})
