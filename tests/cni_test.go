@@ -374,6 +374,7 @@ func TestCNIVLAN(t *testing.T) {
 	d := startMnet(t)
 	c := newCNIEnv(t, d.mp, "cnivlan", "198.18.126.0/24")
 	var addrs []string
+	var results []cniResult
 	for _, n := range []struct {
 		ns   string
 		vlan int
@@ -381,6 +382,7 @@ func TestCNIVLAN(t *testing.T) {
 		r := c.mustRun("ADD", n.ns, "/run/netns/"+n.ns, "eth0", c.with("vlan", n.vlan))
 		ip, _, _ := net.ParseCIDR(r.IPs[0].Address)
 		addrs = append(addrs, ip.String())
+		results = append(results, r)
 	}
 	nw := d.path("ipn", "cnivlan")
 	var vlans []string
@@ -397,9 +399,19 @@ func TestCNIVLAN(t *testing.T) {
 	ping(t, b, addrs[0])
 	noPing(t, x, addrs[0])
 	noPing(t, a, addrs[2])
-	for i, ns := range []string{a, b, x} {
-		c.mustRun("DEL", ns, "/run/netns/"+ns, "eth0", c.with("vlan", []int{10, 10, 20}[i]))
+	checkConf := func(vlan int, r cniResult) map[string]any {
+		return maps(c.with("vlan", vlan), "prevResult", r.asPrev(t))
 	}
+	c.mustRun("CHECK", x, "/run/netns/"+x, "eth0", checkConf(20, results[2]))
+	for i, ns := range []string{b, x} {
+		c.mustRun("DEL", ns, "/run/netns/"+ns, "eth0", c.with("vlan", []int{10, 20}[i]))
+	}
+	// CHECK sees a's port moved to another VLAN.
+	c.mustRun("CHECK", a, "/run/netns/"+a, "eth0", checkConf(10, results[0]))
+	mustCtl(t, nw, "vlan eth0 30")
+	r, out, ok := c.run("CHECK", a, "/run/netns/"+a, "eth0", checkConf(10, results[0]))
+	wantError(t, "CHECK of a port on another VLAN", r, out, ok, 103, "VLAN 10")
+	c.mustRun("DEL", a, "/run/netns/"+a, "eth0", c.with("vlan", 10))
 	if rows := portRows(t, nw); len(rows) != 0 {
 		t.Errorf("DEL left ports: %v", rows)
 	}

@@ -269,11 +269,17 @@ func cmdCheck(args *skel.CmdArgs) error {
 	if _, err := os.Stat(m.netDir()); err != nil {
 		return checkFailed("network %q: %v", c.Network, errnoText(err))
 	}
-	if !slices.Contains(m.ctlLines(), "tap "+args.IfName) {
+	lines := m.ctlLines()
+	if !slices.Contains(lines, "tap "+args.IfName) {
 		return checkFailed("network %q has no attachment tap %s (its ctl)", c.Network, args.IfName)
 	}
 	if ok, err := m.portNamed(args.IfName); err != nil || !ok {
 		return checkFailed("network %q has no tap port %s (its ports)", c.Network, args.IfName)
+	}
+	// VLAN 1 is the default, which ctl shows by no line. Like the tap
+	// line, the vlan line names the interface, not its namespace.
+	if c.vlan > 1 && !slices.Contains(lines, fmt.Sprintf("vlan %s %d", args.IfName, c.vlan)) {
+		return checkFailed("network %q does not put %s on VLAN %d (its ctl)", c.Network, args.IfName, c.vlan)
 	}
 
 	var ours []*current.IPConfig
