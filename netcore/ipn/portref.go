@@ -106,17 +106,24 @@ func (n *Network) portOfRefLocked(r portRef) *Port {
 }
 
 // portRefOf is the reference that names p in what ctl shows: an
-// attachment made by "KIND NAME" (an interface) as NAME, others (a
-// cable) as KIND:NAME; a service's client as SERVICE:N; else #N.
+// attachment as attachmentRef says, a service's client as SERVICE:N,
+// else #N.
 // Called with n.mu held.
 func portRefOf(p *Port) string {
 	switch {
-	case p.spec != nil && p.spec.Args() == p.name:
-		return p.name
 	case p.spec != nil:
-		return p.kind.Name + ":" + p.name
+		return attachmentRef(p.kind, p.spec)
 	case p.svcPortKey() != "":
 		return p.svcPortKey()
 	}
 	return "#" + strconv.Itoa(p.id)
+}
+
+// attachmentRef is the reference of an attachment, waiting or not: one
+// made by "KIND NAME" (an interface) is NAME, others (a cable) KIND:NAME.
+func attachmentRef(kind *link.Kind, spec link.Spec) string {
+	if spec.Args() == spec.Name() {
+		return spec.Name()
+	}
+	return kind.Name + ":" + spec.Name()
 }

@@ -464,9 +464,10 @@ func (c *vlanCommand) change(v *portVLAN) *portVLAN {
 	return withAccess(v, c.access)
 }
 
-// parseVLANLine reads "vlan PORT VID" or "trunk PORT VID[,VID...]|all|none".
+// parseVLANLine reads "vlan PORT VID" or "trunk PORT VID[,VID...]|all|none";
+// a comment (as ctl shows a waiting attachment's) is ignored.
 func parseVLANLine(word, arg string) (*vlanCommand, *ctlError) {
-	f := strings.Fields(arg)
+	f := strings.Fields(uncomment(arg))
 	if len(f) != 2 {
 		if word == "vlan" {
 			return nil, ctlErr(syscall.EINVAL, "want vlan PORT VID")
@@ -543,24 +544,33 @@ func (c *vlanCommand) apply(n *Network) *ctlError {
 }
 
 // vlanCtlLines are the vlan and trunk lines reading ctl shows, after the
-// attachments: for attachments, for service port numbers and for ports
-// set by number. Called with n.mu held.
+// attachments: for attachments (those waiting for their namespace with
+// a comment that says so), for service port numbers and for ports set
+// by number. Called with n.mu held.
 func (n *Network) vlanCtlLines(b *strings.Builder) {
-	write := func(port string, v *portVLAN) {
+	write := func(port string, v *portVLAN, comment string) {
 		if v.accessVID() != defaultVID {
-			fmt.Fprintf(b, "vlan %s %d\n", port, v.accessVID())
+			fmt.Fprintf(b, "vlan %s %d%s\n", port, v.accessVID(), comment)
 		}
 		if v != nil && v.trunk != nil {
-			fmt.Fprintf(b, "trunk %s %s\n", port, v.trunk)
+			fmt.Fprintf(b, "trunk %s %s%s\n", port, v.trunk, comment)
 		}
 	}
 	for _, p := range n.portList {
 		switch {
 		case p.vlan == nil:
 		case p.spec != nil:
-			write(portRefOf(p), p.vlan)
+			write(portRefOf(p), p.vlan, "")
 		case p.vlanCtl:
-			write("#"+strconv.Itoa(p.id), p.vlan)
+			write("#"+strconv.Itoa(p.id), p.vlan, "")
+		}
+	}
+	for _, w := range n.waiting {
+		var s savedVLAN
+		if json.Unmarshal(w.raw, &s) == nil {
+			if v, err := s.setting(); err == nil {
+				write(attachmentRef(w.kind, w.spec), v, " # waiting")
+			}
 		}
 	}
 	keys := make([]string, 0, len(n.svcVLANs))
@@ -578,7 +588,7 @@ func (n *Network) vlanCtlLines(b *strings.Builder) {
 		return ia - ib
 	})
 	for _, k := range keys {
-		write(k, n.svcVLANs[k])
+		write(k, n.svcVLANs[k], "")
 	}
 }
 

@@ -180,3 +180,23 @@ func TestOldStateAttachmentWaits(t *testing.T) {
 }
 
 var registerNsMem sync.Once
+
+// ctl shows the VLAN lines of an attachment that waits for its namespace,
+// marked so; written back after its attachment line, they set its VLAN.
+func TestWaitingAttachmentVLAN(t *testing.T) {
+	gone := filepath.Join(t.TempDir(), "gone")
+	path := stateWith(t, fmt.Sprintf(`{"kind":"mem","name":"wv1","netns":%q,"netns_dev":1,"netns_ino":2,"vlan":10,"trunk":"20"}`, gone))
+	node, err := ipnRoot(t, newTestCore(t, path)).Lookup(rootCred, "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd := node.(*netDir)
+	want := "\nvlan wv1 10 # waiting\ntrunk wv1 20 # waiting\n"
+	if txt := readAll(t, nd, "ctl"); !strings.Contains(txt, want) {
+		t.Fatalf("ctl lacks %q:\n%s", want, txt)
+	}
+	mustCtl(t, nd, "mem wv1\nvlan wv1 10 # waiting\ntrunk wv1 20 # waiting\n")
+	if row := linkRow(t, nd, "wv1"); row["VLAN"] != "10+20" {
+		t.Errorf("VLAN column %q, want 10+20", row["VLAN"])
+	}
+}
