@@ -345,7 +345,8 @@ func TestStreamRightsCountersPcap(t *testing.T) {
 	if err := reader.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the reader's port: "+readerErr.String(), func() bool { return len(portRows(t, net)) == 1 })
+	// readerErr is the command's to write until Wait: read it after.
+	waitFor(t, "the reader's port", func() bool { return len(portRows(t, net)) == 1 })
 	s := openStream(t, net, unix.O_WRONLY)
 	if n, err := unix.Write(s, frames); err != nil || n != len(frames) {
 		t.Fatalf("write of 3 frames: %d, %v", n, err)
