@@ -223,6 +223,12 @@ type vlanFrame struct {
 	// short: a packet shorter than an Ethernet header, which cannot
 	// carry a tag: it reaches only the access ports of its VLAN.
 	short bool
+	// foreign: a tagged frame from a port without a VLAN setting, of a
+	// VLAN it does not carry. It crosses as it is, as on an untouched
+	// network, but only to other ports without a setting: a port that
+	// joins a VLAN (vlan/VID/data, which needs no ctl right) must not
+	// change what the others exchange. Its vid is 0, no VLAN's.
+	foreign bool
 	// src is the frame the forms in out were made of, when first needed.
 	src *byte
 	out [2][]byte
@@ -249,7 +255,10 @@ func (n *Network) classifyVLAN(from *Port, frame []byte) bool {
 	tci, tagged, ok := frameTag(frame)
 	vid := tci & vidMask
 	switch {
+	case !ok && from.vlan != nil:
 	case !ok:
+		vf.vid, vf.in, vf.foreign = 0, formTagged, true // as it is, as below
+		return true
 	case !tagged:
 		vf.vid, vf.in, vf.short = from.vlan.accessVID(), formUntagged, len(frame) < ethHeaderLen
 		return true
@@ -259,6 +268,9 @@ func (n *Network) classifyVLAN(from *Port, frame []byte) bool {
 	case from.vlan.trunks(vid):
 		vf.vid, vf.pcp, vf.in = vid, tci&^vidMask, formTagged
 		return true
+	case from.vlan == nil:
+		vf.vid, vf.in, vf.foreign = 0, formTagged, true
+		return true
 	}
 	n.vlanDrops++
 	return false
@@ -266,6 +278,9 @@ func (n *Network) classifyVLAN(from *Port, frame []byte) bool {
 
 // reaches reports whether the frame in n.vf is delivered to p.
 func (vf *vlanFrame) reaches(p *Port) bool {
+	if vf.foreign {
+		return p.vlan == nil
+	}
 	if vf.short {
 		return p.vlan.accessVID() == vf.vid
 	}

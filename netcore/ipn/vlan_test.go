@@ -264,6 +264,34 @@ func TestVLANUntouchedCarriesTags(t *testing.T) {
 	}
 }
 
+// A port joining a VLAN (vlan/VID/data needs only r or w) does not change
+// what the other ports exchange: tagged frames still cross between
+// ports without a VLAN setting as they are, and reach no port with one.
+func TestVLANFilePortKeepsOthersTags(t *testing.T) {
+	for _, policy := range []string{"hub", "switch"} {
+		t.Run(policy, func(t *testing.T) {
+			c := newTestCore(t, "")
+			nd := mkNet(t, c, rootCred, "vl", 0700)
+			mustCtl(t, nd, "policy "+policy)
+			a := openData(t, nd, rootCred, syscall.O_RDWR)
+			b := openData(t, nd, rootCred, syscall.O_RDWR)
+			r5 := openVLAN(t, nd, "5", syscall.O_RDONLY)
+			r10 := openVLAN(t, nd, "10", syscall.O_RDONLY)
+			f := tagged(eth(macBcast, macA, "tagged"), 10)
+			send(t, a, f)
+			expectPkt(t, b, f, "b")
+			expectEmpty(t, r10, "vlan/10 (a does not carry VLAN 10)")
+			expectEmpty(t, r5, "vlan/5")
+			g := tagged(eth(macA, macB, "back"), 10)
+			send(t, b, g)
+			expectPkt(t, a, g, "a")
+			if s := statsOf(t, nd); s["vlan-drops"] != 0 {
+				t.Errorf("vlan-drops %d", s["vlan-drops"])
+			}
+		})
+	}
+}
+
 // ctl: vlan and trunk lines are checked whole before any is applied;
 // reading ctl shows them in the form that sets them.
 func TestVLANCtl(t *testing.T) {
