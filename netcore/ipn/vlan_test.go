@@ -457,6 +457,32 @@ func TestVLANDirectory(t *testing.T) {
 	}
 }
 
+// Listing vlan walks the trunks' VIDs without the network's lock, which
+// delivery needs.
+func TestVLANDirectoryWalksUnlocked(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "vl", 0700)
+	mustCtl(t, nd, "trunk memsvc:2 7,4000\n")
+	walked := false
+	testHookVLANList = func(n *Network) {
+		walked = true
+		if !n.mu.TryLock() {
+			t.Error("List walks the settings holding the network's lock")
+			return
+		}
+		n.mu.Unlock()
+	}
+	t.Cleanup(func() { testHookVLANList = nil })
+	v, _ := nd.Lookup(rootCred, "vlan")
+	var names []string
+	for _, e := range v.(netcore.Dir).List(rootCred) {
+		names = append(names, e.Name)
+	}
+	if got := strings.Join(names, " "); got != "1 7 4000" || !walked {
+		t.Errorf("ls vlan: %s (walked %v)", got, walked)
+	}
+}
+
 // A service's client with port number N (a VDE port number) has the
 // setting kept for SERVICE:N, whether written before it joined or after.
 func TestVLANServicePortNumbers(t *testing.T) {

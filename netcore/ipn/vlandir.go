@@ -37,15 +37,34 @@ func (d *vlanDir) Attr(c *netcore.Cred) netcore.Attr {
 	return a
 }
 
+// testHookVLANList, if set, runs where List walks the settings.
+var testHookVLANList func(*Network)
+
 // List names VLAN 1 and every VLAN a port is an access port of or
 // carries by name (not those of a trunk of all).
 func (d *vlanDir) List(*netcore.Cred) []netcore.DirEntry {
+	// The settings are copied out under the lock (they are never changed
+	// in place) and walked after it: a trunk's walk looks at every VID,
+	// which must not hold up delivery.
 	n := d.n
-	in := map[uint16]bool{defaultVID: true}
-	add := func(v *portVLAN) {
-		if v == nil {
-			return
+	n.mu.Lock()
+	sets := make([]*portVLAN, 0, len(n.portList)+len(n.svcVLANs))
+	for _, p := range n.portList {
+		if p.vlan != nil {
+			sets = append(sets, p.vlan)
 		}
+	}
+	for _, v := range n.svcVLANs {
+		if v != nil {
+			sets = append(sets, v)
+		}
+	}
+	n.mu.Unlock()
+	if testHookVLANList != nil {
+		testHookVLANList(n)
+	}
+	in := map[uint16]bool{defaultVID: true}
+	for _, v := range sets {
 		in[v.access] = true
 		if v.trunk != nil && !v.trunk.full() {
 			for vid := uint16(minVID); vid <= maxVID; vid++ {
@@ -55,14 +74,6 @@ func (d *vlanDir) List(*netcore.Cred) []netcore.DirEntry {
 			}
 		}
 	}
-	n.mu.Lock()
-	for _, p := range n.portList {
-		add(p.vlan)
-	}
-	for _, v := range n.svcVLANs {
-		add(v)
-	}
-	n.mu.Unlock()
 	vids := make([]uint16, 0, len(in))
 	for vid := range in {
 		vids = append(vids, vid)
