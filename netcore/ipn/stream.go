@@ -197,6 +197,21 @@ type frameBatch struct {
 	vlan   vlanEgress // the links of a frame that get it in another VLAN form
 }
 
+// settle wakes the readers of b.signal and runs b.wakes, each once: an
+// entry is cleared before it runs, so that settling again after a panic
+// in one runs only those left.
+func (b *frameBatch) settle() {
+	for _, p := range b.signal {
+		p.q.Signal()
+	}
+	for i, wake := range b.wakes {
+		if wake != nil {
+			b.wakes[i] = nil
+			wake()
+		}
+	}
+}
+
 // reset empties b for the next batch, keeping nothing alive.
 func (b *frameBatch) reset() {
 	clear(b.links)
@@ -213,6 +228,14 @@ func (b *frameBatch) reset() {
 // (the network is gone), or EMSGSIZE or EINVAL (frames[sent] refused).
 func (n *Network) sendFrames(ctx context.Context, from *Port, frames [][]byte, nonblock bool) (sent int, err error) {
 	var b frameBatch
+	defer func() {
+		// A contained panic (the caller answers EIO) must still let go
+		// of the charges of the frames the batch dropped, and wake.
+		if r := recover(); r != nil {
+			b.settle()
+			panic(r)
+		}
+	}()
 	attempt := 0
 	for sent < len(frames) {
 		// As transmit: a lossless writer waits for room in the queues
@@ -225,12 +248,7 @@ func (n *Network) sendFrames(ctx context.Context, from *Port, frames [][]byte, n
 		}
 		var space <-chan struct{}
 		sent, space, err = n.deliverBatch(from, frames, sent, attempt, &b)
-		for _, p := range b.signal {
-			p.q.Signal()
-		}
-		for _, wake := range b.wakes {
-			wake()
-		}
+		b.settle()
 		n.writeFrameLinks(frames, b.links, b.runs)
 		b.reset()
 		switch {
@@ -281,6 +299,9 @@ func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b
 			break
 		}
 		attempt = 0
+		if testHookBatchFrame != nil {
+			testHookBatchFrame(n, sent)
+		}
 		if len(b.links) > at {
 			b.runs = append(b.runs, linkRun{frame: sent, from: at, to: len(b.links)})
 		}
@@ -288,6 +309,9 @@ func (n *Network) deliverBatch(from *Port, frames [][]byte, sent, attempt int, b
 	}
 	return sent, space, err
 }
+
+// testHookBatchFrame, if set, runs in deliverBatch after each frame.
+var testHookBatchFrame func(n *Network, frame int)
 
 // spaceWait is n.space.Wait, taken once per batch. Called with n.mu
 // held.

@@ -535,3 +535,35 @@ func TestStreamLosslessBudgetWaits(t *testing.T) {
 		t.Fatalf("lossless dropped %d", st.Drops)
 	}
 }
+
+// A panic under a stream write's batch (contained by the caller) still
+// lets go of the charges of the frames the batch dropped, once.
+func TestStreamBatchPanicReleases(t *testing.T) {
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), Limits: netcore.Limits{}.With(netcore.Queued, 64<<10, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	nd := mkNet(t, c, ownerCred, "stpanic", 0777)
+	r := openData(t, nd, ownerCred, syscall.O_RDONLY)
+	s := openStream(t, nd, ownerCred, syscall.O_WRONLY)
+	testHookBatchFrame = func(n *Network, frame int) {
+		if frame == 1 {
+			r.(*dataHandle).p.shut() // its queue refuses what the batch holds for it
+			panic("boom")
+		}
+	}
+	t.Cleanup(func() { testHookBatchFrame = nil })
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("no panic")
+			}
+		}()
+		s.Write(context.Background(), framed(numbered(3, 100)...), 0, false)
+	}()
+	testHookBatchFrame = nil
+	if got := c.Quota().UsedBy(1000, netcore.Queued); got != 0 {
+		t.Fatalf("after the panic uid 1000 has %d bytes queued, want 0", got)
+	}
+}
