@@ -606,14 +606,20 @@ func (n *Network) queueFrame(f []byte, wakes []func()) []func() {
 // enqueueAt queues f, paid by ch, at p; a queue that cannot take it is a
 // drop there, and hands back its share of ch once n.mu is released (a
 // release may wake polls).
+//
+// A frame tagged for a trunk (vlan.go) may be beyond MaxMTU, more than a
+// file port's reader is told a frame can be and than the stream format
+// can carry: it is a drop there too.
 func (n *Network) enqueueAt(p *Port, f []byte, ch *charge, wakes []func()) []func() {
 	var ok bool
 	var wake func()
-	if n.batching {
+	switch {
+	case len(f) > MaxMTU:
+	case n.batching:
 		if n.enqueueQuiet(p, f, ch) {
 			return wakes // counted when the batch is put in the queue
 		}
-	} else {
+	default:
 		ok, wake = p.enqueue(f, ch, n.set.Qlen)
 	}
 	if wake != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strconv"
@@ -523,4 +524,33 @@ func TestVLANImpairedTrunk(t *testing.T) {
 	f := eth(macBcast, macA, "held, then tagged")
 	send(t, a10, f)
 	expectOut(t, tr, plain(tagged(f, 10)), "impaired trunk")
+}
+
+// A frame that its tag would make longer than 65535 bytes is a drop at a
+// trunk file port, data or stream, counted; one tag shorter crosses.
+func TestVLANTagBeyondMaxMTUDrops(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "vlbig", 0700)
+	mustCtl(t, nd, "mtu 65535\nqlen 4\n")
+	w := openVLAN(t, nd, "10", syscall.O_WRONLY)
+	d := openData(t, nd, rootCred, syscall.O_RDONLY)
+	s := openStream(t, nd, rootCred, syscall.O_RDONLY)
+	dp, sp := d.(*dataHandle).p, s.(*streamHandle).p
+	mustCtl(t, nd, fmt.Sprintf("trunk #%d 10\ntrunk #%d 10\n", dp.id, sp.id))
+	big := eth(macBcast, macA, string(bytes.Repeat([]byte{'x'}, MaxMTU-ethHeaderLen)))
+	send(t, w, big)
+	expectEmpty(t, d, "data trunk")
+	if k, err := s.Read(context.Background(), make([]byte, 1<<17), 0, true); !errors.Is(err, syscall.EAGAIN) {
+		t.Errorf("stream trunk read %d, %v; want EAGAIN", k, err)
+	}
+	if dp.drops.Load() != 1 || sp.drops.Load() != 1 {
+		t.Errorf("drops: data %d, stream %d; want 1 each", dp.drops.Load(), sp.drops.Load())
+	}
+	fits := big[:MaxMTU-vlanTagLen]
+	send(t, w, fits)
+	expectPkt(t, d, tagged(fits, 10), "data trunk")
+	buf := make([]byte, 1<<17)
+	if k, err := s.Read(context.Background(), buf, 0, true); err != nil || k != streamLenSize+MaxMTU {
+		t.Errorf("stream trunk read %d, %v; want %d", k, err, streamLenSize+MaxMTU)
+	}
 }
