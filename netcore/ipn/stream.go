@@ -40,11 +40,16 @@ const keptScratch = 4096
 // streamIn cuts the bytes written to a stream file into frames, keeping
 // the frame a write ends inside (its length, or its first bytes) for the
 // next write, as a pipe would. It holds at most one frame: the length's
-// 2 bytes and up to mtu bytes of body.
+// 2 bytes and up to mtu bytes of body, its buffer grown as they arrive
+// (the writer pays for them: streamHandle.chargeKept). A kept frame its
+// writer cannot pay for is discarded: its bytes are counted as they come,
+// not kept, and the frame is not sent.
 type streamIn struct {
 	lenBytes [streamLenSize]byte
 	nlen     int    // bytes of the kept frame's length held: 0 (no kept frame), 1 or 2
-	body     []byte // the kept frame's bytes so far; once nlen is 2, cap holds the whole frame
+	body     []byte // the kept frame's bytes so far
+	discard  bool   // the kept frame is discarded: got counts its bytes
+	got      int
 }
 
 // streamCut is what parse found in one write, for commit to settle once
@@ -61,6 +66,8 @@ type streamCut struct {
 	// badLen is the bad length parse found (0 when the network refused
 	// the frame: it said why).
 	badLen int
+	// skip: the write's first skip bytes complete a discarded kept frame.
+	skip int
 }
 
 // parse cuts b, the bytes of one write, into frames of at most mtu
@@ -68,7 +75,7 @@ type streamCut struct {
 // (commit does, knowing what was sent), except for bytes beyond the kept
 // frame's length in its buffer.
 func (s *streamIn) parse(b []byte, mtu int, c *streamCut) {
-	c.frames, c.ends, c.bad, c.more, c.badLen = c.frames[:0], c.ends[:0], false, false, 0
+	c.frames, c.ends, c.bad, c.more, c.badLen, c.skip = c.frames[:0], c.ends[:0], false, false, 0, 0
 	i := 0
 	if s.nlen > 0 {
 		lb, nlen := s.lenBytes, s.nlen
@@ -86,16 +93,26 @@ func (s *streamIn) parse(b []byte, mtu int, c *streamCut) {
 			return
 		}
 		need := size - len(s.body)
+		if s.discard {
+			need = size - s.got
+		}
 		if len(b)-i < need {
 			return // still not whole: kept
 		}
-		f := b[i : i+need]
-		if len(s.body) > 0 {
-			f = append(s.body, f...) // within its cap: the kept bytes stay as they are
+		switch {
+		case s.discard:
+			c.skip = i + need
+		case len(s.body) > 0:
+			// Within its cap if it has the room: the kept bytes stay as
+			// they are.
+			c.frames = append(c.frames, append(s.body, b[i:i+need]...))
+		default:
+			c.frames = append(c.frames, b[i:i+need])
 		}
 		i += need
-		c.frames = append(c.frames, f)
-		c.ends = append(c.ends, i)
+		if !s.discard {
+			c.ends = append(c.ends, i)
+		}
 	}
 	for i+streamLenSize <= len(b) {
 		if len(c.frames) == framesPerLock {
@@ -133,14 +150,22 @@ func (c *streamCut) refused(k int) {
 func (s *streamIn) commit(b []byte, c *streamCut, sent int) int {
 	switch {
 	case sent == len(c.frames) && !c.bad && !c.more:
-		if sent == 0 {
+		switch {
+		case sent > 0:
+			s.reset()
+			s.keep(b[c.ends[sent-1]:])
+		case c.skip > 0:
+			s.reset()
+			s.keep(b[c.skip:])
+		default:
 			s.keep(b)
-			return len(b)
 		}
-		s.reset()
-		s.keep(b[c.ends[sent-1]:])
 		return len(b)
 	case sent == 0:
+		if c.skip > 0 {
+			s.reset() // the discarded frame is over
+			return c.skip
+		}
 		if c.bad && len(c.frames) == 0 && s.nlen > 0 {
 			s.reset()
 		}
@@ -151,25 +176,40 @@ func (s *streamIn) commit(b []byte, c *streamCut, sent int) int {
 }
 
 // keep adds p, bytes of a frame that p does not complete, to the kept
-// frame.
+// frame. Its buffer grows with what arrives, at most to the frame's
+// length: a length alone costs nothing.
 func (s *streamIn) keep(p []byte) {
 	for s.nlen < streamLenSize && len(p) > 0 {
 		s.lenBytes[s.nlen] = p[0]
 		s.nlen++
 		p = p[1:]
-		if s.nlen == streamLenSize {
-			size := int(binary.BigEndian.Uint16(s.lenBytes[:]))
-			if cap(s.body) < size {
-				s.body = make([]byte, 0, size)
-			}
-		}
+	}
+	if len(p) == 0 {
+		return
+	}
+	if s.discard {
+		s.got += len(p)
+		return
+	}
+	if need := len(s.body) + len(p); need > cap(s.body) {
+		size := int(binary.BigEndian.Uint16(s.lenBytes[:]))
+		nb := make([]byte, len(s.body), min(size, max(need, 2*cap(s.body))))
+		copy(nb, s.body)
+		s.body = nb
 	}
 	s.body = append(s.body, p...)
 }
 
+// discardKept discards the kept frame: its buffer is let go, the rest of
+// its bytes will be counted, not kept.
+func (s *streamIn) discardKept() {
+	s.discard, s.got = true, len(s.body)
+	s.body = nil
+}
+
 // reset forgets the kept frame; a large buffer is let go.
 func (s *streamIn) reset() {
-	s.nlen = 0
+	s.nlen, s.discard, s.got = 0, false, 0
 	s.body = s.body[:0]
 	if cap(s.body) > keptScratch {
 		s.body = nil
@@ -178,6 +218,10 @@ func (s *streamIn) reset() {
 
 // kept is the number of bytes kept from earlier writes.
 func (s *streamIn) kept() int { return s.nlen + len(s.body) }
+
+// keptBody is the number of bytes of the kept frame's buffer that its
+// writer pays for.
+func (s *streamIn) keptBody() int64 { return int64(len(s.body)) }
 
 // linkRun says which links, links[from:to] of a batch, get frames[frame]:
 // as it is, or as raw, a virtio-net header and the frame in another VLAN
@@ -425,6 +469,8 @@ type streamHandle struct {
 	wlock chan struct{}
 	in    streamIn
 	cut   streamCut
+	// keptPaid is what the writer's payer is charged for the kept frame.
+	keptPaid int64
 
 	// rmu orders reads, held only while packets are taken and copied,
 	// never while a read waits.
@@ -435,6 +481,8 @@ type streamHandle struct {
 	pend    []byte
 	pendOff int
 	pending atomic.Bool
+	// pendCh is pend's charge, held (holdCharge) as the queue let it go.
+	pendCh *charge
 }
 
 var (
@@ -493,6 +541,7 @@ func (h *streamHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bo
 			p.net.refuseLength(p, c.badLen, mtu)
 		}
 		total += h.in.commit(b[total:], c, sent)
+		h.chargeKept()
 		if err != nil || !c.more {
 			break
 		}
@@ -510,6 +559,48 @@ func (h *streamHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bo
 		return 0, syscall.EINVAL
 	}
 	return 0, err
+}
+
+// chargeKept charges the writer's payer for the kept frame's buffer as it
+// grows, and gives back what it no longer holds. A charge refused (the
+// budget spent) discards the frame, a drop as a data write's frame past
+// the budget is: the rest of its bytes are taken and let go. Called with
+// wlock held.
+func (h *streamHandle) chargeKept() {
+	payer := h.p.payer
+	if payer == nil {
+		return
+	}
+	switch want := h.in.keptBody(); {
+	case want > h.keptPaid:
+		if err := payer.Take(netcore.Queued, want-h.keptPaid); err != nil {
+			h.in.discardKept()
+			h.p.net.drops.Add(1)
+			payer.Release(netcore.Queued, h.keptPaid)
+			h.keptPaid = 0
+			return
+		}
+		h.keptPaid = want
+	case want < h.keptPaid:
+		payer.Release(netcore.Queued, h.keptPaid-want)
+		h.keptPaid = want
+	}
+}
+
+// holdCharge keeps ch, the charge of a packet a queue lets go, for a
+// short read that leaves its end pending: the packet stays counted where
+// it was until releaseHeld. The extra hold costs no queue entry.
+func holdCharge(ch *charge) {
+	if ch != nil {
+		ch.refs.Add(1)
+	}
+}
+
+// releaseHeld lets go of what holdCharge kept.
+func releaseHeld(ch *charge) {
+	if ch != nil && ch.refs.Add(-1) == 0 {
+		ch.payer.Release(netcore.Queued, ch.size)
+	}
 }
 
 // Read returns as many whole queued frames as fit in b, each behind its
@@ -569,6 +660,9 @@ func (h *streamHandle) readLocked(b []byte) (int, error) {
 			room -= size
 		case k == 0 && taken == 0:
 			cut, room = true, 0 // not even one fits: its first bytes
+			if len(e.pkt) > 0 && len(e.pkt) <= MaxMTU {
+				holdCharge(e.ch) // before the queue lets it go
+			}
 		default:
 			return false
 		}
@@ -586,7 +680,7 @@ func (h *streamHandle) readLocked(b []byte) (int, error) {
 				continue // not a frame the format can carry
 			}
 			if cut && i == len(items)-1 {
-				h.pend, h.pendOff = e.pkt, 0
+				h.pend, h.pendOff, h.pendCh = e.pkt, 0, e.ch
 				h.pending.Store(true)
 				k += h.readPending(b[k:])
 				break
@@ -624,7 +718,8 @@ func (h *streamHandle) readPending(b []byte) int {
 	}
 	h.pendOff += k
 	if h.pendOff == streamLenSize+len(h.pend) {
-		h.pend, h.pendOff = nil, 0
+		releaseHeld(h.pendCh)
+		h.pend, h.pendOff, h.pendCh = nil, 0, nil
 		h.pending.Store(false)
 	}
 	return k
@@ -642,5 +737,19 @@ func (h *streamHandle) Poll(events uint32, wake func()) uint32 {
 
 func (h *streamHandle) Close() {
 	h.p.Close()
+	// What the file held outside the queue: the kept frame, the end of
+	// a packet a short read began. No read or write is under way.
+	h.wlock <- struct{}{}
+	if h.keptPaid > 0 {
+		h.p.payer.Release(netcore.Queued, h.keptPaid)
+		h.keptPaid = 0
+	}
+	h.in.reset()
+	h.in.body = nil
+	<-h.wlock
+	h.rmu.Lock()
+	releaseHeld(h.pendCh)
+	h.pend, h.pendCh = nil, nil
+	h.rmu.Unlock()
 	h.p.net.fam.log.Debug("port left", "network", h.p.net.name, "port", h.p.id)
 }

@@ -567,3 +567,111 @@ func TestStreamBatchPanicReleases(t *testing.T) {
 		t.Fatalf("after the panic uid 1000 has %d bytes queued, want 0", got)
 	}
 }
+
+// budgetCore is a core whose uids may each have perUid queued bytes.
+func budgetCore(t *testing.T, perUid int64) *netcore.Core {
+	t.Helper()
+	c, err := netcore.New(netcore.Env{Log: slog.New(slog.DiscardHandler), Limits: netcore.Limits{}.With(netcore.Queued, perUid, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func queuedBy(c *netcore.Core, uid uint32) int64 { return c.Quota().UsedBy(uid, netcore.Queued) }
+
+// The frame a stream write ends inside is kept in a buffer that grows as
+// its bytes arrive, and its writer pays for them until it is sent or the
+// file closed.
+func TestStreamKeptFrameCharged(t *testing.T) {
+	c := budgetCore(t, 64<<10)
+	nd := mkNet(t, c, ownerCred, "stkept", 0777)
+	mustCtl(t, nd, "mtu 9000\n")
+	s := openStream(t, nd, ownerCred, syscall.O_WRONLY)
+	h := s.(*streamHandle)
+	f := bytes.Repeat([]byte{'k'}, 9000)
+	b := framed(f)
+	writeAll(t, s, b[:2])
+	if cap(h.in.body) != 0 || queuedBy(c, 1000) != 0 {
+		t.Fatalf("a length alone: buffer of %d, %d bytes charged", cap(h.in.body), queuedBy(c, 1000))
+	}
+	writeAll(t, s, b[2:1002])
+	if got := queuedBy(c, 1000); got != 1000 || cap(h.in.body) > 2000 {
+		t.Fatalf("1000 bytes kept: %d charged, buffer of %d", got, cap(h.in.body))
+	}
+	writeAll(t, s, b[1002:5000])
+	if got := queuedBy(c, 1000); got != 4998 {
+		t.Fatalf("4998 bytes kept: %d charged", got)
+	}
+	writeAll(t, s, b[5000:])
+	if got := queuedBy(c, 1000); got != 0 {
+		t.Fatalf("frame sent: %d charged", got)
+	}
+	writeAll(t, s, b[:3000])
+	s.Close()
+	if got := queuedBy(c, 1000); got != 0 {
+		t.Fatalf("closed with a kept frame: %d charged", got)
+	}
+}
+
+// A kept frame its writer's budget cannot hold is dropped and counted,
+// its bytes taken and let go: the stream stays in step.
+func TestStreamKeptFrameOverBudget(t *testing.T) {
+	c := budgetCore(t, 2048)
+	nd := mkNet(t, c, ownerCred, "stkeptbudget", 0777)
+	mustCtl(t, nd, "mtu 9000\n")
+	r := openData(t, nd, ownerCred, syscall.O_RDONLY)
+	s := openStream(t, nd, ownerCred, syscall.O_WRONLY)
+	b := framed(bytes.Repeat([]byte{'k'}, 3000), []byte("next"))
+	writeAll(t, s, b[:1000])
+	writeAll(t, s, b[1000:2500])
+	if got := queuedBy(c, 1000); got != 0 {
+		t.Fatalf("past the budget: %d charged", got)
+	}
+	if st := nd.n.Stats(); st.Drops != 1 {
+		t.Fatalf("stats %+v: want 1 drop", st)
+	}
+	writeAll(t, s, b[2500:])
+	expectPkt(t, r, []byte("next"), "reader")
+	expectEmpty(t, r, "reader")
+	if got := queuedBy(c, 1000); got != 0 {
+		t.Fatalf("after reading: %d charged", got)
+	}
+	small := framed(bytes.Repeat([]byte{'s'}, 1000))
+	writeAll(t, s, small[:500])
+	writeAll(t, s, small[500:])
+	expectPkt(t, r, small[2:], "reader, a kept frame within the budget")
+}
+
+// A packet a short read began stays charged as it was in the queue until
+// its end is read, or the file closed.
+func TestStreamPendingCharged(t *testing.T) {
+	c := budgetCore(t, 64<<10)
+	nd := mkNet(t, c, ownerCred, "stpend", 0777)
+	w := openData(t, nd, ownerCred, syscall.O_WRONLY)
+	s := openStream(t, nd, rootCred, syscall.O_RDONLY)
+	pkt := bytes.Repeat([]byte{'p'}, 1000)
+	send(t, w, pkt)
+	buf := make([]byte, 2000)
+	if k, err := s.Read(context.Background(), buf[:10], 0, true); k != 10 || err != nil {
+		t.Fatalf("short read %d, %v", k, err)
+	}
+	if got := queuedBy(c, 1000); got != 1000 {
+		t.Fatalf("pending: %d charged, want 1000", got)
+	}
+	if k, err := s.Read(context.Background(), buf, 0, true); k != 992 || err != nil {
+		t.Fatalf("rest read %d, %v", k, err)
+	}
+	if got := queuedBy(c, 1000); got != 0 {
+		t.Fatalf("read whole: %d charged", got)
+	}
+	send(t, w, pkt)
+	if k, err := s.Read(context.Background(), buf[:10], 0, true); k != 10 || err != nil {
+		t.Fatalf("short read %d, %v", k, err)
+	}
+	s.Close()
+	if got := queuedBy(c, 1000); got != 0 {
+		t.Fatalf("closed with a pending packet: %d charged", got)
+	}
+}
