@@ -22,7 +22,8 @@ import (
 // Once one has, every frame is classified where it enters (classifyVLAN):
 // its tag's VLAN if the port carries that VLAN tagged, the port's access
 // VLAN if it is untagged or priority-tagged (VID 0); anything else is
-// dropped and counted (vlan-drops). It then reaches only ports of its
+// dropped and counted (vlan-drops), but where it enters a port without a
+// setting (foreign). It then reaches only ports of its
 // VLAN (route), untagged where that is the receiver's access VLAN and
 // tagged where the receiver carries it as a trunk; the switch learns per
 // (VLAN, MAC). A frame is converted at most once per form (untagged,
