@@ -541,7 +541,7 @@ func (h *streamHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bo
 			p.net.refuseLength(p, c.badLen, mtu)
 		}
 		total += h.in.commit(b[total:], c, sent)
-		h.chargeKept()
+		h.chargeKept(ctx, nonblock)
 		if err != nil || !c.more {
 			break
 		}
@@ -562,18 +562,23 @@ func (h *streamHandle) Write(ctx context.Context, b []byte, _ int64, nonblock bo
 }
 
 // chargeKept charges the writer's payer for the kept frame's buffer as it
-// grows, and gives back what it no longer holds. A charge refused (the
-// budget spent) discards the frame, a drop as a data write's frame past
-// the budget is: the rest of its bytes are taken and let go. Called with
-// wlock held.
-func (h *streamHandle) chargeKept() {
+// grows, and gives back what it no longer holds. On a lossless network a
+// blocking writer waits for the budget, as a lossless data write does.
+// A charge refused (the budget spent, and no wait, or a signal ended it)
+// discards the frame, a drop as a data write's frame past the budget is:
+// the rest of its bytes are taken and let go. Called with wlock held.
+func (h *streamHandle) chargeKept(ctx context.Context, nonblock bool) {
 	payer := h.p.payer
 	if payer == nil {
 		return
 	}
 	switch want := h.in.keptBody(); {
 	case want > h.keptPaid:
-		if err := payer.Take(netcore.Queued, want-h.keptPaid); err != nil {
+		take := func() error { return payer.Take(netcore.Queued, want-h.keptPaid) }
+		if h.p.net.lossless.Load() && !nonblock {
+			take = func() error { return payer.TakeWaiting(ctx, want-h.keptPaid) }
+		}
+		if err := take(); err != nil {
 			h.in.discardKept()
 			h.p.net.drops.Add(1)
 			payer.Release(netcore.Queued, h.keptPaid)

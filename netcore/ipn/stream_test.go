@@ -644,6 +644,55 @@ func TestStreamKeptFrameOverBudget(t *testing.T) {
 	expectPkt(t, r, small[2:], "reader, a kept frame within the budget")
 }
 
+// On a lossless network a blocking writer whose kept frame finds the
+// budget spent waits for room instead of losing the frame; a signal
+// ends the wait, and then the frame is a drop.
+func TestStreamKeptFrameLosslessWaits(t *testing.T) {
+	c := budgetCore(t, 4096)
+	nd := mkNet(t, c, ownerCred, "stkeptwait", 0777)
+	mustCtl(t, nd, "mtu 9000\nlossless on\n")
+	r := openData(t, nd, ownerCred, syscall.O_RDONLY)
+	w := openData(t, nd, ownerCred, syscall.O_WRONLY)
+	s := openStream(t, nd, ownerCred, syscall.O_WRONLY)
+	send(t, w, bytes.Repeat([]byte{'q'}, 3000)) // most of the budget, queued for r
+	b := framed(bytes.Repeat([]byte{'k'}, 2000))
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Write(context.Background(), b[:1500], 0, false)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("kept frame past the budget: write returned (%v), want it to wait", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	expectPkt(t, r, bytes.Repeat([]byte{'q'}, 3000), "reader, making room")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("write after room: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("write still waits after a read made room")
+	}
+	writeAll(t, s, b[1500:])
+	expectPkt(t, r, b[2:], "reader, the kept frame")
+	if st := nd.n.Stats(); st.Drops != 0 {
+		t.Fatalf("stats %+v: want no drop on a lossless network", st)
+	}
+
+	// A signal while waiting: the frame is dropped, its bytes taken.
+	send(t, w, bytes.Repeat([]byte{'q'}, 3000))
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if n, err := s.Write(ctx, b[:1500], 0, false); n != 1500 || err != nil {
+		t.Fatalf("interrupted wait: %d, %v; want 1500, nil", n, err)
+	}
+	if st := nd.n.Stats(); st.Drops != 1 {
+		t.Fatalf("stats %+v: want the interrupted frame dropped", st)
+	}
+}
+
 // A packet a short read began stays charged as it was in the queue until
 // its end is read, or the file closed.
 func TestStreamPendingCharged(t *testing.T) {
