@@ -32,11 +32,8 @@ import (
 type impairState struct {
 	all   *impairment
 	ports map[*Port]*impairment
-	// payers are those of link senders, by uid: a waiting frame is
-	// charged to its sender's queued bytes, as a file port's is.
-	payers map[uint32]*netcore.Payer
-	hit    []*Port // scratch: the targets of the frame in hand that are impaired
-	sched  *impairSched
+	hit   []*Port // scratch: the targets of the frame in hand that are impaired
+	sched *impairSched
 }
 
 // impairCounters are the network's impair- counters in stats.
@@ -380,26 +377,17 @@ func (n *Network) impairSplit() {
 
 // impairLocked hands a frame sent into the network to the impairments of
 // the targets impairSplit set aside: each gets its own copy, charged to
-// the sender's queued bytes while it waits; a frame with offloads is cut
-// into wire frames first. Called with n.mu held.
+// impairPayer's queued bytes while it waits; a frame with offloads is
+// cut into wire frames first. Called with n.mu held.
 func (n *Network) impairLocked(from *Port, frame []byte, plain bool, segmented func() [][]byte) {
 	st := n.imp
 	frames := [][]byte{frame}
 	if !plain {
 		frames = segmented()
 	}
-	payer := from.payer
-	if payer == nil {
-		if payer = st.payers[from.uid]; payer == nil {
-			payer = n.fam.quota.Payer(from.uid, from.uid == 0)
-			if st.payers == nil {
-				st.payers = map[uint32]*netcore.Payer{}
-			}
-			st.payers[from.uid] = payer
-		}
-	}
 	now := time.Now()
 	for _, p := range st.hit {
+		payer := n.impairPayer(from, p)
 		m, all := st.all, true
 		if m == nil {
 			m, all = st.ports[p], false
@@ -410,6 +398,24 @@ func (n *Network) impairLocked(from *Port, frame []byte, plain bool, segmented f
 		}
 	}
 	st.hit = st.hit[:0]
+}
+
+// impairPayer is who pays for a copy from from waiting for to: a file
+// port's writer, as for what it queues; for a frame from a link (all of
+// uid 0, or a VDE client's), the receiving file port's opener, as
+// queueFrame has it, else the network's owner. Never a privileged payer
+// for a link's frame: what a link sends is anyone's doing (a ping to the
+// userspace host, a remote VXLAN peer), and must meet a user's per-uid
+// limit, not eat root's reserve. Called with n.mu held.
+func (n *Network) impairPayer(from, to *Port) *netcore.Payer {
+	switch {
+	case from.payer != nil:
+		return from.payer
+	case to.payer != nil:
+		return to.payer
+	default:
+		return n.owner
+	}
 }
 
 // impairAdmit passes frame f for port p into impairment m (all: the

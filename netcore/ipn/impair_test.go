@@ -493,3 +493,46 @@ func TestImpairPortRefs(t *testing.T) {
 		t.Errorf("impair lines left:\n%s", text)
 	}
 }
+
+// TestImpairLinkFramesUnprivileged: a frame from a link (uid 0) waiting
+// in an impairment is charged to the receiving file port's opener, or
+// between links to the network's owner, and never as privileged (which
+// would skip the per-uid limit and open root's reserve).
+func TestImpairLinkFramesUnprivileged(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, ownerCred, "imu", 0777)
+	n := nd.n
+	names := [2]string{fmt.Sprintf("m%d", memSeq.Add(1)), fmt.Sprintf("m%d", memSeq.Add(1))}
+	for _, name := range names {
+		memlink.Prepare(name, memlink.Options{})
+		mustCtl(t, nd, "mem "+name+"\n")
+	}
+	reader := &netcore.Cred{Uid: 2000, Gid: 2000, Pid: 43, CapsKnown: true, GroupsKnown: true}
+	b := openData(t, nd, reader, syscall.O_RDONLY)
+	mustCtl(t, nd, "impair #"+strconv.Itoa(portID(t, b))+" delay 10s\nimpair "+names[1]+" delay 10s\n")
+	if !memlink.Far(names[0]).InjectFrame(eth(mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, mac{2, 0, 0, 0, 0, 1}, strings.Repeat("x", 1000))) {
+		t.Fatal("inject refused")
+	}
+	q := n.fam.quota
+	deadline := time.Now().Add(waitLimit)
+	for q.UsedBy(2000, netcore.Queued) == 0 || q.UsedBy(1000, netcore.Queued) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queued bytes: reader %d, owner %d, uid 0 %d; want the reader's copy charged to it, the link's to the owner",
+				q.UsedBy(2000, netcore.Queued), q.UsedBy(1000, netcore.Queued), q.UsedBy(0, netcore.Queued))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if used := q.UsedBy(0, netcore.Queued); used != 0 {
+		t.Errorf("queued bytes of uid 0: %d, want none charged to root", used)
+	}
+	n.mu.Lock()
+	s := n.imp.sched
+	s.mu.Lock()
+	for _, x := range s.items {
+		if x.ch.payer.Privileged() {
+			t.Errorf("a frame for port %d waits charged to a privileged payer (uid %d)", x.to.id, x.ch.payer.Uid())
+		}
+	}
+	s.mu.Unlock()
+	n.mu.Unlock()
+}

@@ -86,7 +86,7 @@ type Network struct {
 	// packet order and makes the lossless "room for all" check exact.
 	mu        sync.Mutex
 	uid, gid  uint32
-	owner     *netcore.Payer // the owner's, for the quota's count of networks
+	owner     *netcore.Payer // the owner's (never privileged): the count of networks, impaired frames between links
 	mode      uint32
 	mtime     time.Time
 	set       Settings
