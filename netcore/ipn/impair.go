@@ -97,6 +97,15 @@ func txTime(size int, bps uint64) time.Duration {
 	return time.Duration(uint64(size) * 8 * uint64(time.Second) / bps)
 }
 
+// backlogged reports whether a frame of size bytes arriving at now would
+// wait more than MaxImpairBacklog for its turn on the rate.
+func (m *impairment) backlogged(now time.Time, size int) bool {
+	if m.spec.rate == 0 {
+		return false
+	}
+	return max(m.free.Sub(now), 0)+txTime(size, m.spec.rate) > MaxImpairBacklog
+}
+
 // schedule says when a frame of size bytes arriving at now leaves m: its
 // turn on the rate (frames queue behind each other), then its delay with
 // jitter, but never before the frame ahead of it unless reorder lets it
@@ -127,6 +136,7 @@ type impairItem struct {
 	stage *impairment
 	all   bool // in the all stage: the port's comes next
 	to    *Port
+	left  bool   // to left the network: the frame is dropped when popped
 	buf   []byte // vnet.HdrLen zero bytes (a plain frame), then the frame
 	ch    *charge
 }
@@ -230,6 +240,25 @@ func (s *impairSched) flush(m *impairment, now time.Time) {
 	s.arm(0)
 }
 
+// dropFor makes the frames waiting for p due now, marked left (p left
+// the network), and returns how many there are.
+func (s *impairSched) dropFor(p *Port, now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := 0
+	for _, x := range s.items {
+		if x.to == p && !x.left {
+			x.at, x.left = now, true
+			k++
+		}
+	}
+	if k > 0 {
+		heap.Init(&s.items)
+		s.arm(0)
+	}
+	return k
+}
+
 // stop ends the goroutine and returns what still waits.
 func (s *impairSched) stop() []*impairItem {
 	s.mu.Lock()
@@ -263,13 +292,11 @@ func (n *Network) runImpair(s *impairSched) {
 	var due []*impairItem
 	for {
 		var quit bool
-		due, quit = s.due(time.Now(), due[:0])
+		due, quit = n.releaseImpaired(s, due[:0])
 		if quit {
-			releaseAll(due)
 			return
 		}
 		if len(due) > 0 {
-			n.releaseImpaired(due)
 			clear(due)
 			continue
 		}
@@ -302,11 +329,15 @@ func releaseAll(items []*impairItem) {
 	}
 }
 
-// releaseImpaired passes on frames that are due: from the all stage to
-// the port's impairment if it has one, else to the port, by the rules of
-// its queue (a full queue drops and counts, as any delivery). A panic is
-// contained to the frames in hand: they are lost, counted and logged.
-func (n *Network) releaseImpaired(due []*impairItem) {
+// releaseImpaired takes the frames due from s (appended to buf) and
+// passes them on: from the all stage to the port's impairment if it has
+// one, else to the port, by the rules of its queue (a full queue drops
+// and counts, as any delivery). They are taken under n.mu, so that a
+// port that leaves finds every frame for it in s (forgetImpairLocked).
+// quit says s is stopped. A panic is contained to the frames in hand:
+// they are lost, counted and logged.
+func (n *Network) releaseImpaired(s *impairSched, buf []*impairItem) (due []*impairItem, quit bool) {
+	due = buf
 	var out []*impairItem
 	var wakes []func()
 	done := 0 // the frames before due[done] are passed on
@@ -320,11 +351,15 @@ func (n *Network) releaseImpaired(due []*impairItem) {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		now := time.Now()
+		due, quit = s.due(now, due)
+		if quit {
+			return
+		}
 		for i, x := range due {
 			done = i // x is in hand: a panic from here loses it
 			x.stage.waiting--
 			netcore.TestHook("IMPAIR", x.frame())
-			if n.closed {
+			if n.closed || x.left { // a frame for a port that left was counted then
 				wakes = append(wakes, x.ch.release)
 				continue
 			}
@@ -345,6 +380,10 @@ func (n *Network) releaseImpaired(due []*impairItem) {
 			wakes = n.enqueueAt(x.to, x.frame(), x.ch, wakes)
 		}
 	}()
+	if quit {
+		releaseAll(due)
+		return due, quit
+	}
 	done = len(due)
 	for _, w := range wakes {
 		w()
@@ -353,6 +392,7 @@ func (n *Network) releaseImpaired(due []*impairItem) {
 		n.writeLink(x.to, x.buf, len(x.frame()), true)
 		x.ch.release()
 	}
+	return due, quit
 }
 
 // impairSplit moves the targets of the frame in hand that are impaired
@@ -439,29 +479,31 @@ func (n *Network) impairAdmit(m *impairment, all bool, p *Port, f []byte, payer 
 		k = 2
 		n.impStats.dups.Add(1)
 	}
-	room := m.spec.queueLimit() - m.waiting
 	var copies [2]*impairItem
 	for i := range k {
-		if room <= 0 {
+		// Past the limit, or past the rate's backlog, the copy is dropped.
+		if m.waiting >= m.spec.queueLimit() || m.backlogged(now, len(f)) {
 			n.impStats.drops.Add(1)
 			if i == 0 && in != nil {
 				wakes = append(wakes, in.ch.release)
 			}
 			continue
 		}
-		room--
-		if i == 0 && in != nil {
-			copies[0] = in
-			continue
+		x := in
+		if i > 0 || in == nil {
+			ch, err := newCharge(payer, len(f), 1)
+			if err != nil {
+				n.impStats.drops.Add(1)
+				continue
+			}
+			buf := make([]byte, vnet.HdrLen+len(f))
+			copy(buf[vnet.HdrLen:], f)
+			x = &impairItem{to: p, buf: buf, ch: ch}
 		}
-		ch, err := newCharge(payer, len(f), 1)
-		if err != nil {
-			n.impStats.drops.Add(1)
-			continue
-		}
-		buf := make([]byte, vnet.HdrLen+len(f))
-		copy(buf[vnet.HdrLen:], f)
-		copies[i] = &impairItem{to: p, buf: buf, ch: ch}
+		m.waiting++
+		x.at = m.schedule(now, len(f), c.jitter[i], c.reorder)
+		x.stage, x.all = m, all
+		copies[i] = x
 	}
 	// The duplicate is a copy of the frame as it came (made above); corrupt
 	// changes the first. A frame with no byte after its Ethernet header
@@ -472,14 +514,10 @@ func (n *Network) impairAdmit(m *impairment, all bool, p *Port, f []byte, payer 
 		x.frame()[ethHeaderLen+int(bit/8)] ^= 1 << (bit % 8)
 		n.impStats.corrupted.Add(1)
 	}
-	for i, x := range copies[:k] {
-		if x == nil {
-			continue
+	for _, x := range copies[:k] {
+		if x != nil {
+			n.imp.sched.push(x)
 		}
-		m.waiting++
-		x.at = m.schedule(now, len(f), c.jitter[i], c.reorder)
-		x.stage, x.all = m, all
-		n.imp.sched.push(x)
 	}
 	return wakes
 }
@@ -530,14 +568,20 @@ func (n *Network) applyImpairLocked(l impairLine) *ctlError {
 	return nil
 }
 
-// forgetImpairLocked drops the impairment of a port that leaves; frames
-// still waiting for it are dropped when due. Called with n.mu held.
+// forgetImpairLocked drops the impairment of a port that leaves, and the
+// frames waiting for it in any stage: counted in impair-drops now, their
+// charges given back by the scheduler at once (not under n.mu: a release
+// may wake polls). Called with n.mu held.
 func (n *Network) forgetImpairLocked(p *Port) {
-	if n.imp == nil || n.imp.ports[p] == nil {
+	st := n.imp
+	if st == nil {
 		return
 	}
-	delete(n.imp.ports, p)
-	n.imp.sched.kick()
+	delete(st.ports, p)
+	if k := st.sched.dropFor(p, time.Now()); k > 0 {
+		n.impStats.drops.Add(uint64(k))
+	}
+	st.sched.kick() // an idle scheduler looks whether it is still needed
 }
 
 // stopImpair ends the scheduler of a network that shuts down and drops

@@ -536,3 +536,74 @@ func TestImpairLinkFramesUnprivileged(t *testing.T) {
 	s.mu.Unlock()
 	n.mu.Unlock()
 }
+
+// TestImpairPortLeaveFlushes: the frames waiting for a port that leaves,
+// in its impairment or in all's, are dropped at once: counted, their
+// charges given back.
+func TestImpairPortLeaveFlushes(t *testing.T) {
+	nd, a, b := impairNet(t)
+	n := nd.n
+	c := openData(t, nd, rootCred, syscall.O_RDWR)
+	mustCtl(t, nd, "impair #2 delay 50s\nimpair all delay 50s\n")
+	for range 3 {
+		send(t, a, make([]byte, 1000))
+	}
+	// Each frame waits in all's delay twice: for b, and for c.
+	q := n.fam.quota
+	if used := q.UsedBy(0, netcore.Queued); used < 6000 {
+		t.Fatalf("queued bytes %d, want 6 waiting frames charged", used)
+	}
+	b.Close()
+	if got := statsOf(t, nd)["impair-drops"]; got != 3 {
+		t.Errorf("impair-drops %d after b left, want its 3 frames", got)
+	}
+	c.Close()
+	if got := statsOf(t, nd)["impair-drops"]; got != 6 {
+		t.Errorf("impair-drops %d after c left, want 6", got)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for q.UsedBy(0, netcore.Queued) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queued bytes %d after the ports left, want 0", q.UsedBy(0, netcore.Queued))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	n.mu.Lock()
+	waiting := n.imp.all.waiting
+	n.mu.Unlock()
+	if waiting != 0 {
+		t.Errorf("all's waiting count %d, want 0", waiting)
+	}
+}
+
+// TestImpairRateBacklogBound: a frame that would wait more than
+// MaxImpairBacklog for its turn on the rate is dropped and counted.
+func TestImpairRateBacklogBound(t *testing.T) {
+	m := newImpairment(impairSpec{rate: 8000}) // 1000 bytes a second
+	now := time.Now()
+	admitted := 0
+	for range 100 {
+		if m.backlogged(now, 1000) {
+			continue
+		}
+		m.schedule(now, 1000, 0, false)
+		admitted++
+	}
+	if want := int(MaxImpairBacklog / time.Second); admitted != want {
+		t.Errorf("admitted %d frames of a second each, want %d", admitted, want)
+	}
+	nd, a, _ := impairNet(t)
+	mustCtl(t, nd, "impair #2 rate 8kbit limit 65536\n")
+	for range 100 {
+		send(t, a, make([]byte, 1000))
+	}
+	drops := statsOf(t, nd)["impair-drops"]
+	if drops < 35 || drops > 41 {
+		t.Errorf("impair-drops %d of 100 frames at 1000 bytes/s, want the ~40 past a minute", drops)
+	}
+	mustCtl(t, nd, "impair #2 rate 1bit\n")
+	send(t, a, make([]byte, 100)) // 800 s on the wire
+	if got := statsOf(t, nd)["impair-drops"]; got != drops+1 {
+		t.Errorf("a frame of 800 s at rate 1bit: impair-drops %d, want %d", got, drops+1)
+	}
+}
