@@ -335,16 +335,15 @@ func releaseAll(items []*impairItem) {
 // and counts, as any delivery). They are taken under n.mu, so that a
 // port that leaves finds every frame for it in s (forgetImpairLocked).
 // quit says s is stopped. A panic is contained to the frames in hand:
-// they are lost, counted and logged.
+// they are lost, counted and logged, their charges given back once.
 func (n *Network) releaseImpaired(s *impairSched, buf []*impairItem) (due []*impairItem, quit bool) {
 	due = buf
-	var out []*impairItem
+	var out []*impairItem // frames for links, written once n.mu is released
 	var wakes []func()
-	done := 0 // the frames before due[done] are passed on
 	defer func() {
 		if r := recover(); r != nil {
 			n.panicked(r, "panic releasing impaired frames; frames dropped")
-			releaseAll(due[done:])
+			n.settleImpaired(due, out, &wakes)
 		}
 	}()
 	func() {
@@ -356,43 +355,73 @@ func (n *Network) releaseImpaired(s *impairSched, buf []*impairItem) (due []*imp
 			return
 		}
 		for i, x := range due {
-			done = i // x is in hand: a panic from here loses it
 			x.stage.waiting--
-			netcore.TestHook("IMPAIR", x.frame())
-			if n.closed || x.left { // a frame for a port that left was counted then
+			f := x.frame()
+			netcore.TestHook("IMPAIR", f)
+			// x passes on below, its charge with it: a panic from here
+			// may lose the charge, but never gives it back twice.
+			due[i] = nil
+			switch {
+			case n.closed || x.left: // a frame for a port that left was counted then
 				wakes = append(wakes, x.ch.release)
-				continue
-			}
-			if x.all && n.imp != nil {
-				if m := n.imp.ports[x.to]; m != nil {
-					wakes = n.impairAdmit(m, false, x.to, x.frame(), x.ch.payer, x, now, wakes)
-					continue
-				}
-			}
-			if x.to.link != nil {
+			case x.all && n.imp != nil && n.imp.ports[x.to] != nil:
+				wakes = n.impairAdmit(n.imp.ports[x.to], false, x.to, f, x.ch.payer, x, now, wakes)
+			case x.to.link != nil:
 				out = append(out, x)
-				continue
-			}
-			if x.to.q.Closed() {
+			case x.to.q.Closed():
 				wakes = append(wakes, x.ch.release) // the port left
-				continue
+			default:
+				wakes = n.enqueueAt(x.to, f, x.ch, wakes)
 			}
-			wakes = n.enqueueAt(x.to, x.frame(), x.ch, wakes)
+			netcore.TestHook("RELEASED", f)
 		}
 	}()
 	if quit {
 		releaseAll(due)
 		return due, quit
 	}
-	done = len(due)
-	for _, w := range wakes {
-		w()
-	}
-	for _, x := range out {
+	runWakes(&wakes)
+	for i, x := range out {
 		n.writeLink(x.to, x.buf, len(x.frame()), true)
+		out[i] = nil
 		x.ch.release()
 	}
 	return due, quit
+}
+
+// settleImpaired finishes, after a panic, what releaseImpaired held:
+// the charges of the frames still in due and out (those not passed on)
+// are given back, and the releases and wakeups collected are run. A
+// panic in one of them is contained, and each runs once.
+func (n *Network) settleImpaired(due, out []*impairItem, wakes *[]func()) {
+	for _, xs := range [][]*impairItem{due, out} {
+		for i, x := range xs {
+			if x != nil {
+				xs[i] = nil
+				*wakes = append(*wakes, x.ch.release)
+			}
+		}
+	}
+	for len(*wakes) > 0 {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					n.panicked(r, "panic settling impaired frames")
+				}
+			}()
+			runWakes(wakes)
+		}()
+	}
+}
+
+// runWakes calls the funcs of *wakes in order, each taken off before it
+// is called: after a panic in one, the rest are still there to run.
+func runWakes(wakes *[]func()) {
+	for len(*wakes) > 0 {
+		w := (*wakes)[0]
+		*wakes = (*wakes)[1:]
+		w()
+	}
 }
 
 // impairSplit moves the targets of the frame in hand that are impaired

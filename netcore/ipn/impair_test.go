@@ -607,3 +607,58 @@ func TestImpairRateBacklogBound(t *testing.T) {
 		t.Errorf("a frame of 800 s at rate 1bit: impair-drops %d, want %d", got, drops+1)
 	}
 }
+
+// TestImpairPanicSettlesCharges: a panic while the scheduler passes
+// frames on gives back, once, the charges of what it held: releases
+// already collected still run, and a frame passed on before the panic
+// is not given back again.
+func TestImpairPanicSettlesCharges(t *testing.T) {
+	netcore.SetTestHooks(true)
+	t.Cleanup(func() { netcore.SetTestHooks(false) })
+	nd, a, b := impairNet(t)
+	n := nd.n
+	q := n.fam.quota
+	waitUsed := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(waitLimit)
+		for q.UsedBy(0, netcore.Queued) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: queued bytes %d, want 0", what, q.UsedBy(0, netcore.Queued))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitPanics := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(waitLimit)
+		for statsOf(t, nd)["panics"] != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("panics %d, want %d", statsOf(t, nd)["panics"], want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Released together: the first queues at b, the second finds b's
+	// queue full (its release collected), the third panics.
+	mustCtl(t, nd, "qlen 1\nimpair #2 delay 50s\n")
+	send(t, a, bytes.Repeat([]byte{1}, 1000))
+	send(t, a, bytes.Repeat([]byte{2}, 1000))
+	send(t, a, []byte("MNET-TEST-PANIC-IMPAIR"))
+	mustCtl(t, nd, "impair #2 off\n")
+	waitPanics(1)
+	if got, _ := recvWithin(t, b, waitLimit); got[0] != 1 {
+		t.Fatalf("b got %x, want the first frame", got[:1])
+	}
+	waitUsed("after a panic with a full queue's release collected")
+	// A panic once the frame is queued at b: the queue holds its charge.
+	mustCtl(t, nd, "impair #2 delay 1ms\n")
+	send(t, a, []byte("MNET-TEST-PANIC-RELEASED"))
+	waitPanics(2)
+	if got, _ := recvWithin(t, b, waitLimit); string(got) != "MNET-TEST-PANIC-RELEASED" {
+		t.Fatalf("b got %q, want the frame passed on before the panic", got)
+	}
+	waitUsed("after a panic with the frame queued")
+	if used := q.UsedBy(0, netcore.Queued); used != 0 {
+		t.Fatalf("queued bytes %d once b read the frame, want 0 (not given back twice)", used)
+	}
+}
