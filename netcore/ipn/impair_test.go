@@ -5,6 +5,7 @@ package ipn
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -660,5 +661,43 @@ func TestImpairPanicSettlesCharges(t *testing.T) {
 	waitUsed("after a panic with the frame queued")
 	if used := q.UsedBy(0, netcore.Queued); used != 0 {
 		t.Fatalf("queued bytes %d once b read the frame, want 0 (not given back twice)", used)
+	}
+}
+
+// ctlOrderExt is an extension instance that shows one item line, as the
+// userspace host shows its addresses.
+type ctlOrderExt struct{}
+
+func (ctlOrderExt) Parse(*netcore.Cred, string, string) (func() error, error) { return nil, nil }
+func (ctlOrderExt) CtlLines() (settings, items []string) {
+	return nil, []string{"addr 198.18.0.1/24"}
+}
+func (ctlOrderExt) Entries() []netcore.DirEntry   { return nil }
+func (ctlOrderExt) Busy() bool                    { return false }
+func (ctlOrderExt) Save() json.RawMessage         { return nil }
+func (ctlOrderExt) Restore(json.RawMessage) error { return nil }
+func (ctlOrderExt) Close()                        {}
+
+// TestImpairCtlOrder: reading ctl shows the attachments and addresses
+// first, then the settings of ports (vlan, trunk, impair).
+func TestImpairCtlOrder(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "imo", 0777)
+	n := nd.n
+	n.mu.Lock()
+	n.exts = append(n.exts, &extension{inst: ctlOrderExt{}, ext: &link.Extension{Name: "ctlorder"}})
+	n.mu.Unlock()
+	name := fmt.Sprintf("m%d", memSeq.Add(1))
+	memlink.Prepare(name, memlink.Options{})
+	mustCtl(t, nd, "mem "+name+"\nvlan "+name+" 10\nimpair "+name+" delay 1ms\n")
+	text := readAll(t, nd, "ctl")
+	var order []string
+	for _, l := range strings.Split(text, "\n") {
+		if w, _, _ := strings.Cut(l, " "); w == "mem" || w == "addr" || w == "vlan" || w == "impair" {
+			order = append(order, w)
+		}
+	}
+	if got, want := strings.Join(order, " "), "mem addr vlan impair"; got != want {
+		t.Errorf("ctl line order %q, want %q:\n%s", got, want, text)
 	}
 }

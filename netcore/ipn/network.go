@@ -804,11 +804,13 @@ func (n *Network) ctlText() []byte {
 		}
 		fmt.Fprintf(&b, "%s # waiting: namespace %s %s\n", w.line(), w.where.Netns, w.why)
 	}
-	n.vlanCtlLines(&b)
-	for _, l := range n.impairLinesLocked(false) {
+	for _, l := range items {
 		fmt.Fprintf(&b, "%s\n", l)
 	}
-	for _, l := range items {
+	// Then the settings of ports, which name them: as SPEC has it,
+	// attachments, cables and addresses come first.
+	n.vlanCtlLines(&b)
+	for _, l := range n.impairLinesLocked(false) {
 		fmt.Fprintf(&b, "%s\n", l)
 	}
 	if n.lastError != "" {
