@@ -32,11 +32,8 @@ import (
 type impairState struct {
 	all   *impairment
 	ports map[*Port]*impairment
-	// payers are those of link senders, by uid: a waiting frame is
-	// charged to its sender's queued bytes, as a file port's is.
-	payers map[uint32]*netcore.Payer
-	hit    []*Port // scratch: the targets of the frame in hand that are impaired
-	sched  *impairSched
+	hit   []*Port // scratch: the targets of the frame in hand that are impaired
+	sched *impairSched
 }
 
 // impairCounters are the network's impair- counters in stats.
@@ -100,6 +97,15 @@ func txTime(size int, bps uint64) time.Duration {
 	return time.Duration(uint64(size) * 8 * uint64(time.Second) / bps)
 }
 
+// backlogged reports whether a frame of size bytes arriving at now would
+// wait more than MaxImpairBacklog for its turn on the rate.
+func (m *impairment) backlogged(now time.Time, size int) bool {
+	if m.spec.rate == 0 {
+		return false
+	}
+	return max(m.free.Sub(now), 0)+txTime(size, m.spec.rate) > MaxImpairBacklog
+}
+
 // schedule says when a frame of size bytes arriving at now leaves m: its
 // turn on the rate (frames queue behind each other), then its delay with
 // jitter, but never before the frame ahead of it unless reorder lets it
@@ -130,6 +136,7 @@ type impairItem struct {
 	stage *impairment
 	all   bool // in the all stage: the port's comes next
 	to    *Port
+	left  bool   // to left the network: the frame is dropped when popped
 	buf   []byte // vnet.HdrLen zero bytes (a plain frame), then the frame
 	ch    *charge
 }
@@ -233,6 +240,25 @@ func (s *impairSched) flush(m *impairment, now time.Time) {
 	s.arm(0)
 }
 
+// dropFor makes the frames waiting for p due now, marked left (p left
+// the network), and returns how many there are.
+func (s *impairSched) dropFor(p *Port, now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := 0
+	for _, x := range s.items {
+		if x.to == p && !x.left {
+			x.at, x.left = now, true
+			k++
+		}
+	}
+	if k > 0 {
+		heap.Init(&s.items)
+		s.arm(0)
+	}
+	return k
+}
+
 // stop ends the goroutine and returns what still waits.
 func (s *impairSched) stop() []*impairItem {
 	s.mu.Lock()
@@ -266,13 +292,11 @@ func (n *Network) runImpair(s *impairSched) {
 	var due []*impairItem
 	for {
 		var quit bool
-		due, quit = s.due(time.Now(), due[:0])
+		due, quit = n.releaseImpaired(s, due[:0])
 		if quit {
-			releaseAll(due)
 			return
 		}
 		if len(due) > 0 {
-			n.releaseImpaired(due)
 			clear(due)
 			continue
 		}
@@ -305,56 +329,98 @@ func releaseAll(items []*impairItem) {
 	}
 }
 
-// releaseImpaired passes on frames that are due: from the all stage to
-// the port's impairment if it has one, else to the port, by the rules of
-// its queue (a full queue drops and counts, as any delivery). A panic is
-// contained to the frames in hand: they are lost, counted and logged.
-func (n *Network) releaseImpaired(due []*impairItem) {
-	var out []*impairItem
+// releaseImpaired takes the frames due from s (appended to buf) and
+// passes them on: from the all stage to the port's impairment if it has
+// one, else to the port, by the rules of its queue (a full queue drops
+// and counts, as any delivery). They are taken under n.mu, so that a
+// port that leaves finds every frame for it in s (forgetImpairLocked).
+// quit says s is stopped. A panic is contained to the frames in hand:
+// they are lost, counted and logged, their charges given back once.
+func (n *Network) releaseImpaired(s *impairSched, buf []*impairItem) (due []*impairItem, quit bool) {
+	due = buf
+	var out []*impairItem // frames for links, written once n.mu is released
 	var wakes []func()
-	done := 0 // the frames before due[done] are passed on
 	defer func() {
 		if r := recover(); r != nil {
 			n.panicked(r, "panic releasing impaired frames; frames dropped")
-			releaseAll(due[done:])
+			n.settleImpaired(due, out, &wakes)
 		}
 	}()
 	func() {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		now := time.Now()
+		due, quit = s.due(now, due)
+		if quit {
+			return
+		}
 		for i, x := range due {
-			done = i // x is in hand: a panic from here loses it
 			x.stage.waiting--
-			netcore.TestHook("IMPAIR", x.frame())
-			if n.closed {
+			f := x.frame()
+			netcore.TestHook("IMPAIR", f)
+			// x passes on below, its charge with it: a panic from here
+			// may lose the charge, but never gives it back twice.
+			due[i] = nil
+			switch {
+			case n.closed || x.left: // a frame for a port that left was counted then
 				wakes = append(wakes, x.ch.release)
-				continue
-			}
-			if x.all && n.imp != nil {
-				if m := n.imp.ports[x.to]; m != nil {
-					wakes = n.impairAdmit(m, false, x.to, x.frame(), x.ch.payer, x, now, wakes)
-					continue
-				}
-			}
-			if x.to.link != nil {
+			case x.all && n.imp != nil && n.imp.ports[x.to] != nil:
+				wakes = n.impairAdmit(n.imp.ports[x.to], false, x.to, f, x.ch.payer, x, now, wakes)
+			case x.to.link != nil:
 				out = append(out, x)
-				continue
-			}
-			if x.to.q.Closed() {
+			case x.to.q.Closed():
 				wakes = append(wakes, x.ch.release) // the port left
-				continue
+			default:
+				wakes = n.enqueueAt(x.to, f, x.ch, wakes)
 			}
-			wakes = n.enqueueAt(x.to, x.frame(), x.ch, wakes)
+			netcore.TestHook("RELEASED", f)
 		}
 	}()
-	done = len(due)
-	for _, w := range wakes {
-		w()
+	if quit {
+		releaseAll(due)
+		return due, quit
 	}
-	for _, x := range out {
+	runWakes(&wakes)
+	for i, x := range out {
 		n.writeLink(x.to, x.buf, len(x.frame()), true)
+		out[i] = nil
 		x.ch.release()
+	}
+	return due, quit
+}
+
+// settleImpaired finishes, after a panic, what releaseImpaired held:
+// the charges of the frames still in due and out (those not passed on)
+// are given back, and the releases and wakeups collected are run. A
+// panic in one of them is contained, and each runs once.
+func (n *Network) settleImpaired(due, out []*impairItem, wakes *[]func()) {
+	for _, xs := range [][]*impairItem{due, out} {
+		for i, x := range xs {
+			if x != nil {
+				xs[i] = nil
+				*wakes = append(*wakes, x.ch.release)
+			}
+		}
+	}
+	for len(*wakes) > 0 {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					n.panicked(r, "panic settling impaired frames")
+				}
+			}()
+			runWakes(wakes)
+		}()
+	}
+}
+
+// runWakes calls the funcs of *wakes in order, each taken off before it
+// is called: after a panic in one, the rest are still there to run.
+func runWakes(wakes *[]func()) {
+	for len(*wakes) > 0 {
+		w := (*wakes)[0]
+		*wakes = (*wakes)[1:]
+		w()
 	}
 }
 
@@ -380,26 +446,17 @@ func (n *Network) impairSplit() {
 
 // impairLocked hands a frame sent into the network to the impairments of
 // the targets impairSplit set aside: each gets its own copy, charged to
-// the sender's queued bytes while it waits; a frame with offloads is cut
-// into wire frames first. Called with n.mu held.
+// impairPayer's queued bytes while it waits; a frame with offloads is
+// cut into wire frames first. Called with n.mu held.
 func (n *Network) impairLocked(from *Port, frame []byte, plain bool, segmented func() [][]byte) {
 	st := n.imp
 	frames := [][]byte{frame}
 	if !plain {
 		frames = segmented()
 	}
-	payer := from.payer
-	if payer == nil {
-		if payer = st.payers[from.uid]; payer == nil {
-			payer = n.fam.quota.Payer(from.uid, from.uid == 0)
-			if st.payers == nil {
-				st.payers = map[uint32]*netcore.Payer{}
-			}
-			st.payers[from.uid] = payer
-		}
-	}
 	now := time.Now()
 	for _, p := range st.hit {
+		payer := n.impairPayer(from, p)
 		m, all := st.all, true
 		if m == nil {
 			m, all = st.ports[p], false
@@ -410,6 +467,24 @@ func (n *Network) impairLocked(from *Port, frame []byte, plain bool, segmented f
 		}
 	}
 	st.hit = st.hit[:0]
+}
+
+// impairPayer is who pays for a copy from from waiting for to: a file
+// port's writer, as for what it queues; for a frame from a link (all of
+// uid 0, or a VDE client's), the receiving file port's opener, as
+// queueFrame has it, else the network's owner. Never a privileged payer
+// for a link's frame: what a link sends is anyone's doing (a ping to the
+// userspace host, a remote VXLAN peer), and must meet a user's per-uid
+// limit, not eat root's reserve. Called with n.mu held.
+func (n *Network) impairPayer(from, to *Port) *netcore.Payer {
+	switch {
+	case from.payer != nil:
+		return from.payer
+	case to.payer != nil:
+		return to.payer
+	default:
+		return n.owner
+	}
 }
 
 // impairAdmit passes frame f for port p into impairment m (all: the
@@ -433,29 +508,31 @@ func (n *Network) impairAdmit(m *impairment, all bool, p *Port, f []byte, payer 
 		k = 2
 		n.impStats.dups.Add(1)
 	}
-	room := m.spec.queueLimit() - m.waiting
 	var copies [2]*impairItem
 	for i := range k {
-		if room <= 0 {
+		// Past the limit, or past the rate's backlog, the copy is dropped.
+		if m.waiting >= m.spec.queueLimit() || m.backlogged(now, len(f)) {
 			n.impStats.drops.Add(1)
 			if i == 0 && in != nil {
 				wakes = append(wakes, in.ch.release)
 			}
 			continue
 		}
-		room--
-		if i == 0 && in != nil {
-			copies[0] = in
-			continue
+		x := in
+		if i > 0 || in == nil {
+			ch, err := newCharge(payer, len(f), 1)
+			if err != nil {
+				n.impStats.drops.Add(1)
+				continue
+			}
+			buf := make([]byte, vnet.HdrLen+len(f))
+			copy(buf[vnet.HdrLen:], f)
+			x = &impairItem{to: p, buf: buf, ch: ch}
 		}
-		ch, err := newCharge(payer, len(f), 1)
-		if err != nil {
-			n.impStats.drops.Add(1)
-			continue
-		}
-		buf := make([]byte, vnet.HdrLen+len(f))
-		copy(buf[vnet.HdrLen:], f)
-		copies[i] = &impairItem{to: p, buf: buf, ch: ch}
+		m.waiting++
+		x.at = m.schedule(now, len(f), c.jitter[i], c.reorder)
+		x.stage, x.all = m, all
+		copies[i] = x
 	}
 	// The duplicate is a copy of the frame as it came (made above); corrupt
 	// changes the first. A frame with no byte after its Ethernet header
@@ -466,14 +543,10 @@ func (n *Network) impairAdmit(m *impairment, all bool, p *Port, f []byte, payer 
 		x.frame()[ethHeaderLen+int(bit/8)] ^= 1 << (bit % 8)
 		n.impStats.corrupted.Add(1)
 	}
-	for i, x := range copies[:k] {
-		if x == nil {
-			continue
+	for _, x := range copies[:k] {
+		if x != nil {
+			n.imp.sched.push(x)
 		}
-		m.waiting++
-		x.at = m.schedule(now, len(f), c.jitter[i], c.reorder)
-		x.stage, x.all = m, all
-		n.imp.sched.push(x)
 	}
 	return wakes
 }
@@ -524,14 +597,20 @@ func (n *Network) applyImpairLocked(l impairLine) *ctlError {
 	return nil
 }
 
-// forgetImpairLocked drops the impairment of a port that leaves; frames
-// still waiting for it are dropped when due. Called with n.mu held.
+// forgetImpairLocked drops the impairment of a port that leaves, and the
+// frames waiting for it in any stage: counted in impair-drops now, their
+// charges given back by the scheduler at once (not under n.mu: a release
+// may wake polls). Called with n.mu held.
 func (n *Network) forgetImpairLocked(p *Port) {
-	if n.imp == nil || n.imp.ports[p] == nil {
+	st := n.imp
+	if st == nil {
 		return
 	}
-	delete(n.imp.ports, p)
-	n.imp.sched.kick()
+	delete(st.ports, p)
+	if k := st.sched.dropFor(p, time.Now()); k > 0 {
+		n.impStats.drops.Add(uint64(k))
+	}
+	st.sched.kick() // an idle scheduler looks whether it is still needed
 }
 
 // stopImpair ends the scheduler of a network that shuts down and drops

@@ -5,6 +5,7 @@ package ipn
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -491,5 +492,212 @@ func TestImpairPortRefs(t *testing.T) {
 	mustCtl(t, nd, "impair memsvc:5 off\nimpair "+name+" off\n")
 	if text := readAll(t, nd, "ctl"); strings.Contains(text, "\nimpair ") {
 		t.Errorf("impair lines left:\n%s", text)
+	}
+}
+
+// TestImpairLinkFramesUnprivileged: a frame from a link (uid 0) waiting
+// in an impairment is charged to the receiving file port's opener, or
+// between links to the network's owner, and never as privileged (which
+// would skip the per-uid limit and open root's reserve).
+func TestImpairLinkFramesUnprivileged(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, ownerCred, "imu", 0777)
+	n := nd.n
+	names := [2]string{fmt.Sprintf("m%d", memSeq.Add(1)), fmt.Sprintf("m%d", memSeq.Add(1))}
+	for _, name := range names {
+		memlink.Prepare(name, memlink.Options{})
+		mustCtl(t, nd, "mem "+name+"\n")
+	}
+	reader := &netcore.Cred{Uid: 2000, Gid: 2000, Pid: 43, CapsKnown: true, GroupsKnown: true}
+	b := openData(t, nd, reader, syscall.O_RDONLY)
+	mustCtl(t, nd, "impair #"+strconv.Itoa(portID(t, b))+" delay 10s\nimpair "+names[1]+" delay 10s\n")
+	if !memlink.Far(names[0]).InjectFrame(eth(mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, mac{2, 0, 0, 0, 0, 1}, strings.Repeat("x", 1000))) {
+		t.Fatal("inject refused")
+	}
+	q := n.fam.quota
+	deadline := time.Now().Add(waitLimit)
+	for q.UsedBy(2000, netcore.Queued) == 0 || q.UsedBy(1000, netcore.Queued) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queued bytes: reader %d, owner %d, uid 0 %d; want the reader's copy charged to it, the link's to the owner",
+				q.UsedBy(2000, netcore.Queued), q.UsedBy(1000, netcore.Queued), q.UsedBy(0, netcore.Queued))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if used := q.UsedBy(0, netcore.Queued); used != 0 {
+		t.Errorf("queued bytes of uid 0: %d, want none charged to root", used)
+	}
+	n.mu.Lock()
+	s := n.imp.sched
+	s.mu.Lock()
+	for _, x := range s.items {
+		if x.ch.payer.Privileged() {
+			t.Errorf("a frame for port %d waits charged to a privileged payer (uid %d)", x.to.id, x.ch.payer.Uid())
+		}
+	}
+	s.mu.Unlock()
+	n.mu.Unlock()
+}
+
+// TestImpairPortLeaveFlushes: the frames waiting for a port that leaves,
+// in its impairment or in all's, are dropped at once: counted, their
+// charges given back.
+func TestImpairPortLeaveFlushes(t *testing.T) {
+	nd, a, b := impairNet(t)
+	n := nd.n
+	c := openData(t, nd, rootCred, syscall.O_RDWR)
+	mustCtl(t, nd, "impair #2 delay 50s\nimpair all delay 50s\n")
+	for range 3 {
+		send(t, a, make([]byte, 1000))
+	}
+	// Each frame waits in all's delay twice: for b, and for c.
+	q := n.fam.quota
+	if used := q.UsedBy(0, netcore.Queued); used < 6000 {
+		t.Fatalf("queued bytes %d, want 6 waiting frames charged", used)
+	}
+	b.Close()
+	if got := statsOf(t, nd)["impair-drops"]; got != 3 {
+		t.Errorf("impair-drops %d after b left, want its 3 frames", got)
+	}
+	c.Close()
+	if got := statsOf(t, nd)["impair-drops"]; got != 6 {
+		t.Errorf("impair-drops %d after c left, want 6", got)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for q.UsedBy(0, netcore.Queued) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("queued bytes %d after the ports left, want 0", q.UsedBy(0, netcore.Queued))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	n.mu.Lock()
+	waiting := n.imp.all.waiting
+	n.mu.Unlock()
+	if waiting != 0 {
+		t.Errorf("all's waiting count %d, want 0", waiting)
+	}
+}
+
+// TestImpairRateBacklogBound: a frame that would wait more than
+// MaxImpairBacklog for its turn on the rate is dropped and counted.
+func TestImpairRateBacklogBound(t *testing.T) {
+	m := newImpairment(impairSpec{rate: 8000}) // 1000 bytes a second
+	now := time.Now()
+	admitted := 0
+	for range 100 {
+		if m.backlogged(now, 1000) {
+			continue
+		}
+		m.schedule(now, 1000, 0, false)
+		admitted++
+	}
+	if want := int(MaxImpairBacklog / time.Second); admitted != want {
+		t.Errorf("admitted %d frames of a second each, want %d", admitted, want)
+	}
+	nd, a, _ := impairNet(t)
+	mustCtl(t, nd, "impair #2 rate 8kbit limit 65536\n")
+	for range 100 {
+		send(t, a, make([]byte, 1000))
+	}
+	drops := statsOf(t, nd)["impair-drops"]
+	if drops < 35 || drops > 41 {
+		t.Errorf("impair-drops %d of 100 frames at 1000 bytes/s, want the ~40 past a minute", drops)
+	}
+	mustCtl(t, nd, "impair #2 rate 1bit\n")
+	send(t, a, make([]byte, 100)) // 800 s on the wire
+	if got := statsOf(t, nd)["impair-drops"]; got != drops+1 {
+		t.Errorf("a frame of 800 s at rate 1bit: impair-drops %d, want %d", got, drops+1)
+	}
+}
+
+// TestImpairPanicSettlesCharges: a panic while the scheduler passes
+// frames on gives back, once, the charges of what it held: releases
+// already collected still run, and a frame passed on before the panic
+// is not given back again.
+func TestImpairPanicSettlesCharges(t *testing.T) {
+	netcore.SetTestHooks(true)
+	t.Cleanup(func() { netcore.SetTestHooks(false) })
+	nd, a, b := impairNet(t)
+	n := nd.n
+	q := n.fam.quota
+	waitUsed := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(waitLimit)
+		for q.UsedBy(0, netcore.Queued) != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: queued bytes %d, want 0", what, q.UsedBy(0, netcore.Queued))
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitPanics := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(waitLimit)
+		for statsOf(t, nd)["panics"] != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("panics %d, want %d", statsOf(t, nd)["panics"], want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Released together: the first queues at b, the second finds b's
+	// queue full (its release collected), the third panics.
+	mustCtl(t, nd, "qlen 1\nimpair #2 delay 50s\n")
+	send(t, a, bytes.Repeat([]byte{1}, 1000))
+	send(t, a, bytes.Repeat([]byte{2}, 1000))
+	send(t, a, []byte("MNET-TEST-PANIC-IMPAIR"))
+	mustCtl(t, nd, "impair #2 off\n")
+	waitPanics(1)
+	if got, _ := recvWithin(t, b, waitLimit); got[0] != 1 {
+		t.Fatalf("b got %x, want the first frame", got[:1])
+	}
+	waitUsed("after a panic with a full queue's release collected")
+	// A panic once the frame is queued at b: the queue holds its charge.
+	mustCtl(t, nd, "impair #2 delay 1ms\n")
+	send(t, a, []byte("MNET-TEST-PANIC-RELEASED"))
+	waitPanics(2)
+	if got, _ := recvWithin(t, b, waitLimit); string(got) != "MNET-TEST-PANIC-RELEASED" {
+		t.Fatalf("b got %q, want the frame passed on before the panic", got)
+	}
+	waitUsed("after a panic with the frame queued")
+	if used := q.UsedBy(0, netcore.Queued); used != 0 {
+		t.Fatalf("queued bytes %d once b read the frame, want 0 (not given back twice)", used)
+	}
+}
+
+// ctlOrderExt is an extension instance that shows one item line, as the
+// userspace host shows its addresses.
+type ctlOrderExt struct{}
+
+func (ctlOrderExt) Parse(*netcore.Cred, string, string) (func() error, error) { return nil, nil }
+func (ctlOrderExt) CtlLines() (settings, items []string) {
+	return nil, []string{"addr 198.18.0.1/24"}
+}
+func (ctlOrderExt) Entries() []netcore.DirEntry   { return nil }
+func (ctlOrderExt) Busy() bool                    { return false }
+func (ctlOrderExt) Save() json.RawMessage         { return nil }
+func (ctlOrderExt) Restore(json.RawMessage) error { return nil }
+func (ctlOrderExt) Close()                        {}
+
+// TestImpairCtlOrder: reading ctl shows the attachments and addresses
+// first, then the settings of ports (vlan, trunk, impair).
+func TestImpairCtlOrder(t *testing.T) {
+	c := newTestCore(t, "")
+	nd := mkNet(t, c, rootCred, "imo", 0777)
+	n := nd.n
+	n.mu.Lock()
+	n.exts = append(n.exts, &extension{inst: ctlOrderExt{}, ext: &link.Extension{Name: "ctlorder"}})
+	n.mu.Unlock()
+	name := fmt.Sprintf("m%d", memSeq.Add(1))
+	memlink.Prepare(name, memlink.Options{})
+	mustCtl(t, nd, "mem "+name+"\nvlan "+name+" 10\nimpair "+name+" delay 1ms\n")
+	text := readAll(t, nd, "ctl")
+	var order []string
+	for _, l := range strings.Split(text, "\n") {
+		if w, _, _ := strings.Cut(l, " "); w == "mem" || w == "addr" || w == "vlan" || w == "impair" {
+			order = append(order, w)
+		}
+	}
+	if got, want := strings.Join(order, " "), "mem addr vlan impair"; got != want {
+		t.Errorf("ctl line order %q, want %q:\n%s", got, want, text)
 	}
 }

@@ -20,10 +20,14 @@ const (
 	DefaultImpairLimit = 1000
 	MaxImpairLimit     = 65536
 	// MaxImpairDelay bounds delay+jitter: a frame waits at most that long
-	// (with a rate, its turn may come later still).
+	// after its turn on the rate.
 	MaxImpairDelay = time.Minute
-	MaxImpairRate  = 1000_000_000_000 // bits per second
-	percentScale   = 10000            // percentages are kept in hundredths
+	// MaxImpairBacklog bounds the wait for a turn on the rate: a frame
+	// that would wait longer is dropped, so that a very low rate cannot
+	// hold frames (and their senders' budgets) for days.
+	MaxImpairBacklog = time.Minute
+	MaxImpairRate    = 1000_000_000_000 // bits per second
+	percentScale     = 10000            // percentages are kept in hundredths
 )
 
 // impairSpec is one parsed impair line's parameters. Percentages are in

@@ -86,7 +86,7 @@ type Network struct {
 	// packet order and makes the lossless "room for all" check exact.
 	mu        sync.Mutex
 	uid, gid  uint32
-	owner     *netcore.Payer // the owner's, for the quota's count of networks
+	owner     *netcore.Payer // the owner's (never privileged): the count of networks, impaired frames between links
 	mode      uint32
 	mtime     time.Time
 	set       Settings
@@ -810,11 +810,13 @@ func (n *Network) ctlText() []byte {
 		}
 		fmt.Fprintf(&b, "%s # waiting: namespace %s %s\n", w.line(), w.where.Netns, w.why)
 	}
-	n.vlanCtlLines(&b)
-	for _, l := range n.impairLinesLocked(false) {
+	for _, l := range items {
 		fmt.Fprintf(&b, "%s\n", l)
 	}
-	for _, l := range items {
+	// Then the settings of ports, which name them: as SPEC has it,
+	// attachments, cables and addresses come first.
+	n.vlanCtlLines(&b)
+	for _, l := range n.impairLinesLocked(false) {
 		fmt.Fprintf(&b, "%s\n", l)
 	}
 	if n.lastError != "" {
