@@ -701,3 +701,29 @@ func TestImpairCtlOrder(t *testing.T) {
 		t.Errorf("ctl line order %q, want %q:\n%s", got, want, text)
 	}
 }
+
+// A #N naming an attachment that an earlier line of the same write
+// detaches fails the whole write: nothing of it is applied.
+func TestImpairPortRefDetachedEarlier(t *testing.T) {
+	nd, _ := servedNet(t, rootCred, "imrefgone", 0700)
+	l := attachMem(t, nd, memlink.Options{})
+	name := memlinkNameOf(t, nd, l)
+	id := ""
+	for _, row := range strings.Split(readAll(t, nd, "ports"), "\n") {
+		if f := strings.Fields(row); len(f) > 10 && f[10] == name {
+			id = f[0]
+		}
+	}
+	if id == "" {
+		t.Fatalf("no port row for %s:\n%s", name, readAll(t, nd, "ports"))
+	}
+	for _, word := range []string{"impair #" + id + " delay 1ms", "vlan #" + id + " 10"} {
+		err := ctl(t, nd, rootCred, "detach "+name+"\n"+word+"\n")
+		if !errors.Is(err, syscall.ENODEV) {
+			t.Fatalf("detach, then %q: %v, want ENODEV", word, err)
+		}
+		if !strings.Contains(readAll(t, nd, "ports"), " "+name) {
+			t.Fatalf("%q: the detach before it was applied", word)
+		}
+	}
+}

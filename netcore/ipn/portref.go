@@ -69,9 +69,9 @@ func (r portRef) String() string {
 }
 
 // checkPortRefLocked checks that r names a port when its line is
-// applied: a port there now (#N, SERVICE:N: a client connected now) or
-// an attachment in attached (the links as the lines before it leave
-// them). Called with n.mu held.
+// applied: a port there now (#N, SERVICE:N: a client connected now) and,
+// if it is an attachment, still in attached (the links as the lines
+// before it leave them). Called with n.mu held.
 func (n *Network) checkPortRefLocked(r portRef, attached map[linkKey]bool, line string) *ctlError {
 	if r.link != nil {
 		keys := make([]linkKey, 0, len(attached))
@@ -81,7 +81,10 @@ func (n *Network) checkPortRefLocked(r portRef, attached map[linkKey]bool, line 
 		_, bad := r.link.pick(keys, line)
 		return bad
 	}
-	if p := n.portOfRefLocked(r); p == nil {
+	p := n.portOfRefLocked(r)
+	if p == nil || (p.spec != nil && !attached[p.key()]) {
+		// An attachment an earlier line detaches is gone by then: the
+		// write fails whole rather than after those lines applied.
 		return ctlErr(syscall.ENODEV, "%s: no port %s on this network", line, r)
 	}
 	return nil
