@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,6 +172,7 @@ func startMnetAt(t *testing.T, mp, state string, args ...string) *daemon {
 // the mount stays in the test's mount namespace.
 func startMnetIn(t *testing.T, netns, mp, state string, args ...string) *daemon {
 	t.Helper()
+	statSourcesOnce.Do(statSources)
 	d := &daemon{t: t, mp: mp, state: state, log: &syncBuffer{}, done: make(chan struct{})}
 	// VDE switch directories next to the state file, not in the shared
 	// /run/mnet/vde where parallel daemons' networks would collide.
@@ -459,4 +461,25 @@ func readTimeout(fd int, d time.Duration) ([]byte, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+var statSourcesOnce sync.Once
+
+// statSources stats every Go source and module file of the daemon. These
+// tests build it in a subprocess, which go test's cache cannot see; the
+// files a test stats while it runs (not in TestMain) are part of its
+// cache key, so a change to the daemon runs the tests that start one
+// again instead of reporting a cached pass.
+func statSources() {
+	filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return nil
+		case d.IsDir() && path != ".." && (path == filepath.Join("..", "tests") || strings.HasPrefix(d.Name(), ".")):
+			return filepath.SkipDir // this package (go test sees it), .git
+		case !d.IsDir() && (strings.HasSuffix(path, ".go") || d.Name() == "go.mod" || d.Name() == "go.sum"):
+			os.Stat(path)
+		}
+		return nil
+	})
 }
