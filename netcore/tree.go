@@ -149,6 +149,11 @@ func init() { lastID.Store(1) } // 1 is the root of the mount
 // NewID returns a fresh node ID.
 func NewID() uint64 { return lastID.Add(1) }
 
+// NewIDs reserves n consecutive IDs and returns the first: a directory
+// whose entries are made on demand names them by computation, the same
+// every time, without keeping them.
+func NewIDs(n int) uint64 { return lastID.Add(uint64(n)) - uint64(n) + 1 }
+
 // TextFile is a read-only file whose content is made at open time, so one
 // open reads one consistent snapshot (README, families, a table).
 type TextFile struct {

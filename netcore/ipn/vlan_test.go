@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -454,6 +455,41 @@ func TestVLANDirectory(t *testing.T) {
 	for _, bad := range []string{"0", "4095", "01", "x", ""} {
 		if _, err := v.(netcore.Dir).Lookup(rootCred, bad); !errors.Is(err, syscall.ENOENT) {
 			t.Errorf("lookup vlan/%s: %v", bad, err)
+		}
+	}
+}
+
+// A VID's directory and files keep their IDs from lookup to lookup (so
+// their inodes), and no two VIDs or networks share one, while nothing is
+// kept for a VID looked up.
+func TestVLANDirectoryIDs(t *testing.T) {
+	c := newTestCore(t, "")
+	seen := map[uint64]string{}
+	for _, name := range []string{"vlida", "vlidb"} {
+		nd := mkNet(t, c, rootCred, name, 0700)
+		v, _ := nd.Lookup(rootCred, "vlan")
+		for _, vid := range []string{"1", "2", "4094"} {
+			ids := func() []uint64 {
+				n, err := v.(netcore.Dir).Lookup(rootCred, vid)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out := []uint64{n.ID()}
+				for _, e := range n.(netcore.Dir).List(rootCred) {
+					out = append(out, e.Node.ID())
+				}
+				return out
+			}
+			first, again := ids(), ids()
+			if !slices.Equal(first, again) {
+				t.Fatalf("%s vlan/%s: IDs %v, then %v", name, vid, first, again)
+			}
+			for _, id := range first {
+				if other, ok := seen[id]; ok {
+					t.Fatalf("%s vlan/%s: ID %d is %s's too", name, vid, id, other)
+				}
+				seen[id] = name + " vlan/" + vid
+			}
 		}
 	}
 }

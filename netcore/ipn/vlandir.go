@@ -5,7 +5,6 @@ package ipn
 import (
 	"slices"
 	"strconv"
-	"sync"
 	"syscall"
 
 	"github.com/mnet-project/mnet/netcore"
@@ -17,16 +16,20 @@ var vlanFileKinds = []fileKind{fileData, fileStream}
 
 // vlanDir is ipn/NAME/vlan/: a directory per VLAN, 1..4094. It lists the
 // VLANs the network's ports are in; any other is there when looked up.
+// The directories are made at each lookup and not kept (anyone may look
+// up all 4094 of every network), with IDs reserved once: the same VID
+// is the same inode every time.
 type vlanDir struct {
-	id uint64
-	n  *Network
-
-	mu   sync.Mutex
-	vids map[uint16]*vidDir // made on first lookup, at most one per VID
+	id   uint64
+	n    *Network
+	base uint64 // the ID of VID 0's directory; vidStride IDs per VID
 }
 
+// vidStride is the IDs of one VID: its directory and its files.
+var vidStride = 1 + len(vlanFileKinds)
+
 func newVLANDir(n *Network) *vlanDir {
-	return &vlanDir{id: netcore.NewID(), n: n, vids: map[uint16]*vidDir{}}
+	return &vlanDir{id: netcore.NewID(), n: n, base: netcore.NewIDs((maxVID + 1) * vidStride)}
 }
 
 func (d *vlanDir) ID() uint64 { return d.id }
@@ -94,17 +97,12 @@ func (d *vlanDir) Lookup(_ *netcore.Cred, name string) (netcore.Node, error) {
 	return d.vid(vid), nil
 }
 
-// vid is the directory of VLAN vid, the same node every time.
+// vid is the directory of VLAN vid, with the same IDs every time.
 func (d *vlanDir) vid(vid uint16) *vidDir {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	v := d.vids[vid]
-	if v == nil {
-		v = &vidDir{id: netcore.NewID(), d: d}
-		for _, k := range vlanFileKinds {
-			v.files = append(v.files, &netFile{id: netcore.NewID(), n: d.n, kind: k, vlan: vid})
-		}
-		d.vids[vid] = v
+	id := d.base + uint64(vid)*uint64(vidStride)
+	v := &vidDir{id: id, d: d}
+	for i, k := range vlanFileKinds {
+		v.files = append(v.files, &netFile{id: id + 1 + uint64(i), n: d.n, kind: k, vlan: vid})
 	}
 	return v
 }
